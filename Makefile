@@ -1,0 +1,88 @@
+# lakebase — build, test, demo, bench.
+# `make test` and `make demo` install their own Debian packages (spec/support/deps.sh).
+
+CC       ?= cc
+PG_INC   := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -I$(PG_INC)
+LDLIBS   := -lpq -lcurl -lcjson -pthread
+LUA54_INC  ?= /usr/include/lua5.4
+LUAJIT_INC ?= /usr/include/luajit-2.1
+
+CORE_SRC := $(wildcard src/*.c)
+BIND_SRC := $(wildcard src/bind/*.c)
+CORE_OBJ := $(patsubst src/%.c,build/obj/core/%.o,$(CORE_SRC))
+BIND54_OBJ := $(patsubst src/bind/%.c,build/obj/lua5.4/%.o,$(BIND_SRC))
+BINDJIT_OBJ := $(patsubst src/bind/%.c,build/obj/luajit/%.o,$(BIND_SRC))
+CTEST_SRC := $(wildcard tests/c/test_*.c)
+CTEST_BIN := $(patsubst tests/c/%.c,build/tests/%,$(CTEST_SRC))
+
+.PHONY: all build deps test test-c test-faults demo bench check-memory fuzz lint clean rock rock-install
+
+all: build
+
+build: build/lua5.4/lakebase/core.so build/luajit/lakebase/core.so build/liblakebase.a $(CTEST_BIN)
+
+deps:
+	@bash spec/support/deps.sh
+
+build/obj/core/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+build/obj/lua5.4/%.o: src/bind/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(LUA54_INC) -MMD -MP -c $< -o $@
+
+build/obj/luajit/%.o: src/bind/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(LUAJIT_INC) -MMD -MP -c $< -o $@
+
+build/liblakebase.a: $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+build/lua5.4/lakebase/core.so: $(BIND54_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+build/luajit/lakebase/core.so: $(BINDJIT_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+build/tests/%: tests/c/%.c build/liblakebase.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc $< -o $@ build/liblakebase.a $(LDFLAGS) $(LDLIBS)
+
+# The whole suite: C tests and busted specs on Lua 5.4 and LuaJIT against the fixtures.
+# Last line: "tests: N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory build
+	@bash spec/support/run_tests.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@bash examples/run_demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@bash bench/run.sh
+
+lint:
+	luacheck lua bin spec
+
+# luarocks `make` backend: build the C core for the interpreter LuaRocks targets, then install.
+rock:
+	$(CC) $(CFLAGS) -I$(LUA_INCDIR) -Isrc -shared -o lakebase_core.so $(BIND_SRC) $(CORE_SRC) $(LDFLAGS) $(LDLIBS)
+
+rock-install:
+	mkdir -p $(INST_LIBDIR)/lakebase $(INST_LUADIR)/lakebase $(INST_BINDIR)
+	cp lakebase_core.so $(INST_LIBDIR)/lakebase/core.so
+	cp lua/lakebase/*.lua $(INST_LUADIR)/lakebase/
+	for d in lua/lakebase/*/; do [ -d "$$d" ] || continue; mkdir -p $(INST_LUADIR)/lakebase/$$(basename $$d); cp $$d*.lua $(INST_LUADIR)/lakebase/$$(basename $$d)/; done
+	cp bin/lakebase $(INST_BINDIR)/lakebase
+
+clean:
+	rm -rf build lakebase_core.so
+
+-include $(CORE_OBJ:.o=.d) $(BIND54_OBJ:.o=.d) $(BINDJIT_OBJ:.o=.d)

@@ -1,0 +1,56 @@
+--- Parameter values that need more than a plain Lua value: NULL, JSON, arrays, bytea.
+-- Wrappers are plain tables (`{ __lakebase = kind, value = v }`) so they survive being copied
+-- between Lua states (ngx.run_worker_thread drops metatables); the metatable only serves tostring.
+local core = require("lakebase.core")
+
+local _M = {}
+
+--- The SQL NULL sentinel: a light userdata NULL, equal to cjson.null and ngx.null.
+_M.null = core.null
+
+local wrapper_mt = {
+  __tostring = function(w)
+    if w.__lakebase == "bytea" then
+      return "lakebase.bytea(" .. #w.value .. " bytes)"
+    end
+    return "lakebase." .. w.__lakebase .. "(...)"
+  end,
+}
+
+local function wrap(kind, v)
+  return setmetatable({ __lakebase = kind, value = v }, wrapper_mt)
+end
+
+--- Send `v` (any JSON-encodable Lua value) as JSON text.
+function _M.json(v)
+  return wrap("json", v)
+end
+
+--- Send a Lua sequence as a one-dimension PostgreSQL array.
+function _M.array(t)
+  if type(t) ~= "table" then
+    error("bad argument #1 to 'array' (table expected, got " .. type(t) .. ")", 2)
+  end
+  return wrap("array", t)
+end
+
+--- Send a Lua string as binary bytea (NUL bytes allowed).
+function _M.bytea(s)
+  if type(s) ~= "string" then
+    error("bad argument #1 to 'bytea' (string expected, got " .. type(s) .. ")", 2)
+  end
+  return wrap("bytea", s)
+end
+
+--- The wrapper kind of `x` ("json", "array", "bytea") or nil for anything else.
+function _M.kind(x)
+  if type(x) == "table" then
+    local k = x.__lakebase
+    if k == "json" or k == "array" or k == "bytea" then
+      return k
+    end
+  end
+  return nil
+end
+
+return _M

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests and the demo need (only the missing ones).
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config
+  lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-busted lua-check luarocks
+  libpq-dev libcurl4-openssl-dev libcjson-dev
+  postgresql postgresql-client openssl curl python3 ca-certificates
+  nginx libnginx-mod-http-lua lua-resty-core
+  lua-sql-postgres
+)
+[ -n "${LAKEBASE_EXTRA_PACKAGES:-}" ] && read -r -a extra <<<"$LAKEBASE_EXTRA_PACKAGES" && packages+=("${extra[@]}")
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "deps: missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,20 @@
+/* The Lua binding: one lb_bind_<area>() per area registers its functions into the module table
+ * on top of the stack. Only files in src/bind/ include lua.h. */
+#ifndef LB_BIND_H
+#define LB_BIND_H
+
+#include "compat.h"
+#include "../lakebase.h"
+
+/* Pushes an error object (table with kind, message, sqlstate, detail, hint, retriable and the
+ * shared error metatable). */
+void lb_bind_push_error(lua_State *L, const lb_error *err);
+/* Returns nil, error-object: the usual `return lb_bind_fail(L, &err);` */
+int lb_bind_fail(lua_State *L, lb_error *err);
+
+void lb_bind_error(lua_State *L);
+void lb_bind_config(lua_State *L);
+void lb_bind_credential(lua_State *L);
+void lb_bind_pool(lua_State *L);
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * lakebase — C core: settings, Lakebase credentials, HTTP, a libpq pool and result helpers.
+ *
+ * A plain C library (no Lua here). The Lua binding in src/bind/ is one user of it; C tests
+ * and benchmarks are others. Every object has one owner: x_new/x_free, x_acquire/x_release
+ * (process-wide shared objects, reference counted), x_checkout/x_checkin (pool connections).
+ * Errors are reported through an lb_error the caller owns; secrets never appear in one.
+ * Everything here is thread-safe unless a comment says otherwise.
+ */
+#ifndef LAKEBASE_H
+#define LAKEBASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LAKEBASE_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------------------------
+ * Errors
+ * ---------------------------------------------------------------------------------------- */
+
+typedef enum lb_kind {
+    LB_OK = 0,
+    LB_ERR_CONFIG,
+    LB_ERR_CREDENTIAL,
+    LB_ERR_CONNECT,
+    LB_ERR_QUERY,
+    LB_ERR_TIMEOUT,
+    LB_ERR_POOL
+} lb_kind;
+
+typedef struct lb_error {
+    lb_kind kind;        /* LB_OK when no error */
+    char *message;       /* malloc'd; NULL when no error */
+    char sqlstate[6];    /* "" when not from PostgreSQL */
+    char *detail;        /* malloc'd or NULL */
+    char *hint;          /* malloc'd or NULL */
+    int retriable;       /* 1 when retrying the same call may succeed */
+} lb_error;
+
+#define LB_ERROR_INIT { LB_OK, NULL, "", NULL, NULL, 0 }
+
+/* Sets kind/retriable/message (printf-style); clears sqlstate/detail/hint. */
+void lb_error_set(lb_error *err, lb_kind kind, int retriable, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+void lb_error_set_field(char **field, const char *value); /* replace detail/hint with a copy */
+void lb_error_clear(lb_error *err);                        /* free fields, back to LB_OK */
+void lb_error_move(lb_error *dst, lb_error *src);          /* dst takes src's content */
+const char *lb_kind_name(lb_kind kind);                     /* "config", "credential", ... */
+
+/* ------------------------------------------------------------------------------------------
+ * Settings (lb_config.c, lb_profile.c)
+ * ---------------------------------------------------------------------------------------- */
+
+typedef enum lb_sslmode {
+    LB_SSL_REQUIRE = 0, /* encrypted and verified: libpq verify-full against the CA bundle */
+    LB_SSL_PREFER,      /* TLS when offered, no verification */
+    LB_SSL_DISABLE,
+    LB_SSL_VERIFY_FULL,
+    LB_SSL_VERIFY_CA
+} lb_sslmode;
+
+typedef enum lb_auth {
+    LB_AUTH_PASSWORD = 0, /* native Postgres password: no Databricks calls */
+    LB_AUTH_TOKEN,        /* workspace token (PAT) */
+    LB_AUTH_M2M           /* OAuth client credentials */
+} lb_auth;
+
+/* One user-supplied option (from a Lua table, a CLI, a test). value NULL = not given.
+ * bad_type, when set, names the wrong type the caller saw (e.g. "table") and is reported. */
+typedef struct lb_option {
+    const char *name;
+    const char *value;
+    const char *bad_type;
+} lb_option;
+
+typedef struct lb_settings {
+    char *host;
+    int port;
+    char *database;
+    char *user;
+    lb_sslmode sslmode;
+    char *sslrootcert;      /* NULL: system bundle */
+    char *endpoint;         /* projects/<p>/branches/<b>/endpoints/<e> */
+    char *databricks_host;  /* normalised: scheme://host[:port], no trailing slash */
+    lb_auth auth;
+    char *token;            /* secret */
+    char *client_id;
+    char *client_secret;    /* secret */
+    char *password;         /* secret */
+    int max;                /* pool size */
+    double idle_timeout;    /* seconds */
+    double connect_timeout; /* seconds */
+    double acquire_timeout; /* seconds */
+    double max_lifetime;    /* seconds, 0 = unlimited */
+    int statement_timeout;  /* milliseconds, 0 = server default */
+    char *application_name; /* NULL = "lakebase" */
+    int prepare;            /* 1 (default): per-connection prepared statement cache */
+    char *key;              /* identity of pool/credential: equal keys share them (holds no secret in clear) */
+} lb_settings;
+
+/* Resolves options > environment > ~/.databrickscfg profile, validates every rule, and on
+ * failure reports ALL problems at once in err->message (one line per setting, naming the env
+ * variable, never a secret value). Returns NULL on failure. */
+lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err);
+lb_settings *lb_settings_copy(const lb_settings *s);
+void lb_settings_free(lb_settings *s);
+/* Human-readable, secrets redacted; malloc'd. */
+char *lb_settings_describe(const lb_settings *s);
+
+/* ------------------------------------------------------------------------------------------
+ * Credentials (lb_http.c, lb_time.c, lb_credential.c)
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct lb_credentials lb_credentials;
+
+typedef struct lb_credential_stats {
+    uint64_t refreshes;   /* successful credential fetches */
+    uint64_t failures;    /* failed fetch attempts */
+    double expires_at;    /* epoch seconds of the cached credential, 0 if none */
+} lb_credential_stats;
+
+/* Process-wide cache entry for (databricks_host, endpoint, auth identity); reference counted. */
+lb_credentials *lb_credentials_acquire(const lb_settings *s, lb_error *err);
+void lb_credentials_release(lb_credentials *c);
+/* A valid credential (>= 2 minutes left, or the cached one while refreshes fail and it is still
+ * valid). Blocks for at most connect_timeout; concurrent callers share one refresh.
+ * *token is malloc'd (caller frees, and should wipe it); *expires_at epoch seconds. */
+int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_error *err);
+/* The server refused `token` (auth failure): drop it if it is still the cached one. */
+void lb_credentials_invalidate(lb_credentials *c, const char *token);
+void lb_credentials_stats(lb_credentials *c, lb_credential_stats *out);
+
+/* ------------------------------------------------------------------------------------------
+ * Pool (lb_pool.c, lb_conn.c)
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct lb_pool lb_pool;
+typedef struct lb_conn lb_conn;
+
+typedef struct lb_pool_stats {
+    int total, idle, in_use, waiting, max;
+    uint64_t connects, connect_failures;
+    uint64_t credential_refreshes, credential_failures;
+    double credential_expires_at;
+} lb_pool_stats;
+
+/* Process-wide pool for identical settings (same key): reference counted, shared by every
+ * caller (every Lua state, every thread). */
+lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err);
+void lb_pool_release(lb_pool *p);
+lb_conn *lb_pool_checkout(lb_pool *p, lb_error *err);
+void lb_pool_checkin(lb_pool *p, lb_conn *c); /* a connection in a bad state is discarded */
+void lb_pool_stats_get(lb_pool *p, lb_pool_stats *out);
+void lb_pool_close(lb_pool *p); /* close idle connections, refuse new checkouts */
+
+#endif
