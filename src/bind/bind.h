@@ -12,6 +12,11 @@ void lb_bind_push_error(lua_State *L, const lb_error *err);
 /* Returns nil, error-object: the usual `return lb_bind_fail(L, &err);` */
 int lb_bind_fail(lua_State *L, lb_error *err);
 
+/* Reads an options table (or nil) at idx into lb_settings (options > env > profile), validating
+ * every rule (bind_config.c). Returns NULL with err set on failure; the caller frees the result.
+ * Keys in `ignore` (NULL-terminated, may be NULL) are skipped: options of the Lua layer. */
+lb_settings *lb_bind_check_settings(lua_State *L, int idx, const char *const *ignore, lb_error *err);
+
 void lb_bind_error(lua_State *L);
 void lb_bind_config(lua_State *L);
 void lb_bind_credential(lua_State *L);
