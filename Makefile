@@ -64,7 +64,8 @@ demo: deps
 	@$(MAKE) --no-print-directory build
 	@bash examples/run_demo.sh
 
-bench: deps
+bench:
+	@bash spec/support/deps.sh bench
 	@$(MAKE) --no-print-directory build
 	@bash bench/run.sh
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build, the tests and the demo need (only the missing ones).
+# usage: deps.sh [test|bench|memory]  (the groups add to the base set)
 set -euo pipefail
+group=${1:-test}
 
 packages=(
   build-essential pkg-config
@@ -10,6 +12,10 @@ packages=(
   nginx libnginx-mod-http-lua lua-resty-core
   lua-sql-postgres
 )
+case "$group" in
+  bench) packages+=(wrk hyperfine valgrind) ;;
+  memory) packages+=(clang libclang-rt-14-dev valgrind) ;;
+esac
 [ -n "${LAKEBASE_EXTRA_PACKAGES:-}" ] && read -r -a extra <<<"$LAKEBASE_EXTRA_PACKAGES" && packages+=("${extra[@]}")
 
 missing=()
