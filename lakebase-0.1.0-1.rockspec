@@ -12,8 +12,8 @@ dependencies = {
   "lua >= 5.1",
 }
 external_dependencies = {
-  PQ = { header = "libpq-fe.h" },
-  CURL = { header = "curl/curl.h" },
+  PQ = { library = "pq" },
+  CURL = { library = "curl" },
   CJSON = { header = "cjson/cJSON.h" },
 }
 build = {
