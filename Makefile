@@ -11,48 +11,50 @@ LUAJIT_INC ?= /usr/include/luajit-2.1
 
 CORE_SRC := $(wildcard src/*.c)
 BIND_SRC := $(wildcard src/bind/*.c)
-CORE_OBJ := $(patsubst src/%.c,build/obj/core/%.o,$(CORE_SRC))
-BIND54_OBJ := $(patsubst src/bind/%.c,build/obj/lua5.4/%.o,$(BIND_SRC))
-BINDJIT_OBJ := $(patsubst src/bind/%.c,build/obj/luajit/%.o,$(BIND_SRC))
+# BUILD=build-x gives a separate build tree (parallel work, sanitizer builds).
+BUILD    ?= build
+CORE_OBJ := $(patsubst src/%.c,$(BUILD)/obj/core/%.o,$(CORE_SRC))
+BIND54_OBJ := $(patsubst src/bind/%.c,$(BUILD)/obj/lua5.4/%.o,$(BIND_SRC))
+BINDJIT_OBJ := $(patsubst src/bind/%.c,$(BUILD)/obj/luajit/%.o,$(BIND_SRC))
 CTEST_SRC := $(wildcard tests/c/test_*.c)
-CTEST_BIN := $(patsubst tests/c/%.c,build/tests/%,$(CTEST_SRC))
+CTEST_BIN := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRC))
 
 .PHONY: all build deps test test-c test-faults demo bench check-memory fuzz lint clean rock rock-install
 
 all: build
 
-build: build/lua5.4/lakebase/core.so build/luajit/lakebase/core.so build/liblakebase.a $(CTEST_BIN)
+build: $(BUILD)/lua5.4/lakebase/core.so $(BUILD)/luajit/lakebase/core.so $(BUILD)/liblakebase.a $(CTEST_BIN)
 
 deps:
 	@bash spec/support/deps.sh
 
-build/obj/core/%.o: src/%.c
+$(BUILD)/obj/core/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-build/obj/lua5.4/%.o: src/bind/%.c
+$(BUILD)/obj/lua5.4/%.o: src/bind/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(LUA54_INC) -MMD -MP -c $< -o $@
 
-build/obj/luajit/%.o: src/bind/%.c
+$(BUILD)/obj/luajit/%.o: src/bind/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(LUAJIT_INC) -MMD -MP -c $< -o $@
 
-build/liblakebase.a: $(CORE_OBJ)
+$(BUILD)/liblakebase.a: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-build/lua5.4/lakebase/core.so: $(BIND54_OBJ) $(CORE_OBJ)
+$(BUILD)/lua5.4/lakebase/core.so: $(BIND54_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-build/luajit/lakebase/core.so: $(BINDJIT_OBJ) $(CORE_OBJ)
+$(BUILD)/luajit/lakebase/core.so: $(BINDJIT_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-build/tests/%: tests/c/%.c build/liblakebase.a
+$(BUILD)/tests/%: tests/c/%.c $(BUILD)/liblakebase.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc $< -o $@ build/liblakebase.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) -Isrc $< -o $@ $(BUILD)/liblakebase.a $(LDFLAGS) $(LDLIBS)
 
 # The whole suite: C tests and busted specs on Lua 5.4 and LuaJIT against the fixtures.
 # Last line: "tests: N passed, N failed".
@@ -72,6 +74,21 @@ bench:
 lint:
 	luacheck lua bin spec
 
+# Fault scenarios against the real fixtures (also part of make test); figures in docs/RELIABILITY.md.
+test-faults: deps
+	@$(MAKE) --no-print-directory build
+	@bash spec/support/faults.sh
+
+# C tests and the busted suite under ASan+UBSan (clang); zero errors, zero leaks from our code.
+check-memory:
+	@bash spec/support/deps.sh memory
+	@bash spec/support/check_memory.sh
+
+# libFuzzer targets for every parser of the C core (FUZZ_SECONDS each, default 60).
+fuzz:
+	@bash spec/support/deps.sh memory
+	@bash fuzz/run.sh
+
 # luarocks `make` backend: build the C core for the interpreter LuaRocks targets, then install.
 rock:
 	$(CC) $(CFLAGS) -I$(LUA_INCDIR) -Isrc -shared -o lakebase_core.so $(BIND_SRC) $(CORE_SRC) $(LDFLAGS) $(LDLIBS)
@@ -84,6 +101,6 @@ rock-install:
 	cp bin/lakebase $(INST_BINDIR)/lakebase
 
 clean:
-	rm -rf build lakebase_core.so
+	rm -rf build build-* lakebase_core.so
 
 -include $(CORE_OBJ:.o=.d) $(BIND54_OBJ:.o=.d) $(BINDJIT_OBJ:.o=.d)

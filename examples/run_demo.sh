@@ -17,7 +17,7 @@ trap cleanup EXIT
 echo "== starting a local PostgreSQL and a local fake Databricks workspace"
 bash spec/support/fixtures.sh start
 # shellcheck disable=SC1091
-. spec/support/run/env.sh
+. "${LAKEBASE_RUN_DIR:-spec/support/run}/env.sh"
 
 # The SPEC §2 variables, as a real deployment would set them (OAuth M2M: the Postgres role is the
 # service principal's client id, so PGUSER is left unset and falls back to DATABRICKS_CLIENT_ID).

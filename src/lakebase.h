@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <libpq-fe.h>
 
 #define LAKEBASE_VERSION "0.1.0"
 
@@ -156,5 +157,32 @@ lb_conn *lb_pool_checkout(lb_pool *p, lb_error *err);
 void lb_pool_checkin(lb_pool *p, lb_conn *c); /* a connection in a bad state is discarded */
 void lb_pool_stats_get(lb_pool *p, lb_pool_stats *out);
 void lb_pool_close(lb_pool *p); /* close idle connections, refuse new checkouts */
+
+/* One statement with parameters on a checked-out connection (extended protocol; prepared
+ * automatically and cached per connection when settings->prepare is on). types may be NULL
+ * (server infers), lengths/formats may be NULL (all text). Returns a PGresult with status
+ * COMMAND_OK or TUPLES_OK that the caller PQclear()s, or NULL with err set (kind query with
+ * sqlstate/detail/hint for server errors, connect for a broken connection). */
+PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *types,
+                       const char *const *values, const int *lengths, const int *formats,
+                       lb_error *err);
+/* Several statements, no parameters (simple protocol): migrations, scripts. */
+int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err);
+/* 1 while the server reports an open (or failed) transaction on this connection. */
+int lb_conn_in_transaction(const lb_conn *c);
+PGconn *lb_conn_pg(lb_conn *c); /* the underlying libpq connection (for tests and benchmarks) */
+
+/* ------------------------------------------------------------------------------------------
+ * Pinned connections (lb_pin.c): a transaction that spans several calls from different Lua
+ * states/threads (the OpenResty bridge). A pin holds one checked-out connection under an id;
+ * pins unused for longer than their lease are rolled back and returned by a reaper.
+ * ---------------------------------------------------------------------------------------- */
+
+typedef uint64_t lb_pin_id;
+lb_pin_id lb_pin_new(lb_pool *p, double lease_seconds, lb_error *err); /* 0 on failure */
+lb_conn *lb_pin_take(lb_pin_id id, lb_error *err);  /* exclusive use until lb_pin_give */
+void lb_pin_give(lb_pin_id id, lb_conn *c);
+void lb_pin_release(lb_pin_id id); /* rolls back an open transaction, checks the connection in */
+int lb_pin_count(void);
 
 #endif

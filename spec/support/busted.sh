@@ -6,17 +6,17 @@ cd "$(dirname "$0")/../.."
 interp=${1:?usage: busted.sh lua5.4|luajit [busted args]}; shift
 root=$PWD
 export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/?.lua;$root/?/init.lua;;"
-export LUA_CPATH="$root/build/$interp/?.so;;"
+export LUA_CPATH="$root/${LAKEBASE_BUILD:-build}/$interp/?.so;;"
 export LAKEBASE_TEST_INTERP=$interp
 
 started=0
 if [ -z "${LAKEBASE_TEST_PGPORT:-}" ]; then
-  if [ ! -f spec/support/run/env.sh ] || ! bash spec/support/fixtures.sh status >/dev/null 2>&1; then
+  if [ ! -f "${LAKEBASE_RUN_DIR:-spec/support/run}/env.sh" ] || ! bash spec/support/fixtures.sh status >/dev/null 2>&1; then
     bash spec/support/fixtures.sh start >&2 || { echo "busted.sh: fixtures failed to start" >&2; exit 1; }
     started=1
   fi
   # shellcheck disable=SC1091
-  . spec/support/run/env.sh
+  . "${LAKEBASE_RUN_DIR:-spec/support/run}/env.sh"
 fi
 busted --lua="$interp" "$@"
 rc=$?

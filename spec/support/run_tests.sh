@@ -17,7 +17,7 @@ if ! bash spec/support/fixtures.sh start; then
   exit 1
 fi
 # shellcheck disable=SC1091
-. spec/support/run/env.sh
+. "${LAKEBASE_RUN_DIR:-spec/support/run}/env.sh"
 
 # C tests print TAP lines ("ok N - ..." / "not ok N - ...").
 count_tap() {
@@ -30,7 +30,7 @@ count_tap() {
 }
 
 if [ "${LAKEBASE_SKIP_C_TESTS:-0}" != 1 ]; then
-  for t in build/tests/test_*; do
+  for t in "${LAKEBASE_BUILD:-build}"/tests/test_*; do
     [ -x "$t" ] || continue
     echo "== $t"
     out="$log_dir/c.out"
@@ -44,7 +44,7 @@ export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/?.lua;$root/?/init.l
 interps=${LAKEBASE_TEST_INTERPS:-"lua5.4 luajit"}
 specs=${LAKEBASE_SPECS:-$(ls spec/*_spec.lua 2>/dev/null)}
 for interp in $interps; do
-  export LUA_CPATH="$root/build/$interp/?.so;;" LAKEBASE_TEST_INTERP=$interp
+  export LUA_CPATH="$root/${LAKEBASE_BUILD:-build}/$interp/?.so;;" LAKEBASE_TEST_INTERP=$interp
   for spec in $specs; do
     echo "== $interp $spec"
     out="$log_dir/spec.out"

@@ -18,5 +18,6 @@ int luaopen_lakebase_core(lua_State *L)
     lb_bind_config(L);
     lb_bind_credential(L);
     lb_bind_pool(L);
+    lb_bind_pin(L);
     return 1;
 }
