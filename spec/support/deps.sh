@@ -10,10 +10,10 @@ packages=(
   libpq-dev libcurl4-openssl-dev libcjson-dev
   postgresql postgresql-client openssl curl python3 ca-certificates
   nginx libnginx-mod-http-lua lua-resty-core
-  lua-sql-postgres nodejs npm wrk
+  lua-sql-postgres nodejs wrk
 )
 case "$group" in
-  bench) packages+=(wrk hyperfine valgrind) ;;
+  bench) packages+=(hyperfine valgrind) ;;
   memory) packages+=(clang libclang-rt-14-dev valgrind) ;;
 esac
 [ -n "${LAKEBASE_EXTRA_PACKAGES:-}" ] && read -r -a extra <<<"$LAKEBASE_EXTRA_PACKAGES" && packages+=("${extra[@]}")
@@ -22,6 +22,8 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# npm comes with some nodejs builds and conflicts with them; Debian's nodejs needs the npm package.
+command -v npm >/dev/null 2>&1 || dpkg-query -W -f='${Status}' nodejs 2>/dev/null | grep -q 'install ok installed' || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then
