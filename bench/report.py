@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines of bench/run.sh into bench/RESULTS.md: medians per peer and workload,
+ratios to raw libpq PQexecParams from the same run, each target next to its figure."""
+import json, statistics, subprocess, sys, platform, datetime
+
+RAW = "libpq PQexecParams"
+HIGHER_IS_BETTER = {"rows/s", "inserts/s", "req/s"}
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+    except Exception:
+        return "?"
+
+
+def load(path):
+    rows = []
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("{"):
+            rows.append(json.loads(line))
+    return rows
+
+
+def main(path):
+    rows = load(path)
+    by = {}
+    for r in rows:
+        by.setdefault((r["workload"], r["peer"]), []).append(r)
+    med = {k: statistics.median(x["value"] for x in v) for k, v in by.items()}
+    rss = {k: max(x.get("peak_rss_kb", -1) for x in v) for k, v in by.items()}
+    units = {k: v[0]["unit"] for k, v in by.items()}
+    extra = {k: v[0] for k, v in by.items()}
+
+    def ratio(w, peer):
+        """Time ratio to raw PQexecParams (lower is better), whatever the unit."""
+        raw = med.get((w, RAW))
+        if not raw or (w, peer) not in med:
+            return None
+        v = med[(w, peer)]
+        return raw / v if units[(w, peer)] in HIGHER_IS_BETTER else v / raw
+
+    out = []
+    p = out.append
+    p("# lakebase benchmarks")
+    p("")
+    p(f"Run {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')} by `make bench` (bench/run.sh); medians of "
+      f"{max((r.get('round', 0) for r in rows), default=0) + 1} interleaved rounds, peer order rotated each round.")
+    p("")
+    p(f"- machine: {sh('grep -m1 \"model name\" /proc/cpuinfo | cut -d: -f2')}, {sh('nproc')} cores, "
+      f"{platform.system()} {platform.release()}")
+    p(f"- PostgreSQL {sh('pg_config --version')} on loopback TCP (fsync off, no TLS for every peer), "
+      f"{sh('lua5.4 -v')}, {sh('luajit -v')}, {sh('nginx -v 2>&1')}")
+    p("- peers: raw libpq in C (`PQexecParams`, and `PQprepare`+`PQexecPrepared`), luasql-postgres "
+      "(Debian's lua-sql-postgres; no parameters, values escaped into the SQL), lakebase (`db:query` with $n parameters)")
+    p("- ratios are time ratios to raw `PQexecParams` in the same run: lower is better (for rates: raw rate / peer rate)")
+    p("")
+    p("## Workloads W1–W4")
+    p("")
+    p("| workload | peer | median | unit | ratio to raw | peak RSS |")
+    p("|---|---|---:|---|---:|---:|")
+    for w in ["W1", "W2", "W3", "W4"]:
+        for (ww, peer) in sorted(k for k in med if k[0] == w):
+            r = ratio(w, peer)
+            p(f"| {w} | {peer} | {med[(w, peer)]:,.1f} | {units[(w, peer)]} | "
+              f"{'%.2f×' % r if r else '–'} | {rss[(w, peer)] / 1024:.0f} MiB |")
+    p("")
+    p("W1 `select $1::int` ×20,000; W2 primary-key lookup of all five columns, pseudo-random id ×20,000; "
+      "W3 `select * from items limit 50000` decoded into row tables ×5; W4 10,000 single-row parameterised inserts.")
+    p("")
+
+    # Targets.
+    p("## Targets")
+    p("")
+    p("| target | figure | met |")
+    p("|---|---|---|")
+
+    def target(name, fig, ok):
+        p(f"| {name} | {fig} | {'yes' if ok else ('no' if ok is not None else 'not measured')} |")
+
+    for interp in ["Lua 5.4", "LuaJIT"]:
+        lb = f"lakebase {interp}"
+        r = ratio("W1", lb); target(f"W1 ≤ 1.05× ({interp})", f"{r:.2f}×" if r else "–", r is not None and r <= 1.05 if r else None)
+        r = ratio("W2", lb); target(f"W2 ≤ 0.85× ({interp})", f"{r:.2f}×" if r else "–", r <= 0.85 if r else None)
+        r = ratio("W4", lb); target(f"W4 ≤ 0.90× ({interp})", f"{r:.2f}×" if r else "–", r <= 0.90 if r else None)
+    v = med.get(("W3", "lakebase Lua 5.4"))
+    target("W3 ≥ 1.0 M rows/s (Lua 5.4)", f"{v / 1e6:.2f} M rows/s" if v else "–", v >= 1e6 if v else None)
+    q = med.get(("W3", "luasql Lua 5.4"))
+    target("W3 ≥ 1.8× luasql (Lua 5.4)", f"{v / q:.2f}×" if v and q else "–", v / q >= 1.8 if v and q else None)
+    for interp in ["Lua 5.4", "LuaJIT"]:
+        mine = rss.get(("W3", f"lakebase {interp}"))
+        others = [rss[k] for k in rss if k[0] == "W3" and not k[1].startswith("lakebase") and k[1].endswith(interp)]
+        target(f"W3 peak RSS below the Lua peers ({interp})",
+               f"{mine / 1024:.0f} MiB vs {', '.join('%.0f' % (o / 1024) for o in others)} MiB" if mine and others else "–",
+               all(mine < o for o in others) if mine and others else None)
+    w5 = extra.get(("W5", "lakebase LuaJIT (nginx)"))
+    target("W5 ≥ 20 k req/s, zero errors", f"{w5['value']:,.0f} req/s, {w5.get('errors', '?')} errors" if w5 else "–",
+           (w5["value"] >= 20000 and w5.get("errors", 1) == 0) if w5 else None)
+    ping = extra.get(("W5-ping", "lakebase LuaJIT (nginx)"))
+    target("/ping max < 20 ms during pg_sleep(0.5)", f"{ping['value']:.1f} ms" if ping else "–", ping["value"] < 20 if ping else None)
+    c = med.get(("micro-credential", "lakebase C core"))
+    target("credential-cache hit < 100 ns", f"{c:.0f} ns" if c else "–", c < 100 if c else None)
+    c = med.get(("micro-pool", "lakebase C core"))
+    target("pool checkout+return < 500 ns", f"{c:.0f} ns" if c else "–", c < 500 if c else None)
+    p("")
+
+    others = sorted(k for k in med if k[0] not in ("W1", "W2", "W3", "W4"))
+    if others:
+        p("## W5 (nginx) and micro benchmarks")
+        p("")
+        p("| measure | peer | median | unit | notes |")
+        p("|---|---|---:|---|---|")
+        for k in others:
+            e = extra[k]
+            notes = ", ".join(f"{n}={e[n]}" for n in ("errors", "p50_ms", "p99_ms", "requests") if n in e)
+            p(f"| {k[0]} | {k[1]} | {med[k]:,.1f} | {units[k]} | {notes} |")
+        p("")
+
+    p("## Raw numbers")
+    p("")
+    p("```")
+    for r in rows:
+        p(json.dumps(r, sort_keys=True))
+    p("```")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

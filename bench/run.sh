@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# make bench: W1–W4 for raw libpq (C), luasql-postgres and lakebase on Lua 5.4 and LuaJIT, in
+# interleaved rounds (peer order rotated), then the micro benchmarks and W5 under nginx; writes
+# bench/RESULTS.md with medians and ratios to raw PQexecParams from this run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+rounds=${BENCH_ROUNDS:-3}
+export LAKEBASE_RUN_DIR="$root/bench/run-$$"
+out="$LAKEBASE_RUN_DIR/results.jsonl"
+
+cleanup() {
+  [ -f "$LAKEBASE_RUN_DIR/nginx/nginx.pid" ] && kill "$(cat "$LAKEBASE_RUN_DIR/nginx/nginx.pid")" 2>/dev/null || true
+  bash spec/support/fixtures.sh stop >/dev/null 2>&1 || true
+  rm -rf "$LAKEBASE_RUN_DIR"
+}
+trap cleanup EXIT
+
+echo "== bench: PostgreSQL on loopback (fsync off) and the fake workspace"
+bash spec/support/fixtures.sh start >/dev/null
+# shellcheck disable=SC1091
+. "$LAKEBASE_RUN_DIR/env.sh"
+mkdir -p "$LAKEBASE_RUN_DIR/lua5.4" "$LAKEBASE_RUN_DIR/luajit"
+: >"$out"
+
+# Every peer: the same server, the same role, plain TCP on loopback, password auth.
+export PGHOST=127.0.0.1 PGPORT=$LAKEBASE_TEST_PGPORT PGDATABASE=$LAKEBASE_TEST_PGDATABASE
+export PGUSER=$LAKEBASE_TEST_ADMIN_USER PGPASSWORD=$LAKEBASE_TEST_ADMIN_PASSWORD PGSSLMODE=disable
+unset LAKEBASE_ENDPOINT DATABRICKS_HOST DATABRICKS_TOKEN DATABRICKS_CLIENT_ID DATABRICKS_CLIENT_SECRET DATABRICKS_CONFIG_PROFILE
+export HOME=$LAKEBASE_RUN_DIR
+
+psql -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+drop table if exists bench_items, bench_inserts;
+create table bench_items (id int primary key, name text, price numeric(10,2), created_at timestamptz, tags jsonb);
+insert into bench_items
+  select i, 'item ' || i, (i % 10000) / 100.0, now() - i * interval '1 minute',
+         jsonb_build_object('color', (array['red','green','blue'])[1 + i % 3], 'n', i)
+  from generate_series(1, 100000) i;
+create table bench_inserts (id serial primary key, name text, price numeric(10,2));
+vacuum analyze bench_items;
+SQL
+
+cc -O2 -Wall -Wextra -I"$(pg_config --includedir)" bench/raw_libpq.c -o "$LAKEBASE_RUN_DIR/raw_libpq" -lpq
+cc -O2 -shared -fPIC -I/usr/include/lua5.4 bench/clock.c -o "$LAKEBASE_RUN_DIR/lua5.4/benchclock.so"
+cc -O2 -shared -fPIC -I/usr/include/luajit-2.1 bench/clock.c -o "$LAKEBASE_RUN_DIR/luajit/benchclock.so"
+
+run_peer() { # peer-id workload
+  local interp
+  case $1 in
+    raw-exec) "$LAKEBASE_RUN_DIR/raw_libpq" exec "$2" ;;
+    raw-prepared) "$LAKEBASE_RUN_DIR/raw_libpq" prepared "$2" ;;
+    luasql-*|lakebase-*)
+      interp=${1#*-}
+      LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
+      LUA_CPATH="$LAKEBASE_RUN_DIR/$interp/?.so;$root/build/$interp/?.so;;" \
+        "$interp" bench/lua_peers.lua "${1%%-*}" "$2" ;;
+  esac
+}
+
+peers=(raw-exec raw-prepared luasql-lua5.4 luasql-luajit lakebase-lua5.4 lakebase-luajit)
+for ((r = 0; r < rounds; r++)); do
+  echo "== round $((r + 1))/$rounds"
+  for w in W1 W2 W3 W4; do
+    for ((k = 0; k < ${#peers[@]}; k++)); do
+      p=${peers[$(((k + r) % ${#peers[@]}))]}
+      if line=$(run_peer "$p" "$w" 2>"$LAKEBASE_RUN_DIR/err.txt"); then
+        echo "$line" | sed "s/^{/{\"round\":$r,/" >>"$out"
+        echo "   $w $p: $(echo "$line" | sed -E 's/.*"value":([0-9.]+),"unit":"([^"]+)".*/\1 \2/')"
+      else
+        echo "   $w $p: FAILED: $(head -c 300 "$LAKEBASE_RUN_DIR/err.txt")"
+      fi
+    done
+  done
+done
+
+if [ -x bench/micro.sh ]; then
+  echo "== micro: credential cache hit, pool checkout+return"
+  bash bench/micro.sh >>"$out" || echo "   micro: FAILED"
+fi
+if [ -x bench/nginx.sh ]; then
+  echo "== W5: nginx"
+  bash bench/nginx.sh >>"$out" || echo "   W5: FAILED"
+fi
+
+python3 bench/report.py "$out" >bench/RESULTS.md
+echo "== wrote bench/RESULTS.md"
+sed -n '1,60p' bench/RESULTS.md
