@@ -112,6 +112,23 @@ void lb_settings_free(lb_settings *s);
 /* Human-readable, secrets redacted; malloc'd. */
 char *lb_settings_describe(const lb_settings *s);
 
+/* ~/.databrickscfg parsing (lb_profile.c), used by lb_settings_load and the fuzzers. INI as
+ * Python's configparser reads it: `[section]`, `key = value` or `key: value`, `#`/`;` comment
+ * lines, keys case-insensitive, indented lines continue a value; no inheritance from [DEFAULT]. */
+typedef struct lb_profile {
+    char *host, *token, *client_id, *client_secret; /* malloc'd or NULL */
+    int found;       /* the requested section exists */
+    int has_default; /* the text has a [DEFAULT] section */
+} lb_profile;
+/* Parses len bytes of text for `section`. Returns 0, or -1 with a message in errbuf (a line
+ * number, never text from the file: it may hold secrets). out is cleared first either way. */
+int lb_profile_parse(const char *text, size_t len, const char *section, lb_profile *out,
+                     char *errbuf, size_t errlen);
+void lb_profile_clear(lb_profile *p); /* frees and wipes the values */
+
+/* SHA-256 (lb_sha256.c): settings keys hash secrets with it, no crypto library needed. */
+void lb_sha256(const void *data, size_t len, unsigned char out[32]);
+
 /* ------------------------------------------------------------------------------------------
  * Credentials (lb_http.c, lb_time.c, lb_credential.c)
  * ---------------------------------------------------------------------------------------- */
@@ -179,10 +196,15 @@ PGconn *lb_conn_pg(lb_conn *c); /* the underlying libpq connection (for tests an
  * ---------------------------------------------------------------------------------------- */
 
 typedef uint64_t lb_pin_id;
+/* On success the pin takes over the caller's reference to p (lb_pool_acquire) and releases it
+ * with the pin; on failure the caller keeps it. lease_seconds <= 0: the default (60 s). */
 lb_pin_id lb_pin_new(lb_pool *p, double lease_seconds, lb_error *err); /* 0 on failure */
 lb_conn *lb_pin_take(lb_pin_id id, lb_error *err);  /* exclusive use until lb_pin_give */
 void lb_pin_give(lb_pin_id id, lb_conn *c);
 void lb_pin_release(lb_pin_id id); /* rolls back an open transaction, checks the connection in */
 int lb_pin_count(void);
+/* Releases every pin idle (not taken) for longer than its lease; returns how many. Also run by
+ * lb_pin_new and lb_pin_take, so a process that keeps using pins needs no timer. */
+int lb_pin_reap(void);
 
 #endif
