@@ -1,7 +1,136 @@
-/* Lua binding of pinned connections (placeholder until that area lands). */
-#include "bind.h"
+/* Lua binding of pinned connections (lb_pin.c): the OpenResty bridge keeps a transaction open
+ * across ngx.run_worker_thread calls, each of which may run in a different Lua state, so the
+ * transaction is named by a plain integer id that any state can pass back.
+ *   core.pin_new(opts, lease)          -> id | nil, err
+ *   core.pin_query(id, sql, params)    -> rows | nil, err   (params: array with .n, may be nil)
+ *   core.pin_exec_script(id, sql)      -> true | nil, err
+ *   core.pin_release(id)               -> true  (rolls back what is open, returns the connection)
+ *   core.pin_count(), core.pin_reap()  -> integer */
+#include "bind_result.h"
+
+/* Options of the Lua layers (not settings): ignored when reading the settings table. */
+static const char *const lua_only_options[] = { "thread_pool", "blocking", "lease", "log", NULL };
+
+static lb_pin_id check_id(lua_State *L, int idx)
+{
+    lua_Number n = luaL_checknumber(L, idx);
+    if (n < 1 || n != (lua_Number)(lb_pin_id)n)
+        luaL_argerror(L, idx, "pin id expected");
+    return (lb_pin_id)n;
+}
+
+static int pin_new(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    double lease = luaL_optnumber(L, 2, 0);
+    lb_settings *s;
+    lb_pool *p;
+    lb_pin_id id;
+
+    s = lb_bind_check_settings(L, 1, lua_only_options, &err);
+    if (!s)
+        return lb_bind_fail(L, &err);
+    p = lb_pool_acquire(s, &err);
+    lb_settings_free(s);
+    if (!p)
+        return lb_bind_fail(L, &err);
+    id = lb_pin_new(p, lease, &err);
+    if (!id) {
+        lb_pool_release(p);
+        return lb_bind_fail(L, &err);
+    }
+    lua_pushnumber(L, (lua_Number)id);
+    return 1;
+}
+
+static int pin_query(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pin_id id = check_id(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    lb_params params;
+    lb_conn *c;
+    PGresult *res;
+    int n = 0, first, i;
+
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "n");
+        n = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : (int)lb_rawlen(L, 3);
+        lua_pop(L, 1);
+        if (n < 0 || n > 65535)
+            return luaL_argerror(L, 3, "bad parameter count");
+    }
+    lua_settop(L, 3);
+    luaL_checkstack(L, n, "too many parameters");
+    first = 4;
+    for (i = 1; i <= n; i++)
+        lua_rawgeti(L, 3, i);
+    if (lb_params_collect(L, first, n, &params, &err) != 0)
+        return lb_bind_fail(L, &err);
+
+    c = lb_pin_take(id, &err);
+    if (!c) {
+        lb_params_free(&params);
+        return lb_bind_fail(L, &err);
+    }
+    res = lb_conn_exec(c, sql, params.n, params.types, params.values, params.lengths,
+                       params.formats, &err);
+    lb_pin_give(id, c);
+    lb_params_free(&params);
+    if (!res)
+        return lb_bind_fail(L, &err);
+    lb_push_result(L, res);
+    PQclear(res);
+    return 1;
+}
+
+static int pin_exec_script(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pin_id id = check_id(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    lb_conn *c = lb_pin_take(id, &err);
+
+    if (!c)
+        return lb_bind_fail(L, &err);
+    lb_conn_exec_script(c, sql, &err);
+    lb_pin_give(id, c);
+    if (err.kind != LB_OK) /* judged by err: the return convention is the pool area's */
+        return lb_bind_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int pin_release(lua_State *L)
+{
+    lb_pin_release(check_id(L, 1));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int pin_count(lua_State *L)
+{
+    lua_pushinteger(L, lb_pin_count());
+    return 1;
+}
+
+static int pin_reap(lua_State *L)
+{
+    lua_pushinteger(L, lb_pin_reap());
+    return 1;
+}
 
 void lb_bind_pin(lua_State *L)
 {
-    (void)L;
+    static const luaL_Reg fns[] = {
+        { "pin_new", pin_new },
+        { "pin_query", pin_query },
+        { "pin_exec_script", pin_exec_script },
+        { "pin_release", pin_release },
+        { "pin_count", pin_count },
+        { "pin_reap", pin_reap },
+        { NULL, NULL },
+    };
+    lb_setfuncs(L, fns);
 }

@@ -1,0 +1,208 @@
+/* Pinned connections: a process-wide registry id -> checked-out connection, so that a transaction
+ * can span several calls made from different Lua states and threads (each OpenResty worker-thread
+ * call runs in whichever thread-pool VM is free). One mutex guards the registry; network work
+ * (ROLLBACK, checkin) always happens outside it. A pin is used by one caller at a time
+ * (take/give); a pin left idle past its lease is rolled back and returned by the reaper. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include "lakebase.h"
+
+#define LB_PIN_DEFAULT_LEASE 60.0
+
+typedef struct pin {
+    lb_pin_id id;
+    lb_pool *pool;      /* owned reference, released with the pin */
+    lb_conn *conn;      /* checked out from pool for the pin's whole life */
+    double last_used;   /* monotonic seconds of the last give (or creation) */
+    double lease;
+    int taken;          /* a caller holds conn between take and give */
+    int release_pending; /* released while taken: finish at give */
+    struct pin *next;
+} pin;
+
+static pthread_mutex_t pins_lock = PTHREAD_MUTEX_INITIALIZER;
+static pin *pins;          /* singly linked: pins are few (one per open transaction) */
+static lb_pin_id next_id = 1;
+static int pin_total;
+
+static double now_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Unlinks and returns the pin with this id (lock held), or NULL. */
+static pin *unlink_pin(lb_pin_id id)
+{
+    pin **pp;
+    for (pp = &pins; *pp; pp = &(*pp)->next) {
+        if ((*pp)->id == id) {
+            pin *found = *pp;
+            *pp = found->next;
+            found->next = NULL;
+            pin_total--;
+            return found;
+        }
+    }
+    return NULL;
+}
+
+static pin *find_pin(lb_pin_id id)
+{
+    pin *it;
+    for (it = pins; it; it = it->next)
+        if (it->id == id)
+            return it;
+    return NULL;
+}
+
+/* Rolls back whatever the pin left open and gives the connection back (lock NOT held). A failed
+ * ROLLBACK leaves the connection in a transaction (or broken): the pool discards it at checkin. */
+static void finish_pin(pin *pn)
+{
+    if (lb_conn_in_transaction(pn->conn)) {
+        lb_error err = LB_ERROR_INIT;
+        lb_conn_exec_script(pn->conn, "ROLLBACK", &err);
+        lb_error_clear(&err);
+    }
+    lb_pool_checkin(pn->pool, pn->conn);
+    lb_pool_release(pn->pool);
+    free(pn);
+}
+
+/* Moves expired idle pins to a private list (lock held). */
+static pin *collect_expired(double now)
+{
+    pin **pp = &pins, *expired = NULL;
+    while (*pp) {
+        pin *it = *pp;
+        if (!it->taken && now - it->last_used > it->lease) {
+            *pp = it->next;
+            it->next = expired;
+            expired = it;
+            pin_total--;
+        } else {
+            pp = &it->next;
+        }
+    }
+    return expired;
+}
+
+static int finish_list(pin *list)
+{
+    int n = 0;
+    while (list) {
+        pin *next = list->next;
+        finish_pin(list);
+        list = next;
+        n++;
+    }
+    return n;
+}
+
+int lb_pin_reap(void)
+{
+    pin *expired;
+    pthread_mutex_lock(&pins_lock);
+    expired = collect_expired(now_monotonic());
+    pthread_mutex_unlock(&pins_lock);
+    return finish_list(expired);
+}
+
+lb_pin_id lb_pin_new(lb_pool *p, double lease_seconds, lb_error *err)
+{
+    pin *pn;
+    lb_conn *c;
+
+    lb_pin_reap();
+    pn = calloc(1, sizeof *pn);
+    if (!pn) {
+        lb_error_set(err, LB_ERR_POOL, 0, "out of memory");
+        return 0;
+    }
+    c = lb_pool_checkout(p, err);
+    if (!c) {
+        free(pn);
+        return 0;
+    }
+    pn->pool = p;
+    pn->conn = c;
+    pn->lease = lease_seconds > 0 ? lease_seconds : LB_PIN_DEFAULT_LEASE;
+    pn->last_used = now_monotonic();
+
+    pthread_mutex_lock(&pins_lock);
+    pn->id = next_id++;
+    pn->next = pins;
+    pins = pn;
+    pin_total++;
+    pthread_mutex_unlock(&pins_lock);
+    return pn->id;
+}
+
+lb_conn *lb_pin_take(lb_pin_id id, lb_error *err)
+{
+    pin *pn;
+    lb_conn *c = NULL;
+
+    lb_pin_reap();
+    pthread_mutex_lock(&pins_lock);
+    pn = find_pin(id);
+    if (!pn || pn->release_pending)
+        lb_error_set(err, LB_ERR_POOL, 0,
+                     "transaction is no longer open (released, or idle longer than its lease)");
+    else if (pn->taken)
+        lb_error_set(err, LB_ERR_POOL, 0,
+                     "transaction is in use by another call (one statement at a time)");
+    else {
+        pn->taken = 1;
+        c = pn->conn;
+    }
+    pthread_mutex_unlock(&pins_lock);
+    return c;
+}
+
+void lb_pin_give(lb_pin_id id, lb_conn *c)
+{
+    pin *pn, *done = NULL;
+
+    (void)c; /* the registry already knows the connection; kept for symmetry with checkin */
+    pthread_mutex_lock(&pins_lock);
+    pn = find_pin(id);
+    if (pn) {
+        pn->taken = 0;
+        pn->last_used = now_monotonic();
+        if (pn->release_pending)
+            done = unlink_pin(id);
+    }
+    pthread_mutex_unlock(&pins_lock);
+    if (done)
+        finish_pin(done);
+}
+
+void lb_pin_release(lb_pin_id id)
+{
+    pin *pn, *done = NULL;
+
+    pthread_mutex_lock(&pins_lock);
+    pn = find_pin(id);
+    if (pn) {
+        if (pn->taken)
+            pn->release_pending = 1; /* the current holder finishes it at give */
+        else
+            done = unlink_pin(id);
+    }
+    pthread_mutex_unlock(&pins_lock);
+    if (done)
+        finish_pin(done);
+}
+
+int lb_pin_count(void)
+{
+    int n;
+    pthread_mutex_lock(&pins_lock);
+    n = pin_total;
+    pthread_mutex_unlock(&pins_lock);
+    return n;
+}
