@@ -1,0 +1,135 @@
+--- .env files for the lakebase CLI (the library itself reads only the process environment).
+--
+-- Format: `KEY=value` lines; blank lines and `#` comments are ignored; an optional `export ` prefix;
+-- values unquoted (trimmed, a ` #` starts a comment), in single quotes (literal) or in double quotes
+-- (escapes `\n \r \t \" \\ \$`, may span lines). Keys are `[A-Za-z_][A-Za-z0-9_]*`.
+--
+-- Precedence (decided here, as Node's dotenv does): a value in the file never overrides a variable
+-- that is already set in the real environment, even to an empty string. Between several files, the
+-- first one that sets a key wins. Lua cannot change its own environment, so the result is an overlay
+-- table the CLI passes on (as lakebase options, or into a child's environment).
+--
+-- Errors name the file and line, never the value (it may be a secret).
+local _M = {}
+
+local dq_escapes = { n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["$"] = "$" }
+
+--- Parses .env text. Returns `vars, order` (a map and the keys in file order) or `nil, err`.
+-- `name` is used in error messages (default ".env").
+function _M.parse(text, name)
+  if type(text) ~= "string" then
+    error("bad argument #1 to 'dotenv.parse' (string expected, got " .. type(text) .. ")", 2)
+  end
+  name = name or ".env"
+  text = text:gsub("^\239\187\191", ""):gsub("\r\n", "\n")
+  local vars, order = {}, {}
+  local pos, line = 1, 1
+  local len = #text
+  while pos <= len do
+    local eol = text:find("\n", pos, true) or len + 1
+    local raw = text:sub(pos, eol - 1)
+    local start_line = line
+    local body = raw:match("^%s*(.-)%s*$")
+    if body == "" or body:sub(1, 1) == "#" then
+      pos, line = eol + 1, line + 1
+    else
+      local rest = body:match("^export%s+(.*)$") or body
+      local key, after = rest:match("^([%a_][%w_]*)%s*=%s*(.*)$")
+      if not key then
+        return nil, string.format("%s:%d: expected KEY=value", name, start_line)
+      end
+      local value
+      local q = after:sub(1, 1)
+      if q == "'" then
+        -- Single quotes: literal up to the next quote, on this line.
+        local close = after:find("'", 2, true)
+        if not close then
+          return nil, string.format("%s:%d: %s: missing closing single quote", name, start_line, key)
+        end
+        value = after:sub(2, close - 1)
+        local tail = after:sub(close + 1)
+        if not (tail:match("^%s*$") or tail:match("^%s+#")) then
+          return nil, string.format("%s:%d: %s: unexpected text after the closing quote", name, start_line, key)
+        end
+        pos, line = eol + 1, line + 1
+      elseif q == '"' then
+        -- Double quotes: escapes, and the value may continue on the following lines.
+        local out = {}
+        local i = pos + (raw:find('"', 1, true) or 1) -- index just after the opening quote in text
+        local closed = false
+        while i <= len do
+          local c = text:sub(i, i)
+          if c == "\\" and i < len then
+            local e = text:sub(i + 1, i + 1)
+            out[#out + 1] = dq_escapes[e] or ("\\" .. e)
+            if e == "\n" then line = line + 1 end
+            i = i + 2
+          elseif c == '"' then
+            closed = true
+            i = i + 1
+            break
+          else
+            if c == "\n" then line = line + 1 end
+            out[#out + 1] = c
+            i = i + 1
+          end
+        end
+        if not closed then
+          return nil, string.format("%s:%d: %s: missing closing double quote", name, start_line, key)
+        end
+        value = table.concat(out)
+        eol = text:find("\n", i, true) or len + 1
+        local tail = text:sub(i, eol - 1)
+        if not (tail:match("^%s*$") or tail:match("^%s+#")) then
+          return nil, string.format("%s:%d: %s: unexpected text after the closing quote", name, start_line, key)
+        end
+        pos, line = eol + 1, line + 1
+      else
+        -- Unquoted: a '#' preceded by whitespace starts a comment.
+        value = after:gsub("%s+#.*$", ""):match("^(.-)%s*$")
+        if value:sub(1, 1) == "#" then value = "" end
+        pos, line = eol + 1, line + 1
+      end
+      if vars[key] == nil then order[#order + 1] = key end
+      vars[key] = value
+    end
+  end
+  return vars, order
+end
+
+--- Reads and parses a file. Returns `vars, order` or `nil, err` (a missing file is an error here).
+function _M.read(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, "cannot read env file " .. tostring(err) end
+  local text = f:read("*a")
+  f:close()
+  return _M.parse(text, path)
+end
+
+--- Builds the overlay from several files: keys set in the real environment (`getenv`, default
+-- os.getenv) are left out; among the files the first that sets a key wins.
+-- Returns `overlay, loaded_paths` or `nil, err`. Paths with `optional = true` entries may be missing:
+-- `files` is a list of `{ path = ..., optional = bool }` or plain path strings (required).
+function _M.overlay(files, getenv)
+  getenv = getenv or os.getenv
+  local overlay, loaded = {}, {}
+  for _, entry in ipairs(files) do
+    local path, optional = entry, false
+    if type(entry) == "table" then path, optional = entry.path, entry.optional end
+    local f = io.open(path, "rb")
+    if f then
+      f:close()
+      local vars, order = _M.read(path)
+      if not vars then return nil, order end
+      for _, k in ipairs(order) do
+        if overlay[k] == nil and getenv(k) == nil then overlay[k] = vars[k] end
+      end
+      loaded[#loaded + 1] = path
+    elseif not optional then
+      return nil, "env file not found: " .. path
+    end
+  end
+  return overlay, loaded
+end
+
+return _M
