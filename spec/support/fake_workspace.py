@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""Fake Databricks workspace for the lakebase tests (python3 stdlib only).
+
+Real endpoints, real shapes:
+  POST /oidc/v1/token                      OAuth M2M (client_credentials, Basic or form client auth)
+  POST /api/2.0/postgres/credentials       {"endpoint": ...} -> {"token", "expire_time"}; before answering
+                                           it sets the app role's password to the token with VALID UNTIL
+                                           expire_time, so PostgreSQL itself enforces the credential.
+  GET  /api/2.0/preview/scim/v2/Me         {"userName", "id"}
+Errors: {"error_code": ..., "message": ...} with a 4xx/5xx status.
+
+Test controls (loopback only):
+  POST /_test/config   {"lifetime": s, "share": bool}  applies to credentials issued afterwards
+  POST /_test/fault    {"path", "kind", "status", "retry_after", "delay", "count"}
+  POST /_test/reset    clear faults, lifetime 3600, counters 0
+  GET  /_test/counters {path: n}
+  GET  /_test/last_request?path=...  {"method","path","headers","body"} of the last request there
+
+Configuration comes from FAKE_WS_* environment variables (secrets never on argv). Tokens and secrets
+are never written to stdout or the log.
+"""
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CRED_PATH = "/api/2.0/postgres/credentials"
+TOKEN_PATH = "/oidc/v1/token"
+ME_PATH = "/api/2.0/preview/scim/v2/Me"
+ENDPOINT_PREFIX = "projects/p/branches/b/endpoints/"
+DEFAULT_LIFETIME = 3600.0
+OAUTH_LIFETIME = 3600
+
+ENV = os.environ
+PORT = int(ENV.get("FAKE_WS_PORT", "0"))
+LOG_PATH = ENV.get("FAKE_WS_LOG")
+PGHOST = ENV.get("FAKE_WS_PGHOST", "")
+PGPORT = ENV.get("FAKE_WS_PGPORT", "5432")
+PGDATABASE = ENV.get("FAKE_WS_PGDATABASE", "postgres")
+ADMIN_USER = ENV.get("FAKE_WS_ADMIN_USER", "postgres")
+ADMIN_PASSWORD = ENV.get("FAKE_WS_ADMIN_PASSWORD", "")
+APP_ROLE = ENV.get("FAKE_WS_APP_ROLE", "")
+CLIENT_ID = ENV.get("FAKE_WS_CLIENT_ID", "")
+CLIENT_SECRET = ENV.get("FAKE_WS_CLIENT_SECRET", "")
+PAT = ENV.get("FAKE_WS_PAT", "")
+PSQL = ENV.get("FAKE_WS_PSQL", "psql")
+
+lock = threading.Lock()
+role_lock = threading.Lock()  # one ALTER ROLE at a time: the last issued token is the valid one
+state = {}
+log_file = open(LOG_PATH, "a", buffering=1) if LOG_PATH else sys.stderr
+
+
+def log(msg):
+    log_file.write("%s %s\n" % (datetime.datetime.utcnow().strftime("%H:%M:%S.%f")[:-3], msg))
+
+
+def reset_state():
+    with lock:
+        state.clear()
+        state.update(
+            lifetime=DEFAULT_LIFETIME,
+            share=False,
+            faults=[],
+            counters={},
+            last_request={},
+            access_tokens={},  # token -> expiry epoch
+            current=None,  # (token, expiry epoch, issued epoch) of the last credential
+        )
+
+
+reset_state()
+
+
+def rfc3339(epoch):
+    dt = datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def scram_verifier(password, iterations=4096):
+    """A SCRAM-SHA-256 verifier, so the token itself never reaches PostgreSQL (nor its logs)."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = lambda b: base64.b64encode(b).decode()
+    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, b64(salt), b64(stored_key), b64(server_key))
+
+
+def sql_literal(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+def sql_ident(s):
+    return '"' + s.replace('"', '""') + '"'
+
+
+def run_admin_sql(sql):
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith("FAKE_WS_"):
+            del env[k]
+    env.update(PGHOST=PGHOST, PGPORT=PGPORT, PGDATABASE=PGDATABASE, PGUSER=ADMIN_USER,
+               PGPASSWORD=ADMIN_PASSWORD, PGCONNECT_TIMEOUT="5", PGAPPNAME="fake_workspace")
+    r = subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1"], input=sql, env=env,
+                       capture_output=True, text=True, timeout=20)
+    return r.returncode == 0, r.stderr.strip()
+
+
+def set_role_password(token, expiry):
+    sql = "ALTER ROLE %s PASSWORD %s VALID UNTIL %s;\n" % (
+        sql_ident(APP_ROLE), sql_literal(scram_verifier(token)),
+        sql_literal(rfc3339(expiry).replace("T", " ").replace("Z", "+00")))
+    return run_admin_sql(sql)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-databricks/1.0"
+
+    def log_message(self, fmt, *args):  # http.server logs to stderr by default: route to the log
+        pass
+
+    # ---- plumbing
+    def _read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _send(self, status, body, ctype="application/json", headers=None):
+        data = body if isinstance(body, bytes) else body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _json(self, status, obj, headers=None):
+        self._send(status, json.dumps(obj), headers=headers)
+
+    def _error(self, status, code, message, headers=None):
+        self._json(status, {"error_code": code, "message": message}, headers)
+
+    def _take_fault(self, path):
+        with lock:
+            for f in state["faults"]:
+                if f["path"] in (path, "*"):
+                    if f["count"] is not None:
+                        if f["count"] <= 0:
+                            continue
+                        f["count"] -= 1
+                    return dict(f)
+        return None
+
+    def _apply_fault(self, f):
+        """Returns True when the fault produced the whole answer."""
+        kind = f["kind"]
+        log("fault %s on %s" % (kind, self.path))
+        if kind == "delay":
+            time.sleep(float(f.get("delay", 2.0)))
+            return False
+        if kind == "status":
+            st = int(f.get("status", 503))
+            code = {400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                    404: "NOT_FOUND", 429: "REQUEST_LIMIT_EXCEEDED"}.get(st, "TEMPORARILY_UNAVAILABLE")
+            self._error(st, code, "injected fault: HTTP %d" % st)
+        elif kind == "retry_after":
+            ra = f.get("retry_after", 1)
+            self._error(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests, retry later",
+                        {"Retry-After": str(ra)})
+        elif kind == "malformed":
+            self._send(200, b'{"token": "abc", "expire_time": ')
+        elif kind == "truncated":
+            body = b'{"token": "abcdefghijklmnopqrstuvwxyz", "expire_time": "2030-01-01T00:00:00Z"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) + 100))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self._hard_close()
+        elif kind == "drop":
+            self.close_connection = True
+            self._hard_close()
+        elif kind == "huge":
+            chunk = b'{"token": "' + b"x" * (10 * 1024 * 1024) + b'", "expire_time": "2030-01-01T00:00:00Z"}'
+            self._send(200, chunk)
+        elif kind == "empty":
+            self._send(200, b"")
+        else:
+            self._error(500, "INTERNAL_ERROR", "unknown fault kind")
+        return True
+
+    def _hard_close(self):
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+        try:
+            import socket
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _count(self, path):
+        with lock:
+            state["counters"][path] = state["counters"].get(path, 0) + 1
+
+    def _remember(self, path, body):
+        with lock:
+            state["last_request"][path] = {
+                "method": self.command, "path": self.path,
+                "headers": {k: v for k, v in self.headers.items()},
+                "body": body.decode("utf-8", "replace"),
+            }
+
+    def _bearer_ok(self):
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return False
+        tok = auth[7:].strip()
+        if PAT and hmac.compare_digest(tok, PAT):
+            return True
+        with lock:
+            exp = state["access_tokens"].get(tok)
+        return exp is not None and exp > time.time()
+
+    # ---- dispatch
+    def _handle(self):
+        parsed = urllib.parse.urlsplit(self.path)
+        path = parsed.path
+        body = self._read_body()
+        if path.startswith("/_test/"):
+            return self._control(path, parsed.query, body)
+        self._count(path)
+        self._remember(path, body)
+        fault = self._take_fault(path)
+        if fault and self._apply_fault(fault):
+            return
+        if path == TOKEN_PATH and self.command == "POST":
+            return self._oauth(body)
+        if path == CRED_PATH and self.command == "POST":
+            return self._credential(body)
+        if path == ME_PATH and self.command == "GET":
+            if not self._bearer_ok():
+                return self._error(401, "UNAUTHENTICATED", "Invalid access token.")
+            return self._json(200, {"userName": CLIENT_ID, "id": "1234567890123456",
+                                    "displayName": "lakebase test principal", "active": True})
+        return self._error(404, "ENDPOINT_NOT_FOUND", "No API found for '%s %s'" % (self.command, path))
+
+    def do_GET(self):
+        self._handle()
+
+    def do_POST(self):
+        self._handle()
+
+    def do_PUT(self):
+        self._handle()
+
+    def do_DELETE(self):
+        self._handle()
+
+    # ---- OAuth M2M
+    def _oauth(self, body):
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        get = lambda k: (form.get(k) or [None])[0]
+        cid, csec = get("client_id"), get("client_secret")
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            try:
+                cid, _, csec = base64.b64decode(auth[6:].strip()).decode().partition(":")
+                cid, csec = urllib.parse.unquote(cid), urllib.parse.unquote(csec)
+            except Exception:
+                return self._json(400, {"error": "invalid_request", "error_description": "bad Basic header"})
+        if get("grant_type") != "client_credentials":
+            return self._json(400, {"error": "unsupported_grant_type",
+                                    "error_description": "grant_type must be client_credentials"})
+        if not cid or not csec or not (hmac.compare_digest(cid, CLIENT_ID)
+                                       and hmac.compare_digest(csec, CLIENT_SECRET)):
+            return self._json(401, {"error": "invalid_client",
+                                    "error_description": "Client authentication failed"})
+        tok = "eyJ" + secrets.token_urlsafe(48)
+        with lock:
+            now = time.time()
+            state["access_tokens"] = {t: e for t, e in state["access_tokens"].items() if e > now}
+            state["access_tokens"][tok] = now + OAUTH_LIFETIME
+        log("oauth token issued (scope=%s)" % get("scope"))
+        self._json(200, {"access_token": tok, "token_type": "Bearer", "scope": get("scope") or "all-apis",
+                         "expires_in": OAUTH_LIFETIME})
+
+    # ---- Lakebase credential
+    def _credential(self, body):
+        if not self._bearer_ok():
+            return self._error(401, "UNAUTHENTICATED", "Invalid access token.")
+        try:
+            req = json.loads(body.decode("utf-8")) if body else None
+        except (ValueError, UnicodeDecodeError):
+            req = None
+        if not isinstance(req, dict) or not isinstance(req.get("endpoint"), str):
+            return self._error(400, "INVALID_PARAMETER_VALUE", "Request body must be JSON with 'endpoint'.")
+        ep = req["endpoint"]
+        if not ep.startswith(ENDPOINT_PREFIX) or len(ep) == len(ENDPOINT_PREFIX) or "/" in ep[len(ENDPOINT_PREFIX):]:
+            return self._error(404, "NOT_FOUND", "Endpoint '%s' does not exist." % ep[:200])
+        with role_lock:
+            with lock:
+                lifetime, share, cur = state["lifetime"], state["share"], state["current"]
+            now = time.time()
+            if share and cur and cur[1] - now > (cur[1] - cur[2]) / 2:
+                tok, exp = cur[0], cur[1]
+            else:
+                tok = secrets.token_urlsafe(32)
+                exp = now + lifetime
+                ok, err = set_role_password(tok, exp)
+                if not ok:
+                    log("credential: ALTER ROLE failed: %s" % err.replace(tok, "<token>")[:300])
+                    return self._error(503, "TEMPORARILY_UNAVAILABLE", "Database is not available.")
+                with lock:
+                    state["current"] = (tok, exp, now)
+        log("credential issued, lifetime %.1fs" % (exp - now))
+        self._json(200, {"token": tok, "expire_time": rfc3339(exp)})
+
+    # ---- controls
+    def _control(self, path, query, body):
+        try:
+            req = json.loads(body.decode()) if body else {}
+        except ValueError:
+            return self._error(400, "INVALID_PARAMETER_VALUE", "bad JSON")
+        if path == "/_test/config" and self.command == "POST":
+            with lock:
+                if "lifetime" in req:
+                    state["lifetime"] = float(req["lifetime"])
+                if "share" in req:
+                    state["share"] = bool(req["share"])
+                out = {"lifetime": state["lifetime"], "share": state["share"]}
+            log("config %s" % out)
+            return self._json(200, out)
+        if path == "/_test/fault" and self.command == "POST":
+            kind = req.get("kind")
+            if kind not in ("status", "retry_after", "delay", "malformed", "truncated", "drop", "huge", "empty"):
+                return self._error(400, "INVALID_PARAMETER_VALUE", "unknown fault kind")
+            f = {"path": req.get("path", "*"), "kind": kind, "count": req.get("count")}
+            for k in ("status", "retry_after", "delay"):
+                if k in req:
+                    f[k] = req[k]
+            with lock:
+                state["faults"].append(f)
+            log("fault added %s" % f)
+            return self._json(200, f)
+        if path == "/_test/reset" and self.command == "POST":
+            reset_state()
+            log("reset")
+            return self._json(200, {"ok": True})
+        if path == "/_test/counters":
+            with lock:
+                return self._json(200, dict(state["counters"]))
+        if path == "/_test/last_request":
+            p = (urllib.parse.parse_qs(query).get("path") or [""])[0]
+            with lock:
+                r = state["last_request"].get(p)
+            if r is None:
+                return self._error(404, "NOT_FOUND", "no request to %s yet" % p)
+            return self._json(200, r)
+        return self._error(404, "ENDPOINT_NOT_FOUND", "unknown control %s" % path)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def main():
+    srv = Server(("127.0.0.1", PORT), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: (log("stopping"), os._exit(0)))
+    log("listening on 127.0.0.1:%d" % srv.server_address[1])
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

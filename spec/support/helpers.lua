@@ -1,0 +1,299 @@
+-- Test helpers for the specs: the fixtures' settings, the fake workspace's controls, psql as the
+-- admin, PostgreSQL stop/start/restart, time. Pure Lua (no C module): io.popen/os.execute, curl,
+-- psql, pg_ctl; dkjson and lua-system come with busted.
+-- Secrets never reach a command line: commands read them from the environment that env.sh exports.
+local json = require("dkjson")
+local system = require("system")
+
+local _M = {}
+
+local KEYS = {
+  "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "SSLROOTCERT", "DATABRICKS_HOST", "ENDPOINT", "TOKEN",
+  "CLIENT_ID", "CLIENT_SECRET", "ADMIN_USER", "ADMIN_PASSWORD", "PGDATA", "PGTMP", "PGSOCKET", "PGLOG",
+  "RUNDIR", "PGBIN", "WORKSPACE_PORT",
+}
+
+local function repo_root()
+  local src = debug.getinfo(1, "S").source:gsub("^@", "")
+  local dir = src:match("^(.*)/spec/support/[^/]*$")
+  if dir and dir ~= "" then return dir end
+  return "."
+end
+
+local function env_file()
+  local run = os.getenv("LAKEBASE_RUN_DIR") or "spec/support/run"
+  if run:sub(1, 1) ~= "/" then run = repo_root() .. "/" .. run end
+  return run .. "/env.sh"
+end
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+_M.shell_quote = shell_quote
+
+-- Values from the process environment (busted.sh sources env.sh), else parsed from env.sh.
+local cached_env
+function _M.env()
+  if cached_env then return cached_env end
+  local e = {}
+  if os.getenv("LAKEBASE_TEST_PGPORT") then
+    for _, k in ipairs(KEYS) do e[k] = os.getenv("LAKEBASE_TEST_" .. k) end
+  else
+    local f = io.open(env_file(), "r")
+    if not f then error("fixtures are not running: no " .. env_file() .. " (run spec/support/fixtures.sh start)", 2) end
+    for line in f:lines() do
+      local k, v = line:match("^export LAKEBASE_TEST_([%w_]+)=(.*)$")
+      if k then e[k] = v:match("^'(.*)'$") or v end
+    end
+    f:close()
+  end
+  cached_env = e
+  return e
+end
+
+-- A shell prefix that makes the fixture variables available to a command when this process does not
+-- have them (sourcing env.sh keeps the secret values off the command line).
+local function env_prefix()
+  if os.getenv("LAKEBASE_TEST_ADMIN_PASSWORD") then return "" end
+  return ". " .. shell_quote(env_file()) .. " && "
+end
+
+-- Runs a shell command; returns stdout, exit ok, exit code.
+local function run(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  if type(ok) == "number" then code = ok; ok = code == 0 end -- Lua 5.1/LuaJIT without 5.2 compat
+  if code == nil then code = ok and 0 or 1 end
+  return out, ok and true or false, code
+end
+_M.run = run
+
+local function tmpname()
+  local n = os.tmpname()
+  return n
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+_M.read_file = read_file
+
+local function merge(base, overrides)
+  for k, v in pairs(overrides or {}) do base[k] = v end
+  return base
+end
+
+local function base_settings()
+  local e = _M.env()
+  return {
+    host = e.PGHOST, port = tonumber(e.PGPORT), database = e.PGDATABASE,
+    sslmode = "require", sslrootcert = e.SSLROOTCERT,
+  }
+end
+
+-- M2M against the fixtures.
+function _M.settings(overrides)
+  local e = _M.env()
+  local s = base_settings()
+  s.user = e.PGUSER
+  s.endpoint = e.ENDPOINT
+  s.databricks_host = e.DATABRICKS_HOST
+  s.client_id = e.CLIENT_ID
+  s.client_secret = e.CLIENT_SECRET
+  return merge(s, overrides)
+end
+
+-- Workspace token (PAT) against the fixtures.
+function _M.pat_settings(overrides)
+  local e = _M.env()
+  local s = base_settings()
+  s.user = e.PGUSER
+  s.endpoint = e.ENDPOINT
+  s.databricks_host = e.DATABRICKS_HOST
+  s.token = e.TOKEN
+  return merge(s, overrides)
+end
+
+-- Native Postgres password (the superuser), no Databricks at all.
+function _M.password_settings(overrides)
+  local e = _M.env()
+  local s = base_settings()
+  s.user = e.ADMIN_USER
+  s.password = e.ADMIN_PASSWORD
+  return merge(s, overrides)
+end
+
+-- psql as the admin over TLS. opts: database, user ("admin" default | "app"), password_env (name of an
+-- environment variable holding the password to use instead), raw (keep the trailing newline).
+-- Returns the output (unaligned, tuples only, "|" separated) or nil, error text.
+function _M.psql(sql, opts)
+  opts = opts or {}
+  local e = _M.env()
+  local sqlfile, errfile = tmpname(), tmpname()
+  local f = assert(io.open(sqlfile, "wb"))
+  f:write(sql)
+  f:close()
+  local pw = opts.password_env and ("$" .. opts.password_env) or "$LAKEBASE_TEST_ADMIN_PASSWORD"
+  local cmd = env_prefix() .. "PGPASSWORD=\"" .. pw .. "\" PGCONNECT_TIMEOUT=" .. (opts.connect_timeout or 10)
+    .. " psql -X -q -A -t -v ON_ERROR_STOP=1"
+    .. " " .. shell_quote(string.format("host=%s port=%s dbname=%s user=%s sslmode=verify-full sslrootcert=%s",
+      opts.host or e.PGHOST, e.PGPORT, opts.database or e.PGDATABASE,
+      opts.user or e.ADMIN_USER, e.SSLROOTCERT))
+    .. " -f " .. shell_quote(sqlfile) .. " 2>" .. shell_quote(errfile)
+  local out, ok = run(cmd)
+  local err = read_file(errfile) or ""
+  os.remove(sqlfile)
+  os.remove(errfile)
+  if not ok then return nil, (err ~= "" and err or "psql failed") end
+  if not opts.raw then out = out:gsub("\n$", "") end
+  return out
+end
+
+local function pg_ctl(args)
+  local e = _M.env()
+  local cmd = "runuser -u postgres -- " .. shell_quote(e.PGBIN .. "/pg_ctl") .. " -D " .. shell_quote(e.PGDATA)
+    .. " " .. args .. " 2>&1"
+  local out, ok = run(cmd)
+  if not ok then return nil, out end
+  return true
+end
+
+local function logarg()
+  local e = _M.env()
+  return " -l " .. shell_quote(e.PGLOG or (e.PGTMP .. "/postgres.log"))
+end
+
+-- pg_ctl restart -m fast|immediate (waits until PostgreSQL accepts connections again).
+function _M.pg_restart(mode)
+  return pg_ctl("restart -w -t 60 -m " .. (mode or "fast") .. logarg())
+end
+
+function _M.pg_stop(mode)
+  return pg_ctl("stop -w -t 60 -m " .. (mode or "fast"))
+end
+
+function _M.pg_start()
+  return pg_ctl("start -w -t 60" .. logarg())
+end
+
+function _M.pg_running()
+  return pg_ctl("status") == true
+end
+
+function _M.sleep(s)
+  system.sleep(s)
+end
+
+function _M.now()
+  return system.gettime()
+end
+
+-- Monotonic seconds (for measuring durations).
+function _M.clock()
+  return system.monotime()
+end
+
+local unique_n = 0
+function _M.unique(prefix)
+  unique_n = unique_n + 1
+  -- os.tmpname creates a file with a name unique on this machine: its suffix tells processes apart.
+  local name = os.tmpname()
+  os.remove(name)
+  local tag = (name:match("([%w]+)$") or ""):lower():gsub("[^%w]", "")
+  return string.format("%s_%d_%d_%s", prefix or "t", math.floor(system.gettime() * 1000) % 100000000, unique_n, tag)
+end
+
+-- HTTP to the fake workspace through curl; returns status, decoded body (or raw text), raw text.
+local function write_tmp(content)
+  local name = tmpname()
+  local f = assert(io.open(name, "wb"))
+  f:write(content)
+  f:close()
+  return name
+end
+
+-- HTTP to the fake workspace through curl; headers and body go through files (they may hold secrets).
+-- opts: content_type. Returns status, decoded JSON body (or nil), raw text, response headers text.
+local function http(method, path, body, headers, opts)
+  local e = _M.env()
+  local bodyfile, hdrfile = tmpname(), tmpname()
+  local tmp = {}
+  local cmd = "curl -sS -m 30 -o " .. shell_quote(bodyfile) .. " -D " .. shell_quote(hdrfile)
+    .. " -w '%{http_code}' -X " .. method
+  local hs = {}
+  for _, hd in ipairs(headers or {}) do hs[#hs + 1] = hd end
+  if body then
+    hs[#hs + 1] = "Content-Type: " .. ((opts and opts.content_type) or "application/json")
+    local bf = write_tmp(body)
+    tmp[#tmp + 1] = bf
+    cmd = cmd .. " --data-binary @" .. shell_quote(bf)
+  end
+  if #hs > 0 then
+    local hf = write_tmp(table.concat(hs, "\n") .. "\n")
+    tmp[#tmp + 1] = hf
+    cmd = cmd .. " -H @" .. shell_quote(hf)
+  end
+  cmd = cmd .. " " .. shell_quote(e.DATABRICKS_HOST .. path) .. " 2>/dev/null"
+  local out = run(cmd)
+  local text = read_file(bodyfile) or ""
+  local rhead = read_file(hdrfile) or ""
+  os.remove(bodyfile)
+  os.remove(hdrfile)
+  for _, n in ipairs(tmp) do os.remove(n) end
+  local status = tonumber(out) or 0
+  local decoded = json.decode(text)
+  return status, decoded, text, rhead
+end
+_M.http = http
+
+local workspace = {}
+_M.workspace = workspace
+
+local function control(path, t)
+  local status, decoded, text = http("POST", path, json.encode(t or {}))
+  if status ~= 200 then error("workspace control " .. path .. " failed: HTTP " .. status .. " " .. text, 3) end
+  return decoded
+end
+
+function workspace.reset() return control("/_test/reset", {}) end
+function workspace.config(t) return control("/_test/config", t) end
+-- t: {path=..., kind=..., status=..., retry_after=..., delay=..., count=...}
+function workspace.fault(t) return control("/_test/fault", t) end
+
+function workspace.counters()
+  local status, decoded, text = http("GET", "/_test/counters")
+  if status ~= 200 then error("workspace counters failed: HTTP " .. status .. " " .. text, 2) end
+  return setmetatable(decoded, { __index = function() return 0 end })
+end
+
+function workspace.last_request(path)
+  local status, decoded = http("GET", "/_test/last_request?path=" .. path)
+  if status ~= 200 then return nil end
+  return decoded
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+function _M.base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local d1, d2 = math.floor(n / 262144) % 64, math.floor(n / 4096) % 64
+    local d3, d4 = math.floor(n / 64) % 64, n % 64
+    out[#out + 1] = B64:sub(d1 + 1, d1 + 1) .. B64:sub(d2 + 1, d2 + 1)
+      .. (b and B64:sub(d3 + 1, d3 + 1) or "=") .. (c and B64:sub(d4 + 1, d4 + 1) or "=")
+  end
+  return table.concat(out)
+end
+
+_M.json = json
+_M.CRED_PATH = "/api/2.0/postgres/credentials"
+_M.TOKEN_PATH = "/oidc/v1/token"
+_M.ME_PATH = "/api/2.0/preview/scim/v2/Me"
+
+return _M
