@@ -1,0 +1,578 @@
+--- lakebase.ngx: the OpenResty bridge.
+--
+-- libpq and libcurl block, and a blocked nginx worker stalls every request it holds. Inside nginx
+-- this module runs every blocking call (queries, scripts, BEGIN/COMMIT, the credential refresh
+-- that a connect may trigger) in an nginx thread pool through `ngx.run_worker_thread`, so the
+-- event loop keeps serving other requests. Each worker thread has its own Lua state; the pools and
+-- the credential cache are the C core's process-wide ones, so every thread shares them.
+--
+-- How a call runs, by nginx phase:
+--   rewrite, server_rewrite, access, content, timer, ssl_cert, ssl_session_fetch, ssl_client_hello:
+--     in the thread pool (`opts.thread_pool`, default "lakebase"; nginx.conf needs
+--     `thread_pool lakebase threads=16;` at the top level);
+--   init_worker: directly, blocking this worker's start-up only (no request is in flight yet);
+--   init (the master process), set, header_filter, body_filter, log, balancer, exit_worker, ...:
+--     refused with an error that says why (they cannot yield; blocking there stalls requests, and
+--     connections opened in the master would be shared by every forked worker);
+--   `opts.blocking = true`: always directly (the caller accepts blocking the worker).
+--
+-- Values crossing threads are copied by ngx.run_worker_thread: strings, numbers, booleans, nil,
+-- light userdata (so `lakebase.null` stays itself) and tables of these. Metatables do not cross:
+-- error objects get `core.error_mt` back here.
+--
+-- Transactions: one connection is pinned (lb_pin.c) under an integer id that every thread can use.
+-- It is rolled back and returned when the function ends or raises, when the client aborts (via
+-- ngx.on_abort where `lua_check_client_abort on`), by the per-worker reaper once idle longer than
+-- `opts.lease` seconds (default 60; e.g. the request was ended with ngx.exit inside the
+-- transaction) and, last, by the server's idle_in_transaction_session_timeout (set to the lease).
+local lakebase = require("lakebase")
+local core = require("lakebase.core")
+
+local _M = { _VERSION = lakebase._VERSION }
+
+local DEFAULT_POOL = "lakebase"
+local DEFAULT_LEASE = 60
+local MODULE = "lakebase.ngx" -- what the worker-thread Lua states require
+
+-- Options read by this module; removed before the settings reach the C core.
+local OWN_OPTIONS = { thread_pool = true, lease = true, blocking = true }
+
+local YIELDABLE = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+local DIRECT = { init_worker = true }
+local ABORTABLE = { rewrite = true, access = true, content = true } -- where ngx.on_abort works
+
+local ISOLATION = {
+  ["read committed"] = "READ COMMITTED",
+  ["repeatable read"] = "REPEATABLE READ",
+  serializable = "SERIALIZABLE",
+  ["read uncommitted"] = "READ UNCOMMITTED",
+}
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+local unpack = table.unpack or unpack
+
+local function log(level, ...)
+  if ngx and ngx.log then
+    ngx.log(ngx[level], "lakebase: ", ...)
+  end
+end
+
+local function make_error(kind, message)
+  return setmetatable({ kind = kind, message = message, retriable = false }, core.error_mt)
+end
+
+-- An error table copied from another Lua state lost its metatable.
+local function restore_error(err)
+  if type(err) == "table" and getmetatable(err) == nil and err.kind and err.message then
+    setmetatable(err, core.error_mt)
+  end
+  return err
+end
+
+---------------------------------------------------------------------------------------------
+-- Worker-thread side. These functions run in whichever Lua state executes them: a thread-pool
+-- state (no `ngx` there), or the nginx Lua state itself for direct/blocking calls. They take and
+-- return only copyable values; a raised error comes back as `false, message`.
+---------------------------------------------------------------------------------------------
+
+-- Per Lua state: settings key -> plain (blocking) db. The C pool behind it is process-wide; the
+-- cache only saves re-reading settings on every call.
+local thread_dbs = {}
+
+local function opts_key(opts)
+  local keys = {}
+  for k in pairs(opts) do
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    parts[i] = k .. "=" .. type(opts[k]) .. ":" .. tostring(opts[k])
+  end
+  return table.concat(parts, "\0")
+end
+
+local function thread_db(opts)
+  local key = opts_key(opts)
+  local db = thread_dbs[key]
+  if db then
+    return db
+  end
+  local err
+  db, err = _M.plain_new(opts)
+  if not db then
+    return nil, err
+  end
+  thread_dbs[key] = db
+  return db
+end
+
+local function protect(fn, ...)
+  local res = pack(pcall(fn, ...))
+  if not res[1] then
+    return false, tostring(res[2])
+  end
+  return true, unpack(res, 2, res.n)
+end
+
+local function do_query(opts, sql, params)
+  local db, err = thread_db(opts)
+  if not db then
+    return nil, err
+  end
+  return db:query_params(sql, params)
+end
+
+local function do_exec_script(opts, sql)
+  local db, err = thread_db(opts)
+  if not db then
+    return nil, err
+  end
+  return db:exec_script(sql)
+end
+
+local IDLE_SQL = "select set_config('idle_in_transaction_session_timeout', $1, true)"
+
+local function do_begin(opts, lease, begin_sql)
+  local id, err = core.pin_new(opts, lease)
+  if not id then
+    return nil, err
+  end
+  local ok
+  ok, err = core.pin_exec_script(id, begin_sql)
+  if ok then
+    -- Last backstop: the server ends a session left idle in this transaction past the lease.
+    ok, err = core.pin_query(id, IDLE_SQL, { n = 1, tostring(math.floor(lease * 1000)) })
+  end
+  if not ok then
+    core.pin_release(id)
+    return nil, err
+  end
+  return id
+end
+
+local function do_pin_query(id, sql, params)
+  return core.pin_query(id, sql, params)
+end
+
+local function do_pin_script(id, sql)
+  return core.pin_exec_script(id, sql)
+end
+
+-- COMMIT then release; on failure the release rolls back what is left.
+local function do_commit(id)
+  local ok, err = core.pin_exec_script(id, "COMMIT")
+  core.pin_release(id)
+  return ok, err
+end
+
+local function do_release(id)
+  core.pin_release(id)
+  return true
+end
+
+function _M.t_query(...) return protect(do_query, ...) end
+function _M.t_exec_script(...) return protect(do_exec_script, ...) end
+function _M.t_begin(...) return protect(do_begin, ...) end
+function _M.t_pin_query(...) return protect(do_pin_query, ...) end
+function _M.t_pin_script(...) return protect(do_pin_script, ...) end
+function _M.t_commit(...) return protect(do_commit, ...) end
+function _M.t_release(...) return protect(do_release, ...) end
+function _M.t_reap() return protect(core.pin_reap) end
+
+---------------------------------------------------------------------------------------------
+-- Calling side.
+---------------------------------------------------------------------------------------------
+
+local function phase()
+  if ngx and ngx.get_phase then
+    return ngx.get_phase()
+  end
+  return nil
+end
+
+-- Runs _M[fname](...) in the thread pool, or directly where the phase calls for it.
+-- Returns the function's own results (rows | nil, err); re-raises an error it raised.
+local function call(self, fname, ...)
+  local res
+  local ph = phase()
+  if self.blocking or ph == nil or DIRECT[ph] then
+    res = pack(_M[fname](...))
+  elseif YIELDABLE[ph] then
+    res = pack(ngx.run_worker_thread(self.thread_pool, MODULE, fname, ...))
+    if not res[1] then
+      local msg = tostring(res[2])
+      if msg == "thread_pool not found" then
+        return nil, make_error("config", "nginx thread pool '" .. self.thread_pool
+          .. "' not found: add `thread_pool " .. self.thread_pool
+          .. " threads=16;` at the top level of nginx.conf (or set opts.thread_pool)")
+      elseif msg == "unsupported argument type" then
+        return nil, make_error("query", "a parameter cannot be passed to the worker thread"
+          .. " (functions, userdata and coroutines cannot cross Lua states)")
+      end
+      log("ERR", "worker thread call ", fname, " failed: ", msg)
+      return nil, make_error("pool", "nginx worker thread call failed: " .. msg)
+    end
+    res = pack(unpack(res, 2, res.n))
+  else
+    error("lakebase: no queries in the '" .. ph .. "' phase: it cannot yield, and a blocking"
+      .. " query there would stall every request of this worker (query from rewrite/access/"
+      .. "content or a timer: ngx.timer.at; or pass blocking = true to accept blocking)", 3)
+  end
+  if not res[1] then
+    error(res[2], 3)
+  end
+  if res[2] == nil then
+    return nil, restore_error(res[3])
+  end
+  return unpack(res, 2, res.n)
+end
+
+-- The settings part of the user's options, copyable: only strings, numbers and booleans.
+local function settings_of(opts)
+  local out = {}
+  for k, v in pairs(opts) do
+    local t = type(v)
+    if type(k) == "string" and not OWN_OPTIONS[k] and (t == "string" or t == "number" or t == "boolean") then
+      out[k] = v
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------------------------------------
+-- Per-request transaction bookkeeping (ngx.ctx; nothing per request at module level).
+---------------------------------------------------------------------------------------------
+
+local CTX_KEY = "__lakebase_pins"
+
+local function release_all(pins, pool_name)
+  for id in pairs(pins) do
+    pins[id] = nil
+    local ok, err = ngx.run_worker_thread(pool_name, MODULE, "t_release", id)
+    if not ok then
+      log("WARN", "could not release transaction ", id, " after client abort: ", err)
+    end
+  end
+end
+
+-- Remembers an open pin for this request and, once per request, asks nginx to release the
+-- request's pins when the client goes away.
+local function track(self, id)
+  if self.blocking or not ABORTABLE[phase()] then
+    return nil
+  end
+  local ctx = ngx.ctx
+  local state = ctx[CTX_KEY]
+  if not state then
+    state = { pins = {} }
+    ctx[CTX_KEY] = state
+    local pins, pool_name = state.pins, self.thread_pool
+    local ok, err = ngx.on_abort(function()
+      if next(pins) then
+        log("WARN", "client aborted the request: rolling back its open transaction")
+      end
+      release_all(pins, pool_name)
+      ngx.exit(499)
+    end)
+    if not ok then
+      -- lua_check_client_abort off, or the application registered its own handler: the lease
+      -- reaper reclaims the connection instead.
+      log("INFO", "no abort handler (", err, "): transactions rely on the lease reaper")
+    end
+  end
+  state.pins[id] = true
+  return state.pins
+end
+
+-- A timer per worker that runs the pin reaper in the thread pool.
+local reaper_started = false
+
+local function start_reaper(self)
+  if reaper_started or not (ngx and ngx.timer and ngx.timer.every) then
+    return
+  end
+  local ph = phase()
+  if ph == "init" or ph == nil then
+    return
+  end
+  local interval = math.max(1, math.min(5, self.lease / 2))
+  local pool_name = self.thread_pool
+  local ok, err = ngx.timer.every(interval, function(premature)
+    if premature then
+      return
+    end
+    local tok, ok2, n = ngx.run_worker_thread(pool_name, MODULE, "t_reap")
+    if tok and ok2 and n and n > 0 then
+      log("WARN", n, " transaction(s) idle past their lease were rolled back and returned")
+    elseif not tok then
+      log("ERR", "pin reaper: ", ok2)
+    end
+  end)
+  if ok then
+    reaper_started = true
+  else
+    log("ERR", "cannot start the pin reaper timer: ", err)
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- db and tx objects
+---------------------------------------------------------------------------------------------
+
+local db_methods = {}
+local db_mt = { __index = db_methods }
+local tx_methods = {}
+local tx_mt = { __index = tx_methods }
+
+db_mt.__tostring = function(self)
+  return "lakebase.ngx(" .. tostring(self.db) .. ")"
+end
+tx_mt.__tostring = function(self)
+  return "lakebase.ngx transaction " .. tostring(self.id) .. " (" .. tostring(self.owner.db) .. ")"
+end
+
+local function params_of(...)
+  return { n = select("#", ...), ... }
+end
+
+local function check_sql(sql, level)
+  if type(sql) ~= "string" then
+    error("bad argument #1 to 'query' (string expected, got " .. type(sql) .. ")", level + 1)
+  end
+end
+
+function db_methods:query_params(sql, params)
+  check_sql(sql, 2)
+  return call(self, "t_query", self.settings, sql, params or { n = 0 })
+end
+
+function db_methods:query(sql, ...)
+  check_sql(sql, 2)
+  return call(self, "t_query", self.settings, sql, params_of(...))
+end
+
+function db_methods:one(sql, ...)
+  check_sql(sql, 2)
+  local rows, err = call(self, "t_query", self.settings, sql, params_of(...))
+  if not rows then
+    return nil, err
+  end
+  return rows[1]
+end
+
+function db_methods:exec_script(sql)
+  check_sql(sql, 2)
+  return call(self, "t_exec_script", self.settings, sql)
+end
+
+function db_methods:stats()
+  local s = self.db:stats()
+  if type(s) == "table" then
+    s.pinned = core.pin_count()
+  end
+  return s
+end
+
+function db_methods:close()
+  return self.db:close()
+end
+
+function tx_methods:query_params(sql, params)
+  check_sql(sql, 2)
+  return call(self.owner, "t_pin_query", self.id, sql, params or { n = 0 })
+end
+
+function tx_methods:query(sql, ...)
+  check_sql(sql, 2)
+  return call(self.owner, "t_pin_query", self.id, sql, params_of(...))
+end
+
+function tx_methods:one(sql, ...)
+  check_sql(sql, 2)
+  local rows, err = call(self.owner, "t_pin_query", self.id, sql, params_of(...))
+  if not rows then
+    return nil, err
+  end
+  return rows[1]
+end
+
+function tx_methods:exec_script(sql)
+  check_sql(sql, 2)
+  return call(self.owner, "t_pin_script", self.id, sql)
+end
+
+function tx_methods:stats()
+  return self.owner:stats()
+end
+
+-- Runs fn(tx) and sorts out the outcome: (committed, results...) or (false, nil, err) or a
+-- raised error to re-raise after rollback.
+local function run_body(fn, tx)
+  local res = pack(pcall(fn, tx))
+  if not res[1] then
+    return "raise", res[2]
+  end
+  if res[2] == false or (res[2] == nil and res.n >= 3 and res[3] ~= nil) then
+    return "rollback", res
+  end
+  return "commit", res
+end
+
+-- The transaction's results: what fn returned (true when it returned nothing).
+local function results(res)
+  if res.n < 2 then
+    return true
+  end
+  return unpack(res, 2, res.n)
+end
+
+local function begin_sql(opts)
+  local sql = "BEGIN"
+  if opts and opts.isolation ~= nil then
+    local level = ISOLATION[tostring(opts.isolation):lower()]
+    if not level then
+      error("bad argument #2 to 'transaction' (isolation: read committed, repeatable read or serializable)", 3)
+    end
+    sql = sql .. " ISOLATION LEVEL " .. level
+  end
+  if opts and opts.read_only then
+    sql = sql .. " READ ONLY"
+  end
+  return sql
+end
+
+--- Runs fn(tx) inside BEGIN/COMMIT on one pinned connection. An error raised in fn, or fn
+-- returning false (or nil, err), rolls back: a raised error is raised again, otherwise the
+-- transaction returns what fn returned. opts: isolation, read_only.
+function db_methods:transaction(fn, opts)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local sql = begin_sql(opts)
+  local id, err = call(self, "t_begin", self.settings, self.lease, sql)
+  if not id then
+    return nil, err
+  end
+  local pins = track(self, id)
+  local tx = setmetatable({ owner = self, id = id, depth = 0 }, tx_mt)
+  local outcome, res = run_body(fn, tx)
+  if pins then
+    pins[id] = nil
+  end
+  if outcome == "commit" then
+    local ok, cerr = call(self, "t_commit", id)
+    if not ok then
+      return nil, cerr
+    end
+    return results(res)
+  end
+  call(self, "t_release", id) -- rolls back
+  if outcome == "raise" then
+    error(res, 0)
+  end
+  return results(res)
+end
+
+--- Nested transaction: a savepoint inside the pinned transaction.
+function tx_methods:transaction(fn)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local name = "lakebase_sp_" .. (self.depth + 1)
+  local ok, err = self:exec_script("SAVEPOINT " .. name)
+  if not ok then
+    return nil, err
+  end
+  local sub = setmetatable({ owner = self.owner, id = self.id, depth = self.depth + 1 }, tx_mt)
+  local outcome, res = run_body(fn, sub)
+  if outcome == "commit" then
+    ok, err = self:exec_script("RELEASE SAVEPOINT " .. name)
+    if not ok then
+      return nil, err
+    end
+    return results(res)
+  end
+  self:exec_script("ROLLBACK TO SAVEPOINT " .. name)
+  if outcome == "raise" then
+    error(res, 0)
+  end
+  return results(res)
+end
+
+-- The builder's select/insert/update/delete go through query_params, hence through the pool.
+do
+  local ok, builder = pcall(require, "lakebase.builder")
+  if ok and type(builder) == "table" and builder.install then
+    builder.install(db_methods)
+    builder.install(tx_methods)
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- Constructors
+---------------------------------------------------------------------------------------------
+
+--- A plain (blocking) db for these options, never wrapped: what the worker threads use.
+function _M.plain_new(opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do
+    o[k] = v
+  end
+  o.blocking = true -- the hook in lakebase.new must not route back here
+  o.thread_pool, o.lease = nil, nil
+  return lakebase.new(o)
+end
+
+--- Wraps an existing plain db (from lakebase.new) so its calls go through the thread pool.
+function _M.wrap(db, opts)
+  opts = opts or {}
+  if opts.thread_pool ~= nil and type(opts.thread_pool) ~= "string" then
+    error("bad argument #2 to 'wrap' (thread_pool: string expected)", 2)
+  end
+  if opts.lease ~= nil and (type(opts.lease) ~= "number" or opts.lease <= 0) then
+    error("bad argument #2 to 'wrap' (lease: positive number of seconds expected)", 2)
+  end
+  local self = setmetatable({
+    db = db,
+    settings = settings_of(opts),
+    thread_pool = opts.thread_pool or DEFAULT_POOL,
+    lease = opts.lease or DEFAULT_LEASE,
+    blocking = opts.blocking and true or false,
+  }, db_mt)
+  start_reaper(self)
+  return self
+end
+
+--- lakebase.new for nginx: a db whose queries never block the event loop. Outside nginx (no
+-- ngx.run_worker_thread) it is plain lakebase.new.
+function _M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  opts = opts or {}
+  if phase() == "init" and not opts.blocking then
+    error("lakebase: create the db in init_worker_by_lua* or later, not in init_by_lua*"
+      .. " (the master process must not hold connections shared by forked workers)", 2)
+  end
+  local db, err = _M.plain_new(opts)
+  if not db then
+    return nil, err
+  end
+  if not (ngx and ngx.run_worker_thread) then
+    return db
+  end
+  return _M.wrap(db, opts)
+end
+
+--- Open pins in this process (transactions in progress): for health/metrics routes.
+function _M.pin_count()
+  return core.pin_count()
+end
+
+return _M
