@@ -1,0 +1,701 @@
+/* The Lakebase credential cache: a process-wide registry of entries keyed by settings->key,
+ * each holding the current Postgres credential, the M2M workspace token and the refresh state.
+ *
+ * Rules (SPEC §3):
+ * - a credential is served while more than REFRESH_BUFFER seconds remain; after that the next
+ *   caller refreshes it, and while a refresh is in flight the others get the cached one if it
+ *   is still valid, or wait for the refresh (single flight: mutex + condition variable);
+ * - a failed refresh leaves a still-valid credential in service and schedules the next attempt
+ *   with backoff (no hammering an endpoint that is down);
+ * - without a valid credential, a refresh retries transient failures (network, timeout, 429,
+ *   5xx) with exponential backoff and jitter, within connect_timeout, honouring Retry-After;
+ * - expiry is decided on the monotonic clock, anchored once when the credential arrives.
+ * Secrets (PAT, client secret, workspace token, credential) never enter an error message. */
+#include "lakebase.h"
+#include "lb_http.h"
+#include "lb_time.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REFRESH_BUFFER 120.0  /* refresh when less than this remains (SPEC: 2 minutes) */
+#define STALE_MARGIN 1.0      /* a cached credential closer than this to expiry is not served */
+#define WS_BUFFER 60.0        /* the workspace token is renewed this long before expires_in */
+#define RETRY_BASE 0.2        /* first retry delay within one refresh, doubled each time */
+#define RETRY_CAP 2.0
+#define STALE_BASE 1.0        /* first delay between refreshes that fail while the cache serves */
+#define STALE_CAP 30.0
+#define API_MSG_MAX 300       /* an API error message is cut to this many bytes */
+#define IDLE_KEEP 16          /* unreferenced entries kept (their cache survives a release) */
+
+#define STEP_OAUTH "oauth token"
+#define STEP_CRED "lakebase credential"
+
+struct lb_credentials {
+    /* registry links, under registry_mu */
+    char *key;
+    int refs;
+    int shared; /* 0: no key, private to its acquirer */
+    lb_credentials *next;
+
+    /* immutable after creation */
+    lb_auth auth;
+    char *databricks_host, *endpoint, *pat, *client_id, *client_secret, *password;
+    char *oauth_url, *cred_url;
+    double connect_timeout;
+
+    /* cache and refresh state, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *cred;
+    double cred_expires_wall, cred_expires_mono;
+    int fetching;
+    uint64_t generation;   /* +1 after every refresh, successful or not */
+    double next_attempt;   /* monotonic: no refresh before this while the cache is valid */
+    int fail_streak;
+    lb_error last_err;     /* the last refresh failure, for callers that waited on it */
+    uint64_t refreshes, failures;
+
+    /* owned by the one fetching thread (fetching == 1) */
+    char *ws_token;
+    double ws_expires_mono;
+};
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static lb_credentials *registry;
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static char *concat(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *r = malloc(la + lb + 1);
+    if (r) {
+        memcpy(r, a, la);
+        memcpy(r + la, b, lb + 1);
+    }
+    return r;
+}
+
+/* Overwrites every occurrence of secret in msg with '*': defence in depth for text that came
+ * from the server (an API message could echo what it received). */
+static void scrub(char *msg, const char *secret)
+{
+    size_t n;
+    char *p;
+
+    if (!msg || !secret || (n = strlen(secret)) < 4)
+        return;
+    while ((p = strstr(msg, secret)) != NULL)
+        memset(p, '*', n);
+}
+
+static void scrub_error(lb_credentials *c, lb_error *err, const char *extra)
+{
+    scrub(err->message, c->pat);
+    scrub(err->message, c->client_secret);
+    scrub(err->message, c->password);
+    scrub(err->message, c->ws_token);
+    scrub(err->message, extra);
+}
+
+/* Copy of an API text for a message: at most API_MSG_MAX bytes, control characters blanked. */
+static void clean_text(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+
+    for (; src[i] && i + 1 < cap && i < API_MSG_MAX; i++)
+        dst[i] = ((unsigned char)src[i] < 0x20 || src[i] == 0x7f) ? ' ' : src[i];
+    dst[i] = '\0';
+    if (src[i] && i >= API_MSG_MAX && cap > i + 3) {
+        memcpy(dst + i, "...", 4);
+    }
+}
+
+/* 0.5 .. 1.0: "equal jitter", so that clients that failed together do not retry together. */
+static double jitter(void)
+{
+    return 0.5 + 0.5 * ((double)arc4random() / 4294967296.0);
+}
+
+/* ---- HTTP steps ---------------------------------------------------------------------------- */
+
+typedef struct attempt {
+    double deadline;      /* monotonic */
+    double retry_after;   /* from the last failed response, -1 if none */
+    long status;          /* of the last failed response, 0 if none */
+} attempt;
+
+/* Error for a non-2xx answer: "<step>: HTTP <status> <error_code>: <message>". Retriable for
+ * 429 and 5xx. */
+static void http_status_error(const char *step, const lb_http_response *resp, lb_error *err)
+{
+    char code[80] = "", msg[API_MSG_MAX + 8] = "";
+    cJSON *j = cJSON_ParseWithLength(resp->body, resp->body_len);
+    int retriable = resp->status == 429 || resp->status >= 500;
+
+    if (cJSON_IsObject(j)) {
+        /* Databricks APIs: error_code/message; the OAuth endpoint: error/error_description. */
+        const cJSON *ec = cJSON_GetObjectItemCaseSensitive(j, "error_code");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+        if (!cJSON_IsString(ec))
+            ec = cJSON_GetObjectItemCaseSensitive(j, "error");
+        if (!cJSON_IsString(m))
+            m = cJSON_GetObjectItemCaseSensitive(j, "error_description");
+        if (cJSON_IsString(ec))
+            clean_text(code, sizeof code, ec->valuestring);
+        if (cJSON_IsString(m))
+            clean_text(msg, sizeof msg, m->valuestring);
+    }
+    cJSON_Delete(j);
+    lb_error_set(err, LB_ERR_CREDENTIAL, retriable, "%s: HTTP %ld%s%s%s%s", step, resp->status,
+                 code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
+}
+
+/* One request with the time left until a->deadline. Returns the parsed JSON object of a 2xx
+ * answer, or NULL with err set (retriable for transient failures). */
+static cJSON *call(const char *step, lb_http_request *req, double connect_timeout, attempt *a,
+                   lb_error *err)
+{
+    lb_http_response resp;
+    lb_error herr = LB_ERROR_INIT;
+    double left = a->deadline - lb_time_mono();
+    cJSON *j;
+
+    a->retry_after = -1;
+    a->status = 0;
+    if (left < 0.01) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: timed out", step);
+        return NULL;
+    }
+    req->timeout = left;
+    req->connect_timeout = connect_timeout < left ? connect_timeout : left;
+    if (lb_http_do(req, &resp, &herr) != LB_HTTP_OK) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, herr.retriable, "%s: %s", step, herr.message);
+        lb_error_clear(&herr);
+        return NULL;
+    }
+    if (resp.status < 200 || resp.status > 299) {
+        http_status_error(step, &resp, err);
+        a->retry_after = resp.retry_after;
+        a->status = resp.status;
+        lb_http_response_free(&resp);
+        return NULL;
+    }
+    j = cJSON_ParseWithLength(resp.body, resp.body_len);
+    explicit_bzero(resp.body, resp.body_len); /* it holds a token */
+    lb_http_response_free(&resp);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        /* A proxy or a half-deployed service: worth another try. */
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: HTTP %ld response is not a JSON object", step,
+                     resp.status);
+        return NULL;
+    }
+    return j;
+}
+
+/* Wipes and frees a parsed response (token strings inside). */
+static void json_free(cJSON *j)
+{
+    cJSON *t;
+
+    if (!j)
+        return;
+    cJSON_ArrayForEach(t, j) {
+        if (cJSON_IsString(t) && t->valuestring)
+            explicit_bzero(t->valuestring, strlen(t->valuestring));
+    }
+    cJSON_Delete(j);
+}
+
+/* OAuth M2M: a workspace access token for the client id/secret (HTTP Basic, as the SDKs do). */
+static int fetch_ws_token(lb_credentials *c, attempt *a, lb_error *err)
+{
+    static const char form[] = "grant_type=client_credentials&scope=all-apis";
+    lb_http_request req = { 0 };
+    const cJSON *tok, *exp;
+    double life = 3600;
+    cJSON *j;
+
+    req.method = "POST";
+    req.url = c->oauth_url;
+    req.content_type = "application/x-www-form-urlencoded";
+    req.body = form;
+    req.body_len = sizeof form - 1;
+    req.basic_user = c->client_id;
+    req.basic_password = c->client_secret;
+    if (!(j = call(STEP_OAUTH, &req, c->connect_timeout, a, err)))
+        return -1;
+    tok = cJSON_GetObjectItemCaseSensitive(j, "access_token");
+    exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
+    if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
+        json_free(j);
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: response has no string \"access_token\"", STEP_OAUTH);
+        return -1;
+    }
+    if (cJSON_IsNumber(exp) && exp->valuedouble > 0)
+        life = exp->valuedouble;
+    wipe_free(c->ws_token);
+    c->ws_token = strdup(tok->valuestring);
+    json_free(j);
+    if (!c->ws_token) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", STEP_OAUTH);
+        return -1;
+    }
+    /* Renew a minute early; a short-lived token at half its life. */
+    c->ws_expires_mono = lb_time_mono() + (life > 2 * WS_BUFFER ? life - WS_BUFFER : life / 2);
+    return 0;
+}
+
+typedef struct fetched {
+    char *token;
+    double expires_wall, expires_mono;
+} fetched;
+
+/* The credential call with the given workspace token. */
+static int fetch_cred(lb_credentials *c, const char *bearer, attempt *a, fetched *out, lb_error *err)
+{
+    lb_http_request req = { 0 };
+    const cJSON *tok, *exp;
+    cJSON *body, *j;
+    char *json;
+    double wall;
+
+    if (!(body = cJSON_CreateObject()) || !cJSON_AddStringToObject(body, "endpoint", c->endpoint) ||
+        !(json = cJSON_PrintUnformatted(body))) {
+        cJSON_Delete(body);
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", STEP_CRED);
+        return -1;
+    }
+    cJSON_Delete(body);
+    req.method = "POST";
+    req.url = c->cred_url;
+    req.content_type = "application/json";
+    req.body = json;
+    req.body_len = strlen(json);
+    req.bearer = bearer;
+    j = call(STEP_CRED, &req, c->connect_timeout, a, err);
+    cJSON_free(json);
+    if (!j)
+        return -1;
+
+    tok = cJSON_GetObjectItemCaseSensitive(j, "token");
+    exp = cJSON_GetObjectItemCaseSensitive(j, "expire_time");
+    if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
+        json_free(j);
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: response has no string \"token\"", STEP_CRED);
+        return -1;
+    }
+    if (!cJSON_IsString(exp) || lb_time_parse_rfc3339(exp->valuestring, &out->expires_wall) != 0) {
+        char shown[72] = "";
+        if (cJSON_IsString(exp))
+            clean_text(shown, 64, exp->valuestring);
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0,
+                     "%s: response has no parseable RFC 3339 \"expire_time\"%s%s%s", STEP_CRED,
+                     shown[0] ? " (got \"" : "", shown, shown[0] ? "\")" : "");
+        scrub(err->message, tok->valuestring);
+        json_free(j);
+        return -1;
+    }
+    /* Anchor once: from now on only the monotonic clock decides. */
+    wall = lb_time_wall();
+    out->expires_mono = lb_time_mono() + (out->expires_wall - wall);
+    out->token = strdup(tok->valuestring);
+    json_free(j);
+    if (!out->token) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", STEP_CRED);
+        return -1;
+    }
+    return 0;
+}
+
+/* One attempt of the whole flow: workspace token (M2M), then the credential. A 401 on the
+ * credential call with a cached M2M token renews that token once and asks again. */
+static int fetch_once(lb_credentials *c, attempt *a, fetched *out, lb_error *err)
+{
+    int cached_ws;
+
+    if (c->auth == LB_AUTH_TOKEN)
+        return fetch_cred(c, c->pat, a, out, err);
+
+    cached_ws = c->ws_token && lb_time_mono() < c->ws_expires_mono;
+    if (!cached_ws && fetch_ws_token(c, a, err) != 0)
+        return -1;
+    if (fetch_cred(c, c->ws_token, a, out, err) == 0)
+        return 0;
+    if (a->status != 401 || !cached_ws)
+        return -1;
+    /* The workspace revoked or rotated the token before expires_in: renew it once. */
+    wipe_free(c->ws_token);
+    c->ws_token = NULL;
+    if (fetch_ws_token(c, a, err) != 0)
+        return -1;
+    return fetch_cred(c, c->ws_token, a, out, err);
+}
+
+/* A refresh. With `retry`, transient failures are retried with exponential backoff and jitter
+ * (or Retry-After) until connect_timeout is spent; without, one attempt (the cache still serves
+ * and the next attempt is scheduled by the caller). *retry_after reports the server's wish. */
+static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after, lb_error *err)
+{
+    attempt a;
+    double delay;
+    int tries = 0;
+
+    a.deadline = lb_time_mono() + c->connect_timeout;
+    for (;;) {
+        tries++;
+        if (fetch_once(c, &a, out, err) == 0)
+            return 0;
+        *retry_after = a.retry_after;
+        if (!retry || !err->retriable)
+            break;
+        delay = a.retry_after >= 0 ? a.retry_after : RETRY_BASE * (double)(1u << (tries < 8 ? tries - 1 : 7));
+        if (a.retry_after < 0)
+            delay = (delay > RETRY_CAP ? RETRY_CAP : delay) * jitter();
+        if (lb_time_mono() + delay >= a.deadline - 0.01) {
+            break;
+        }
+        lb_time_sleep(delay);
+    }
+    if (tries > 1) {
+        char *m = err->message;
+        err->message = NULL;
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s (gave up after %d attempts within %.0f s)",
+                     m ? m : "failed", tries, c->connect_timeout);
+        free(m);
+    }
+    return -1;
+}
+
+/* ---- cache --------------------------------------------------------------------------------- */
+
+static int serve(lb_credentials *c, char **token, double *expires_at, lb_error *err)
+{
+    if (!(*token = strdup(c->cred))) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", STEP_CRED);
+        return -1;
+    }
+    *expires_at = c->cred_expires_wall;
+    return 0;
+}
+
+static double stale_backoff(int streak, double retry_after)
+{
+    double d = STALE_BASE * (double)(1u << (streak < 8 ? streak - 1 : 7));
+    d = (d > STALE_CAP ? STALE_CAP : d) * jitter();
+    return retry_after > d ? retry_after : d;
+}
+
+static void abs_deadline(struct timespec *ts, double mono)
+{
+    ts->tv_sec = (time_t)mono;
+    ts->tv_nsec = (long)((mono - (double)ts->tv_sec) * 1e9);
+    if (ts->tv_nsec >= 1000000000L)
+        ts->tv_nsec = 999999999L;
+}
+
+int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_error *err)
+{
+    double now, wait_until;
+    uint64_t seen;
+    int rc;
+
+    *token = NULL;
+    *expires_at = 0;
+    if (c->auth == LB_AUTH_PASSWORD) {
+        if (!(*token = strdup(c->password))) {
+            lb_error_set(err, LB_ERR_CREDENTIAL, 1, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+
+    /* A waiter gives the refresh in flight its whole budget plus a little. */
+    wait_until = lb_time_mono() + c->connect_timeout + 1.0;
+    pthread_mutex_lock(&c->mu);
+    seen = c->generation;
+    for (;;) {
+        fetched f = { NULL, 0, 0 };
+        lb_error ferr = LB_ERROR_INIT;
+        double retry_after = -1;
+        int valid;
+
+        now = lb_time_mono();
+        valid = c->cred && now < c->cred_expires_mono - STALE_MARGIN;
+        if (c->cred && now < c->cred_expires_mono - REFRESH_BUFFER) {
+            rc = serve(c, token, expires_at, err);
+            break;
+        }
+        if (c->fetching) {
+            struct timespec ts;
+            if (valid) { /* stale-while-revalidate: never wait while the cache is good */
+                rc = serve(c, token, expires_at, err);
+                break;
+            }
+            if (now >= wait_until) {
+                lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: timed out waiting for the refresh in progress",
+                             STEP_CRED);
+                rc = -1;
+                break;
+            }
+            abs_deadline(&ts, wait_until);
+            pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+            continue;
+        }
+        if (c->generation != seen && c->last_err.kind != LB_OK && !valid) {
+            /* The refresh we waited for failed: share its error rather than start another. */
+            lb_error_set(err, c->last_err.kind, c->last_err.retriable, "%s", c->last_err.message);
+            rc = -1;
+            break;
+        }
+        if (valid && now < c->next_attempt) { /* backoff after failures: keep serving */
+            rc = serve(c, token, expires_at, err);
+            break;
+        }
+
+        /* This caller refreshes; the others wait for it or use the still-valid cache. */
+        c->fetching = 1;
+        pthread_mutex_unlock(&c->mu);
+        rc = fetch(c, !valid, &f, &retry_after, &ferr);
+        pthread_mutex_lock(&c->mu);
+        if (rc != 0)
+            scrub_error(c, &ferr, c->cred);
+        c->fetching = 0;
+        c->generation++;
+        seen = c->generation;
+        if (rc == 0) {
+            wipe_free(c->cred);
+            c->cred = f.token;
+            c->cred_expires_wall = f.expires_wall;
+            c->cred_expires_mono = f.expires_mono;
+            c->refreshes++;
+            c->fail_streak = 0;
+            c->next_attempt = 0;
+            lb_error_clear(&c->last_err);
+            pthread_cond_broadcast(&c->cv);
+            rc = serve(c, token, expires_at, err);
+            break;
+        }
+        c->failures++;
+        c->fail_streak++;
+        c->next_attempt = lb_time_mono() + stale_backoff(c->fail_streak, retry_after);
+        lb_error_clear(&c->last_err);
+        lb_error_set(&c->last_err, ferr.kind, ferr.retriable, "%s", ferr.message);
+        pthread_cond_broadcast(&c->cv);
+        if (c->cred && lb_time_mono() < c->cred_expires_mono - STALE_MARGIN) {
+            lb_error_clear(&ferr);
+            rc = serve(c, token, expires_at, err);
+        } else {
+            lb_error_move(err, &ferr);
+            rc = -1;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void lb_credentials_invalidate(lb_credentials *c, const char *token)
+{
+    if (!c || !token || c->auth == LB_AUTH_PASSWORD)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (c->cred && strcmp(c->cred, token) == 0) {
+        wipe_free(c->cred);
+        c->cred = NULL;
+        c->cred_expires_wall = 0;
+        c->cred_expires_mono = 0;
+        c->next_attempt = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+void lb_credentials_stats(lb_credentials *c, lb_credential_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    out->refreshes = c->refreshes;
+    out->failures = c->failures;
+    out->expires_at = c->cred ? c->cred_expires_wall : 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- registry ------------------------------------------------------------------------------ */
+
+static void entry_free(lb_credentials *c)
+{
+    if (!c)
+        return;
+    free(c->key);
+    free(c->databricks_host);
+    free(c->endpoint);
+    wipe_free(c->pat);
+    free(c->client_id);
+    wipe_free(c->client_secret);
+    wipe_free(c->password);
+    free(c->oauth_url);
+    free(c->cred_url);
+    wipe_free(c->cred);
+    wipe_free(c->ws_token);
+    lb_error_clear(&c->last_err);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}
+
+static int check_settings(const lb_settings *s, lb_error *err)
+{
+    if (!s) {
+        lb_error_set(err, LB_ERR_CONFIG, 0, "credentials: no settings");
+        return -1;
+    }
+    if (s->auth == LB_AUTH_PASSWORD) {
+        if (!s->password) {
+            lb_error_set(err, LB_ERR_CONFIG, 0, "credentials: password auth without a password");
+            return -1;
+        }
+        return 0;
+    }
+    if (!s->databricks_host || !s->endpoint) {
+        lb_error_set(err, LB_ERR_CONFIG, 0, "credentials: databricks_host and endpoint are required");
+        return -1;
+    }
+    if (!lb_http_url_allowed(s->databricks_host)) {
+        lb_error_set(err, LB_ERR_CONFIG, 0,
+                     "credentials: databricks_host must be https:// (plain http:// only for a loopback host)");
+        return -1;
+    }
+    if (s->auth == LB_AUTH_TOKEN && !s->token) {
+        lb_error_set(err, LB_ERR_CONFIG, 0, "credentials: token auth without a token");
+        return -1;
+    }
+    if (s->auth == LB_AUTH_M2M && (!s->client_id || !s->client_secret)) {
+        lb_error_set(err, LB_ERR_CONFIG, 0, "credentials: M2M auth needs client_id and client_secret");
+        return -1;
+    }
+    return 0;
+}
+
+static lb_credentials *entry_new(const lb_settings *s, lb_error *err)
+{
+    lb_credentials *c = calloc(1, sizeof *c);
+    pthread_condattr_t ca;
+    int oom = 0;
+
+    if (!c) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timed waits immune to clock jumps */
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    c->refs = 1;
+    c->auth = s->auth;
+    c->connect_timeout = s->connect_timeout > 0 ? s->connect_timeout : 10.0;
+    c->key = dup_or_null(s->key);
+    c->shared = s->key != NULL;
+    oom |= s->key && !c->key;
+    if (s->auth == LB_AUTH_PASSWORD) {
+        oom |= !(c->password = strdup(s->password));
+    } else {
+        oom |= !(c->databricks_host = strdup(s->databricks_host));
+        oom |= !(c->endpoint = strdup(s->endpoint));
+        oom |= !(c->oauth_url = concat(s->databricks_host, "/oidc/v1/token"));
+        oom |= !(c->cred_url = concat(s->databricks_host, "/api/2.0/postgres/credentials"));
+        if (s->auth == LB_AUTH_TOKEN) {
+            oom |= !(c->pat = strdup(s->token));
+        } else {
+            oom |= !(c->client_id = strdup(s->client_id));
+            oom |= !(c->client_secret = strdup(s->client_secret));
+        }
+    }
+    if (oom) {
+        entry_free(c);
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "out of memory");
+        return NULL;
+    }
+    return c;
+}
+
+/* Keeps at most IDLE_KEEP unreferenced entries; drops the oldest (nearest the tail). */
+static void evict_idle(void)
+{
+    lb_credentials **pp, *victim = NULL, **victim_pp = NULL;
+    int idle = 0;
+
+    for (pp = &registry; *pp; pp = &(*pp)->next) {
+        if ((*pp)->refs == 0) {
+            idle++;
+            victim = *pp;
+            victim_pp = pp;
+        }
+    }
+    if (idle > IDLE_KEEP && victim) {
+        *victim_pp = victim->next;
+        entry_free(victim);
+    }
+}
+
+lb_credentials *lb_credentials_acquire(const lb_settings *s, lb_error *err)
+{
+    lb_credentials *c;
+
+    if (check_settings(s, err) != 0)
+        return NULL;
+    if (!s->key) /* no identity to share under: a private entry */
+        return entry_new(s, err);
+    pthread_mutex_lock(&registry_mu);
+    for (c = registry; c; c = c->next) {
+        if (strcmp(c->key, s->key) == 0) {
+            c->refs++;
+            pthread_mutex_unlock(&registry_mu);
+            return c;
+        }
+    }
+    if ((c = entry_new(s, err)) != NULL) {
+        c->next = registry;
+        registry = c;
+        evict_idle();
+    }
+    pthread_mutex_unlock(&registry_mu);
+    return c;
+}
+
+void lb_credentials_release(lb_credentials *c)
+{
+    if (!c)
+        return;
+    if (!c->shared) {
+        entry_free(c);
+        return;
+    }
+    pthread_mutex_lock(&registry_mu);
+    /* At 0 the entry stays registered (and its cache warm) until evict_idle needs the room:
+     * short-lived users such as lakebase.token() then share one credential. */
+    c->refs--;
+    evict_idle();
+    pthread_mutex_unlock(&registry_mu);
+}
