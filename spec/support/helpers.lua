@@ -58,14 +58,16 @@ local function env_prefix()
   return ". " .. shell_quote(env_file()) .. " && "
 end
 
--- Runs a shell command; returns stdout, exit ok, exit code.
+-- Runs a shell command; returns stdout, exit ok, exit code. The exit code travels in the output:
+-- LuaJIT's popen close does not report it.
 local function run(cmd)
-  local p = assert(io.popen(cmd, "r"))
+  local p = assert(io.popen("{ " .. cmd .. "\n}; echo \"__rc=$?\"", "r"))
   local out = p:read("*a")
-  local ok, _, code = p:close()
-  if type(ok) == "number" then code = ok; ok = code == 0 end -- Lua 5.1/LuaJIT without 5.2 compat
-  if code == nil then code = ok and 0 or 1 end
-  return out, ok and true or false, code
+  p:close()
+  local body, code = out:match("^(.-)__rc=(%d+)\n?$")
+  if not body then return out, false, -1 end
+  code = tonumber(code)
+  return body, code == 0, code
 end
 _M.run = run
 
@@ -128,8 +130,9 @@ function _M.password_settings(overrides)
   return merge(s, overrides)
 end
 
--- psql as the admin over TLS. opts: database, user ("admin" default | "app"), password_env (name of an
--- environment variable holding the password to use instead), raw (keep the trailing newline).
+-- psql over TLS (sslmode=verify-full with the test CA), as the admin by default.
+-- opts: database, user, password (written to a private PGPASSFILE, never on the command line),
+-- host, sslmode, sslrootcert, connect_timeout, raw (keep the trailing newline).
 -- Returns the output (unaligned, tuples only, "|" separated) or nil, error text.
 function _M.psql(sql, opts)
   opts = opts or {}
@@ -138,17 +141,30 @@ function _M.psql(sql, opts)
   local f = assert(io.open(sqlfile, "wb"))
   f:write(sql)
   f:close()
-  local pw = opts.password_env and ("$" .. opts.password_env) or "$LAKEBASE_TEST_ADMIN_PASSWORD"
-  local cmd = env_prefix() .. "PGPASSWORD=\"" .. pw .. "\" PGCONNECT_TIMEOUT=" .. (opts.connect_timeout or 10)
-    .. " psql -X -q -A -t -v ON_ERROR_STOP=1"
-    .. " " .. shell_quote(string.format("host=%s port=%s dbname=%s user=%s sslmode=verify-full sslrootcert=%s",
-      opts.host or e.PGHOST, e.PGPORT, opts.database or e.PGDATABASE,
-      opts.user or e.ADMIN_USER, e.SSLROOTCERT))
+  local user = opts.user or e.ADMIN_USER
+  local host = opts.host or e.PGHOST
+  local db = opts.database or e.PGDATABASE
+  local auth, passfile
+  if opts.password then
+    passfile = tmpname() -- os.tmpname creates it with mode 0600
+    local esc = function(v) return (tostring(v):gsub("\\", "\\\\"):gsub(":", "\\:")) end
+    local pf = assert(io.open(passfile, "wb"))
+    pf:write(table.concat({ esc(host), esc(e.PGPORT), esc(db), esc(user), esc(opts.password) }, ":"), "\n")
+    pf:close()
+    auth = "PGPASSFILE=" .. shell_quote(passfile)
+  else
+    auth = env_prefix() .. "PGPASSWORD=\"$LAKEBASE_TEST_ADMIN_PASSWORD\""
+  end
+  local cmd = auth .. " PGCONNECT_TIMEOUT=" .. (opts.connect_timeout or 10)
+    .. " psql -X -q -A -t -v ON_ERROR_STOP=1 -w"
+    .. " " .. shell_quote(string.format("host=%s port=%s dbname=%s user=%s sslmode=%s sslrootcert=%s",
+      host, e.PGPORT, db, user, opts.sslmode or "verify-full", opts.sslrootcert or e.SSLROOTCERT))
     .. " -f " .. shell_quote(sqlfile) .. " 2>" .. shell_quote(errfile)
   local out, ok = run(cmd)
   local err = read_file(errfile) or ""
   os.remove(sqlfile)
   os.remove(errfile)
+  if passfile then os.remove(passfile) end
   if not ok then return nil, (err ~= "" and err or "psql failed") end
   if not opts.raw then out = out:gsub("\n$", "") end
   return out
@@ -218,7 +234,8 @@ local function write_tmp(content)
 end
 
 -- HTTP to the fake workspace through curl; headers and body go through files (they may hold secrets).
--- opts: content_type. Returns status, decoded JSON body (or nil), raw text, response headers text.
+-- opts: content_type. Returns status, decoded JSON body (or nil), raw text, response headers text,
+-- curl exit code.
 local function http(method, path, body, headers, opts)
   local e = _M.env()
   local bodyfile, hdrfile = tmpname(), tmpname()
@@ -239,7 +256,7 @@ local function http(method, path, body, headers, opts)
     cmd = cmd .. " -H @" .. shell_quote(hf)
   end
   cmd = cmd .. " " .. shell_quote(e.DATABRICKS_HOST .. path) .. " 2>/dev/null"
-  local out = run(cmd)
+  local out, _, code = run(cmd)
   local text = read_file(bodyfile) or ""
   local rhead = read_file(hdrfile) or ""
   os.remove(bodyfile)
@@ -247,7 +264,8 @@ local function http(method, path, body, headers, opts)
   for _, n in ipairs(tmp) do os.remove(n) end
   local status = tonumber(out) or 0
   local decoded = json.decode(text)
-  return status, decoded, text, rhead
+  -- curl's exit code tells the transport failures apart (18 partial body, 52 empty reply).
+  return status, decoded, text, rhead, code
 end
 _M.http = http
 
