@@ -1,0 +1,1142 @@
+/* Settings: options > environment > ~/.databrickscfg profile, every rule of SPEC §2, every
+ * problem reported at once (one line per setting, naming the env variable and the option),
+ * secrets never echoed. See lakebase.h for the contract. */
+#include "lakebase.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_VALUE 4096                 /* bytes per setting value */
+#define MAX_PROFILE_FILE (1024 * 1024) /* ~/.databrickscfg larger than this is refused */
+#define ECHO_MAX 64                    /* bytes of a (non-secret) bad value quoted in a message */
+
+/* ------------------------------------------------------------------------------------------
+ * The option table
+ * ---------------------------------------------------------------------------------------- */
+
+enum {
+    O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_DATABRICKS_HOST,
+    O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
+    O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
+    O_COUNT
+};
+
+static const struct {
+    const char *name;
+    const char *env;     /* NULL: options only */
+    int secret;          /* never echoed */
+} spec[O_COUNT] = {
+    [O_HOST] = {"host", "PGHOST", 0},
+    [O_PORT] = {"port", "PGPORT", 0},
+    [O_DATABASE] = {"database", "PGDATABASE", 0},
+    [O_USER] = {"user", "PGUSER", 0},
+    [O_SSLMODE] = {"sslmode", "PGSSLMODE", 0},
+    [O_SSLROOTCERT] = {"sslrootcert", "PGSSLROOTCERT", 0},
+    [O_ENDPOINT] = {"endpoint", "LAKEBASE_ENDPOINT", 0},
+    [O_DATABRICKS_HOST] = {"databricks_host", "DATABRICKS_HOST", 0},
+    [O_TOKEN] = {"token", "DATABRICKS_TOKEN", 1},
+    [O_CLIENT_ID] = {"client_id", "DATABRICKS_CLIENT_ID", 0},
+    [O_CLIENT_SECRET] = {"client_secret", "DATABRICKS_CLIENT_SECRET", 1},
+    [O_PASSWORD] = {"password", "PGPASSWORD", 1},
+    [O_MAX] = {"max", NULL, 0},
+    [O_IDLE_TIMEOUT] = {"idle_timeout", NULL, 0},
+    [O_CONNECT_TIMEOUT] = {"connect_timeout", NULL, 0},
+    [O_ACQUIRE_TIMEOUT] = {"acquire_timeout", NULL, 0},
+    [O_STATEMENT_TIMEOUT] = {"statement_timeout", NULL, 0},
+    [O_APPLICATION_NAME] = {"application_name", NULL, 0},
+    [O_MAX_LIFETIME] = {"max_lifetime", NULL, 0},
+    [O_PREPARE] = {"prepare", NULL, 0},
+};
+
+enum source { SRC_NONE = 0, SRC_OPTION, SRC_ENV, SRC_PROFILE };
+
+typedef struct resolved {
+    const char *value;    /* borrowed: the caller's option, getenv(), or the profile */
+    const char *bad_type; /* from the option */
+    enum source src;
+} resolved;
+
+/* ------------------------------------------------------------------------------------------
+ * Problem list: one line per problem, in option order
+ * ---------------------------------------------------------------------------------------- */
+
+typedef struct problems {
+    char *buf;
+    size_t len, cap;
+    int count;
+    int oom;
+    const char *profile_name; /* for labels of profile-sourced values */
+} problems;
+
+static void add_raw(problems *pr, const char *fmt, va_list ap)
+{
+    va_list cp;
+    int n;
+
+    va_copy(cp, ap);
+    n = vsnprintf(NULL, 0, fmt, cp);
+    va_end(cp);
+    if (n < 0 || pr->oom)
+        return;
+    if (pr->len + (size_t)n + 2 > pr->cap) {
+        size_t cap = (pr->cap ? pr->cap * 2 : 256) + (size_t)n + 2;
+        char *b = realloc(pr->buf, cap);
+        if (!b) {
+            pr->oom = 1;
+            return;
+        }
+        pr->buf = b, pr->cap = cap;
+    }
+    pr->buf[pr->len++] = '\n';
+    vsnprintf(pr->buf + pr->len, (size_t)n + 1, fmt, ap);
+    pr->len += (size_t)n;
+}
+
+static void add_line(problems *pr, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static void add_line(problems *pr, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    add_raw(pr, fmt, ap);
+    va_end(ap);
+    pr->count++;
+}
+
+/* "PGPORT (port): <what>" — env first, the way users set it; the profile named when it was the source. */
+static void add_problem(problems *pr, int o, const resolved *r, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static void add_problem(problems *pr, int o, const resolved *r, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (r && r->src == SRC_PROFILE)
+        add_line(pr, "%s (%s, from profile [%s] of the Databricks config file): %s",
+                 spec[o].env, spec[o].name, pr->profile_name ? pr->profile_name : "?", what);
+    else if (spec[o].env)
+        add_line(pr, "%s (%s): %s", spec[o].env, spec[o].name, what);
+    else
+        add_line(pr, "%s: %s", spec[o].name, what);
+}
+
+/* A value quoted for a message: printable ASCII kept, the rest as \xNN, cut at ECHO_MAX. */
+static void quote(char *out, size_t outlen, const char *v)
+{
+    size_t o = 0, i;
+
+    out[o++] = '"';
+    for (i = 0; v[i] && o + 8 < outlen; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (i >= ECHO_MAX) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c >= 0x20 && c < 0x7f) {
+            out[o++] = (char)c;
+        } else {
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02X", c);
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Value checks
+ * ---------------------------------------------------------------------------------------- */
+
+/* Length of a valid UTF-8 sequence at s (at most n bytes), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len, i;
+    uint32_t cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        len = 2, cp = s[0] & 0x1F;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+        len = 3, cp = s[0] & 0x0F;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        len = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return len;
+}
+
+/* Checks every value must pass: size, no control characters, valid UTF-8. Returns 0 when fine. */
+static int check_text(problems *pr, int o, const resolved *r)
+{
+    const unsigned char *s = (const unsigned char *)r->value;
+    size_t n = strlen(r->value), i = 0, k;
+
+    if (n > MAX_VALUE) {
+        add_problem(pr, o, r, "is too long (%zu bytes, at most %d)", n, MAX_VALUE);
+        return -1;
+    }
+    while (i < n) {
+        if (s[i] < 0x20 || s[i] == 0x7f) {
+            if (spec[o].secret)
+                add_problem(pr, o, r, "is set but contains a control character");
+            else
+                add_problem(pr, o, r, "contains a control character (byte 0x%02X at offset %zu)",
+                            s[i], i);
+            return -1;
+        }
+        if (!(k = utf8_seq(s + i, n - i))) {
+            if (spec[o].secret)
+                add_problem(pr, o, r, "is set but is not valid UTF-8");
+            else
+                add_problem(pr, o, r, "is not valid UTF-8 (byte 0x%02X at offset %zu)", s[i], i);
+            return -1;
+        }
+        i += k;
+    }
+    return 0;
+}
+
+/* Strict decimal integer: digits only (no sign, no spaces, no hex). */
+static int parse_int(const char *v, long long lo, long long hi, long long *out)
+{
+    long long x = 0;
+    const char *p = v;
+
+    if (!*p)
+        return -1;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        if (x > (hi - (*p - '0')) / 10)
+            return -1; /* beyond hi: also stops overflow */
+        x = x * 10 + (*p - '0');
+    }
+    if (x < lo)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+/* Strict non-negative decimal number: digits, optional fraction, optional exponent. */
+static int parse_number(const char *v, double *out)
+{
+    const char *p = v;
+    char *end;
+    int digits = 0;
+    double x;
+
+    while (*p >= '0' && *p <= '9')
+        p++, digits++;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            digits++;
+    if (!digits)
+        return -1;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return -1;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p)
+        return -1;
+    errno = 0;
+    x = strtod(v, &end);
+    if (*end || !isfinite(x))
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const t[] = {"true", "1", "yes", "on"};
+    static const char *const f[] = {"false", "0", "no", "off"};
+    size_t i;
+
+    for (i = 0; i < 4; i++) {
+        if (strcasecmp(v, t[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(v, f[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+/* One id segment of an endpoint path: [A-Za-z0-9._-]+, not "." or "..". */
+static int good_segment(const char *b, size_t n)
+{
+    size_t i;
+
+    if (n == 0 || (n == 1 && b[0] == '.') || (n == 2 && b[0] == '.' && b[1] == '.'))
+        return 0;
+    for (i = 0; i < n; i++) {
+        char c = b[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static int good_endpoint(const char *v)
+{
+    static const char *const fixed[] = {"projects", "branches", "endpoints"};
+    const char *p = v;
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        size_t n = strlen(fixed[i]);
+        const char *slash;
+
+        if (strncmp(p, fixed[i], n) != 0 || p[n] != '/')
+            return 0;
+        p += n + 1;
+        slash = strchr(p, '/');
+        if (i < 2) {
+            if (!slash || !good_segment(p, (size_t)(slash - p)))
+                return 0;
+            p = slash + 1;
+        } else if (slash || !good_segment(p, strlen(p))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int is_loopback(const char *host)
+{
+    const char *p;
+    int dots = 0;
+
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+        return 1;
+    if (strncmp(host, "127.", 4) != 0)
+        return 0;
+    for (p = host; *p; p++) {
+        if (*p == '.')
+            dots++;
+        else if (*p < '0' || *p > '9')
+            return 0;
+    }
+    return dots == 3;
+}
+
+/* Normalises a workspace URL the way the Databricks SDKs do: a bare host name gets https://,
+ * scheme and host are lowercased, any path/query/fragment and trailing slash are dropped.
+ * Returns a malloc'd "scheme://host[:port]" or NULL with *why set; *no_echo is set when the
+ * value must not be quoted (it carries user:password@). */
+static char *normalise_host(const char *v, const char **why, int *no_echo)
+{
+    const char *sep = strstr(v, "://"), *auth, *aend, *hb, *he, *colon = NULL;
+    char scheme[8];
+    char *out;
+    size_t i, hn;
+    long long port = 0;
+
+    *no_echo = 0;
+    if (sep) {
+        size_t sn = (size_t)(sep - v);
+        if (sn == 0 || sn >= sizeof scheme) {
+            *why = "expected an https:// URL";
+            return NULL;
+        }
+        for (i = 0; i < sn; i++)
+            scheme[i] = (char)((v[i] >= 'A' && v[i] <= 'Z') ? v[i] + 32 : v[i]);
+        scheme[sn] = '\0';
+        if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0) {
+            *why = "expected an https:// URL";
+            return NULL;
+        }
+        auth = sep + 3;
+    } else {
+        strcpy(scheme, "https");
+        auth = v;
+    }
+    aend = auth + strcspn(auth, "/?#");
+    if (memchr(auth, '@', (size_t)(aend - auth))) {
+        *no_echo = 1;
+        *why = "must not contain user information (user:password@); use token or client_id/client_secret";
+        return NULL;
+    }
+    hb = auth;
+    if (*hb == '[') {
+        he = memchr(hb, ']', (size_t)(aend - hb));
+        if (!he || he == hb + 1) {
+            *why = "has a malformed IPv6 address";
+            return NULL;
+        }
+        for (const char *q = hb + 1; q < he; q++)
+            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') || (*q >= 'A' && *q <= 'F') ||
+                  *q == ':' || *q == '.')) {
+                *why = "has a malformed IPv6 address";
+                return NULL;
+            }
+        he++;
+        if (he < aend && *he != ':') {
+            *why = "has a malformed IPv6 address";
+            return NULL;
+        }
+        if (he < aend)
+            colon = he;
+    } else {
+        colon = memchr(hb, ':', (size_t)(aend - hb));
+        he = colon ? colon : aend;
+        if (he == hb) {
+            *why = "has no host name";
+            return NULL;
+        }
+        for (const char *q = hb; q < he; q++)
+            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                  *q == '-' || *q == '.')) {
+                *why = "has an invalid host name";
+                return NULL;
+            }
+    }
+    if (colon) {
+        char digits[8];
+        size_t dn = (size_t)(aend - colon - 1);
+        if (dn == 0 || dn >= sizeof digits) {
+            *why = "has an invalid port";
+            return NULL;
+        }
+        memcpy(digits, colon + 1, dn);
+        digits[dn] = '\0';
+        if (parse_int(digits, 1, 65535, &port) != 0) {
+            *why = "has an invalid port";
+            return NULL;
+        }
+    }
+    hn = (size_t)(he - hb);
+    out = malloc(strlen(scheme) + 3 + hn + 8);
+    if (!out) {
+        *why = "out of memory";
+        return NULL;
+    }
+    i = (size_t)sprintf(out, "%s://", scheme);
+    for (size_t j = 0; j < hn; j++)
+        out[i + j] = (char)((hb[j] >= 'A' && hb[j] <= 'Z') ? hb[j] + 32 : hb[j]);
+    out[i + hn] = '\0';
+    if (strcmp(scheme, "http") == 0 && !is_loopback(out + i)) {
+        free(out);
+        *why = "expected an https:// URL (plain http:// only for loopback hosts: localhost, 127.x.x.x, [::1])";
+        return NULL;
+    }
+    if (colon)
+        sprintf(out + i + hn, ":%lld", port);
+    return out;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The profile of the Databricks config file
+ * ---------------------------------------------------------------------------------------- */
+
+/* Reads the whole file (at most MAX_PROFILE_FILE). Returns malloc'd text or NULL with errno set
+ * (EFBIG when too large). */
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+
+    if (!f)
+        return NULL;
+    for (;;) {
+        size_t got;
+        if (n == cap) {
+            char *b;
+            if (cap >= MAX_PROFILE_FILE) {
+                explicit_bzero(buf, n);
+                free(buf);
+                fclose(f);
+                errno = EFBIG;
+                return NULL;
+            }
+            cap = cap ? cap * 2 : 4096;
+            if (!(b = realloc(buf, cap + 1))) {
+                explicit_bzero(buf, n);
+                free(buf);
+                fclose(f);
+                errno = ENOMEM;
+                return NULL;
+            }
+            buf = b;
+        }
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        int e = errno ? errno : EIO;
+        explicit_bzero(buf, n);
+        free(buf);
+        fclose(f);
+        errno = e;
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static const char *getenv_set(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL; /* an empty variable counts as unset, as in most shells' intent */
+}
+
+/* Loads the profile when SPEC §2 says so: DATABRICKS_CONFIG_PROFILE is set, or no auth is
+ * complete otherwise and the file has [DEFAULT]. Fills r[] for the four profile keys that
+ * options and env left empty. */
+static void load_profile(problems *pr, resolved *r, lb_profile *prof, char **path_out)
+{
+    const char *name = getenv_set("DATABRICKS_CONFIG_PROFILE");
+    const char *file = getenv_set("DATABRICKS_CONFIG_FILE");
+    const char *home = getenv_set("HOME");
+    int auth_set = r[O_PASSWORD].value || r[O_TOKEN].value ||
+                   (r[O_CLIENT_ID].value && r[O_CLIENT_SECRET].value);
+    char *path, *text, errbuf[128];
+    size_t len = 0;
+
+    if (!name && auth_set)
+        return;
+    if (file) {
+        path = strdup(file);
+    } else if (home) {
+        path = malloc(strlen(home) + 20);
+        if (path)
+            sprintf(path, "%s/.databrickscfg", home);
+    } else {
+        if (name)
+            add_line(pr, "DATABRICKS_CONFIG_PROFILE: profile [%.128s] is set but HOME is not (set "
+                         "DATABRICKS_CONFIG_FILE)", name);
+        return;
+    }
+    if (!path) {
+        pr->oom = 1;
+        return;
+    }
+    *path_out = path;
+    text = read_file(path, &len);
+    if (!text) {
+        int e = errno;
+        /* Without an explicit profile, a missing default file is the normal case. */
+        if (name || (file && e != ENOENT) || (!file && e != ENOENT))
+            add_line(pr, "%s: cannot read the Databricks config file %.512s: %s",
+                     name ? "DATABRICKS_CONFIG_PROFILE" : (file ? "DATABRICKS_CONFIG_FILE" : "HOME"),
+                     path, e == EFBIG ? "larger than 1 MiB" : strerror(e));
+        return;
+    }
+    if (lb_profile_parse(text, len, name ? name : "DEFAULT", prof, errbuf, sizeof errbuf) != 0) {
+        add_line(pr, "%s: the Databricks config file %.512s is malformed: %s",
+                 file ? "DATABRICKS_CONFIG_FILE" : "DATABRICKS_CONFIG_PROFILE", path, errbuf);
+    } else if (!prof->found) {
+        if (name)
+            add_line(pr, "DATABRICKS_CONFIG_PROFILE: no profile [%.128s] in %.512s", name, path);
+    } else {
+        static const int keys[4] = {O_DATABRICKS_HOST, O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET};
+        const char *vals[4] = {prof->host, prof->token, prof->client_id, prof->client_secret};
+        int i;
+
+        pr->profile_name = name ? name : "DEFAULT";
+        for (i = 0; i < 4; i++)
+            if (!r[keys[i]].value && !r[keys[i]].bad_type && vals[i] && *vals[i])
+                r[keys[i]].value = vals[i], r[keys[i]].src = SRC_PROFILE;
+    }
+    explicit_bzero(text, len);
+    free(text);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Settings objects
+ * ---------------------------------------------------------------------------------------- */
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+void lb_settings_free(lb_settings *s)
+{
+    if (!s)
+        return;
+    free(s->host);
+    free(s->database);
+    free(s->user);
+    free(s->sslrootcert);
+    free(s->endpoint);
+    free(s->databricks_host);
+    wipe_free(s->token);
+    free(s->client_id);
+    wipe_free(s->client_secret);
+    wipe_free(s->password);
+    free(s->application_name);
+    free(s->key);
+    free(s);
+}
+
+static int dup_field(char **dst, const char *src)
+{
+    if (!src) {
+        *dst = NULL;
+        return 0;
+    }
+    *dst = strdup(src);
+    return *dst ? 0 : -2; /* -2: out of memory (-1 means a reported problem) */
+}
+
+lb_settings *lb_settings_copy(const lb_settings *s)
+{
+    lb_settings *c;
+    int bad = 0;
+
+    if (!s || !(c = malloc(sizeof *c)))
+        return NULL;
+    *c = *s;
+    bad |= dup_field(&c->host, s->host);
+    bad |= dup_field(&c->database, s->database);
+    bad |= dup_field(&c->user, s->user);
+    bad |= dup_field(&c->sslrootcert, s->sslrootcert);
+    bad |= dup_field(&c->endpoint, s->endpoint);
+    bad |= dup_field(&c->databricks_host, s->databricks_host);
+    bad |= dup_field(&c->token, s->token);
+    bad |= dup_field(&c->client_id, s->client_id);
+    bad |= dup_field(&c->client_secret, s->client_secret);
+    bad |= dup_field(&c->password, s->password);
+    bad |= dup_field(&c->application_name, s->application_name);
+    bad |= dup_field(&c->key, s->key);
+    if (bad) {
+        lb_settings_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static const char *sslmode_name(lb_sslmode m)
+{
+    switch (m) {
+    case LB_SSL_REQUIRE: return "require";
+    case LB_SSL_PREFER: return "prefer";
+    case LB_SSL_DISABLE: return "disable";
+    case LB_SSL_VERIFY_FULL: return "verify-full";
+    case LB_SSL_VERIFY_CA: return "verify-ca";
+    }
+    return "?";
+}
+
+static const char *auth_name(lb_auth a)
+{
+    switch (a) {
+    case LB_AUTH_PASSWORD: return "password";
+    case LB_AUTH_TOKEN: return "token";
+    case LB_AUTH_M2M: return "m2m";
+    }
+    return "?";
+}
+
+/* A growing string for describe() and the key. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->oom)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->oom = 1;
+        return;
+    }
+    if (b->len + (size_t)n + 1 > b->cap) {
+        size_t cap = b->cap * 2 + (size_t)n + 64;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p, b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static char *sb_take(sbuf *b)
+{
+    if (b->oom || !b->p) {
+        free(b->p);
+        return NULL;
+    }
+    return b->p;
+}
+
+char *lb_settings_describe(const lb_settings *s)
+{
+    sbuf b = {0};
+
+    if (!s)
+        return NULL;
+    sb_printf(&b, "host=%s port=%d database=%s user=%s sslmode=%s", s->host, s->port, s->database,
+              s->user, sslmode_name(s->sslmode));
+    if (s->sslrootcert)
+        sb_printf(&b, " sslrootcert=%s", s->sslrootcert);
+    if (s->endpoint)
+        sb_printf(&b, " endpoint=%s", s->endpoint);
+    if (s->databricks_host)
+        sb_printf(&b, " databricks_host=%s", s->databricks_host);
+    sb_printf(&b, " auth=%s", auth_name(s->auth));
+    if (s->token)
+        sb_printf(&b, " token=(set)");
+    if (s->client_id)
+        sb_printf(&b, " client_id=%s", s->client_id);
+    if (s->client_secret)
+        sb_printf(&b, " client_secret=(set)");
+    if (s->password)
+        sb_printf(&b, " password=(set)");
+    sb_printf(&b, " max=%d idle_timeout=%g connect_timeout=%g acquire_timeout=%g", s->max,
+              s->idle_timeout, s->connect_timeout, s->acquire_timeout);
+    if (s->max_lifetime > 0)
+        sb_printf(&b, " max_lifetime=%g", s->max_lifetime);
+    if (s->statement_timeout > 0)
+        sb_printf(&b, " statement_timeout=%d", s->statement_timeout);
+    sb_printf(&b, " application_name=%s prepare=%s",
+              s->application_name ? s->application_name : "lakebase",
+              s->prepare ? "true" : "false");
+    return sb_take(&b);
+}
+
+/* A per-process random salt, so the secret's fingerprint in the key cannot be checked against
+ * guesses outside this process (keys only need to be equal within one process). */
+static unsigned char salt[32];
+static pthread_once_t salt_once = PTHREAD_ONCE_INIT;
+
+static void salt_init(void)
+{
+    size_t got = 0;
+
+    while (got < sizeof salt) {
+        ssize_t n = getrandom(salt + got, sizeof salt - got, 0);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            break;
+        }
+        got += (size_t)n;
+    }
+    if (got < sizeof salt) {
+        /* No entropy source: still distinct per process, never the secret itself. */
+        unsigned long long seed = (unsigned long long)getpid() ^ (unsigned long long)(uintptr_t)&got;
+        memcpy(salt, &seed, sizeof seed);
+    }
+}
+
+/* Netstring-style "len:value," so no two different settings can produce the same key. */
+static void key_field(sbuf *b, const char *v)
+{
+    if (!v)
+        sb_printf(b, "-,");
+    else
+        sb_printf(b, "%zu:%s,", strlen(v), v);
+}
+
+static char *make_key(const lb_settings *s)
+{
+    const char *secret = s->auth == LB_AUTH_PASSWORD ? s->password
+                         : s->auth == LB_AUTH_TOKEN  ? s->token
+                                                     : s->client_secret;
+    unsigned char digest[32], *buf;
+    size_t n = secret ? strlen(secret) : 0;
+    sbuf b = {0};
+    int i;
+
+    pthread_once(&salt_once, salt_init);
+    buf = malloc(sizeof salt + 1 + n);
+    if (!buf)
+        return NULL;
+    memcpy(buf, salt, sizeof salt);
+    buf[sizeof salt] = (unsigned char)s->auth;
+    if (n)
+        memcpy(buf + sizeof salt + 1, secret, n);
+    lb_sha256(buf, sizeof salt + 1 + n, digest);
+    explicit_bzero(buf, sizeof salt + 1 + n);
+    free(buf);
+
+    key_field(&b, s->host);
+    sb_printf(&b, "%d,", s->port);
+    key_field(&b, s->database);
+    key_field(&b, s->user);
+    sb_printf(&b, "%s,", sslmode_name(s->sslmode));
+    key_field(&b, s->sslrootcert);
+    key_field(&b, s->endpoint);
+    key_field(&b, s->databricks_host);
+    sb_printf(&b, "%s,", auth_name(s->auth));
+    key_field(&b, s->client_id);
+    sb_printf(&b, "%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->idle_timeout, s->connect_timeout,
+              s->acquire_timeout, s->max_lifetime, s->statement_timeout);
+    key_field(&b, s->application_name);
+    sb_printf(&b, "%d,", s->prepare);
+    for (i = 0; i < 16; i++)
+        sb_printf(&b, "%02x", digest[i]);
+    explicit_bzero(digest, sizeof digest);
+    return sb_take(&b);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Loading
+ * ---------------------------------------------------------------------------------------- */
+
+static int find_option(const char *name)
+{
+    int i;
+
+    for (i = 0; i < O_COUNT; i++)
+        if (strcmp(spec[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static const char *expectation(int o)
+{
+    switch (o) {
+    case O_PORT: return "an integer 1-65535";
+    case O_MAX: return "an integer 1-1000";
+    case O_STATEMENT_TIMEOUT: return "an integer number of milliseconds 0-2147483647";
+    case O_IDLE_TIMEOUT: return "a number of seconds > 0 and <= 86400";
+    case O_CONNECT_TIMEOUT:
+    case O_ACQUIRE_TIMEOUT: return "a number of seconds > 0 and <= 3600";
+    case O_MAX_LIFETIME: return "a number of seconds 0-31536000 (0 = unlimited)";
+    case O_PREPARE: return "a boolean";
+    default: return "a string";
+    }
+}
+
+/* Validates one present value into s. Returns 0 when fine (problems are added otherwise). */
+static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
+{
+    char q[ECHO_MAX * 4 + 16];
+    const char *v = r->value;
+    long long iv;
+    double dv;
+    int bv;
+
+    if (r->bad_type) {
+        add_problem(pr, o, r, "expected %s, got %s", expectation(o), r->bad_type);
+        return -1;
+    }
+    if (check_text(pr, o, r) != 0)
+        return -1;
+    if (!*v) {
+        /* Only an option can be empty here (empty env variables count as unset). */
+        add_problem(pr, o, r, spec[o].secret ? "is empty" : "must not be empty");
+        return -1;
+    }
+    if (!spec[o].secret)
+        quote(q, sizeof q, v);
+
+    switch (o) {
+    case O_HOST:
+        if (strpbrk(v, " \t")) {
+            add_problem(pr, o, r, "expected a host name, got %s", q);
+            return -1;
+        }
+        return dup_field(&s->host, v);
+    case O_DATABASE:
+        return dup_field(&s->database, v);
+    case O_USER:
+        return dup_field(&s->user, v);
+    case O_PORT:
+        if (parse_int(v, 1, 65535, &iv) != 0) {
+            add_problem(pr, o, r, "expected an integer 1-65535, got %s", q);
+            return -1;
+        }
+        s->port = (int)iv;
+        return 0;
+    case O_SSLMODE: {
+        static const struct { const char *n; lb_sslmode m; } modes[] = {
+            {"require", LB_SSL_REQUIRE}, {"prefer", LB_SSL_PREFER}, {"disable", LB_SSL_DISABLE},
+            {"verify-full", LB_SSL_VERIFY_FULL}, {"verify-ca", LB_SSL_VERIFY_CA}};
+        size_t i;
+        for (i = 0; i < sizeof modes / sizeof modes[0]; i++)
+            if (strcmp(v, modes[i].n) == 0) {
+                s->sslmode = modes[i].m;
+                return 0;
+            }
+        add_problem(pr, o, r, "expected one of require, prefer, disable, verify-full, verify-ca, got %s", q);
+        return -1;
+    }
+    case O_SSLROOTCERT: {
+        struct stat st;
+        if (stat(v, &st) != 0 || access(v, R_OK) != 0) {
+            add_problem(pr, o, r, "cannot read the CA bundle %s: %s", q, strerror(errno));
+            return -1;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            add_problem(pr, o, r, "expected a CA bundle file, got the directory %s", q);
+            return -1;
+        }
+        return dup_field(&s->sslrootcert, v);
+    }
+    case O_ENDPOINT:
+        if (!good_endpoint(v)) {
+            add_problem(pr, o, r, "expected projects/<project>/branches/<branch>/endpoints/<endpoint>, got %s", q);
+            return -1;
+        }
+        return dup_field(&s->endpoint, v);
+    case O_DATABRICKS_HOST: {
+        const char *why = NULL;
+        int no_echo = 0;
+        char *norm = normalise_host(v, &why, &no_echo);
+        if (!norm) {
+            if (no_echo)
+                add_problem(pr, o, r, "%s", why);
+            else
+                add_problem(pr, o, r, "%s, got %s", why, q);
+            return -1;
+        }
+        s->databricks_host = norm;
+        return 0;
+    }
+    case O_TOKEN:
+        return dup_field(&s->token, v);
+    case O_CLIENT_ID:
+        return dup_field(&s->client_id, v);
+    case O_CLIENT_SECRET:
+        return dup_field(&s->client_secret, v);
+    case O_PASSWORD:
+        return dup_field(&s->password, v);
+    case O_MAX:
+        if (parse_int(v, 1, 1000, &iv) != 0) {
+            add_problem(pr, o, r, "expected an integer 1-1000, got %s", q);
+            return -1;
+        }
+        s->max = (int)iv;
+        return 0;
+    case O_STATEMENT_TIMEOUT:
+        if (parse_int(v, 0, 2147483647, &iv) != 0) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        s->statement_timeout = (int)iv;
+        return 0;
+    case O_IDLE_TIMEOUT:
+    case O_CONNECT_TIMEOUT:
+    case O_ACQUIRE_TIMEOUT:
+    case O_MAX_LIFETIME: {
+        double hi = o == O_IDLE_TIMEOUT ? 86400 : o == O_MAX_LIFETIME ? 31536000 : 3600;
+        int zero_ok = o == O_MAX_LIFETIME;
+        if (parse_number(v, &dv) != 0 || dv > hi || (!zero_ok && dv <= 0)) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        if (o == O_IDLE_TIMEOUT)
+            s->idle_timeout = dv;
+        else if (o == O_CONNECT_TIMEOUT)
+            s->connect_timeout = dv;
+        else if (o == O_ACQUIRE_TIMEOUT)
+            s->acquire_timeout = dv;
+        else
+            s->max_lifetime = dv;
+        return 0;
+    }
+    case O_APPLICATION_NAME: {
+        const char *p;
+        /* PostgreSQL keeps 63 bytes and replaces non-ASCII with '?': refuse rather than mangle. */
+        for (p = v; *p; p++)
+            if ((unsigned char)*p >= 0x7f) {
+                add_problem(pr, o, r, "expected printable ASCII, got %s", q);
+                return -1;
+            }
+        if (strlen(v) > 63) {
+            add_problem(pr, o, r, "is too long (%zu bytes, at most 63)", strlen(v));
+            return -1;
+        }
+        return dup_field(&s->application_name, v);
+    }
+    case O_PREPARE:
+        if (parse_bool(v, &bv) != 0) {
+            add_problem(pr, o, r, "expected a boolean (true/false), got %s", q);
+            return -1;
+        }
+        s->prepare = bv;
+        return 0;
+    }
+    return 0;
+}
+
+lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err)
+{
+    resolved r[O_COUNT];
+    problems pr = {0};
+    lb_profile prof;
+    lb_settings *s;
+    char *profile_path = NULL;
+    size_t i;
+    int o, oom = 0;
+
+    memset(r, 0, sizeof r);
+    memset(&prof, 0, sizeof prof);
+
+    /* 1. options (unknown names are problems too) */
+    for (i = 0; i < nopts; i++) {
+        if (!opts[i].name) {
+            add_line(&pr, "options: an option without a name");
+            continue;
+        }
+        if ((o = find_option(opts[i].name)) < 0) {
+            char q[ECHO_MAX * 4 + 16];
+            quote(q, sizeof q, opts[i].name);
+            add_line(&pr, "unknown option %s", q);
+            continue;
+        }
+        if (!opts[i].value && !opts[i].bad_type)
+            continue;
+        r[o].value = opts[i].value;
+        r[o].bad_type = opts[i].bad_type;
+        r[o].src = SRC_OPTION;
+    }
+    /* 2. environment */
+    for (o = 0; o < O_COUNT; o++) {
+        if (r[o].src == SRC_NONE && spec[o].env && (r[o].value = getenv_set(spec[o].env)))
+            r[o].src = SRC_ENV;
+    }
+    /* 3. profile */
+    load_profile(&pr, r, &prof, &profile_path);
+
+    if (!(s = calloc(1, sizeof *s))) {
+        lb_profile_clear(&prof);
+        free(profile_path);
+        free(pr.buf);
+        lb_error_set(err, LB_ERR_CONFIG, 0, "out of memory");
+        return NULL;
+    }
+    s->port = 5432;
+    s->sslmode = LB_SSL_REQUIRE;
+    s->max = 10;
+    s->idle_timeout = 30;
+    s->connect_timeout = 10;
+    s->acquire_timeout = 10;
+    s->prepare = 1;
+
+    for (o = 0; o < O_COUNT; o++)
+        if (r[o].value || r[o].bad_type)
+            if (apply(&pr, s, o, &r[o]) < -1)
+                oom = 1;
+
+    /* Required settings and the auth rule, once per missing setting. */
+    if (!r[O_HOST].value && !r[O_HOST].bad_type)
+        add_problem(&pr, O_HOST, NULL, "required");
+    if (!r[O_DATABASE].value && !r[O_DATABASE].bad_type)
+        add_problem(&pr, O_DATABASE, NULL, "required");
+    if (!r[O_USER].value && !r[O_USER].bad_type) {
+        if (s->client_id) {
+            if (!(s->user = strdup(s->client_id)))
+                oom = 1;
+        } else if (!r[O_CLIENT_ID].value) {
+            add_problem(&pr, O_USER, NULL, "required (or set DATABRICKS_CLIENT_ID, used as the user)");
+        }
+    }
+    if (!r[O_PASSWORD].value && !r[O_PASSWORD].bad_type) {
+        if (!r[O_ENDPOINT].value && !r[O_ENDPOINT].bad_type)
+            add_problem(&pr, O_ENDPOINT, NULL,
+                        "required unless password is set (projects/<project>/branches/<branch>/endpoints/<endpoint>)");
+        if (!r[O_DATABRICKS_HOST].value && !r[O_DATABRICKS_HOST].bad_type)
+            add_problem(&pr, O_DATABRICKS_HOST, NULL, "required unless password is set (the workspace URL, https://...)");
+    }
+    if (r[O_PASSWORD].value || r[O_PASSWORD].bad_type)
+        s->auth = LB_AUTH_PASSWORD;
+    else if (r[O_TOKEN].value || r[O_TOKEN].bad_type)
+        s->auth = LB_AUTH_TOKEN;
+    else if ((r[O_CLIENT_ID].value || r[O_CLIENT_ID].bad_type) &&
+             (r[O_CLIENT_SECRET].value || r[O_CLIENT_SECRET].bad_type))
+        s->auth = LB_AUTH_M2M;
+    else
+        add_line(&pr, "Set DATABRICKS_TOKEN or both DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET "
+                      "(options token, or client_id and client_secret; or PGPASSWORD/password for a "
+                      "native Postgres password)");
+
+    lb_profile_clear(&prof);
+    free(profile_path);
+    if (pr.count || pr.oom || oom) {
+        if (pr.oom || oom || !pr.buf)
+            lb_error_set(err, LB_ERR_CONFIG, 0, "invalid settings (out of memory while checking them)");
+        else
+            lb_error_set(err, LB_ERR_CONFIG, 0, "invalid settings (%d problem%s):%s", pr.count,
+                         pr.count == 1 ? "" : "s", pr.buf);
+        free(pr.buf);
+        lb_settings_free(s);
+        return NULL;
+    }
+    free(pr.buf);
+    if (s->auth == LB_AUTH_PASSWORD) {
+        /* No Databricks calls at all: drop workspace secrets the pool would never use. */
+        wipe_free(s->token);
+        wipe_free(s->client_secret);
+        s->token = s->client_secret = NULL;
+    } else if (s->auth == LB_AUTH_TOKEN) {
+        wipe_free(s->client_secret); /* token wins over M2M */
+        s->client_secret = NULL;
+    }
+    if (!(s->key = make_key(s))) {
+        lb_settings_free(s);
+        lb_error_set(err, LB_ERR_CONFIG, 0, "out of memory");
+        return NULL;
+    }
+    return s;
+}
