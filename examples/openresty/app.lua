@@ -1,0 +1,240 @@
+--- The lakebase OpenResty example: a small JSON API over the example `items` table
+-- (examples/schema.lua, examples/migrations/0001_items.sql).
+--
+--   GET    /health        200 {"status":"ok"} | 503
+--   GET    /items         200 [item, ...]            (?limit=1..100, default 50, newest first)
+--   POST   /items         201 item | 400 {"error":..., "fields":{...}}
+--   GET    /items/:id     200 item | 404
+--   PATCH  /items/:id     200 item | 400 | 404
+--   DELETE /items/:id     200 {"deleted":id} | 404
+-- Database failures answer 500 {"error":"internal error"}: the details go to the error log only.
+--
+-- Every query runs in nginx's `lakebase` thread pool (lakebase.ngx), so a slow query never holds
+-- up the other requests of the worker.
+local lakebase = require("lakebase")
+local lbngx = require("lakebase.ngx")
+
+local _M = {}
+
+-- JSON: lua-cjson when present (OpenResty bundles it; its null is lakebase.null), else lakebase's
+-- own small codec with the null sentinel mapped.
+local json_encode, json_decode
+do
+  local ok, cjson = pcall(require, "cjson.safe")
+  if ok then
+    cjson.encode_empty_table_as_object(false)
+    json_encode, json_decode = cjson.encode, cjson.decode
+  else
+    local codec = require("lakebase.json")
+    local function map(v, from, to)
+      if v == from then return to end
+      if type(v) ~= "table" then return v end
+      local out = {}
+      for k, x in pairs(v) do out[k] = map(x, from, to) end
+      return setmetatable(out, getmetatable(v))
+    end
+    json_encode = function(v) return codec.encode(map(v, lakebase.null, codec.null)) end
+    json_decode = function(s)
+      local ok2, v = pcall(codec.decode, s)
+      if not ok2 then return nil, v end
+      return map(v, codec.null, lakebase.null)
+    end
+  end
+end
+
+-- One db per worker process (the C pool behind it is process-wide); not per request.
+local db, db_err
+
+function _M.init_worker()
+  db, db_err = lbngx.new({ application_name = "lakebase-openresty-example" })
+  if not db then
+    ngx.log(ngx.ERR, "lakebase: ", tostring(db_err))
+  end
+end
+
+--- The worker's db (for extra locations, e.g. the spec's).
+function _M.db()
+  return db, db_err
+end
+
+local function reply(status, body)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(json_encode(body))
+  return ngx.exit(status)
+end
+
+local function db_failure(err)
+  -- The error object names the SQLSTATE and the server's message; it never holds a secret, but
+  -- neither it nor the SQL belongs in a response.
+  ngx.log(ngx.ERR, "lakebase: ", tostring(err))
+  return reply(500, { error = "internal error" })
+end
+
+local ITEM_COLUMNS = "id, name, price, tags, created_at"
+
+-- Validation --------------------------------------------------------------------------------
+
+local function check_name(v, fields)
+  if type(v) ~= "string" or v:match("^%s*$") then
+    fields.name = "required: a non-empty string"
+  elseif #v > 200 then
+    fields.name = "at most 200 characters"
+  end
+end
+
+local function check_price(v, fields)
+  if v == nil or v == lakebase.null then return end
+  if type(v) == "number" then v = tostring(v) end
+  if type(v) ~= "string" or not (v:match("^%d+$") or v:match("^%d+%.%d%d?$")) then
+    fields.price = "a decimal number with at most 2 decimals, e.g. \"3.80\""
+  end
+end
+
+local function check_tags(v, fields)
+  if v == nil or v == lakebase.null then return end
+  if type(v) ~= "table" then
+    fields.tags = "an array of strings"
+    return
+  end
+  local n = 0
+  for _ in pairs(v) do n = n + 1 end
+  for i = 1, n do
+    if type(v[i]) ~= "string" then
+      fields.tags = "an array of strings"
+      return
+    end
+  end
+end
+
+local function read_json_body()
+  ngx.req.read_body()
+  local raw = ngx.req.get_body_data()
+  if not raw or raw == "" then
+    return nil, "a JSON object body is required"
+  end
+  local body = json_decode(raw)
+  if type(body) ~= "table" then
+    return nil, "the body is not a JSON object"
+  end
+  return body
+end
+
+local function price_param(v)
+  if v == nil or v == lakebase.null then return lakebase.null end
+  return tostring(v)
+end
+
+local function tags_param(v)
+  if v == nil or v == lakebase.null then return lakebase.null end
+  return lakebase.json(v)
+end
+
+-- Handlers ----------------------------------------------------------------------------------
+
+local function health()
+  local row, err = db:one("select 1 as ok")
+  if not row then
+    ngx.log(ngx.ERR, "lakebase: health: ", tostring(err))
+    return reply(503, { status = "unavailable" })
+  end
+  return reply(200, { status = "ok" })
+end
+
+local function list_items()
+  local limit = tonumber(ngx.var.arg_limit or 50)
+  if not limit or limit < 1 or limit > 100 or limit % 1 ~= 0 then
+    return reply(400, { error = "validation failed", fields = { limit = "an integer 1..100" } })
+  end
+  local rows, err = db:query("select " .. ITEM_COLUMNS .. " from items order by id desc limit $1", limit)
+  if not rows then return db_failure(err) end
+  rows.affected_rows = nil
+  return reply(200, rows)
+end
+
+local function create_item()
+  local body, berr = read_json_body()
+  if not body then return reply(400, { error = berr }) end
+  local fields = {}
+  check_name(body.name, fields)
+  check_price(body.price, fields)
+  check_tags(body.tags, fields)
+  if next(fields) then
+    return reply(400, { error = "validation failed", fields = fields })
+  end
+  local row, err = db:one("insert into items (name, price, tags) values ($1, $2, $3) returning "
+    .. ITEM_COLUMNS, body.name, price_param(body.price), tags_param(body.tags))
+  if not row then return db_failure(err) end
+  return reply(201, row)
+end
+
+local function get_item(id)
+  local row, err = db:one("select " .. ITEM_COLUMNS .. " from items where id = $1", id)
+  if err then return db_failure(err) end
+  if not row then return reply(404, { error = "item not found" }) end
+  return reply(200, row)
+end
+
+local function update_item(id)
+  local body, berr = read_json_body()
+  if not body then return reply(400, { error = berr }) end
+  local fields, sets, params = {}, {}, { n = 0 }
+  local function set(column, value)
+    params.n = params.n + 1
+    params[params.n] = value
+    sets[#sets + 1] = column .. " = $" .. params.n
+  end
+  if body.name ~= nil then check_name(body.name, fields); set("name", body.name) end
+  if body.price ~= nil then check_price(body.price, fields); set("price", price_param(body.price)) end
+  if body.tags ~= nil then check_tags(body.tags, fields); set("tags", tags_param(body.tags)) end
+  if next(fields) then
+    return reply(400, { error = "validation failed", fields = fields })
+  end
+  if #sets == 0 then
+    return reply(400, { error = "nothing to update: give name, price or tags" })
+  end
+  params.n = params.n + 1
+  params[params.n] = id
+  local rows, err = db:query_params("update items set " .. table.concat(sets, ", ")
+    .. " where id = $" .. params.n .. " returning " .. ITEM_COLUMNS, params)
+  if not rows then return db_failure(err) end
+  if not rows[1] then return reply(404, { error = "item not found" }) end
+  return reply(200, rows[1])
+end
+
+local function delete_item(id)
+  local row, err = db:one("delete from items where id = $1 returning id", id)
+  if err then return db_failure(err) end
+  if not row then return reply(404, { error = "item not found" }) end
+  return reply(200, { deleted = row.id })
+end
+
+--- content_by_lua entry point.
+function _M.handle()
+  if not db then
+    ngx.log(ngx.ERR, "lakebase: not configured: ", tostring(db_err))
+    return reply(503, { error = "database not configured" })
+  end
+  local method, uri = ngx.req.get_method(), ngx.var.uri
+  if uri == "/health" and method == "GET" then
+    return health()
+  elseif uri == "/items" then
+    if method == "GET" then return list_items() end
+    if method == "POST" then return create_item() end
+    return reply(405, { error = "method not allowed" })
+  end
+  local id = uri:match("^/items/([^/]+)$")
+  if not id then
+    return reply(404, { error = "not found" })
+  end
+  if not id:match("^%d+$") or #id > 9 then
+    return reply(400, { error = "validation failed", fields = { id = "a positive integer" } })
+  end
+  id = tonumber(id)
+  if method == "GET" then return get_item(id) end
+  if method == "PATCH" then return update_item(id) end
+  if method == "DELETE" then return delete_item(id) end
+  return reply(405, { error = "method not allowed" })
+end
+
+return _M

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Starts/stops the OpenResty example (nginx + lua-nginx-module + app.lua) on 127.0.0.1:<free port>.
+#   run.sh start   prints the base URL (only that, on stdout) once /ping answers
+#   run.sh stop
+# Settings: the SPEC §2 variables from the environment; when PGHOST is unset, the local fixtures'
+# ${LAKEBASE_RUN_DIR:-spec/support/run}/env.sh is mapped to them (OAuth M2M, like examples/run_demo.sh).
+# Knobs: LAKEBASE_BUILD (build tree, default build), LAKEBASE_NGINX_WORKERS (default 1),
+# LAKEBASE_NGINX_EXTRA (a file included in the server block), LAKEBASE_NGINX_PREFIX (default
+# <run dir>/openresty). Logs: <prefix>/logs/error.log.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+run_dir=${LAKEBASE_RUN_DIR:-spec/support/run}
+case "$run_dir" in /*) ;; *) run_dir="$root/$run_dir" ;; esac
+prefix=${LAKEBASE_NGINX_PREFIX:-$run_dir/openresty}
+build=${LAKEBASE_BUILD:-build}
+case "$build" in /*) ;; *) build="$root/$build" ;; esac
+
+die() { echo "openresty: $*" >&2; exit 1; }
+
+stop() {
+  local pidf="$prefix/logs/nginx.pid"
+  [ -f "$pidf" ] || return 0
+  local pid
+  pid=$(cat "$pidf" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -QUIT "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$pidf"
+}
+
+map_fixture_env() {
+  [ -n "${PGHOST:-}" ] && return 0
+  if [ -z "${LAKEBASE_TEST_PGPORT:-}" ]; then
+    [ -f "$run_dir/env.sh" ] || die "PGHOST is not set and no fixtures env at $run_dir/env.sh"
+    # shellcheck disable=SC1091
+    . "$run_dir/env.sh"
+  fi
+  export PGHOST=$LAKEBASE_TEST_PGHOST PGPORT=$LAKEBASE_TEST_PGPORT PGDATABASE=$LAKEBASE_TEST_PGDATABASE
+  export PGSSLMODE=require PGSSLROOTCERT=$LAKEBASE_TEST_SSLROOTCERT
+  export LAKEBASE_ENDPOINT=$LAKEBASE_TEST_ENDPOINT DATABRICKS_HOST=$LAKEBASE_TEST_DATABRICKS_HOST
+  export DATABRICKS_CLIENT_ID=$LAKEBASE_TEST_CLIENT_ID DATABRICKS_CLIENT_SECRET=$LAKEBASE_TEST_CLIENT_SECRET
+  unset PGUSER PGPASSWORD DATABRICKS_TOKEN DATABRICKS_CONFIG_PROFILE
+  export HOME=$LAKEBASE_TEST_RUNDIR # no ~/.databrickscfg of this machine gets in the way
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# sed replacement text: escape \, & and the delimiter |.
+sed_escape() { printf '%s' "$1" | sed -e 's/[\\&|]/\\&/g'; }
+
+start() {
+  command -v nginx >/dev/null || die "nginx is not installed (Debian: nginx libnginx-mod-http-lua)"
+  [ -f "$build/luajit/lakebase/core.so" ] || die "no $build/luajit/lakebase/core.so: run make build"
+  stop
+  map_fixture_env
+  mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/conf"
+  : >"$prefix/logs/error.log"
+
+  local port lua_path lua_cpath user_line="" extra=""
+  port=$(free_port)
+  lua_path="$here/?.lua;$root/lua/?.lua;$root/lua/?/init.lua;$root/?.lua"
+  lua_cpath="$build/luajit/?.so"
+  # As root the workers would run as nobody, who may not read the repo, the build or the CA file.
+  [ "$(id -u)" = 0 ] && user_line="user root;"
+  [ -n "${LAKEBASE_NGINX_EXTRA:-}" ] && extra="include $LAKEBASE_NGINX_EXTRA;"
+
+  sed -e "s|@PREFIX@|$(sed_escape "$prefix")|g" \
+      -e "s|@PORT@|$port|g" \
+      -e "s|@LUA_PATH@|$(sed_escape "$lua_path")|g" \
+      -e "s|@LUA_CPATH@|$(sed_escape "$lua_cpath")|g" \
+      -e "s|@WORKERS@|${LAKEBASE_NGINX_WORKERS:-1}|g" \
+      -e "s|@LOG_LEVEL@|${LAKEBASE_NGINX_LOG_LEVEL:-warn}|g" \
+      -e "s|@USER@|$(sed_escape "$user_line")|g" \
+      -e "s|@EXTRA@|$(sed_escape "$extra")|g" \
+      "$here/nginx.conf" >"$prefix/conf/nginx.conf"
+
+  nginx -p "$prefix" -c "$prefix/conf/nginx.conf" -g 'daemon on;' >"$prefix/logs/start.log" 2>&1 ||
+    { cat "$prefix/logs/start.log" >&2; tail -n 20 "$prefix/logs/error.log" >&2; die "nginx failed to start"; }
+
+  local base="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    if curl -fsS -m 1 "$base/ping" >/dev/null 2>&1; then
+      echo "$base"
+      return 0
+    fi
+    sleep 0.1
+  done
+  tail -n 20 "$prefix/logs/error.log" >&2
+  stop
+  die "nginx did not answer on $base/ping"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
