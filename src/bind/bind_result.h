@@ -4,8 +4,13 @@
 
 #include "bind.h"
 
-/* Parameters for PQexecParams/lb_conn_exec. Strings borrowed from the Lua stack stay valid while
- * the values stay on the stack; converted values live in `storage` (owned, freed by lb_params_free). */
+/* Up to this many parameters need no malloc at all (the arrays live inside lb_params). */
+#define LB_PARAMS_INLINE 8
+
+/* Parameters for PQexecParams/lb_conn_exec. Strings borrowed from the Lua stack (plain strings,
+ * and the strings inside json/array/bytea wrappers) stay valid while the values stay on the stack;
+ * converted values live in `storage` or the inline number buffers (owned, freed by
+ * lb_params_free). The pointers may point into the struct itself: do not copy an lb_params. */
 typedef struct lb_params {
     int n;
     Oid *types;
@@ -13,15 +18,34 @@ typedef struct lb_params {
     int *lengths;
     int *formats;
     char **storage; /* n slots, malloc'd conversions or NULL */
+    /* inline room used when n <= LB_PARAMS_INLINE */
+    Oid types_[LB_PARAMS_INLINE];
+    const char *values_[LB_PARAMS_INLINE];
+    int lengths_[LB_PARAMS_INLINE];
+    int formats_[LB_PARAMS_INLINE];
+    char *storage_[LB_PARAMS_INLINE];
+    char numbers_[LB_PARAMS_INLINE][32]; /* text of number parameters $1..$8 */
 } lb_params;
 
 /* Reads the n Lua values at stack indices first..first+n-1. Returns 0, or -1 with err set
- * (kind config... no: kind query, not retriable) naming the bad parameter ($k). */
+ * (kind query, not retriable) naming the bad parameter ($k); on failure nothing is left to free.
+ * Never raises a Lua error and never calls metamethods. Conversions:
+ *   nil, lakebase.null (NULL light userdata)   SQL NULL
+ *   boolean                                    bool (16), 't'/'f'
+ *   integer (5.4), integral double within 2^53 (LuaJIT)   int8 (20)
+ *   other numbers                              float8 (701), 17 significant digits, NaN/Infinity
+ *   string                                     unknown (0), text; an embedded NUL is an error
+ *   lakebase.json(v)                           unknown (0), JSON text (see bind_result.c)
+ *   lakebase.array(t)                          unknown (0), one-dimension array literal
+ *   lakebase.bytea(s)                          bytea (17), binary format, exact length
+ *   plain table, function, userdata, thread    error */
 int lb_params_collect(lua_State *L, int first, int n, lb_params *p, lb_error *err);
 void lb_params_free(lb_params *p);
 
 /* Pushes the rows of res as an array of tables keyed by column name (decoded by type OID),
- * with the field affected_rows when the command reports a count. Returns 1 (values pushed). */
+ * with the field affected_rows when the command reports a count. Returns 1 (values pushed).
+ * Raises a Lua error only when Lua itself runs out of memory. Duplicate column names: the
+ * later column wins. */
 int lb_push_result(lua_State *L, const PGresult *res);
 
 #endif
