@@ -188,6 +188,13 @@ int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err);
 /* 1 while the server reports an open (or failed) transaction on this connection. */
 int lb_conn_in_transaction(const lb_conn *c);
 PGconn *lb_conn_pg(lb_conn *c); /* the underlying libpq connection (for tests and benchmarks) */
+/* Checkout, one statement, checkin. When the connection turns out to have died before the
+ * server processed the statement (restart, admin termination), retries once on a fresh one. */
+PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *types,
+                       const char *const *values, const int *lengths, const int *formats,
+                       lb_error *err);
+int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err); /* same, simple protocol */
+const lb_settings *lb_pool_settings(lb_pool *p); /* read-only, lives as long as the pool */
 
 /* ------------------------------------------------------------------------------------------
  * Pinned connections (lb_pin.c): a transaction that spans several calls from different Lua

@@ -1,6 +1,14 @@
---- lakebase: Databricks Lakebase Postgres for Lua (placeholder until the pool lands).
+--- lakebase: Databricks Lakebase Postgres for Lua.
+--
+--   local lakebase = require("lakebase")
+--   local db = assert(lakebase.new({ host = ..., database = ..., endpoint = ..., ... }))
+--   local rows = assert(db:query("select $1::int as n", 42))
+--
+-- `lakebase.new` joins the process-wide pool for identical settings (every Lua state and thread
+-- of the process shares it). See lakebase.db for the db and transaction objects.
 local core = require("lakebase.core")
 local value = require("lakebase.value")
+local db = require("lakebase.db")
 
 local _M = { _VERSION = core._VERSION }
 
@@ -8,5 +16,26 @@ _M.null = value.null
 _M.json = value.json
 _M.array = value.array
 _M.bytea = value.bytea
+
+local function missing(name)
+  return function()
+    return nil, db.make_error("config", "lakebase." .. name .. " is not available in this build")
+  end
+end
+
+--- Validated settings (secrets redacted when printed) or nil, err.
+_M.config = core.config or missing("config")
+
+--- The Lakebase credential for tools such as psql: token, expires_at (epoch seconds) or nil, err.
+_M.token = core.token or missing("token")
+
+--- A db over the shared pool for these settings, or nil, err.
+function _M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  db.install_builder()
+  return db.new(opts)
+end
 
 return _M

@@ -1,7 +1,359 @@
-/* Lua binding of the pool area (placeholder until that area lands). */
-#include "bind.h"
+/* Lua binding of the pool (lb_pool.c, lb_conn.c).
+ *   core.pool_new(opts [, ignore])   -> pool | nil, err   (ignore: extra Lua-layer option names)
+ *   pool:query(sql, ...)             -> rows | nil, err   (every argument after sql is $k)
+ *   pool:query_params(sql, params)   -> rows | nil, err   (params: array with .n, may be nil)
+ *   pool:exec_script(sql)            -> true | nil, err
+ *   pool:begin()                     -> conn | nil, err   (a checked-out connection)
+ *   pool:stats(), pool:close(), pool:closed(), tostring(pool)
+ *   conn:query / query_params / exec_script as above, conn:in_transaction(),
+ *   conn:release() (rolls back what is open, returns it; also __gc and __close)
+ * Blocking work (connect, query) runs with no Lua API call in between and no lock held across
+ * Lua code; the pool handle keeps one reference on the process-wide lb_pool. */
+#include "bind_result.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define POOL_MT "lakebase.pool"
+#define CONN_MT "lakebase.conn"
+
+typedef struct pool_ud {
+    lb_pool *pool; /* NULL once closed */
+} pool_ud;
+
+typedef struct conn_ud {
+    lb_pool *pool; /* holds its own reference while the connection is out */
+    lb_conn *conn; /* NULL once released */
+} conn_ud;
+
+/* Options of the Lua layers, not settings. */
+static const char *const lua_only_options[] = { "thread_pool", "blocking", "lease", "log", NULL };
+
+static pool_ud *check_pool(lua_State *L)
+{
+    pool_ud *u = (pool_ud *)luaL_checkudata(L, 1, POOL_MT);
+    if (!u->pool)
+        luaL_error(L, "attempt to use a closed lakebase pool");
+    return u;
+}
+
+static conn_ud *check_conn(lua_State *L)
+{
+    conn_ud *u = (conn_ud *)luaL_checkudata(L, 1, CONN_MT);
+    if (!u->conn)
+        luaL_error(L, "attempt to use a released lakebase connection");
+    return u;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Shared query plumbing
+ * ---------------------------------------------------------------------------------------- */
+
+/* Pushes params[1..n] (n = params.n, or #params) onto the stack; returns n. */
+static int push_param_array(lua_State *L, int idx)
+{
+    int n = 0, i;
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "n");
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        n = (int)lua_tonumber(L, -1);
+    else
+        n = (int)lb_rawlen(L, idx);
+    lua_pop(L, 1);
+    if (n < 0 || n > 65535)
+        luaL_argerror(L, idx, "bad parameter count (n)");
+    luaL_checkstack(L, n + LUA_MINSTACK, "too many parameters");
+    for (i = 1; i <= n; i++)
+        lua_rawgeti(L, idx, i);
+    return n;
+}
+
+/* Runs sql with the n values at first.. either on conn (when given) or on the pool. */
+static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql, int first,
+                     int n)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_params params;
+    PGresult *res;
+
+    if (lb_params_collect(L, first, n, &params, &err) != 0)
+        return lb_bind_fail(L, &err);
+    if (conn)
+        res = lb_conn_exec(conn, sql, params.n, params.types, params.values, params.lengths,
+                           params.formats, &err);
+    else
+        res = lb_pool_exec(pool, sql, params.n, params.types, params.values, params.lengths,
+                           params.formats, &err);
+    lb_params_free(&params);
+    if (!res)
+        return lb_bind_fail(L, &err);
+    lb_push_result(L, res);
+    PQclear(res);
+    return 1;
+}
+
+static int run_script(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql)
+{
+    lb_error err = LB_ERROR_INIT;
+    int rc = conn ? lb_conn_exec_script(conn, sql, &err) : lb_pool_exec_script(pool, sql, &err);
+    if (rc != 0)
+        return lb_bind_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Pool
+ * ---------------------------------------------------------------------------------------- */
+
+static int pool_new(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    const char *ignore[32];
+    size_t n = 0, i;
+    lb_settings *s;
+    lb_pool *p;
+    pool_ud *u;
+
+    for (i = 0; lua_only_options[i]; i++)
+        ignore[n++] = lua_only_options[i];
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        size_t len = lb_rawlen(L, 2);
+        for (i = 1; i <= len && n < 31; i++) {
+            lua_rawgeti(L, 2, (int)i);
+            if (lua_type(L, -1) == LUA_TSTRING)
+                ignore[n++] = lua_tostring(L, -1); /* anchored by the table at index 2 */
+            lua_pop(L, 1);
+        }
+    }
+    ignore[n] = NULL;
+
+    s = lb_bind_check_settings(L, 1, ignore, &err);
+    if (!s)
+        return lb_bind_fail(L, &err);
+    /* Arm __gc only once the pool exists (the userdata starts empty). */
+    u = (pool_ud *)lua_newuserdata(L, sizeof *u);
+    u->pool = NULL;
+    luaL_getmetatable(L, POOL_MT);
+    lua_setmetatable(L, -2);
+    p = lb_pool_acquire(s, &err);
+    lb_settings_free(s);
+    if (!p)
+        return lb_bind_fail(L, &err);
+    u->pool = p;
+    return 1;
+}
+
+static int pool_query(lua_State *L)
+{
+    pool_ud *u = check_pool(L);
+    const char *sql = luaL_checkstring(L, 2);
+    return run_query(L, u->pool, NULL, sql, 3, lua_gettop(L) - 2);
+}
+
+static int pool_query_params(lua_State *L)
+{
+    pool_ud *u = check_pool(L);
+    const char *sql = luaL_checkstring(L, 2);
+    int n;
+    lua_settop(L, 3);
+    n = push_param_array(L, 3);
+    return run_query(L, u->pool, NULL, sql, 4, n);
+}
+
+static int pool_exec_script(lua_State *L)
+{
+    pool_ud *u = check_pool(L);
+    return run_script(L, u->pool, NULL, luaL_checkstring(L, 2));
+}
+
+static int pool_begin(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    pool_ud *u = check_pool(L);
+    conn_ud *cu = (conn_ud *)lua_newuserdata(L, sizeof *cu);
+    cu->pool = NULL;
+    cu->conn = NULL;
+    luaL_getmetatable(L, CONN_MT);
+    lua_setmetatable(L, -2);
+    cu->conn = lb_pool_checkout(u->pool, &err);
+    if (!cu->conn)
+        return lb_bind_fail(L, &err);
+    cu->pool = u->pool; /* the checkout holds a pool reference until checkin */
+    return 1;
+}
+
+static void set_int(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+#if LB_HAS_INT64
+    if (v == (double)(lua_Integer)v) {
+        lua_pop(L, 1);
+        lua_pushinteger(L, (lua_Integer)v);
+    }
+#endif
+    lua_setfield(L, -2, k);
+}
+
+static int pool_stats(lua_State *L)
+{
+    pool_ud *u = check_pool(L);
+    lb_pool_stats st;
+    lb_pool_stats_get(u->pool, &st);
+    lua_createtable(L, 0, 10);
+    set_int(L, "total", st.total);
+    set_int(L, "idle", st.idle);
+    set_int(L, "in_use", st.in_use);
+    set_int(L, "waiting", st.waiting);
+    set_int(L, "max", st.max);
+    set_int(L, "connects", (double)st.connects);
+    set_int(L, "connect_failures", (double)st.connect_failures);
+    set_int(L, "credential_refreshes", (double)st.credential_refreshes);
+    set_int(L, "credential_failures", (double)st.credential_failures);
+    lua_pushnumber(L, st.credential_expires_at);
+    lua_setfield(L, -2, "credential_expires_at");
+    return 1;
+}
+
+/* Drops this handle's share of the process-wide pool; the connections close when the last
+ * handle (in any Lua state) lets go. */
+static int pool_close(lua_State *L)
+{
+    pool_ud *u = (pool_ud *)luaL_checkudata(L, 1, POOL_MT);
+    if (u->pool) {
+        lb_pool_release(u->pool);
+        u->pool = NULL;
+    }
+    return 0;
+}
+
+static int pool_closed(lua_State *L)
+{
+    pool_ud *u = (pool_ud *)luaL_checkudata(L, 1, POOL_MT);
+    lua_pushboolean(L, u->pool == NULL);
+    return 1;
+}
+
+static void push_identity(lua_State *L, const char *what, lb_pool *p, const void *addr)
+{
+    if (!p) {
+        lua_pushfstring(L, "%s (closed): %p", what, addr);
+    } else {
+        const lb_settings *s = lb_pool_settings(p);
+        lua_pushfstring(L, "%s (%s@%s:%d/%s): %p", what, s->user ? s->user : "?",
+                        s->host ? s->host : "?", s->port, s->database ? s->database : "?", addr);
+    }
+}
+
+static int pool_tostring(lua_State *L)
+{
+    pool_ud *u = (pool_ud *)luaL_checkudata(L, 1, POOL_MT);
+    push_identity(L, "lakebase.pool", u->pool, u);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Checked-out connection
+ * ---------------------------------------------------------------------------------------- */
+
+static int conn_query(lua_State *L)
+{
+    conn_ud *u = check_conn(L);
+    const char *sql = luaL_checkstring(L, 2);
+    return run_query(L, u->pool, u->conn, sql, 3, lua_gettop(L) - 2);
+}
+
+static int conn_query_params(lua_State *L)
+{
+    conn_ud *u = check_conn(L);
+    const char *sql = luaL_checkstring(L, 2);
+    int n;
+    lua_settop(L, 3);
+    n = push_param_array(L, 3);
+    return run_query(L, u->pool, u->conn, sql, 4, n);
+}
+
+static int conn_exec_script(lua_State *L)
+{
+    conn_ud *u = check_conn(L);
+    return run_script(L, u->pool, u->conn, luaL_checkstring(L, 2));
+}
+
+static int conn_in_transaction(lua_State *L)
+{
+    conn_ud *u = check_conn(L);
+    lua_pushboolean(L, lb_conn_in_transaction(u->conn));
+    return 1;
+}
+
+/* Checkin rolls back an open transaction (or discards a broken connection). Idempotent. */
+static int conn_release(lua_State *L)
+{
+    conn_ud *u = (conn_ud *)luaL_checkudata(L, 1, CONN_MT);
+    if (u->conn) {
+        lb_conn *c = u->conn;
+        u->conn = NULL;
+        lb_pool_checkin(u->pool, c);
+        u->pool = NULL;
+    }
+    return 0;
+}
+
+static int conn_tostring(lua_State *L)
+{
+    conn_ud *u = (conn_ud *)luaL_checkudata(L, 1, CONN_MT);
+    push_identity(L, "lakebase.conn", u->conn ? u->pool : NULL, u);
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Registration
+ * ---------------------------------------------------------------------------------------- */
+
+static const luaL_Reg pool_methods[] = {
+    { "begin", pool_begin },
+    { "close", pool_close },
+    { "closed", pool_closed },
+    { "exec_script", pool_exec_script },
+    { "query", pool_query },
+    { "query_params", pool_query_params },
+    { "stats", pool_stats },
+    { NULL, NULL },
+};
+
+static const luaL_Reg conn_methods[] = {
+    { "exec_script", conn_exec_script },
+    { "in_transaction", conn_in_transaction },
+    { "query", conn_query },
+    { "query_params", conn_query_params },
+    { "release", conn_release },
+    { NULL, NULL },
+};
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                      lua_CFunction tostring)
+{
+    luaL_newmetatable(L, name);
+    lua_newtable(L);
+    lb_setfuncs(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+}
 
 void lb_bind_pool(lua_State *L)
 {
-    (void)L;
+    new_class(L, POOL_MT, pool_methods, pool_close, pool_tostring);
+    new_class(L, CONN_MT, conn_methods, conn_release, conn_tostring);
+    lua_pushcfunction(L, pool_new);
+    lua_setfield(L, -2, "pool_new");
 }

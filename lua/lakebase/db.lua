@@ -1,0 +1,298 @@
+--- lakebase.db: the db object (`lakebase.new`) and the transaction object (`db:transaction`).
+--
+-- Every method is a thin wrapper over one `lakebase.core` call, so other front ends (the
+-- OpenResty bridge) can run the same calls elsewhere:
+--   db  → core pool handle:  pool:query(sql, ...), pool:query_params(sql, params),
+--                            pool:exec_script(sql), pool:begin() → conn, pool:stats(), pool:close()
+--   tx  → core conn handle:  conn:query / query_params / exec_script, conn:release()
+--
+-- Transactions: `db:transaction(fn, opts)` runs `fn(tx)` inside BEGIN ... COMMIT on one pinned
+-- connection and returns what `fn` returned. When `fn` raises an error, or returns `false`
+-- (optionally followed by a reason), the transaction is rolled back and `transaction` returns
+-- `nil, err` (the raised value, the reason, or an error object of kind "query"). A failed COMMIT
+-- returns `nil, err` too. `tx:transaction(fn)` nests with a SAVEPOINT: only the inner work is
+-- rolled back. The connection always goes back to the pool clean (rolled back if needed), also
+-- when the tx object is garbage-collected or closed (`<close>`) without finishing.
+local core = require("lakebase.core")
+
+local _M = {}
+
+local db_methods = {}
+local tx_methods = {}
+_M.db_methods = db_methods
+_M.tx_methods = tx_methods
+
+local db_mt = { __index = db_methods, __name = "lakebase.db" }
+local tx_mt = { __index = tx_methods, __name = "lakebase.tx" }
+_M.db_mt = db_mt
+_M.tx_mt = tx_mt
+
+local unpack = table.unpack or unpack
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+local function make_error(kind, message)
+  return setmetatable({ kind = kind, message = message, retriable = false }, core.error_mt)
+end
+_M.make_error = make_error
+
+local function check_sql(sql, fname)
+  if type(sql) ~= "string" then
+    error("bad argument #1 to '" .. fname .. "' (string expected, got " .. type(sql) .. ")", 3)
+  end
+end
+
+local function check_params(params, fname)
+  if params ~= nil and type(params) ~= "table" then
+    error("bad argument #2 to '" .. fname .. "' (table expected, got " .. type(params) .. ")", 3)
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- db
+---------------------------------------------------------------------------------------------
+
+--- Wraps a core pool handle. `opts` is kept for `tostring` only through the handle.
+function _M.wrap(pool)
+  return setmetatable({ _pool = pool }, db_mt)
+end
+
+--- Creates (or joins, for identical settings) the process-wide pool. Returns db or nil, err.
+function _M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local pool, err = core.pool_new(opts)
+  if not pool then
+    return nil, err
+  end
+  return _M.wrap(pool)
+end
+
+local function pool_of(self)
+  local pool = self._pool
+  if pool:closed() then
+    error("attempt to use a closed lakebase db", 3)
+  end
+  return pool
+end
+
+--- Rows (array of tables keyed by column name, `affected_rows` when reported) or nil, err.
+-- Every argument after `sql` is a parameter ($1, $2, ...); nil arguments are SQL NULL.
+function db_methods:query(sql, ...)
+  check_sql(sql, "query")
+  return pool_of(self):query(sql, ...)
+end
+
+--- The first row, or nil when there is none; nil, err on failure.
+function db_methods:one(sql, ...)
+  check_sql(sql, "one")
+  local rows, err = pool_of(self):query(sql, ...)
+  if not rows then
+    return nil, err
+  end
+  return rows[1]
+end
+
+--- Like query, with the parameters in an array (`params.n` counts trailing NULLs).
+function db_methods:query_params(sql, params)
+  check_sql(sql, "query_params")
+  check_params(params, "query_params")
+  return pool_of(self):query_params(sql, params)
+end
+
+--- Several statements, no parameters (simple protocol): true or nil, err.
+function db_methods:exec_script(sql)
+  check_sql(sql, "exec_script")
+  return pool_of(self):exec_script(sql)
+end
+
+function db_methods:stats()
+  return pool_of(self):stats()
+end
+
+--- Lets go of this db's share of the pool (connections close when no db uses it any more).
+function db_methods:close()
+  self._pool:close()
+  return true
+end
+
+db_mt.__tostring = function(self)
+  return (tostring(self._pool):gsub("^lakebase%.pool", "lakebase.db"))
+end
+
+---------------------------------------------------------------------------------------------
+-- Transactions
+---------------------------------------------------------------------------------------------
+
+local ISOLATION = {
+  ["read committed"] = "READ COMMITTED",
+  ["repeatable read"] = "REPEATABLE READ",
+  ["serializable"] = "SERIALIZABLE",
+  ["read uncommitted"] = "READ UNCOMMITTED",
+}
+
+--- The BEGIN statement for opts (isolation, read_only); raises on a bad option.
+function _M.begin_sql(opts, level)
+  local sql = "BEGIN"
+  if opts == nil then
+    return sql
+  end
+  if type(opts) ~= "table" then
+    error("bad argument #2 to 'transaction' (table expected, got " .. type(opts) .. ")", level)
+  end
+  if opts.isolation ~= nil then
+    local iso = type(opts.isolation) == "string"
+      and ISOLATION[opts.isolation:lower():gsub("[_-]", " ")]
+    if not iso then
+      error("bad argument #2 to 'transaction' (isolation must be one of 'read committed', "
+        .. "'repeatable read', 'serializable')", level)
+    end
+    sql = sql .. " ISOLATION LEVEL " .. iso
+  end
+  if opts.read_only ~= nil then
+    sql = sql .. (opts.read_only and " READ ONLY" or " READ WRITE")
+  end
+  return sql
+end
+
+-- Finishes fn's outcome (a packed pcall result): commit/release on success, rollback otherwise.
+-- `finish_ok(conn)` and `finish_fail(conn)` run the statements; returns transaction's results.
+local function settle(res, conn, commit_sql, rollback_sql)
+  if res[1] and res[2] ~= false then
+    local ok, err = conn:exec_script(commit_sql)
+    if not ok then
+      conn:exec_script(rollback_sql)
+      return nil, err
+    end
+    return unpack(res, 2, res.n)
+  end
+  conn:exec_script(rollback_sql)
+  if not res[1] then
+    return nil, res[2]
+  end
+  return nil, res[3] or make_error("query", "transaction rolled back: the function returned false")
+end
+
+local function new_tx(conn, db)
+  return setmetatable({ _conn = conn, _db = db, _depth = 0, _done = false }, tx_mt)
+end
+
+local function run_fn(fn, tx)
+  return pack(pcall(fn, tx))
+end
+
+--- Runs fn(tx) in a transaction; see the module comment for the outcome rules.
+function db_methods:transaction(fn, opts)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local begin = _M.begin_sql(opts, 3)
+  local conn, err = pool_of(self):begin()
+  if not conn then
+    return nil, err
+  end
+  local ok
+  ok, err = conn:exec_script(begin)
+  if not ok then
+    conn:release()
+    return nil, err
+  end
+  local tx = new_tx(conn, self)
+  local res = run_fn(fn, tx)
+  tx._done = true
+  local out = pack(settle(res, conn, "COMMIT", "ROLLBACK"))
+  conn:release() -- rolls back anyway if COMMIT/ROLLBACK could not run
+  return unpack(out, 1, out.n)
+end
+
+---------------------------------------------------------------------------------------------
+-- tx
+---------------------------------------------------------------------------------------------
+
+local function conn_of(self)
+  if self._done then
+    error("attempt to use a finished lakebase transaction", 3)
+  end
+  return self._conn
+end
+
+function tx_methods:query(sql, ...)
+  check_sql(sql, "query")
+  return conn_of(self):query(sql, ...)
+end
+
+function tx_methods:one(sql, ...)
+  check_sql(sql, "one")
+  local rows, err = conn_of(self):query(sql, ...)
+  if not rows then
+    return nil, err
+  end
+  return rows[1]
+end
+
+function tx_methods:query_params(sql, params)
+  check_sql(sql, "query_params")
+  check_params(params, "query_params")
+  return conn_of(self):query_params(sql, params)
+end
+
+function tx_methods:exec_script(sql)
+  check_sql(sql, "exec_script")
+  return conn_of(self):exec_script(sql)
+end
+
+--- Nested transaction: a SAVEPOINT; rolled back to it on error or `false`.
+function tx_methods:transaction(fn, opts)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if opts ~= nil then
+    error("bad argument #2 to 'transaction' (a nested transaction (savepoint) takes no options)", 2)
+  end
+  local conn = conn_of(self)
+  local depth = self._depth + 1
+  local name = "lakebase_sp_" .. depth
+  local ok, err = conn:exec_script("SAVEPOINT " .. name)
+  if not ok then
+    return nil, err
+  end
+  local inner = setmetatable({ _conn = conn, _db = self._db, _depth = depth, _done = false }, tx_mt)
+  self._done = true -- the outer tx waits while the inner one runs
+  local res = run_fn(fn, inner)
+  inner._done = true
+  self._done = false
+  return settle(res, conn, "RELEASE SAVEPOINT " .. name,
+    "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
+end
+
+tx_mt.__tostring = function(self)
+  return "lakebase.tx (depth " .. self._depth .. (self._done and ", finished" or "") .. ")"
+end
+
+---------------------------------------------------------------------------------------------
+-- Query builder methods, when that module is there
+---------------------------------------------------------------------------------------------
+
+local builder_installed = false
+
+--- Installs the builder's methods (select/insert/update/delete) on db and tx objects once.
+function _M.install_builder()
+  if builder_installed then
+    return
+  end
+  builder_installed = true
+  local ok, builder = pcall(require, "lakebase.builder")
+  if ok then
+    if type(builder) == "table" and builder.install then
+      builder.install(db_methods)
+      builder.install(tx_methods)
+    end
+  elseif not tostring(builder):find("module 'lakebase.builder' not found", 1, true) then
+    error(builder, 0) -- a broken builder must not pass silently
+  end
+end
+
+return _M

@@ -1,0 +1,479 @@
+/* One libpq connection: opening it with keyword/value parameters, running statements through an
+ * automatic per-connection prepared statement cache, errors with SQLSTATE/detail/hint, and the
+ * health checks the pool runs on checkout and checkin. */
+#include "lb_pool_int.h"
+
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STMT_CACHE_MAX 256
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+double lb_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Errors
+ * ---------------------------------------------------------------------------------------- */
+
+/* libpq messages end with a newline and may span lines; keep them as they are but trimmed. */
+static void set_trimmed(lb_error *err, lb_kind kind, int retriable, const char *prefix,
+                        const char *msg)
+{
+    size_t n = msg ? strlen(msg) : 0;
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    lb_error_set(err, kind, retriable, "%s%.*s", prefix, (int)n, n ? msg : "unknown error");
+}
+
+/* Connection-level SQLSTATEs: the session is gone (admin shutdown, crash, starting up). */
+static int sqlstate_is_connection(const char *st)
+{
+    return st && (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 ||
+                  strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0);
+}
+
+static int sqlstate_is_retriable(const char *st)
+{
+    return st && (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 ||
+                  sqlstate_is_connection(st));
+}
+
+/* A failed result (or none at all) into err; marks the connection broken when libpq lost it. */
+static void result_error(lb_conn *c, const PGresult *res, lb_error *err)
+{
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    int lost = PQstatus(c->pg) != CONNECTION_OK || sqlstate_is_connection(st);
+
+    if (lost)
+        c->broken = 1;
+    if (primary)
+        lb_error_set(err, lost ? LB_ERR_CONNECT : LB_ERR_QUERY, lost || sqlstate_is_retriable(st),
+                     "%s", primary);
+    else if (res && PQresultErrorMessage(res)[0])
+        set_trimmed(err, lost ? LB_ERR_CONNECT : LB_ERR_QUERY, lost, "", PQresultErrorMessage(res));
+    else
+        set_trimmed(err, LB_ERR_CONNECT, 1, "connection lost: ", PQerrorMessage(c->pg));
+    if (st)
+        snprintf(err->sqlstate, sizeof err->sqlstate, "%s", st);
+    if (res) {
+        lb_error_set_field(&err->detail, PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+        lb_error_set_field(&err->hint, PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Opening and closing
+ * ---------------------------------------------------------------------------------------- */
+
+/* Server NOTICEs ("table does not exist, skipping") must not reach stderr. */
+static void quiet_notice(void *arg, const PGresult *res)
+{
+    (void)arg;
+    (void)res;
+}
+
+static const char *libpq_sslmode(lb_sslmode m)
+{
+    switch (m) {
+    case LB_SSL_PREFER:
+        return "prefer";
+    case LB_SSL_DISABLE:
+        return "disable";
+    case LB_SSL_VERIFY_CA:
+        return "verify-ca";
+    case LB_SSL_REQUIRE: /* "require" means encrypted and verified (SPEC §2) */
+    case LB_SSL_VERIFY_FULL:
+    default:
+        return "verify-full";
+    }
+}
+
+lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_failed, lb_error *err)
+{
+    const char *kw[16], *val[16];
+    char port[16], timeout[16], options[64];
+    int n = 0;
+    int verify = s->sslmode == LB_SSL_REQUIRE || s->sslmode == LB_SSL_VERIFY_FULL ||
+                 s->sslmode == LB_SSL_VERIFY_CA;
+    PGconn *pg;
+    lb_conn *c;
+
+    *auth_failed = 0;
+    snprintf(port, sizeof port, "%d", s->port);
+    /* libpq takes whole seconds (and treats 1 as 2); round up so 0.5 is not "forever". */
+    snprintf(timeout, sizeof timeout, "%d",
+             s->connect_timeout > 0 ? (int)ceil(s->connect_timeout) : 10);
+
+    kw[n] = "host", val[n++] = s->host;
+    kw[n] = "port", val[n++] = port;
+    kw[n] = "dbname", val[n++] = s->database;
+    kw[n] = "user", val[n++] = s->user;
+    if (password)
+        kw[n] = "password", val[n++] = password;
+    kw[n] = "sslmode", val[n++] = libpq_sslmode(s->sslmode);
+    if (verify)
+        kw[n] = "sslrootcert", val[n++] = s->sslrootcert ? s->sslrootcert : SYSTEM_CA_BUNDLE;
+    kw[n] = "connect_timeout", val[n++] = timeout;
+    kw[n] = "application_name", val[n++] = s->application_name ? s->application_name : "lakebase";
+    kw[n] = "client_encoding", val[n++] = "UTF8";
+    if (s->statement_timeout > 0) {
+        snprintf(options, sizeof options, "-c statement_timeout=%d", s->statement_timeout);
+        kw[n] = "options", val[n++] = options;
+    }
+    kw[n] = NULL, val[n] = NULL;
+
+    pg = PQconnectdbParams(kw, val, 0);
+    if (!pg) {
+        lb_error_set(err, LB_ERR_CONNECT, 1, "out of memory opening a connection");
+        return NULL;
+    }
+    if (PQstatus(pg) != CONNECTION_OK) {
+        const char *msg = PQerrorMessage(pg);
+        /* PG 15 libpq has no SQLSTATE for startup failures: recognise 28P01/28000 by text. */
+        if (strstr(msg, "password authentication failed") || strstr(msg, "28P01") ||
+            strstr(msg, "28000")) {
+            *auth_failed = 1;
+            set_trimmed(err, LB_ERR_CONNECT, 1, "", msg);
+            strcpy(err->sqlstate, "28P01");
+        } else {
+            set_trimmed(err, LB_ERR_CONNECT, 1, "", msg);
+        }
+        PQfinish(pg);
+        return NULL;
+    }
+    PQsetNoticeReceiver(pg, quiet_notice, NULL);
+
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        PQfinish(pg);
+        lb_error_set(err, LB_ERR_CONNECT, 1, "out of memory opening a connection");
+        return NULL;
+    }
+    c->pg = pg;
+    c->created = c->last_used = lb_monotonic();
+    c->prepare = s->prepare;
+    return c;
+}
+
+static void stmt_free(lb_stmt *st)
+{
+    free(st->sql);
+    free(st->types);
+    st->sql = NULL;
+    st->types = NULL;
+}
+
+void lb_conn_close(lb_conn *c)
+{
+    int i;
+    if (!c)
+        return;
+    for (i = 0; i < c->nstmts; i++)
+        stmt_free(&c->stmts[i]);
+    free(c->stmts);
+    PQfinish(c->pg);
+    free(c);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Health
+ * ---------------------------------------------------------------------------------------- */
+
+int lb_conn_alive(lb_conn *c)
+{
+    struct pollfd pfd;
+    int r;
+
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK ||
+        PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        return 0;
+    pfd.fd = PQsocket(c->pg);
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (pfd.fd < 0)
+        return 0;
+    r = poll(&pfd, 1, 0);
+    /* An idle connection has nothing to read: readable means EOF or the server's FATAL
+     * goodbye (restart, admin termination, idle timeout on the server side). */
+    return r == 0;
+}
+
+int lb_conn_reset(lb_conn *c)
+{
+    PGresult *res;
+    PGTransactionStatusType ts;
+    int ok;
+
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK || PQisBusy(c->pg))
+        return 0;
+    ts = PQtransactionStatus(c->pg);
+    if (ts == PQTRANS_IDLE)
+        return 1;
+    if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
+        return 0; /* active (results pending) or unknown: not worth draining */
+    res = PQexec(c->pg, "ROLLBACK");
+    ok = res && PQresultStatus(res) == PGRES_COMMAND_OK &&
+         PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+    PQclear(res);
+    return ok;
+}
+
+int lb_conn_in_transaction(const lb_conn *c)
+{
+    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+    return ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR || ts == PQTRANS_ACTIVE;
+}
+
+PGconn *lb_conn_pg(lb_conn *c)
+{
+    return c->pg;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Running statements
+ * ---------------------------------------------------------------------------------------- */
+
+/* Collects the results of the statement just sent; returns the first good one or the error. */
+static PGresult *collect(lb_conn *c, lb_error *err)
+{
+    PGresult *res = NULL, *r;
+    int failed = 0;
+
+    while ((r = PQgetResult(c->pg)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            /* The protocol is now in COPY mode: this connection cannot be reused. */
+            PQclear(r);
+            PQclear(res);
+            c->broken = 1;
+            lb_error_set(err, LB_ERR_QUERY, 0, "COPY ... FROM STDIN / TO STDOUT is not supported");
+            return NULL;
+        }
+        if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
+            if (!failed) {
+                PQclear(res);
+                res = r;
+                failed = 1;
+                continue;
+            }
+        } else if (!res) {
+            res = r;
+            continue;
+        }
+        PQclear(r);
+    }
+    if (!res || failed) {
+        /* No answer at all: the server never processed the statement (it was gone). */
+        if (!res)
+            c->retry_safe = 1;
+        else {
+            const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            c->retry_safe = st && (strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+                                   strcmp(st, "57P03") == 0);
+        }
+        result_error(c, res, err);
+        PQclear(res);
+        return NULL;
+    }
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        c->broken = 1;
+    return res;
+}
+
+static PGresult *send_failed(lb_conn *c, lb_error *err)
+{
+    c->broken = PQstatus(c->pg) != CONNECTION_OK;
+    c->retry_safe = c->broken; /* nothing reached the server */
+    set_trimmed(err, c->broken ? LB_ERR_CONNECT : LB_ERR_QUERY, c->broken, "",
+                PQerrorMessage(c->pg));
+    return NULL;
+}
+
+static uint64_t stmt_hash(const char *sql, int n, const Oid *types)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    const unsigned char *p;
+    int i;
+    for (p = (const unsigned char *)sql; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    for (i = 0; i < n; i++)
+        h = (h ^ (types ? types[i] : 0) ^ 0x9e37u) * 1099511628211ULL;
+    return h;
+}
+
+static lb_stmt *stmt_find(lb_conn *c, uint64_t h, const char *sql, int n, const Oid *types)
+{
+    int i, k;
+    for (i = 0; i < c->nstmts; i++) {
+        lb_stmt *st = &c->stmts[i];
+        if (st->hash != h || st->nparams != n || strcmp(st->sql, sql) != 0)
+            continue;
+        for (k = 0; k < n; k++)
+            if (st->types[k] != (types ? types[k] : 0))
+                break;
+        if (k == n)
+            return st;
+    }
+    return NULL;
+}
+
+/* Forgets a statement; deallocates it on the server when the session can still run commands
+ * (in a failed transaction it stays until the connection closes: names are never reused). */
+static void stmt_drop(lb_conn *c, lb_stmt *st)
+{
+    PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+    if (!c->broken && (ts == PQTRANS_IDLE || ts == PQTRANS_INTRANS)) {
+        char sql[48];
+        snprintf(sql, sizeof sql, "DEALLOCATE %s", st->name);
+        PQclear(PQexec(c->pg, sql));
+    }
+    stmt_free(st);
+    *st = c->stmts[--c->nstmts];
+}
+
+static lb_stmt *stmt_prepare(lb_conn *c, uint64_t h, const char *sql, int n, const Oid *types,
+                             lb_error *err)
+{
+    lb_stmt *st;
+    PGresult *res;
+    int i;
+
+    if (!c->stmts) {
+        c->stmts = calloc(STMT_CACHE_MAX, sizeof *c->stmts);
+        if (!c->stmts) {
+            lb_error_set(err, LB_ERR_QUERY, 0, "out of memory");
+            return NULL;
+        }
+    }
+    if (c->nstmts == STMT_CACHE_MAX) {
+        lb_stmt *lru = &c->stmts[0];
+        for (i = 1; i < c->nstmts; i++)
+            if (c->stmts[i].last_use < lru->last_use)
+                lru = &c->stmts[i];
+        stmt_drop(c, lru);
+    }
+    st = &c->stmts[c->nstmts];
+    memset(st, 0, sizeof *st);
+    snprintf(st->name, sizeof st->name, "lb_%llu", (unsigned long long)++c->next_name);
+    st->sql = strdup(sql);
+    st->types = n ? calloc((size_t)n, sizeof *st->types) : NULL;
+    if (!st->sql || (n && !st->types)) {
+        stmt_free(st);
+        lb_error_set(err, LB_ERR_QUERY, 0, "out of memory");
+        return NULL;
+    }
+    for (i = 0; i < n; i++)
+        st->types[i] = types ? types[i] : 0;
+    st->nparams = n;
+    st->hash = h;
+
+    if (!PQsendPrepare(c->pg, st->name, sql, n, types)) {
+        stmt_free(st);
+        send_failed(c, err);
+        return NULL;
+    }
+    res = collect(c, err);
+    if (!res) {
+        stmt_free(st);
+        return NULL;
+    }
+    PQclear(res);
+    c->nstmts++;
+    return st;
+}
+
+/* The statement changed under the cache (DDL altered the result type, or someone ran
+ * DEALLOCATE/DISCARD): worth one retry when outside a transaction. */
+static int stale_statement(const lb_error *err)
+{
+    return strcmp(err->sqlstate, "26000") == 0 ||
+           (strcmp(err->sqlstate, "0A000") == 0 && err->message &&
+            strstr(err->message, "cached plan must not change result type"));
+}
+
+PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *types,
+                       const char *const *values, const int *lengths, const int *formats,
+                       lb_error *err)
+{
+    uint64_t h;
+    lb_stmt *st;
+    int attempt;
+
+    c->retry_safe = 0;
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
+        c->broken = 1;
+        c->retry_safe = 1;
+        lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
+        return NULL;
+    }
+    c->uses++;
+    if (!c->prepare) {
+        if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0))
+            return send_failed(c, err);
+        return collect(c, err);
+    }
+
+    h = stmt_hash(sql, nparams, types);
+    for (attempt = 0; attempt < 2; attempt++) {
+        PGresult *res;
+        st = stmt_find(c, h, sql, nparams, types);
+        if (!st && !(st = stmt_prepare(c, h, sql, nparams, types, err)))
+            return NULL;
+        st->last_use = ++c->clock;
+        if (!PQsendQueryPrepared(c->pg, st->name, nparams, values, lengths, formats, 0))
+            return send_failed(c, err);
+        res = collect(c, err);
+        if (res || c->broken || !stale_statement(err))
+            return res;
+        stmt_drop(c, st);
+        if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+            return NULL; /* the transaction is aborted: the caller must roll back */
+        lb_error_clear(err);
+    }
+    return NULL;
+}
+
+/* Scripts may throw away our prepared statements; forget them all to stay consistent. */
+static int script_discards(const char *sql)
+{
+    return strcasestr(sql, "DISCARD") || strcasestr(sql, "DEALLOCATE");
+}
+
+int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err)
+{
+    PGresult *res;
+    int i;
+
+    c->retry_safe = 0;
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
+        c->broken = 1;
+        c->retry_safe = 1;
+        lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
+        return -1;
+    }
+    c->uses++;
+    if (script_discards(sql)) {
+        for (i = 0; i < c->nstmts; i++)
+            stmt_free(&c->stmts[i]);
+        c->nstmts = 0;
+    }
+    if (!PQsendQuery(c->pg, sql)) {
+        send_failed(c, err);
+        return -1;
+    }
+    res = collect(c, err);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}

@@ -1,0 +1,513 @@
+/* The process-wide connection pools: a registry keyed by settings->key (so every Lua state and
+ * thread with identical settings shares one pool), lazy connects with the current credential,
+ * fair (FIFO) waiting with acquire_timeout, idle/lifetime sweeps, and clean checkins.
+ *
+ * Locking: registry_mu guards the registry and every pool's refs; p->mu guards the rest of a pool.
+ * Nothing slow (connecting, PQfinish, queries, credential fetches) runs under either lock. */
+#include "lb_pool_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A caller waiting for a connection; lives on its own stack. */
+typedef struct waiter {
+    pthread_cond_t cv;
+    lb_conn *conn; /* handed over by a checkin */
+    int slot;      /* or: permission to open a new connection */
+    int closed;    /* or: the pool closed */
+    struct waiter *next;
+} waiter;
+
+struct lb_pool {
+    lb_pool *next; /* registry link */
+    int refs;      /* registry_mu */
+    lb_settings *s;
+    lb_credentials *cred; /* NULL with password auth */
+
+    pthread_mutex_t mu;
+    lb_conn *idle; /* most recently used first */
+    int nidle, total, in_use;
+    waiter *head, *tail;
+    int nwaiting;
+    int closed;
+    uint64_t connects, connect_failures;
+};
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static lb_pool *registry;
+
+/* ------------------------------------------------------------------------------------------
+ * Registry
+ * ---------------------------------------------------------------------------------------- */
+
+static void pool_destroy(lb_pool *p)
+{
+    lb_conn *c = p->idle, *next;
+    for (; c; c = next) {
+        next = c->next;
+        lb_conn_close(c);
+    }
+    pthread_mutex_destroy(&p->mu);
+    if (p->cred)
+        lb_credentials_release(p->cred);
+    lb_settings_free(p->s);
+    free(p);
+}
+
+lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
+{
+    lb_pool *p;
+
+    if (!s || !s->key) {
+        lb_error_set(err, LB_ERR_CONFIG, 0, "settings without a key (use lb_settings_load)");
+        return NULL;
+    }
+    pthread_mutex_lock(&registry_mu);
+    for (p = registry; p; p = p->next) {
+        if (strcmp(p->s->key, s->key) == 0) {
+            p->refs++;
+            pthread_mutex_unlock(&registry_mu);
+            return p;
+        }
+    }
+    p = calloc(1, sizeof *p);
+    if (!p || !(p->s = lb_settings_copy(s))) {
+        free(p);
+        pthread_mutex_unlock(&registry_mu);
+        lb_error_set(err, LB_ERR_POOL, 0, "out of memory creating a pool");
+        return NULL;
+    }
+    if (s->auth != LB_AUTH_PASSWORD && !(p->cred = lb_credentials_acquire(s, err))) {
+        lb_settings_free(p->s);
+        free(p);
+        pthread_mutex_unlock(&registry_mu);
+        return NULL;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    p->refs = 1;
+    p->next = registry;
+    registry = p;
+    pthread_mutex_unlock(&registry_mu);
+    return p;
+}
+
+static void pool_retain(lb_pool *p)
+{
+    pthread_mutex_lock(&registry_mu);
+    p->refs++;
+    pthread_mutex_unlock(&registry_mu);
+}
+
+void lb_pool_release(lb_pool *p)
+{
+    lb_pool **pp;
+    int last;
+
+    if (!p)
+        return;
+    pthread_mutex_lock(&registry_mu);
+    last = --p->refs == 0;
+    if (last) {
+        for (pp = &registry; *pp; pp = &(*pp)->next) {
+            if (*pp == p) {
+                *pp = p->next;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&registry_mu);
+    if (last)
+        pool_destroy(p); /* checked-out connections hold references: none is out now */
+}
+
+const lb_settings *lb_pool_settings(lb_pool *p)
+{
+    return p->s;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Connecting
+ * ---------------------------------------------------------------------------------------- */
+
+static void wipe_free(char *secret)
+{
+    if (secret) {
+        volatile char *v = secret;
+        while (*v)
+            *v++ = 0;
+        free(secret);
+    }
+}
+
+/* Opens one connection with the current credential; an authentication failure invalidates the
+ * credential and tries once more with a fresh one. */
+static lb_conn *pool_connect(lb_pool *p, lb_error *err)
+{
+    int attempt;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        char *token = NULL;
+        double expires_at = 0;
+        int auth_failed = 0;
+        lb_conn *c;
+
+        if (p->cred && lb_credentials_get(p->cred, &token, &expires_at, err) != 0) {
+            pthread_mutex_lock(&p->mu);
+            p->connect_failures++;
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        c = lb_conn_open(p->s, p->cred ? token : p->s->password, &auth_failed, err);
+        pthread_mutex_lock(&p->mu);
+        if (c)
+            p->connects++;
+        else
+            p->connect_failures++;
+        pthread_mutex_unlock(&p->mu);
+        if (c || !auth_failed || !p->cred || attempt == 1) {
+            wipe_free(token);
+            return c;
+        }
+        lb_credentials_invalidate(p->cred, token);
+        wipe_free(token);
+        lb_error_clear(err);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Checkout / checkin
+ * ---------------------------------------------------------------------------------------- */
+
+static int expired(const lb_pool *p, const lb_conn *c, double now)
+{
+    return p->s->max_lifetime > 0 && now - c->created > p->s->max_lifetime;
+}
+
+/* Moves idle connections past idle_timeout or max_lifetime to *out (closed by the caller,
+ * outside the lock). */
+static void sweep_locked(lb_pool *p, double now, lb_conn **out)
+{
+    lb_conn **pc = &p->idle;
+    while (*pc) {
+        lb_conn *c = *pc;
+        if ((p->s->idle_timeout > 0 && now - c->last_used > p->s->idle_timeout) ||
+            expired(p, c, now)) {
+            *pc = c->next;
+            c->next = *out;
+            *out = c;
+            p->nidle--;
+            p->total--;
+        } else {
+            pc = &c->next;
+        }
+    }
+}
+
+static void close_list(lb_conn *c)
+{
+    lb_conn *next;
+    for (; c; c = next) {
+        next = c->next;
+        lb_conn_close(c);
+    }
+}
+
+static waiter *dequeue_locked(lb_pool *p)
+{
+    waiter *w = p->head;
+    if (w) {
+        p->head = w->next;
+        if (!p->head)
+            p->tail = NULL;
+        p->nwaiting--;
+    }
+    return w;
+}
+
+/* A slot became free (a connection was discarded): the first waiter may open a new one. */
+static void slot_freed_locked(lb_pool *p)
+{
+    waiter *w = dequeue_locked(p);
+    if (w) {
+        p->total++;
+        p->in_use++;
+        w->slot = 1;
+        pthread_cond_signal(&w->cv);
+    }
+}
+
+static void deadline_after(struct timespec *ts, double seconds)
+{
+    double whole;
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    if (seconds < 0)
+        seconds = 0;
+    if (seconds > 1e7)
+        seconds = 1e7;
+    whole = (double)(long)seconds;
+    ts->tv_sec += (time_t)whole;
+    ts->tv_nsec += (long)((seconds - whole) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void unlink_waiter_locked(lb_pool *p, waiter *me)
+{
+    waiter **pw = &p->head, *prev = NULL;
+    for (; *pw; prev = *pw, pw = &(*pw)->next) {
+        if (*pw == me) {
+            *pw = me->next;
+            if (p->tail == me)
+                p->tail = prev;
+            p->nwaiting--;
+            return;
+        }
+    }
+}
+
+/* Waits (FIFO) for a connection or a slot. Returns 1 with *got set (or *slot), 0 on timeout or
+ * close with err set. Called and returns with p->mu held. */
+static int wait_locked(lb_pool *p, lb_conn **got, int *slot, lb_error *err)
+{
+    waiter me;
+    pthread_condattr_t attr;
+    struct timespec deadline;
+    int rc = 0;
+
+    memset(&me, 0, sizeof me);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&me.cv, &attr);
+    pthread_condattr_destroy(&attr);
+    if (p->tail)
+        p->tail->next = &me;
+    else
+        p->head = &me;
+    p->tail = &me;
+    p->nwaiting++;
+
+    deadline_after(&deadline, p->s->acquire_timeout);
+    while (!me.conn && !me.slot && !me.closed && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&me.cv, &p->mu, &deadline);
+    pthread_cond_destroy(&me.cv);
+
+    if (me.conn || me.slot) { /* granted, possibly just as the timeout fired */
+        *got = me.conn;
+        *slot = me.slot;
+        return 1;
+    }
+    if (!me.closed)
+        unlink_waiter_locked(p, &me);
+    if (me.closed)
+        lb_error_set(err, LB_ERR_POOL, 0, "the pool was closed");
+    else
+        lb_error_set(err, LB_ERR_POOL, 1,
+                     "no free connection within acquire_timeout (%gs): all %d in use",
+                     p->s->acquire_timeout, p->s->max);
+    return 0;
+}
+
+/* A connection leaves the pool for good (slot stays counted until the caller says). */
+static void discard(lb_pool *p, lb_conn *c)
+{
+    pthread_mutex_lock(&p->mu);
+    p->total--;
+    p->in_use--;
+    slot_freed_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    lb_conn_close(c);
+}
+
+lb_conn *lb_pool_checkout(lb_pool *p, lb_error *err)
+{
+    for (;;) {
+        lb_conn *c = NULL, *swept = NULL;
+        int slot = 0;
+        double now = lb_monotonic();
+
+        pthread_mutex_lock(&p->mu);
+        if (p->closed) {
+            pthread_mutex_unlock(&p->mu);
+            lb_error_set(err, LB_ERR_POOL, 0, "the pool is closed");
+            return NULL;
+        }
+        sweep_locked(p, now, &swept);
+        if (p->idle && !p->head) {
+            c = p->idle;
+            p->idle = c->next;
+            p->nidle--;
+            p->in_use++;
+        } else if (p->total < p->s->max && !p->head) {
+            p->total++;
+            p->in_use++;
+            slot = 1;
+        } else if (!wait_locked(p, &c, &slot, err)) {
+            pthread_mutex_unlock(&p->mu);
+            close_list(swept);
+            return NULL;
+        }
+        pthread_mutex_unlock(&p->mu);
+        close_list(swept);
+
+        if (slot) {
+            c = pool_connect(p, err);
+            if (!c) {
+                pthread_mutex_lock(&p->mu);
+                p->total--;
+                p->in_use--;
+                slot_freed_locked(p);
+                pthread_mutex_unlock(&p->mu);
+                return NULL;
+            }
+        } else if (!lb_conn_alive(c) || expired(p, c, now)) {
+            discard(p, c); /* replace it: loop for another one or a new slot */
+            continue;
+        }
+        c->next = NULL;
+        c->uses = 0;
+        c->retry_safe = 0;
+        pool_retain(p);
+        return c;
+    }
+}
+
+void lb_pool_checkin(lb_pool *p, lb_conn *c)
+{
+    lb_conn *swept = NULL;
+    double now = lb_monotonic();
+    int closed;
+
+    if (!c)
+        return;
+    pthread_mutex_lock(&p->mu);
+    closed = p->closed;
+    pthread_mutex_unlock(&p->mu);
+
+    /* Never back dirty: roll back what is open, drop what is broken, busy or too old. */
+    if (closed || !lb_conn_reset(c) || expired(p, c, now)) {
+        discard(p, c);
+    } else {
+        waiter *w;
+        c->last_used = now;
+        pthread_mutex_lock(&p->mu);
+        if ((w = dequeue_locked(p)) != NULL) {
+            w->conn = c; /* stays in use: handed straight to the first waiter */
+            pthread_cond_signal(&w->cv);
+        } else {
+            p->in_use--;
+            c->next = p->idle;
+            p->idle = c;
+            p->nidle++;
+        }
+        sweep_locked(p, now, &swept);
+        pthread_mutex_unlock(&p->mu);
+        close_list(swept);
+    }
+    lb_pool_release(p); /* the reference checkout took */
+}
+
+/* ------------------------------------------------------------------------------------------
+ * One-shot statements with a retry on a connection that had died while idle
+ * ---------------------------------------------------------------------------------------- */
+
+PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *types,
+                       const char *const *values, const int *lengths, const int *formats,
+                       lb_error *err)
+{
+    int attempt;
+    for (attempt = 0; attempt < 2; attempt++) {
+        lb_conn *c = lb_pool_checkout(p, err);
+        PGresult *res;
+        int retry;
+        if (!c)
+            return NULL;
+        res = lb_conn_exec(c, sql, nparams, types, values, lengths, formats, err);
+        retry = !res && c->broken && c->retry_safe;
+        lb_pool_checkin(p, c);
+        if (res || !retry || attempt == 1)
+            return res;
+        lb_error_clear(err);
+    }
+    return NULL;
+}
+
+int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err)
+{
+    int attempt;
+    for (attempt = 0; attempt < 2; attempt++) {
+        lb_conn *c = lb_pool_checkout(p, err);
+        int rc, retry;
+        if (!c)
+            return -1;
+        rc = lb_conn_exec_script(c, sql, err);
+        retry = rc != 0 && c->broken && c->retry_safe;
+        lb_pool_checkin(p, c);
+        if (rc == 0 || !retry || attempt == 1)
+            return rc;
+        lb_error_clear(err);
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Stats and close
+ * ---------------------------------------------------------------------------------------- */
+
+void lb_pool_stats_get(lb_pool *p, lb_pool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&p->mu);
+    out->total = p->total;
+    out->idle = p->nidle;
+    out->in_use = p->in_use;
+    out->waiting = p->nwaiting;
+    out->max = p->s->max;
+    out->connects = p->connects;
+    out->connect_failures = p->connect_failures;
+    pthread_mutex_unlock(&p->mu);
+    if (p->cred) {
+        lb_credential_stats cs;
+        memset(&cs, 0, sizeof cs);
+        lb_credentials_stats(p->cred, &cs);
+        out->credential_refreshes = cs.refreshes;
+        out->credential_failures = cs.failures;
+        out->credential_expires_at = cs.expires_at;
+    }
+}
+
+void lb_pool_close(lb_pool *p)
+{
+    lb_conn *idle;
+    waiter *w;
+    lb_pool **pp;
+
+    /* Out of the registry first: a new lb_pool_acquire with these settings gets a fresh pool. */
+    pthread_mutex_lock(&registry_mu);
+    for (pp = &registry; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            p->next = NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_mu);
+
+    pthread_mutex_lock(&p->mu);
+    p->closed = 1;
+    idle = p->idle;
+    p->idle = NULL;
+    p->total -= p->nidle;
+    p->nidle = 0;
+    while ((w = dequeue_locked(p)) != NULL) {
+        w->closed = 1;
+        pthread_cond_signal(&w->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    close_list(idle);
+}
