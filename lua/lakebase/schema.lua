@@ -1,0 +1,1109 @@
+--- Table descriptions for the query builder and for DDL.
+--
+-- A table is described once with `s.table(name, columns, options)`; its columns are then reachable as
+-- fields (`items.id`) and carry the condition methods the builder uses (`items.id:eq(1)`).
+--
+-- Declaration order: a Lua table literal has no order, so every column constructor (`s.text()`, ...)
+-- takes a number from a process-wide counter; `s.table` orders the columns by it (ties, when one
+-- column definition is reused twice in a table, by name). Writing the columns in the order you want
+-- them in `CREATE TABLE` is therefore enough.
+--
+-- Arrays: `s.integer():array()` (one dimension). The SQL column name is the Lua key, verbatim.
+local value = require("lakebase.value")
+
+local _M = {}
+
+local null = value.null
+local META = setmetatable({}, { __tostring = function() return "lakebase.schema.META" end })
+
+-- Identifiers -----------------------------------------------------------------------------------
+
+local MAX_IDENT = 63 -- PostgreSQL's NAMEDATALEN - 1: longer names would be truncated silently
+
+local function check_ident(name, what, level)
+  if type(name) ~= "string" then
+    error("bad " .. what .. " (string expected, got " .. type(name) .. ")", level + 1)
+  end
+  if name == "" then
+    error("bad " .. what .. " (empty name)", level + 1)
+  end
+  if name:find("\0", 1, true) then
+    error("bad " .. what .. " (name contains a NUL byte)", level + 1)
+  end
+  if #name > MAX_IDENT then
+    error("bad " .. what .. " '" .. name .. "' (longer than " .. MAX_IDENT .. " bytes)", level + 1)
+  end
+end
+
+--- Quote an identifier for SQL: `"name"` with embedded `"` doubled.
+function _M.quote_ident(name)
+  check_ident(name, "identifier", 2)
+  return '"' .. name:gsub('"', '""') .. '"'
+end
+local quote_ident = _M.quote_ident
+
+-- Literals (DDL cannot take parameters) --------------------------------------------------------
+
+local function is_integral(n)
+  return n == n and n ~= math.huge and n ~= -math.huge and n == math.floor(n)
+    and n >= -9007199254740992 and n <= 9007199254740992
+end
+
+local function format_number(n)
+  if math.type and math.type(n) == "integer" then
+    return string.format("%d", n)
+  end
+  if n ~= n then return "'NaN'" end
+  if n == math.huge then return "'Infinity'" end
+  if n == -math.huge then return "'-Infinity'" end
+  if is_integral(n) then return string.format("%d", n) end
+  return string.format("%.17g", n)
+end
+
+local function quote_string(str)
+  if str:find("\0", 1, true) then
+    return nil, "string contains a NUL byte"
+  end
+  -- An E'' literal reads the same whatever standard_conforming_strings is.
+  if str:find("\\", 1, true) then
+    return "E'" .. str:gsub("\\", "\\\\"):gsub("'", "''") .. "'"
+  end
+  return "'" .. str:gsub("'", "''") .. "'"
+end
+
+local json_encode -- forward
+
+local function json_string(str)
+  return '"' .. str:gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' end
+    if c == "\\" then return "\\\\" end
+    if c == "\n" then return "\\n" end
+    if c == "\t" then return "\\t" end
+    if c == "\r" then return "\\r" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+function json_encode(v, depth)
+  depth = depth or 0
+  if depth > 100 then error("JSON value nested too deeply", 0) end
+  local t = type(v)
+  if v == null or v == nil then return "null" end
+  if t == "boolean" then return tostring(v) end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then
+      error("JSON cannot hold NaN or infinity", 0)
+    end
+    return (format_number(v))
+  end
+  if t == "string" then return json_string(v) end
+  if t == "table" then
+    if value.kind(v) == "json" then return json_encode(v.value, depth) end
+    local n, count = 0, 0
+    for k in pairs(v) do
+      count = count + 1
+      if type(k) == "number" and k >= 1 and k == math.floor(k) then
+        if k > n then n = k end
+      end
+    end
+    if count > 0 and n == count then
+      local out = {}
+      for i = 1, n do out[i] = json_encode(v[i], depth + 1) end
+      return "[" .. table.concat(out, ",") .. "]"
+    end
+    if count == 0 then return "{}" end
+    local keys = {}
+    for k in pairs(v) do
+      if type(k) ~= "string" then error("JSON object keys must be strings", 0) end
+      keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    local out = {}
+    for i, k in ipairs(keys) do out[i] = json_string(k) .. ":" .. json_encode(v[k], depth + 1) end
+    return "{" .. table.concat(out, ",") .. "}"
+  end
+  error("cannot encode a " .. t .. " as JSON", 0)
+end
+
+-- Array literal text: {"a","b"} with every element double-quoted (backslash and quote escaped).
+local function array_literal(t)
+  local out = {}
+  for i = 1, #t do
+    local e = t[i]
+    if e == null then
+      out[i] = "NULL"
+    elseif type(e) == "number" then
+      out[i] = format_number(e):gsub("'", "")
+    elseif type(e) == "boolean" then
+      out[i] = e and "t" or "f"
+    elseif type(e) == "string" then
+      out[i] = '"' .. e:gsub('[\\"]', "\\%0") .. '"'
+    else
+      error("array element " .. i .. " is a " .. type(e), 0)
+    end
+  end
+  return "{" .. table.concat(out, ",") .. "}"
+end
+
+--- A Lua value as a SQL literal for DDL: numbers, booleans, strings (quoted), lakebase.null.
+-- Returns the literal or nil, err.
+function _M.literal(v)
+  local t = type(v)
+  if v == null then return "NULL" end
+  if t == "number" then return format_number(v) end
+  if t == "boolean" then return v and "true" or "false" end
+  if t == "string" then return quote_string(v) end
+  return nil, "cannot write a " .. t .. " as a SQL literal"
+end
+
+-- Column types ------------------------------------------------------------------------------------
+
+-- kind drives parameter checks: int, num, bool, text, json, bytea.
+local TYPES = {
+  serial = { sql = "serial", kind = "int", serial = true },
+  bigserial = { sql = "bigserial", kind = "int", serial = true },
+  smallint = { sql = "smallint", kind = "int" },
+  integer = { sql = "integer", kind = "int" },
+  bigint = { sql = "bigint", kind = "int" },
+  boolean = { sql = "boolean", kind = "bool" },
+  text = { sql = "text", kind = "text" },
+  varchar = { sql = "varchar", kind = "text" },
+  numeric = { sql = "numeric", kind = "num" },
+  real = { sql = "real", kind = "num" },
+  double = { sql = "double precision", kind = "num" },
+  uuid = { sql = "uuid", kind = "text" },
+  json = { sql = "json", kind = "json" },
+  jsonb = { sql = "jsonb", kind = "json" },
+  date = { sql = "date", kind = "text" },
+  timestamp = { sql = "timestamp", kind = "text" },
+  timestamptz = { sql = "timestamptz", kind = "text" },
+  interval = { sql = "interval", kind = "text" },
+  bytea = { sql = "bytea", kind = "bytea" },
+}
+_M.TYPES = TYPES
+
+local column_mt = {}
+local Column = {}
+column_mt.__index = Column
+_M.Column = Column
+
+local counter = 0
+
+local function new_column(tname, sql)
+  counter = counter + 1
+  return setmetatable({
+    _type = tname,
+    _sql = sql or TYPES[tname].sql,
+    _kind = TYPES[tname].kind,
+    _order = counter,
+  }, column_mt)
+end
+
+local function positive_int(v)
+  return type(v) == "number" and v >= 1 and v == math.floor(v) and v < 2147483648
+end
+
+for name in pairs(TYPES) do
+  if name ~= "varchar" and name ~= "numeric" then
+    _M[name] = function()
+      return new_column(name)
+    end
+  end
+end
+
+--- varchar(n) (n optional: plain varchar).
+function _M.varchar(n)
+  if n ~= nil and not positive_int(n) then
+    error("bad argument #1 to 'varchar' (positive integer length expected)", 2)
+  end
+  return new_column("varchar", n and ("varchar(" .. string.format("%d", n) .. ")") or "varchar")
+end
+
+--- numeric(precision, scale) (both optional; scale needs precision).
+function _M.numeric(p, s)
+  if p ~= nil and not positive_int(p) then
+    error("bad argument #1 to 'numeric' (positive integer precision expected)", 2)
+  end
+  if s ~= nil then
+    if p == nil then error("bad argument #2 to 'numeric' (scale needs a precision)", 2) end
+    if type(s) ~= "number" or s ~= math.floor(s) or s < 0 or s > p then
+      error("bad argument #2 to 'numeric' (scale must be an integer between 0 and the precision)", 2)
+    end
+  end
+  local sql = "numeric"
+  if p and s then
+    sql = string.format("numeric(%d, %d)", p, s)
+  elseif p then
+    sql = string.format("numeric(%d)", p)
+  end
+  return new_column("numeric", sql)
+end
+
+local function is_column(x)
+  return getmetatable(x) == column_mt
+end
+_M.is_column = is_column
+
+local function check_def(self, method)
+  if not is_column(self) then
+    error("bad self to '" .. method .. "' (column definition expected; use ':' to call it)", 3)
+  end
+  if rawget(self, "table") then
+    error("'" .. method .. "' on column " .. rawget(self, "name") .. " after it was added to a table", 3)
+  end
+end
+
+--- Make the column a one-dimension array of its type.
+function Column:array()
+  check_def(self, "array")
+  if TYPES[self._type].serial then
+    error("bad column: a " .. self._type .. " cannot be an array", 2)
+  end
+  if self._array then error("bad column: arrays have one dimension here", 2) end
+  self._array = true
+  return self
+end
+
+function Column:primary_key()
+  check_def(self, "primary_key")
+  self._pk = true
+  return self
+end
+
+function Column:not_null()
+  check_def(self, "not_null")
+  self._nn = true
+  return self
+end
+
+function Column:unique()
+  check_def(self, "unique")
+  self._unique = true
+  return self
+end
+
+--- A default: a Lua value (written as a literal) or `s.raw("expr")` (no parameters).
+function Column:default(v)
+  check_def(self, "default")
+  if v == nil then error("bad argument #1 to 'default' (value expected, got nil)", 2) end
+  self._default = { v }
+  return self
+end
+
+function Column:default_now()
+  check_def(self, "default_now")
+  self._default = { _M.raw("now()") }
+  return self
+end
+
+local ACTIONS = {
+  cascade = "CASCADE", restrict = "RESTRICT", no_action = "NO ACTION", set_null = "SET NULL",
+  set_default = "SET DEFAULT",
+}
+
+local function action(v, opt)
+  if v == nil then return nil end
+  local key = type(v) == "string" and v:lower():gsub("[%s_]+", "_") or nil
+  local sql = key and ACTIONS[key]
+  if not sql then
+    error("bad " .. opt .. " '" .. tostring(v) .. "' (cascade, restrict, no action, set null or set default)", 3)
+  end
+  return sql
+end
+
+--- references(column, {on_delete=, on_update=}); column may be a function returning it (self reference).
+function Column:references(col, opts)
+  check_def(self, "references")
+  if not is_column(col) and type(col) ~= "function" then
+    error("bad argument #1 to 'references' (column or function returning a column expected)", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'references' (table expected)", 2)
+  end
+  opts = opts or {}
+  self._refs = { col = col, on_delete = action(opts.on_delete, "on_delete"),
+    on_update = action(opts.on_update, "on_update") }
+  return self
+end
+
+-- Raw fragments -------------------------------------------------------------------------------------
+
+local raw_mt = {}
+_M.raw_mt = raw_mt
+
+local IDENT_BYTE = "[%w_$\128-\255]"
+
+--- Split SQL text at its placeholders `$1..$n` (outside quotes, dollar quotes and comments).
+-- Returns a list alternating text and argument numbers, or nil, err when a placeholder is out of
+-- range, an argument is never used (PostgreSQL could not type it) or a quote is unterminated.
+function _M.split_placeholders(sql, nargs)
+  local pieces, used = {}, {}
+  local i, len, start = 1, #sql, 1
+  local function prev_ident(at)
+    return at > 1 and sql:sub(at - 1, at - 1):match(IDENT_BYTE) ~= nil
+  end
+  while i <= len do
+    local c = sql:sub(i, i)
+    if c == "'" then
+      local esc = i > 1 and sql:sub(i - 1, i - 1):match("[eE]") and not prev_ident(i - 1)
+      i = i + 1
+      local closed = false
+      while i <= len do
+        local d = sql:sub(i, i)
+        if esc and d == "\\" then
+          i = i + 2
+        elseif d == "'" then
+          if sql:sub(i + 1, i + 1) == "'" then i = i + 2 else closed = true; i = i + 1; break end
+        else
+          i = i + 1
+        end
+      end
+      if not closed then return nil, "unterminated quoted string" end
+    elseif c == '"' then
+      i = i + 1
+      local closed = false
+      while i <= len do
+        local j = sql:find('"', i, true)
+        if not j then break end
+        if sql:sub(j + 1, j + 1) == '"' then i = j + 2 else closed = true; i = j + 1; break end
+      end
+      if not closed then return nil, "unterminated quoted identifier" end
+    elseif c == "-" and sql:sub(i + 1, i + 1) == "-" then
+      local j = sql:find("\n", i, true)
+      i = j and j + 1 or len + 1
+    elseif c == "/" and sql:sub(i + 1, i + 1) == "*" then
+      local depth = 1
+      i = i + 2
+      while i <= len and depth > 0 do
+        local two = sql:sub(i, i + 1)
+        if two == "/*" then depth = depth + 1; i = i + 2
+        elseif two == "*/" then depth = depth - 1; i = i + 2
+        else i = i + 1 end
+      end
+      if depth > 0 then return nil, "unterminated comment" end
+    elseif c == "$" and not prev_ident(i) then
+      local digits = sql:match("^%d+", i + 1)
+      if digits then
+        local k = tonumber(digits)
+        if k < 1 or k > nargs then
+          return nil, "placeholder $" .. digits .. " but " .. nargs .. " argument(s)"
+        end
+        pieces[#pieces + 1] = sql:sub(start, i - 1)
+        pieces[#pieces + 1] = k
+        used[k] = true
+        i = i + 1 + #digits
+        start = i
+      else
+        local tag = sql:match("^%$([%a_\128-\255][%w_\128-\255]*)%$", i) or (sql:sub(i, i + 1) == "$$" and "")
+        if tag then
+          local close = "$" .. tag .. "$"
+          local j = sql:find(close, i + #close, true)
+          if not j then return nil, "unterminated dollar-quoted string" end
+          i = j + #close
+        else
+          i = i + 1
+        end
+      end
+    else
+      i = i + 1
+    end
+  end
+  pieces[#pieces + 1] = sql:sub(start)
+  for k = 1, nargs do
+    if not used[k] then return nil, "argument " .. k .. " is not used as $" .. k end
+  end
+  return pieces
+end
+
+--- A SQL fragment with its own parameters `$1..$n` (renumbered when it is placed in a query).
+function _M.raw(sql, ...)
+  if type(sql) ~= "string" then
+    error("bad argument #1 to 'raw' (string expected, got " .. type(sql) .. ")", 2)
+  end
+  local n = select("#", ...)
+  local args = { n = n, ... }
+  for i = 1, n do
+    local v = args[i]
+    if v == nil then
+      args[i] = null
+    elseif type(v) == "table" and not value.kind(v) then
+      error("bad argument #" .. (i + 1) .. " to 'raw' (plain table: wrap it with lakebase.json, lakebase.array or lakebase.bytea)", 2)
+    elseif type(v) ~= "table" and type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" and v ~= null then
+      error("bad argument #" .. (i + 1) .. " to 'raw' (" .. type(v) .. " cannot be a parameter)", 2)
+    end
+  end
+  local pieces, err = _M.split_placeholders(sql, n)
+  if not pieces then error("bad argument #1 to 'raw' (" .. err .. ")", 2) end
+  return setmetatable({ sql = sql, args = args, pieces = pieces }, raw_mt)
+end
+
+function _M.is_raw(x)
+  return getmetatable(x) == raw_mt
+end
+
+-- Tables ------------------------------------------------------------------------------------------------
+
+local table_mt = {}
+
+table_mt.__index = function(t, k)
+  if type(k) == "string" and k:sub(1, 2) ~= "__" then
+    error("table " .. rawget(t, META).display .. " has no column '" .. k .. "'", 2)
+  end
+  return nil
+end
+table_mt.__newindex = function(t)
+  error("table " .. rawget(t, META).display .. " is read-only", 2)
+end
+table_mt.__tostring = function(t)
+  return "lakebase.table(" .. rawget(t, META).display .. ")"
+end
+
+column_mt.__tostring = function(c)
+  local t = rawget(c, "table")
+  return "lakebase.column(" .. (t and (rawget(t, META).display .. ".") or "")
+    .. (rawget(c, "name") or "?") .. " " .. c._sql .. (c._array and "[]" or "") .. ")"
+end
+
+local function is_table(x)
+  return type(x) == "table" and getmetatable(x) == table_mt
+end
+_M.is_table = is_table
+
+--- The private description of a table object (for the builder and DDL).
+function _M.meta(t)
+  if not is_table(t) then return nil end
+  return rawget(t, META)
+end
+
+local function name_list(list, t, what, level)
+  if type(list) == "string" then list = { list } end
+  if type(list) ~= "table" or #list == 0 then
+    error("bad " .. what .. " (list of column names expected)", level + 1)
+  end
+  local out = {}
+  for i, n in ipairs(list) do
+    if is_column(n) then n = rawget(n, "name") end
+    if type(n) ~= "string" or not t.by_name[n] then
+      error("bad " .. what .. " (unknown column '" .. tostring(n) .. "')", level + 1)
+    end
+    out[i] = n
+  end
+  return out
+end
+
+--- Describe a table.
+-- @param name table name (used verbatim: a dot is part of the name; use opts.schema)
+-- @param columns `{ lua_name = s.type()... }`
+-- @param opts `{ schema = "analytics", primary_key = {"a","b"}, unique = { {"a","b"}, {columns={"c"}, name="x"} },
+--   indexes = { {"a"}, {columns={"a","b"}, unique=true, name="i", using="gin"} } }`
+function _M.table(name, columns, opts)
+  check_ident(name, "argument #1 to 'table' (table name)", 2)
+  if type(columns) ~= "table" then
+    error("bad argument #2 to 'table' (table of columns expected)", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'table' (options table expected)", 2)
+  end
+  opts = opts or {}
+  if opts.schema ~= nil then check_ident(opts.schema, "option 'schema'", 2) end
+
+  local qname = (opts.schema and (quote_ident(opts.schema) .. ".") or "") .. quote_ident(name)
+  local meta = {
+    name = name, schema = opts.schema, qname = qname,
+    display = (opts.schema and (opts.schema .. ".") or "") .. name,
+    columns = {}, by_name = {}, indexes = {}, uniques = {},
+  }
+  local t = setmetatable({ [META] = meta }, table_mt)
+
+  local defs = {}
+  for k, def in pairs(columns) do
+    if type(k) ~= "string" then
+      error("bad argument #2 to 'table' (column names must be strings, got " .. type(k) .. ")", 2)
+    end
+    check_ident(k, "column name", 2)
+    if not is_column(def) or rawget(def, "table") then
+      error("bad column '" .. k .. "' (column definition like s.text() expected)", 2)
+    end
+    defs[#defs + 1] = { name = k, def = def }
+  end
+  if #defs == 0 then error("bad argument #2 to 'table' (no columns)", 2) end
+  table.sort(defs, function(a, b)
+    if a.def._order ~= b.def._order then return a.def._order < b.def._order end
+    return a.name < b.name
+  end)
+  for i, d in ipairs(defs) do
+    local c = {}
+    for k, v in pairs(d.def) do c[k] = v end
+    c.name, c.table, c.qname = d.name, t, qname .. "." .. quote_ident(d.name)
+    setmetatable(c, column_mt)
+    c._index = i
+    meta.columns[i] = c
+    meta.by_name[d.name] = c
+    rawset(t, d.name, c)
+  end
+
+  -- Primary key: column-level flags or opts.primary_key, not both.
+  local pk = {}
+  for _, c in ipairs(meta.columns) do
+    if c._pk then pk[#pk + 1] = c.name end
+  end
+  if opts.primary_key ~= nil then
+    if #pk > 0 then
+      error("bad option 'primary_key' (columns already declare primary_key())", 2)
+    end
+    pk = name_list(opts.primary_key, meta, "option 'primary_key'", 2)
+    meta.pk_table = true
+  elseif #pk > 1 then
+    error("bad table " .. meta.display .. " (several columns declare primary_key(): use the primary_key option for a composite key)", 2)
+  end
+  meta.primary_key = pk
+
+  if opts.unique ~= nil then
+    if type(opts.unique) ~= "table" then error("bad option 'unique' (list expected)", 2) end
+    for i, u in ipairs(opts.unique) do
+      local cols, uname = u, nil
+      if type(u) == "table" and u.columns then cols, uname = u.columns, u.name end
+      if uname ~= nil then check_ident(uname, "unique constraint name", 2) end
+      meta.uniques[i] = { columns = name_list(cols, meta, "option 'unique'", 2), name = uname }
+    end
+  end
+
+  if opts.indexes ~= nil then
+    if type(opts.indexes) ~= "table" then error("bad option 'indexes' (list expected)", 2) end
+    for i, ix in ipairs(opts.indexes) do
+      local cols, spec = ix, {}
+      if type(ix) == "table" and ix.columns then cols, spec = ix.columns, ix end
+      local names = name_list(cols, meta, "option 'indexes'", 2)
+      local iname = spec.name or (name .. "_" .. table.concat(names, "_") .. "_idx"):sub(1, MAX_IDENT)
+      check_ident(iname, "index name", 2)
+      if spec.using ~= nil and (type(spec.using) ~= "string" or not spec.using:match("^%a[%w_]*$")) then
+        error("bad index option 'using' (access method name such as btree or gin expected)", 2)
+      end
+      meta.indexes[i] = { name = iname, columns = names, unique = spec.unique and true or false,
+        using = spec.using and spec.using:lower() or nil }
+    end
+  end
+
+  -- Defaults are validated now, so a bad schema fails where it is written.
+  for _, c in ipairs(meta.columns) do
+    if c._default then
+      local ok, e = pcall(_M.default_sql, c)
+      if not ok then error(e, 2) end
+    end
+  end
+  return t
+end
+
+-- Parameter checks (shared with the builder) --------------------------------------------------------
+
+local function col_label(c)
+  local t = rawget(c, "table")
+  return (t and (rawget(t, META).display .. ".") or "") .. (rawget(c, "name") or "?")
+end
+_M.col_label = col_label
+
+local function describe_value(v)
+  if type(v) == "string" then
+    if #v > 40 then return "string" end
+    return "string " .. string.format("%q", v)
+  end
+  return type(v) .. " " .. tostring(v)
+end
+
+local function check_scalar(c, kind, v)
+  local t = type(v)
+  if kind == "int" then
+    if t == "number" then
+      if not is_integral(v) and not (math.type and math.type(v) == "integer") then
+        return nil, "expects an integer, got " .. describe_value(v)
+      end
+      if math.tointeger then v = math.tointeger(v) or v end
+      return v
+    end
+    if t == "string" then
+      if not v:match("^%s*[-+]?%d+%s*$") then
+        return nil, "expects an integer, got " .. describe_value(v)
+      end
+      return v
+    end
+    return nil, "expects an integer, got a " .. t
+  elseif kind == "num" then
+    if t == "number" or t == "string" then
+      if t == "string" and v:find("\0", 1, true) then return nil, "string contains a NUL byte" end
+      return v
+    end
+    return nil, "expects a number or a numeric string, got a " .. t
+  elseif kind == "bool" then
+    if t == "boolean" then return v end
+    return nil, "expects a boolean, got a " .. t
+  elseif kind == "text" then
+    if t == "string" then
+      if v:find("\0", 1, true) then
+        return nil, "string contains a NUL byte (text cannot hold one; use a bytea column)"
+      end
+      return v
+    end
+    return nil, "expects a string, got a " .. t
+  elseif kind == "bytea" then
+    if t == "string" then return v end
+    return nil, "expects a string (bytes), got a " .. t
+  elseif kind == "json" then
+    return v
+  end
+  return v
+end
+
+--- Check and wrap a Lua value for column `c`: returns the parameter value, or nil, message.
+-- lakebase.null and explicit wrappers pass unchanged.
+function _M.encode(c, v)
+  if v == null then return null end
+  if v == nil then return nil, "column " .. col_label(c) .. ": nil value (use lakebase.null for NULL)" end
+  if value.kind(v) then return v end
+  local kind = c._kind
+  if c._array then
+    if type(v) ~= "table" then
+      return nil, "column " .. col_label(c) .. " is an array: expects a Lua table, got a " .. type(v)
+    end
+    local n = #v
+    for k in pairs(v) do
+      if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+        return nil, "column " .. col_label(c) .. " is an array: expects a sequence (key " .. tostring(k) .. ")"
+      end
+    end
+    local out = {}
+    for i = 1, n do
+      local e = v[i]
+      if e == null or (kind == "json") then
+        out[i] = e
+      else
+        local ev, err = check_scalar(c, kind, e)
+        if ev == nil then return nil, "column " .. col_label(c) .. " element " .. i .. " " .. err end
+        out[i] = ev
+      end
+    end
+    return value.array(out)
+  end
+  if kind == "json" then
+    local t = type(v)
+    if t == "table" or t == "string" or t == "number" or t == "boolean" then
+      return value.json(v)
+    end
+    return nil, "column " .. col_label(c) .. " expects a JSON value, got a " .. t
+  end
+  local ev, err = check_scalar(c, kind, v)
+  if ev == nil then return nil, "column " .. col_label(c) .. " " .. err end
+  if kind == "bytea" then return value.bytea(ev) end
+  return ev
+end
+
+-- DDL ---------------------------------------------------------------------------------------------------
+
+local function col_type_sql(c)
+  return c._sql .. (c._array and "[]" or "")
+end
+
+--- The SQL of a column's DEFAULT expression, or nil when it has none.
+function _M.default_sql(c)
+  local d = c._default
+  if not d then return nil end
+  local v = d[1]
+  if _M.is_raw(v) then
+    if v.args.n > 0 then
+      error("column " .. col_label(c) .. ": a DEFAULT expression cannot take parameters", 2)
+    end
+    return v.sql
+  end
+  if v == null then return "NULL" end
+  local label = "column " .. col_label(c) .. " default: "
+  local lit, err
+  if c._array then
+    if type(v) ~= "table" then error(label .. "expects a Lua table for an array column", 2) end
+    local ok, text = pcall(array_literal, value.kind(v) == "array" and v.value or v)
+    if not ok then error(label .. text, 2) end
+    for _, e in ipairs(v) do
+      if e ~= null then
+        local _, cerr = check_scalar(c, c._kind, e)
+        if cerr then error(label .. cerr, 2) end
+      end
+    end
+    lit, err = quote_string(text)
+  elseif c._kind == "json" then
+    local ok, text = pcall(json_encode, value.kind(v) == "json" and v.value or v)
+    if not ok then error(label .. text, 2) end
+    lit, err = quote_string(text)
+  elseif c._kind == "bytea" then
+    if type(v) ~= "string" then error(label .. "expects a string", 2) end
+    local hex = v:gsub(".", function(ch) return string.format("%02x", ch:byte()) end)
+    lit = "'\\x" .. hex .. "'"
+  else
+    local _, cerr = check_scalar(c, c._kind, v)
+    if cerr then error(label .. cerr, 2) end
+    lit, err = _M.literal(v)
+  end
+  if not lit then error(label .. err, 2) end
+  return lit
+end
+
+local function resolve_ref(c)
+  local r = c._refs
+  if not r then return nil end
+  local target = r.col
+  if type(target) == "function" then target = target() end
+  if not is_column(target) or not rawget(target, "table") then
+    error("column " .. col_label(c) .. ": references() target is not a column of a table", 3)
+  end
+  return target, r
+end
+
+local function column_sql(c, meta)
+  local parts = { quote_ident(c.name), col_type_sql(c) }
+  if c._pk and not meta.pk_table then parts[#parts + 1] = "PRIMARY KEY" end
+  if c._nn then parts[#parts + 1] = "NOT NULL" end
+  if c._unique then parts[#parts + 1] = "UNIQUE" end
+  local d = _M.default_sql(c)
+  if d then parts[#parts + 1] = "DEFAULT " .. d end
+  local target, r = resolve_ref(c)
+  if target then
+    local tm = rawget(rawget(target, "table"), META)
+    parts[#parts + 1] = "REFERENCES " .. tm.qname .. "(" .. quote_ident(target.name) .. ")"
+    if r.on_delete then parts[#parts + 1] = "ON DELETE " .. r.on_delete end
+    if r.on_update then parts[#parts + 1] = "ON UPDATE " .. r.on_update end
+  end
+  return table.concat(parts, " ")
+end
+
+local function ident_list(names)
+  local out = {}
+  for i, n in ipairs(names) do out[i] = quote_ident(n) end
+  return table.concat(out, ", ")
+end
+
+local function check_table_arg(t, fname)
+  if not is_table(t) then
+    error("bad argument #1 to '" .. fname .. "' (table from s.table expected)", 3)
+  end
+  return rawget(t, META)
+end
+
+--- CREATE INDEX statements of a table (a list, each without the trailing semicolon).
+function _M.create_index_sql(t, opts)
+  local meta = check_table_arg(t, "create_index_sql")
+  opts = opts or {}
+  local out = {}
+  for i, ix in ipairs(meta.indexes) do
+    out[i] = "CREATE " .. (ix.unique and "UNIQUE " or "") .. "INDEX "
+      .. (opts.if_not_exists and "IF NOT EXISTS " or "") .. quote_ident(ix.name) .. " ON " .. meta.qname
+      .. (ix.using and (" USING " .. ix.using) or "") .. " (" .. ident_list(ix.columns) .. ")"
+  end
+  return out
+end
+
+--- The DDL of a table: CREATE TABLE then its CREATE INDEX statements, each ending in ";".
+-- @param opts `{ if_not_exists = true }` (applies to the table and its indexes)
+-- @return the DDL text, and the list of statements (without semicolons)
+function _M.create_table_sql(t, opts)
+  local meta = check_table_arg(t, "create_table_sql")
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'create_table_sql' (options table expected)", 2)
+  end
+  opts = opts or {}
+  local lines = {}
+  for i, c in ipairs(meta.columns) do lines[i] = "  " .. column_sql(c, meta) end
+  if meta.pk_table then
+    lines[#lines + 1] = "  PRIMARY KEY (" .. ident_list(meta.primary_key) .. ")"
+  end
+  for _, u in ipairs(meta.uniques) do
+    lines[#lines + 1] = "  " .. (u.name and ("CONSTRAINT " .. quote_ident(u.name) .. " ") or "")
+      .. "UNIQUE (" .. ident_list(u.columns) .. ")"
+  end
+  local stmts = { "CREATE TABLE " .. (opts.if_not_exists and "IF NOT EXISTS " or "") .. meta.qname
+    .. " (\n" .. table.concat(lines, ",\n") .. "\n)" }
+  for _, s in ipairs(_M.create_index_sql(t, opts)) do stmts[#stmts + 1] = s end
+  local text = {}
+  for i, s in ipairs(stmts) do text[i] = s .. ";" end
+  return table.concat(text, "\n"), stmts
+end
+
+--- DROP TABLE for a table. opts: `{ if_exists = true, cascade = true }`.
+function _M.drop_table_sql(t, opts)
+  local meta = check_table_arg(t, "drop_table_sql")
+  opts = opts or {}
+  return "DROP TABLE " .. (opts.if_exists and "IF EXISTS " or "") .. meta.qname
+    .. (opts.cascade and " CASCADE" or "")
+end
+
+--- A plain, machine-readable description of a table (for snapshots and diffs).
+-- `{ name, schema, columns = { {name, type, array, not_null, primary_key, unique, default, references} },
+--    primary_key = {names}, indexes = { {name, columns, unique, using} },
+--    constraints = { {kind = "primary_key"|"unique", name, columns} } }`
+-- `type` is the SQL type as written in DDL ("numeric(10, 2)", "text[]"); `default` the SQL of the
+-- DEFAULT expression; `not_null` is true for primary key columns.
+function _M.describe(t)
+  local meta = check_table_arg(t, "describe")
+  local pkset = {}
+  for _, n in ipairs(meta.primary_key) do pkset[n] = true end
+  local d = { name = meta.name, schema = meta.schema, columns = {}, indexes = {}, constraints = {},
+    primary_key = {} }
+  for i, n in ipairs(meta.primary_key) do d.primary_key[i] = n end
+  for i, c in ipairs(meta.columns) do
+    local col = {
+      name = c.name, type = col_type_sql(c), base_type = c._type, array = c._array and true or false,
+      not_null = (c._nn or pkset[c.name]) and true or false,
+      primary_key = pkset[c.name] and true or false,
+      unique = c._unique and true or false,
+      default = _M.default_sql(c),
+    }
+    local target, r = resolve_ref(c)
+    if target then
+      local tm = rawget(rawget(target, "table"), META)
+      col.references = { table = tm.name, schema = tm.schema, column = target.name,
+        on_delete = r.on_delete, on_update = r.on_update }
+    end
+    d.columns[i] = col
+  end
+  if #meta.primary_key > 0 then
+    d.constraints[#d.constraints + 1] = { kind = "primary_key", columns = d.primary_key }
+  end
+  for _, u in ipairs(meta.uniques) do
+    local cols = {}
+    for i, n in ipairs(u.columns) do cols[i] = n end
+    d.constraints[#d.constraints + 1] = { kind = "unique", name = u.name, columns = cols }
+  end
+  for i, ix in ipairs(meta.indexes) do
+    local cols = {}
+    for j, n in ipairs(ix.columns) do cols[j] = n end
+    d.indexes[i] = { name = ix.name, columns = cols, unique = ix.unique, using = ix.using }
+  end
+  return d
+end
+
+--- The columns of a table, in declaration order (a new array).
+function _M.columns(t)
+  local meta = check_table_arg(t, "columns")
+  local out = {}
+  for i, c in ipairs(meta.columns) do out[i] = c end
+  return out
+end
+
+_M.json_encode = function(v) return json_encode(v) end
+
+-- Expressions: plain data nodes the builder renders ------------------------------------------------------
+
+local expr_mt = {}
+_M.expr_mt = expr_mt
+local function node(t) return setmetatable(t, expr_mt) end
+function _M.is_expr(x) return getmetatable(x) == expr_mt end
+
+local function is_query(x)
+  return type(x) == "table" and rawget(x, "_query") == true
+end
+_M.is_query = is_query
+
+local function bound(self, method)
+  if not is_column(self) then
+    error("bad self to '" .. method .. "' (column expected; use ':' to call it)", 3)
+  end
+  if not rawget(self, "table") then
+    error("'" .. method .. "' on a column definition that is not part of a table", 3)
+  end
+end
+
+-- An operand compared with column c: another column, a raw fragment, an expression, or a value
+-- checked and encoded by the column's type.
+local function operand(c, v, method, level)
+  if is_column(v) or _M.is_raw(v) or _M.is_expr(v) or is_query(v) then return v end
+  if v == nil then
+    error("bad argument #1 to '" .. method .. "' on " .. col_label(c) .. " (nil; use lakebase.null or is_null())", level + 1)
+  end
+  local ev, err = _M.encode(c, v)
+  if ev == nil then error(err, level + 1) end
+  return { value = ev }
+end
+_M.operand = operand
+
+local CMP = { eq = "=", ne = "<>", lt = "<", le = "<=", gt = ">", ge = ">=" }
+for method, sym in pairs(CMP) do
+  Column[method] = function(self, v)
+    bound(self, method)
+    if v == null and (method == "eq" or method == "ne") then
+      return node({ op = "null", col = self, neg = method == "ne" })
+    end
+    return node({ op = "cmp", col = self, sym = sym, val = operand(self, v, method, 2) })
+  end
+end
+
+function Column:is_null()
+  bound(self, "is_null")
+  return node({ op = "null", col = self, neg = false })
+end
+
+function Column:is_not_null()
+  bound(self, "is_not_null")
+  return node({ op = "null", col = self, neg = true })
+end
+
+local function like(self, pattern, method, ilike, neg)
+  bound(self, method)
+  if type(pattern) ~= "string" and not _M.is_raw(pattern) then
+    error("bad argument #1 to '" .. method .. "' (pattern string expected, got " .. type(pattern) .. ")", 3)
+  end
+  if type(pattern) == "string" and pattern:find("\0", 1, true) then
+    error("bad argument #1 to '" .. method .. "' (pattern contains a NUL byte)", 3)
+  end
+  return node({ op = "like", col = self, ilike = ilike, neg = neg,
+    val = _M.is_raw(pattern) and pattern or { value = pattern } })
+end
+
+function Column:like(p) return like(self, p, "like", false, false) end
+function Column:ilike(p) return like(self, p, "ilike", true, false) end
+function Column:not_like(p) return like(self, p, "not_like", false, true) end
+function Column:not_ilike(p) return like(self, p, "not_ilike", true, true) end
+
+local function in_list(self, list, method, neg)
+  bound(self, method)
+  if is_query(list) or _M.is_raw(list) then
+    return node({ op = "in", col = self, neg = neg, sub = list })
+  end
+  if type(list) ~= "table" or value.kind(list) then
+    error("bad argument #1 to '" .. method .. "' (list of values or a select query expected)", 3)
+  end
+  local n = #list
+  for k in pairs(list) do
+    if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+      error("bad argument #1 to '" .. method .. "' (a sequence expected; key " .. tostring(k) .. ")", 3)
+    end
+  end
+  local items = {}
+  for i = 1, n do
+    if list[i] == null then
+      error("bad argument #1 to '" .. method .. "' (element " .. i .. " is NULL, which never matches; use is_null())", 3)
+    end
+    items[i] = operand(self, list[i], method, 3)
+  end
+  return node({ op = "in", col = self, neg = neg, items = items })
+end
+
+function Column:in_(list) return in_list(self, list, "in_", false) end
+function Column:not_in(list) return in_list(self, list, "not_in", true) end
+
+function Column:between(lo, hi)
+  bound(self, "between")
+  return node({ op = "between", col = self, lo = operand(self, lo, "between", 2),
+    hi = operand(self, hi, "between", 2) })
+end
+
+local function order(self, dir)
+  if not (is_column(self) or _M.is_expr(self) or _M.is_raw(self)) then
+    error("bad self to '" .. dir:lower() .. "' (column expected; use ':' to call it)", 3)
+  end
+  if is_column(self) then bound(self, dir:lower()) end
+  return node({ op = "order", expr = self, dir = dir })
+end
+
+function Column:asc() return order(self, "ASC") end
+function Column:desc() return order(self, "DESC") end
+
+--- Select a column under another name: `items.id:as("item_id")`.
+function Column:as(name)
+  bound(self, "as")
+  check_ident(name, "argument #1 to 'as' (alias)", 2)
+  return node({ op = "alias", expr = self, name = name })
+end
+
+-- Methods of expression nodes: ordering nulls, aliases, ordering of aggregates.
+local Expr = {}
+expr_mt.__index = Expr
+
+function Expr:nulls_first()
+  if self.op ~= "order" then error("'nulls_first' applies to asc()/desc()", 2) end
+  self.nulls = "FIRST"
+  return self
+end
+
+function Expr:nulls_last()
+  if self.op ~= "order" then error("'nulls_last' applies to asc()/desc()", 2) end
+  self.nulls = "LAST"
+  return self
+end
+
+function Expr:as(name)
+  check_ident(name, "argument #1 to 'as' (alias)", 2)
+  return node({ op = "alias", expr = self, name = name })
+end
+
+function Expr:asc() return order(self, "ASC") end
+function Expr:desc() return order(self, "DESC") end
+
+-- Aggregates compare with plain values (no column type): count():gt(5) in having().
+for method, sym in pairs(CMP) do
+  Expr[method] = function(self, v)
+    if v == nil or (type(v) == "table" and not value.kind(v) and not is_column(v) and not _M.is_raw(v)
+        and not _M.is_expr(v)) then
+      error("bad argument #1 to '" .. method .. "' (value expected)", 2)
+    end
+    local val = (is_column(v) or _M.is_raw(v) or _M.is_expr(v)) and v or { value = v }
+    return node({ op = "cmp", col = self, sym = sym, val = val })
+  end
+end
+
+local function cond_arg(v, fname, i)
+  if _M.is_expr(v) or _M.is_raw(v) then return v end
+  if type(v) == "table" and not is_column(v) and not is_table(v) and not is_query(v) and not value.kind(v) then
+    return node({ op = "table", map = v })
+  end
+  error("bad argument #" .. i .. " to '" .. fname .. "' (condition expected, got " .. tostring(v) .. ")", 3)
+end
+_M.cond_arg = cond_arg
+
+local function junction(op, fname, ...)
+  local items = {}
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if v ~= nil and v ~= false then items[#items + 1] = cond_arg(v, fname, i) end
+  end
+  return node({ op = op, items = items })
+end
+
+--- AND of conditions (nil and false arguments are skipped: handy for optional filters).
+function _M.and_(...) return junction("and", "and_", ...) end
+--- OR of conditions (nil and false arguments are skipped). An empty OR is false.
+function _M.or_(...) return junction("or", "or_", ...) end
+
+function _M.not_(c)
+  return node({ op = "not", item = cond_arg(c, "not_", 1) })
+end
+
+--- In on_conflict():do_update({...}): the value proposed for insertion (EXCLUDED."col").
+function _M.excluded(c)
+  if not is_column(c) or not rawget(c, "table") then
+    error("bad argument #1 to 'excluded' (column expected)", 2)
+  end
+  return node({ op = "excluded", col = c })
+end
+
+--- count(*) or count(column) / count(DISTINCT column) as an expression for select lists and having.
+function _M.count(c, opts)
+  if c ~= nil and not (is_column(c) and rawget(c, "table")) then
+    error("bad argument #1 to 'count' (column or nothing expected)", 2)
+  end
+  return node({ op = "count", col = c, distinct = type(opts) == "table" and opts.distinct or nil })
+end
+
+--- EXISTS (subquery).
+function _M.exists(q)
+  if not is_query(q) then error("bad argument #1 to 'exists' (select query expected)", 2) end
+  return node({ op = "exists", sub = q })
+end
+
+--- Escape %, _ and \ in a string so LIKE matches it literally (default escape character \).
+function _M.escape_like(str)
+  if type(str) ~= "string" then
+    error("bad argument #1 to 'escape_like' (string expected, got " .. type(str) .. ")", 2)
+  end
+  return (str:gsub("[%%_\\]", "\\%0"))
+end
+
+--- Insert/update: the column's DEFAULT.
+_M.DEFAULT = setmetatable({}, { __tostring = function() return "lakebase.schema.DEFAULT" end })
+
+return _M
