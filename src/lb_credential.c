@@ -12,6 +12,7 @@
  * - expiry is decided on the monotonic clock, anchored once when the credential arrives.
  * Secrets (PAT, client secret, workspace token, credential) never enter an error message. */
 #include "lakebase.h"
+#include "lb_credential.h"
 #include "lb_http.h"
 #include "lb_time.h"
 
@@ -270,14 +271,61 @@ typedef struct fetched {
     double expires_wall, expires_mono;
 } fetched;
 
+/* The credential answer: a non-empty string "token" and an RFC 3339 "expire_time". */
+static int parse_cred(const cJSON *j, fetched *out, lb_error *err)
+{
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "token");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expire_time");
+
+    if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: response has no string \"token\"", STEP_CRED);
+        return -1;
+    }
+    if (!cJSON_IsString(exp) || lb_time_parse_rfc3339(exp->valuestring, &out->expires_wall) != 0) {
+        char shown[72] = "";
+        if (cJSON_IsString(exp))
+            clean_text(shown, 64, exp->valuestring);
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0,
+                     "%s: response has no parseable RFC 3339 \"expire_time\"%s%s%s", STEP_CRED,
+                     shown[0] ? " (got \"" : "", shown, shown[0] ? "\")" : "");
+        scrub(err->message, tok->valuestring);
+        return -1;
+    }
+    /* Anchor once: from now on only the monotonic clock decides. */
+    out->expires_mono = lb_time_mono() + (out->expires_wall - lb_time_wall());
+    if (!(out->token = strdup(tok->valuestring))) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", STEP_CRED);
+        return -1;
+    }
+    return 0;
+}
+
+int lb_credential_parse_response(const char *body, size_t len, char **token, double *expires_at,
+                                 lb_error *err)
+{
+    fetched f = { NULL, 0, 0 };
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    int rc = -1;
+
+    *token = NULL;
+    *expires_at = 0;
+    if (!cJSON_IsObject(j))
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: response is not a JSON object", STEP_CRED);
+    else if ((rc = parse_cred(j, &f, err)) == 0) {
+        *token = f.token;
+        *expires_at = f.expires_wall;
+    }
+    json_free(j);
+    return rc;
+}
+
 /* The credential call with the given workspace token. */
 static int fetch_cred(lb_credentials *c, const char *bearer, attempt *a, fetched *out, lb_error *err)
 {
     lb_http_request req = { 0 };
-    const cJSON *tok, *exp;
     cJSON *body, *j;
     char *json;
-    double wall;
+    int rc;
 
     if (!(body = cJSON_CreateObject()) || !cJSON_AddStringToObject(body, "endpoint", c->endpoint) ||
         !(json = cJSON_PrintUnformatted(body))) {
@@ -297,34 +345,9 @@ static int fetch_cred(lb_credentials *c, const char *bearer, attempt *a, fetched
     if (!j)
         return -1;
 
-    tok = cJSON_GetObjectItemCaseSensitive(j, "token");
-    exp = cJSON_GetObjectItemCaseSensitive(j, "expire_time");
-    if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
-        json_free(j);
-        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: response has no string \"token\"", STEP_CRED);
-        return -1;
-    }
-    if (!cJSON_IsString(exp) || lb_time_parse_rfc3339(exp->valuestring, &out->expires_wall) != 0) {
-        char shown[72] = "";
-        if (cJSON_IsString(exp))
-            clean_text(shown, 64, exp->valuestring);
-        lb_error_set(err, LB_ERR_CREDENTIAL, 0,
-                     "%s: response has no parseable RFC 3339 \"expire_time\"%s%s%s", STEP_CRED,
-                     shown[0] ? " (got \"" : "", shown, shown[0] ? "\")" : "");
-        scrub(err->message, tok->valuestring);
-        json_free(j);
-        return -1;
-    }
-    /* Anchor once: from now on only the monotonic clock decides. */
-    wall = lb_time_wall();
-    out->expires_mono = lb_time_mono() + (out->expires_wall - wall);
-    out->token = strdup(tok->valuestring);
+    rc = parse_cred(j, out, err);
     json_free(j);
-    if (!out->token) {
-        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", STEP_CRED);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* One attempt of the whole flow: workspace token (M2M), then the credential. A 401 on the
@@ -379,7 +402,7 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
     if (tries > 1) {
         char *m = err->message;
         err->message = NULL;
-        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s (gave up after %d attempts within %.0f s)",
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s (gave up after %d attempts within %g s)",
                      m ? m : "failed", tries, c->connect_timeout);
         free(m);
     }
