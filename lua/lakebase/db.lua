@@ -158,10 +158,16 @@ function _M.begin_sql(opts, level)
   return sql
 end
 
--- Finishes fn's outcome (a packed pcall result): commit/release on success, rollback otherwise.
--- `finish_ok(conn)` and `finish_fail(conn)` run the statements; returns transaction's results.
-local function settle(res, conn, commit_sql, rollback_sql)
+-- Finishes fn's outcome (a packed pcall result): commit (or release the savepoint) on success,
+-- roll back otherwise; returns what `transaction` returns.
+local function settle(res, conn, commit_sql, rollback_sql, tx)
   if res[1] and res[2] ~= false then
+    if conn:status() == "failed" then
+      -- A statement failed and fn went on: COMMIT would quietly roll back; say so instead.
+      conn:exec_script(rollback_sql)
+      return nil, tx._last_error or make_error("query",
+        "transaction rolled back: an earlier statement in it failed")
+    end
     local ok, err = conn:exec_script(commit_sql)
     if not ok then
       conn:exec_script(rollback_sql)
@@ -203,7 +209,7 @@ function db_methods:transaction(fn, opts)
   local tx = new_tx(conn, self)
   local res = run_fn(fn, tx)
   tx._done = true
-  local out = pack(settle(res, conn, "COMMIT", "ROLLBACK"))
+  local out = pack(settle(res, conn, "COMMIT", "ROLLBACK", tx))
   conn:release() -- rolls back anyway if COMMIT/ROLLBACK could not run
   return unpack(out, 1, out.n)
 end
@@ -219,14 +225,22 @@ local function conn_of(self)
   return self._conn
 end
 
+-- Remembers the last failure, which is what a failed transaction reports at the end.
+local function note(self, res, err)
+  if res == nil and err ~= nil then
+    self._last_error = err
+  end
+  return res, err
+end
+
 function tx_methods:query(sql, ...)
   check_sql(sql, "query")
-  return conn_of(self):query(sql, ...)
+  return note(self, conn_of(self):query(sql, ...))
 end
 
 function tx_methods:one(sql, ...)
   check_sql(sql, "one")
-  local rows, err = conn_of(self):query(sql, ...)
+  local rows, err = note(self, conn_of(self):query(sql, ...))
   if not rows then
     return nil, err
   end
@@ -236,12 +250,12 @@ end
 function tx_methods:query_params(sql, params)
   check_sql(sql, "query_params")
   check_params(params, "query_params")
-  return conn_of(self):query_params(sql, params)
+  return note(self, conn_of(self):query_params(sql, params))
 end
 
 function tx_methods:exec_script(sql)
   check_sql(sql, "exec_script")
-  return conn_of(self):exec_script(sql)
+  return note(self, conn_of(self):exec_script(sql))
 end
 
 --- Nested transaction: a SAVEPOINT; rolled back to it on error or `false`.
@@ -265,7 +279,7 @@ function tx_methods:transaction(fn, opts)
   inner._done = true
   self._done = false
   return settle(res, conn, "RELEASE SAVEPOINT " .. name,
-    "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name)
+    "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name, inner)
 end
 
 tx_mt.__tostring = function(self)

@@ -5,7 +5,7 @@
  *   pool:exec_script(sql)            -> true | nil, err
  *   pool:begin()                     -> conn | nil, err   (a checked-out connection)
  *   pool:stats(), pool:close(), pool:closed(), tostring(pool)
- *   conn:query / query_params / exec_script as above, conn:in_transaction(),
+ *   conn:query / query_params / exec_script as above, conn:in_transaction(), conn:status(),
  *   conn:release() (rolls back what is open, returns it; also __gc and __close)
  * Blocking work (connect, query) runs with no Lua API call in between and no lock held across
  * Lua code; the pool handle keeps one reference on the process-wide lb_pool. */
@@ -288,6 +288,31 @@ static int conn_in_transaction(lua_State *L)
     return 1;
 }
 
+/* The server's transaction status: "idle", "active", "transaction" or "failed" (an earlier
+ * statement failed: only ROLLBACK works), "unknown" when the connection is gone. */
+static int conn_status(lua_State *L)
+{
+    conn_ud *u = check_conn(L);
+    switch (PQtransactionStatus(lb_conn_pg(u->conn))) {
+    case PQTRANS_IDLE:
+        lua_pushliteral(L, "idle");
+        break;
+    case PQTRANS_ACTIVE:
+        lua_pushliteral(L, "active");
+        break;
+    case PQTRANS_INTRANS:
+        lua_pushliteral(L, "transaction");
+        break;
+    case PQTRANS_INERROR:
+        lua_pushliteral(L, "failed");
+        break;
+    default:
+        lua_pushliteral(L, "unknown");
+        break;
+    }
+    return 1;
+}
+
 /* Checkin rolls back an open transaction (or discards a broken connection). Idempotent. */
 static int conn_release(lua_State *L)
 {
@@ -329,6 +354,7 @@ static const luaL_Reg conn_methods[] = {
     { "query", conn_query },
     { "query_params", conn_query_params },
     { "release", conn_release },
+    { "status", conn_status },
     { NULL, NULL },
 };
 
