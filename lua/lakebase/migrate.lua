@@ -1,0 +1,727 @@
+--- Migration runner: plain folders (`NNNN_name.sql` / `NNNN_name.lua`) and drizzle-kit folders.
+--
+--   local migrate = require("lakebase.migrate")
+--   local result, err = migrate.up(db, { dir = "migrations" })
+--   local st = migrate.status(db, { dir = "migrations" })
+--
+-- Plain folders are tracked in `public.lakebase_migrations` (version, name, checksum = sha256 hex of
+-- the file, applied_at, duration_ms). drizzle-kit folders (with `meta/_journal.json`) are tracked in
+-- `drizzle.__drizzle_migrations` exactly as drizzle-orm records them (see lakebase.drizzle), so a Node
+-- service running drizzle-orm's migrate() and a Lua service share one folder and one database.
+--
+-- How a run works:
+-- * A lock transaction takes `pg_advisory_xact_lock(<key of the tracking table>)` and stays open for
+--   the whole run; a second runner blocks there, and when it gets the lock it re-reads the tracking
+--   table and finds nothing left to do. The lock goes away with the transaction or the connection
+--   (a killed runner cannot leave it behind). The migrations themselves run on other pool connections,
+--   so the pool needs at least 2 connections (the default is 10).
+-- * Each migration runs in its own transaction (drizzle-orm uses one for all; per migration means a
+--   failure keeps the ones before it) and its record is written in that same transaction. A failing
+--   migration is rolled back and nothing is recorded; the error names the file, the statement and its
+--   line. A `.sql` file whose first line is `-- lakebase:no-transaction` runs statement by statement
+--   outside a transaction (for CREATE INDEX CONCURRENTLY and the like); it is recorded only when every
+--   statement succeeded.
+-- * What is pending is decided by set difference. A changed applied file is refused (its checksum or
+--   drizzle hash differs). A pending migration older than one already applied (a merged branch) is
+--   refused unless `allow_out_of_order` (drizzle-orm would skip it silently).
+local sha256 = require("lakebase.sha256")
+local drizzle = require("lakebase.drizzle")
+
+local _M = {}
+
+_M.NO_TRANSACTION = "-- lakebase:no-transaction"
+_M.DEFAULT_SCHEMA = "public"
+_M.DEFAULT_TABLE = "lakebase_migrations"
+
+---------------------------------------------------------------- errors
+
+local err_mt = {
+  __tostring = function(e) return e.message end,
+}
+
+local function mkerr(fields)
+  fields.kind = fields.kind or "migration"
+  return setmetatable(fields, err_mt)
+end
+
+local function cause_text(e)
+  if type(e) == "table" then
+    local msg = e.message and tostring(e.message) or tostring(e)
+    if e.sqlstate and not msg:find(e.sqlstate, 1, true) then msg = msg .. " (SQLSTATE " .. e.sqlstate .. ")" end
+    if e.detail and e.detail ~= "" then msg = msg .. "; detail: " .. tostring(e.detail) end
+    if e.hint and e.hint ~= "" then msg = msg .. "; hint: " .. tostring(e.hint) end
+    return msg
+  end
+  return tostring(e)
+end
+
+---------------------------------------------------------------- small helpers
+
+local function quote_ident(s)
+  return '"' .. s:gsub('"', '""') .. '"'
+end
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function sh_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- Names in a directory (lfs when installed, else `ls`), or nil, err.
+local function list_dir(dir)
+  local ok, lfs = pcall(require, "lfs")
+  local names = {}
+  if ok then
+    local attr = lfs.attributes(dir)
+    if not attr or attr.mode ~= "directory" then return nil, "migrations folder not found: " .. dir end
+    for name in lfs.dir(dir) do
+      if name ~= "." and name ~= ".." then names[#names + 1] = name end
+    end
+  else
+    local p = io.popen("ls -1A -- " .. sh_quote(dir) .. " 2>/dev/null && echo '//ok'")
+    local out = p:read("*a")
+    p:close()
+    if not out:find("//ok\n?$") then return nil, "migrations folder not found: " .. dir end
+    for name in out:gmatch("[^\n]+") do
+      if name ~= "//ok" then names[#names + 1] = name end
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+local function truthy(v)
+  return v == true or v == "t" or v == "true" or v == 1
+end
+
+-- db calls that may raise or return nil, err: normalised to value | nil, err
+local function call(obj, method, ...)
+  local fn = obj[method]
+  if type(fn) ~= "function" then return nil, "the db object has no method " .. method end
+  local ok, r, e = pcall(fn, obj, ...)
+  if not ok then return nil, r end
+  if r == nil and e ~= nil then return nil, e end
+  return r == nil and true or r
+end
+
+-- Milliseconds on the server's clock (plain Lua has no sub-second wall clock); 0 if unavailable.
+local function server_ms(conn)
+  local rows = call(conn, "query", "select (extract(epoch from clock_timestamp()) * 1000)::bigint::text as ms")
+  return type(rows) == "table" and rows[1] and tonumber(rows[1].ms) or 0
+end
+
+-- Runs fn(tx) in db:transaction; fn signals failure by returning nil, err (we raise to roll back).
+local abort_mt = {}
+local function in_transaction(db, fn)
+  local failure
+  local ok, r, e = pcall(db.transaction, db, function(tx)
+    local res, err = fn(tx)
+    if res == nil then
+      failure = err
+      error(setmetatable({ err = err }, abort_mt), 0)
+    end
+    return res
+  end)
+  if failure ~= nil then return nil, failure end
+  if not ok then
+    if type(r) == "table" and getmetatable(r) == abort_mt then return nil, r.err end
+    return nil, r
+  end
+  if r == nil and e ~= nil then return nil, e end
+  return r == nil and true or r
+end
+
+---------------------------------------------------------------- SQL statement splitter
+
+local function lower_code_has_atomic(code)
+  return code:lower():find("%f[%w_]begin%s+atomic%f[^%w_]") ~= nil
+end
+
+-- Depth of BEGIN ATOMIC ... END blocks still open in `code` (strings and comments removed).
+local function atomic_depth(code)
+  local l = code:lower()
+  local depth = 0
+  for word in l:gmatch("%f[%w_][%w_]+") do
+    if word == "atomic" then
+      depth = depth + 1
+    elseif word == "case" then
+      if depth > 0 then depth = depth + 1 end
+    elseif word == "end" then
+      if depth > 0 then depth = depth - 1 end
+    end
+  end
+  return depth
+end
+
+--- Splits a SQL script into statements, respecting quotes ('...', E'...', "..."), dollar quoting,
+-- -- and nested /* */ comments, and BEGIN ATOMIC bodies. Returns a list of
+-- `{ sql = text, line = first line of code, summary = first code line (shortened) }`.
+function _M.split_statements(sql)
+  local out = {}
+  local n = #sql
+  local i = 1
+  local stmt_start = 1
+  local code = {}          -- the statement without strings/comments, for BEGIN ATOMIC detection
+  local first_code = nil   -- position of the statement's first code character
+  local line = 1
+  local first_line = nil
+
+  local function mark()
+    if not first_code then first_code, first_line = i, line end
+  end
+
+  local function finish(stop)
+    if first_code then
+      local text = sql:sub(stmt_start, stop)
+      local summary = sql:sub(first_code, stop):match("^[^\n]*"):gsub("%s+$", "")
+      if #summary > 100 then summary = summary:sub(1, 97) .. "..." end
+      out[#out + 1] = { sql = text, line = first_line, summary = summary }
+    end
+    code, first_code, first_line = {}, nil, nil
+  end
+
+  while i <= n do
+    local c = sql:sub(i, i)
+    if c == "\n" then
+      line = line + 1
+      i = i + 1
+    elseif c == "-" and sql:sub(i + 1, i + 1) == "-" then
+      local e = sql:find("\n", i, true) or n + 1
+      i = e
+    elseif c == "/" and sql:sub(i + 1, i + 1) == "*" then
+      local depth, j = 1, i + 2
+      while j <= n and depth > 0 do
+        local two = sql:sub(j, j + 1)
+        if two == "/*" then depth, j = depth + 1, j + 2
+        elseif two == "*/" then depth, j = depth - 1, j + 2
+        else
+          if sql:sub(j, j) == "\n" then line = line + 1 end
+          j = j + 1
+        end
+      end
+      i = j
+    elseif c == "'" then
+      mark()
+      local prev = sql:sub(i - 1, i - 1)
+      local escapes = (prev == "E" or prev == "e") and not sql:sub(i - 2, i - 2):match("[%w_]")
+      local j = i + 1
+      while j <= n do
+        local d = sql:sub(j, j)
+        if d == "\\" and escapes then
+          if sql:sub(j + 1, j + 1) == "\n" then line = line + 1 end
+          j = j + 2
+        elseif d == "'" then
+          if sql:sub(j + 1, j + 1) == "'" then j = j + 2 else break end
+        else
+          if d == "\n" then line = line + 1 end
+          j = j + 1
+        end
+      end
+      code[#code + 1] = " '' "
+      i = j + 1
+    elseif c == '"' then
+      mark()
+      local j = i + 1
+      while j <= n do
+        local d = sql:sub(j, j)
+        if d == '"' then
+          if sql:sub(j + 1, j + 1) == '"' then j = j + 2 else break end
+        else
+          if d == "\n" then line = line + 1 end
+          j = j + 1
+        end
+      end
+      code[#code + 1] = ' "" '
+      i = j + 1
+    elseif c == "$" and not sql:sub(i - 1, i - 1):match("[%w_$]") and sql:match("^%$[%a_]?[%w_]*%$", i) then
+      mark()
+      local tag = sql:match("^%$[%a_]?[%w_]*%$", i)
+      local s, e = sql:find(tag, i + #tag, true)
+      local stop = e or n
+      local body = sql:sub(i, stop)
+      local _, nl = body:gsub("\n", "")
+      line = line + nl
+      code[#code + 1] = " $$ "
+      i = stop + 1
+      if not s then i = n + 1 end
+    elseif c == ";" then
+      local text = table.concat(code)
+      if lower_code_has_atomic(text) and atomic_depth(text) > 0 then
+        code[#code + 1] = ";"
+        i = i + 1
+      else
+        finish(i - 1)
+        i = i + 1
+        stmt_start = i
+      end
+    else
+      if not c:match("%s") then mark() end
+      code[#code + 1] = c
+      i = i + 1
+    end
+  end
+  finish(n)
+  -- the text of each statement starts after the previous semicolon: trim leading blank lines
+  for _, st in ipairs(out) do
+    st.sql = st.sql:gsub("^%s*\n", "")
+  end
+  return out
+end
+
+---------------------------------------------------------------- reading folders
+
+--- Reads a plain folder: `NNNN_name.sql` / `NNNN_name.lua`, ordered by the number.
+-- Returns a list of `{ version, name, file, path, kind = "sql"|"lua", text, checksum, no_transaction }`.
+function _M.read_plain(dir)
+  local names, err = list_dir(dir)
+  if not names then return nil, err end
+  local list, by_version = {}, {}
+  for _, fname in ipairs(names) do
+    local num, name, ext = fname:match("^(%d+)_(.+)%.(%a+)$")
+    if num and (ext == "sql" or ext == "lua") then
+      local version = tonumber(num)
+      if by_version[version] then
+        return nil, mkerr({ message = string.format("two migrations have version %d: %s and %s", version,
+          by_version[version], fname), file = fname })
+      end
+      by_version[version] = fname
+      local path = dir .. "/" .. fname
+      local text, rerr = read_file(path)
+      if not text then return nil, mkerr({ message = "cannot read " .. path .. ": " .. tostring(rerr), file = fname }) end
+      local first = text:gsub("^\239\187\191", ""):match("^%s*([^\n]*)") or ""
+      list[#list + 1] = {
+        version = version, name = name, file = fname, path = path, kind = ext, text = text,
+        checksum = sha256.hex(text),
+        no_transaction = ext == "sql" and first:gsub("%s+$", ""):lower() == _M.NO_TRANSACTION,
+      }
+    end
+  end
+  table.sort(list, function(a, b) return a.version < b.version end)
+  return list
+end
+
+---------------------------------------------------------------- tracking tables
+
+local function settings(opts)
+  if type(opts) ~= "table" then error("bad argument #2 (options table expected)", 3) end
+  local dir = opts.dir or "migrations"
+  local is_drizzle = drizzle.is_folder(dir)
+  local s = {
+    dir = dir,
+    drizzle = is_drizzle,
+    progress = opts.progress or function() end,
+    allow_out_of_order = opts.allow_out_of_order and true or false,
+    allow_changed = opts.allow_changed and true or false,
+    dry_run = opts.dry_run and true or false,
+  }
+  if is_drizzle then
+    s.schema = opts.schema or drizzle.DEFAULT_SCHEMA
+    s.table = opts.table or drizzle.DEFAULT_TABLE
+  else
+    s.schema = opts.schema or _M.DEFAULT_SCHEMA
+    s.table = opts.table or _M.DEFAULT_TABLE
+  end
+  s.qualified = quote_ident(s.schema) .. "." .. quote_ident(s.table)
+  -- One lock per tracking table: runners on different tables do not wait for each other.
+  local h = sha256.hex("lakebase.migrate:" .. s.schema .. "." .. s.table)
+  s.lock_key = string.format("%.0f", tonumber(h:sub(1, 12), 16))
+  return s
+end
+
+local function table_exists(db, s)
+  local rows, err = call(db, "query", "select to_regclass($1)::text as t", s.qualified)
+  if not rows then return nil, err end
+  local t = rows[1] and rows[1].t
+  return t ~= nil and type(t) == "string"
+end
+
+local function ensure_table(db, s)
+  if s.drizzle then
+    -- The same DDL as drizzle-orm's migrator, so either side may create it first.
+    local ok, err = call(db, "query", "CREATE SCHEMA IF NOT EXISTS " .. quote_ident(s.schema))
+    if not ok then return nil, err end
+    return call(db, "query", "CREATE TABLE IF NOT EXISTS " .. s.qualified .. [[ (
+      id SERIAL PRIMARY KEY,
+      hash text NOT NULL,
+      created_at bigint
+    )]])
+  end
+  if s.schema ~= "public" then
+    local ok, err = call(db, "query", "CREATE SCHEMA IF NOT EXISTS " .. quote_ident(s.schema))
+    if not ok then return nil, err end
+  end
+  return call(db, "query", "CREATE TABLE IF NOT EXISTS " .. s.qualified .. [[ (
+    version bigint PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    duration_ms integer NOT NULL
+  )]])
+end
+
+local function applied_rows(db, s)
+  local exists, err = table_exists(db, s)
+  if exists == nil then return nil, err end
+  if not exists then return {} end
+  local sql
+  if s.drizzle then
+    sql = "select id::text as id, hash, created_at::text as created_at from " .. s.qualified .. " order by id"
+  else
+    sql = "select version::text as version, name, checksum, applied_at::text as applied_at, duration_ms::text as duration_ms from "
+      .. s.qualified .. " order by version"
+  end
+  local rows, qerr = call(db, "query", sql)
+  if not rows then return nil, qerr end
+  local out = {}
+  for i, r in ipairs(rows) do out[i] = r end
+  return out
+end
+
+---------------------------------------------------------------- planning
+
+-- Compares the folder with the tracking table. Returns a plan:
+-- { migrations (folder order), applied = {...}, pending = {...}, changed = {...}, out_of_order = {...},
+--   unknown = {...} (recorded but not in the folder) }
+local function plan_plain(list, rows)
+  local by_version = {}
+  for _, r in ipairs(rows) do by_version[tonumber(r.version)] = r end
+  local p = { migrations = list, applied = {}, pending = {}, changed = {}, out_of_order = {}, unknown = {} }
+  local max_applied = nil
+  for _, r in ipairs(rows) do
+    local v = tonumber(r.version)
+    if not max_applied or v > max_applied then max_applied = v end
+  end
+  local in_folder = {}
+  for _, m in ipairs(list) do
+    in_folder[m.version] = true
+    local r = by_version[m.version]
+    if r then
+      m.applied_at, m.duration_ms = r.applied_at, tonumber(r.duration_ms)
+      p.applied[#p.applied + 1] = m
+      if r.checksum ~= m.checksum then p.changed[#p.changed + 1] = m end
+    else
+      p.pending[#p.pending + 1] = m
+      if max_applied and m.version < max_applied then p.out_of_order[#p.out_of_order + 1] = m end
+    end
+  end
+  for _, r in ipairs(rows) do
+    if not in_folder[tonumber(r.version)] then
+      p.unknown[#p.unknown + 1] = { version = tonumber(r.version), name = r.name }
+    end
+  end
+  return p
+end
+
+local function plan_drizzle(list, rows)
+  local by_when, by_hash = {}, {}
+  local max_when = nil
+  for _, r in ipairs(rows) do
+    local w = tonumber(r.created_at)
+    if w then
+      by_when[w] = by_when[w] or r
+      if not max_when or w > max_when then max_when = w end
+    end
+    by_hash[r.hash] = by_hash[r.hash] or r
+  end
+  local p = { migrations = list, applied = {}, pending = {}, changed = {}, out_of_order = {}, unknown = {} }
+  local used = {}
+  for _, m in ipairs(list) do
+    m.version, m.name = m.idx, m.tag
+    local r = by_when[m.when]
+    if r then
+      used[r] = true
+      p.applied[#p.applied + 1] = m
+      if r.hash ~= m.hash then p.changed[#p.changed + 1] = m end
+    elseif by_hash[m.hash] and not used[by_hash[m.hash]] then
+      -- recorded under another `when` (journal regenerated): the same file, so applied
+      used[by_hash[m.hash]] = true
+      p.applied[#p.applied + 1] = m
+    else
+      p.pending[#p.pending + 1] = m
+      if max_when and m.when <= max_when then p.out_of_order[#p.out_of_order + 1] = m end
+    end
+  end
+  for _, r in ipairs(rows) do
+    if not used[r] then p.unknown[#p.unknown + 1] = { id = tonumber(r.id), hash = r.hash, created_at = r.created_at } end
+  end
+  return p
+end
+
+local function read_folder(s)
+  if s.drizzle then
+    local list, err = drizzle.read(s.dir)
+    if not list then return nil, mkerr({ message = tostring(err) }) end
+    return list
+  end
+  return _M.read_plain(s.dir)
+end
+
+local function make_plan(db, s)
+  local list, err = read_folder(s)
+  if not list then return nil, err end
+  local rows, rerr = applied_rows(db, s)
+  if not rows then
+    return nil, mkerr({ message = "cannot read the tracking table " .. s.schema .. "." .. s.table .. ": " .. cause_text(rerr), cause = rerr })
+  end
+  return s.drizzle and plan_drizzle(list, rows) or plan_plain(list, rows)
+end
+
+local function names(list)
+  local t = {}
+  for i, m in ipairs(list) do t[i] = m.file end
+  return table.concat(t, ", ")
+end
+
+-- Refusals before anything is applied.
+local function check_plan(p, s)
+  if #p.changed > 0 and not s.allow_changed then
+    local what = s.drizzle and "its sha256 no longer matches the hash drizzle recorded"
+      or "its checksum no longer matches the one recorded"
+    return nil, mkerr({
+      message = string.format("%s %s changed after it was applied (%s); restore the applied version and put the change in a new migration",
+        #p.changed == 1 and "migration" or "migrations", names(p.changed), what),
+      file = p.changed[1].file, changed = p.changed,
+    })
+  end
+  if #p.out_of_order > 0 and not s.allow_out_of_order then
+    return nil, mkerr({
+      message = string.format("%s %s %s older than the newest applied migration (out of order, e.g. from a merged branch)%s; "
+        .. "check that it does not conflict, then run again with allow_out_of_order (CLI: --allow-out-of-order)",
+        #p.out_of_order == 1 and "pending migration" or "pending migrations", names(p.out_of_order),
+        #p.out_of_order == 1 and "is" or "are",
+        s.drizzle and " — drizzle-orm's migrator would skip it silently" or ""),
+      file = p.out_of_order[1].file, out_of_order = p.out_of_order,
+    })
+  end
+  return true
+end
+
+---------------------------------------------------------------- applying
+
+local function fail_statement(m, st, index, cause)
+  local where = st and string.format(" statement %d (line %d: %s)", index, st.line, st.summary or "") or ""
+  return mkerr({
+    message = string.format("migration %s failed at%s: %s; it was rolled back and not recorded",
+      m.file, where, cause_text(cause)),
+    file = m.file, statement = st and st.sql, line = st and st.line, cause = cause,
+    sqlstate = type(cause) == "table" and cause.sqlstate or nil,
+  })
+end
+
+-- Statements of a migration: drizzle chunks, or our own split of a plain file.
+local function statements(m)
+  if m.chunks then
+    local out = {}
+    for i, c in ipairs(m.chunks) do
+      local summary = c.sql:match("^%s*([^\n]*)"):gsub("%s+$", "")
+      if #summary > 100 then summary = summary:sub(1, 97) .. "..." end
+      out[i] = { sql = c.sql, line = c.line, summary = summary }
+    end
+    return out
+  end
+  return _M.split_statements(m.text)
+end
+
+local function record(tx, s, m, duration_ms)
+  if s.drizzle then
+    return call(tx, "query", "insert into " .. s.qualified .. ' ("hash", "created_at") values ($1, $2::bigint)',
+      m.hash, drizzle.when_string(m.when))
+  end
+  return call(tx, "query", "insert into " .. s.qualified
+    .. " (version, name, checksum, duration_ms) values ($1::bigint, $2, $3, $4::integer)",
+    tostring(m.version), m.name, m.checksum, tostring(duration_ms))
+end
+
+local function run_statements(conn, m, stmts)
+  for i, st in ipairs(stmts) do
+    local ok, err = call(conn, "exec_script", st.sql)
+    if not ok then return nil, fail_statement(m, st, i, err) end
+  end
+  return true
+end
+
+local function apply_one(db, s, m)
+  local t0 = server_ms(db)
+  if m.kind == "lua" then
+    local chunk, lerr = load(m.text, "@" .. m.path)
+    if not chunk then return nil, fail_statement(m, nil, nil, lerr) end
+    local ok, fn = pcall(chunk)
+    if not ok or type(fn) ~= "function" then
+      return nil, fail_statement(m, nil, nil, ok and "the file must return function(db)" or fn)
+    end
+    local res, err = in_transaction(db, function(tx)
+      local ok2, r, e = pcall(fn, tx)
+      if not ok2 then return nil, fail_statement(m, nil, nil, r) end
+      if r == nil and e ~= nil then return nil, fail_statement(m, nil, nil, e) end
+      local dur = math.max(0, server_ms(tx) - t0)
+      local rec, rerr = record(tx, s, m, dur)
+      if not rec then return nil, fail_statement(m, nil, nil, rerr) end
+      return dur
+    end)
+    if not res then return nil, err end
+    return res
+  end
+  local stmts = statements(m)
+  if m.no_transaction then
+    -- One statement at a time, each its own implicit transaction; recorded only when all succeed.
+    local ok, err = run_statements(db, m, stmts)
+    if not ok then
+      err.message = err.message:gsub("it was rolled back and not recorded",
+        "it was not recorded; it ran without a transaction (-- lakebase:no-transaction), so the statements before the failing one stay applied")
+      return nil, err
+    end
+    local dur = math.max(0, server_ms(db) - t0)
+    local rec, rerr = record(db, s, m, dur)
+    if not rec then return nil, fail_statement(m, nil, nil, rerr) end
+    return dur
+  end
+  return in_transaction(db, function(tx)
+    local ok, err = run_statements(tx, m, stmts)
+    if not ok then return nil, err end
+    local dur = math.max(0, server_ms(tx) - t0)
+    local rec, rerr = record(tx, s, m, dur)
+    if not rec then return nil, fail_statement(m, nil, nil, rerr) end
+    return dur
+  end)
+end
+
+-- Runs fn() while holding the runner lock (see the module comment).
+local function with_lock(db, s, fn)
+  local result, ferr
+  local ok, err = in_transaction(db, function(tx)
+    local rows, qerr = call(tx, "query", "select pg_try_advisory_xact_lock($1::bigint) as got", s.lock_key)
+    if not rows then return nil, qerr end
+    if not truthy(rows[1] and rows[1].got) then
+      s.progress("waiting for another migration runner to finish (advisory lock on " .. s.schema .. "." .. s.table .. ")")
+      local r2, e2 = call(tx, "query", "select pg_advisory_xact_lock($1::bigint)", s.lock_key)
+      if not r2 then return nil, e2 end
+    end
+    result, ferr = fn()
+    return true
+  end)
+  if not ok then
+    return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(err), cause = err })
+  end
+  return result, ferr
+end
+
+local function summary_of(p, s)
+  return {
+    kind = s.drizzle and "drizzle" or "plain",
+    dir = s.dir,
+    table = s.schema .. "." .. s.table,
+    applied = {}, pending = p.pending, already = #p.applied,
+    changed = p.changed, out_of_order = p.out_of_order, unknown = p.unknown,
+  }
+end
+
+local function describe(m)
+  return m.file
+end
+
+--- Applies pending migrations. Options: `dir` (default "migrations"), `dry_run`, `allow_out_of_order`,
+-- `allow_changed`, `schema`/`table` (tracking table), `progress` (function(msg)).
+-- Returns `{ kind, dir, table, applied = { {file, version, name, duration_ms}... }, pending, already, ... }`
+-- (with `dry_run`: nothing applied, `pending` lists what would run), or `nil, err` (`err.message`,
+-- `err.file`, `err.statement`, `err.cause`; tostring(err) gives the message). On a failure part-way,
+-- `err.applied` lists what was applied before it.
+function _M.up(db, opts)
+  if type(db) ~= "table" and type(db) ~= "userdata" then error("bad argument #1 to 'migrate.up' (db expected)", 2) end
+  local s = settings(opts or {})
+  if s.dry_run then
+    local p, err = make_plan(db, s)
+    if not p then return nil, err end
+    local ok, cerr = check_plan(p, s)
+    if not ok then return nil, cerr end
+    local out = summary_of(p, s)
+    out.dry_run = true
+    for _, m in ipairs(p.pending) do s.progress("would apply " .. describe(m)) end
+    return out
+  end
+
+  return with_lock(db, s, function()
+    local ok, err = ensure_table(db, s)
+    if not ok then
+      return nil, mkerr({ message = "cannot create the tracking table " .. s.schema .. "." .. s.table .. ": " .. cause_text(err), cause = err })
+    end
+    local p, perr = make_plan(db, s)
+    if not p then return nil, perr end
+    local cok, cerr = check_plan(p, s)
+    if not cok then return nil, cerr end
+    local out = summary_of(p, s)
+    if #p.pending == 0 then
+      s.progress("nothing to apply (" .. #p.applied .. " already applied)")
+      return out
+    end
+    for i, m in ipairs(p.pending) do
+      s.progress(string.format("applying %s (%d/%d)", describe(m), i, #p.pending))
+      local dur, aerr = apply_one(db, s, m)
+      if not dur then
+        if type(aerr) ~= "table" or getmetatable(aerr) ~= err_mt then aerr = fail_statement(m, nil, nil, aerr) end
+        aerr.applied = out.applied
+        return nil, aerr
+      end
+      out.applied[#out.applied + 1] = { file = m.file, version = m.version, name = m.name, duration_ms = dur }
+      s.progress(string.format("applied %s in %d ms", describe(m), dur))
+    end
+    out.pending = {}
+    return out
+  end)
+end
+
+--- Compares the folder with the database without changing anything.
+-- Returns `{ kind, dir, table, migrations = { {file, version, name, state = "applied"|"pending"|"changed"|
+-- "out_of_order", applied_at, duration_ms}... }, applied, pending, changed, out_of_order, unknown }` or nil, err.
+function _M.status(db, opts)
+  if type(db) ~= "table" and type(db) ~= "userdata" then error("bad argument #1 to 'migrate.status' (db expected)", 2) end
+  local s = settings(opts or {})
+  local p, err = make_plan(db, s)
+  if not p then return nil, err end
+  local flag = {}
+  for _, m in ipairs(p.changed) do flag[m] = "changed" end
+  for _, m in ipairs(p.out_of_order) do flag[m] = "out_of_order" end
+  local applied = {}
+  for _, m in ipairs(p.applied) do applied[m] = true end
+  local rows = {}
+  for _, m in ipairs(p.migrations) do
+    rows[#rows + 1] = {
+      file = m.file, version = m.version, name = m.name,
+      state = flag[m] or (applied[m] and "applied" or "pending"),
+      applied_at = m.applied_at, duration_ms = m.duration_ms,
+    }
+  end
+  local out = summary_of(p, s)
+  out.migrations = rows
+  out.applied = p.applied
+  return out
+end
+
+--- Creates the next plain migration file `NNNN_name.sql` in dir. Returns the path or nil, err.
+function _M.new(dir, name, body)
+  if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
+    return nil, "migration name must be letters, digits, '_' or '-': " .. tostring(name)
+  end
+  if drizzle.is_folder(dir) then
+    return nil, dir .. " is a drizzle-kit folder (meta/_journal.json); create migrations there with `drizzle-kit generate` (or --custom)"
+  end
+  local list, err = _M.read_plain(dir)
+  if not list then return nil, tostring(err) end
+  local last = list[#list]
+  local version = last and last.version + 1 or 1
+  local path = string.format("%s/%04d_%s.sql", dir, version, name)
+  local f, ferr = io.open(path, "wb")
+  if not f then return nil, "cannot create " .. path .. ": " .. tostring(ferr) end
+  f:write(body or ("-- " .. name .. "\n"))
+  f:close()
+  return path
+end
+
+_M.quote_ident = quote_ident
+
+return _M
