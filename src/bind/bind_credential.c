@@ -1,7 +1,98 @@
-/* Lua binding of the credential area (placeholder until that area lands). */
+/* Lua binding of the credential cache:
+ *   core.token(opts)                       -> token, expires_at | nil, err
+ *   core.credential_stats(opts)            -> { refreshes, failures, expires_at } | nil, err
+ *   core.credential_invalidate(opts, tok)  -> true | nil, err
+ * opts is the options table of lakebase.new (Lua-only options are ignored). All three share the
+ * process-wide cache entry of those settings with every pool and every Lua state. */
 #include "bind.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const lua_only_options[] = { "thread_pool", "blocking", "lease", "log", NULL };
+
+/* The cache entry for the options at index 1, or NULL with err set. */
+static lb_credentials *check_credentials(lua_State *L, lb_error *err)
+{
+    lb_settings *s;
+    lb_credentials *c;
+
+    if (!lua_isnoneornil(L, 1) && lua_type(L, 1) != LUA_TTABLE)
+        luaL_error(L, "bad argument #1 (table expected, got %s)", luaL_typename(L, 1));
+    if (!(s = lb_bind_check_settings(L, 1, lua_only_options, err)))
+        return NULL;
+    c = lb_credentials_acquire(s, err);
+    lb_settings_free(s);
+    return c;
+}
+
+/* token, expires_at (epoch seconds; nil for a native password, which does not expire). */
+static int l_token(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_credentials *c = check_credentials(L, &err);
+    char *token = NULL;
+    double expires_at = 0;
+    int rc;
+
+    if (!c)
+        return lb_bind_fail(L, &err);
+    /* The Lua state is not touched while this blocks (up to connect_timeout). */
+    rc = lb_credentials_get(c, &token, &expires_at, &err);
+    lb_credentials_release(c);
+    if (rc != 0)
+        return lb_bind_fail(L, &err);
+    lua_pushstring(L, token);
+    explicit_bzero(token, strlen(token));
+    free(token);
+    if (expires_at > 0)
+        lua_pushnumber(L, expires_at);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+static int l_stats(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_credentials *c = check_credentials(L, &err);
+    lb_credential_stats st;
+
+    if (!c)
+        return lb_bind_fail(L, &err);
+    lb_credentials_stats(c, &st);
+    lb_credentials_release(c);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)st.refreshes);
+    lua_setfield(L, -2, "refreshes");
+    lua_pushinteger(L, (lua_Integer)st.failures);
+    lua_setfield(L, -2, "failures");
+    lua_pushnumber(L, st.expires_at);
+    lua_setfield(L, -2, "expires_at");
+    return 1;
+}
+
+static int l_invalidate(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    const char *token = luaL_checkstring(L, 2);
+    lb_credentials *c = check_credentials(L, &err);
+
+    if (!c)
+        return lb_bind_fail(L, &err);
+    lb_credentials_invalidate(c, token);
+    lb_credentials_release(c);
+    lua_pushboolean(L, 1);
+    return 1;
+}
 
 void lb_bind_credential(lua_State *L)
 {
-    (void)L;
+    static const luaL_Reg funcs[] = {
+        { "credential_invalidate", l_invalidate },
+        { "credential_stats", l_stats },
+        { "token", l_token },
+        { NULL, NULL },
+    };
+    lb_setfuncs(L, funcs);
 }
