@@ -734,7 +734,7 @@ function _M.default_sql(c)
   elseif c._kind == "bytea" then
     if type(v) ~= "string" then error(label .. "expects a string", 2) end
     local hex = v:gsub(".", function(ch) return string.format("%02x", ch:byte()) end)
-    lit = "'\\x" .. hex .. "'"
+    lit = quote_string("\\x" .. hex)
   else
     local _, cerr = check_scalar(c, c._kind, v)
     if cerr then error(label .. cerr, 2) end
