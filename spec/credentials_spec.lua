@@ -1,0 +1,216 @@
+-- lakebase.token and the credential cache against the fake workspace and the real PostgreSQL of
+-- the fixtures: PAT and M2M credentials that open a connection, caching, refresh, outage,
+-- Retry-After, 4xx errors, password auth, and no secret in anything the library returns.
+local h = require("spec.support.helpers")
+local lakebase = require("lakebase")
+local core = require("lakebase.core")
+
+local ws = h.workspace
+local CRED, OAUTH = h.CRED_PATH, h.TOKEN_PATH
+
+-- Every case gets its own cache entry: application_name is part of the settings key.
+local function pat(overrides)
+  local o = h.pat_settings(overrides)
+  o.application_name = o.application_name or h.unique("cred")
+  return o
+end
+
+local function m2m(overrides)
+  local o = h.settings(overrides)
+  o.application_name = o.application_name or h.unique("cred")
+  return o
+end
+
+-- Everything the library said during the spec, checked for secrets at the end.
+local said = {}
+local function remember(...)
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if type(v) == "table" then
+      said[#said + 1] = tostring(v)
+      for k, x in pairs(v) do said[#said + 1] = tostring(k) .. "=" .. tostring(x) end
+    elseif v ~= nil then
+      said[#said + 1] = tostring(v)
+    end
+  end
+  return ...
+end
+
+local issued = {} -- credentials handed out (secrets too)
+local function token(opts)
+  local t, exp = lakebase.token(opts)
+  if t then issued[#issued + 1] = t; return t, exp end
+  remember(exp)
+  return t, exp
+end
+
+local function connects(tok)
+  local e = h.env()
+  local out = h.psql("SELECT current_user", { user = e.PGUSER, password = tok, database = e.PGDATABASE })
+  return out ~= nil and out:match("^%s*(.-)%s*$") == e.PGUSER
+end
+
+describe("credentials", function()
+  before_each(function() ws.reset() end)
+  teardown(function() ws.reset() end)
+
+  it("PAT: lakebase.token returns a credential that opens a real PostgreSQL connection", function()
+    local t, exp = token(pat())
+    assert.is_string(t)
+    assert.is_true(exp > h.now() + 3500 and exp < h.now() + 3700)
+    local req = ws.last_request(CRED)
+    assert.are.equal("Bearer " .. h.env().TOKEN, req.headers.Authorization)
+    assert.is_true(connects(t))
+  end)
+
+  it("M2M: client secret as HTTP Basic auth, the credential opens a real connection", function()
+    local e = h.env()
+    local t = token(m2m())
+    assert.is_string(t)
+    local req = ws.last_request(OAUTH)
+    assert.are.equal("Basic " .. h.base64(e.CLIENT_ID .. ":" .. e.CLIENT_SECRET), req.headers.Authorization)
+    assert.truthy(req.body:find("grant_type=client_credentials", 1, true))
+    assert.truthy(req.body:find("scope=all-apis", 1, true))
+    assert.is_true(connects(t))
+    local c = ws.counters()
+    assert.are.equal(1, c[OAUTH])
+    assert.are.equal(1, c[CRED])
+  end)
+
+  it("caches: many calls, one HTTP call; stats count it", function()
+    local o = pat()
+    local first = token(o)
+    for _ = 1, 30 do assert.are.equal(first, (token(o))) end
+    assert.are.equal(1, ws.counters()[CRED])
+    local st = remember(core.credential_stats(o))
+    assert.are.equal(1, st.refreshes)
+    assert.are.equal(0, st.failures)
+    assert.is_true(st.expires_at > h.now())
+  end)
+
+  it("refreshes exactly once when less than 2 minutes remain", function()
+    ws.config({ lifetime = 123 })
+    local o = pat()
+    local t1 = token(o)
+    assert.are.equal(t1, (token(o)))
+    assert.are.equal(1, ws.counters()[CRED])
+    h.sleep(3.2)
+    local t2 = token(o)
+    assert.are_not.equal(t1, t2)
+    assert.are.equal(t2, (token(o)))
+    assert.are.equal(2, ws.counters()[CRED])
+  end)
+
+  it("invalidate drops the cached credential only when it is the given one", function()
+    local o = pat()
+    local t1 = token(o)
+    assert.is_true(core.credential_invalidate(o, "something else"))
+    assert.are.equal(t1, (token(o)))
+    core.credential_invalidate(o, t1)
+    assert.are_not.equal(t1, (token(o)))
+    assert.are.equal(2, ws.counters()[CRED])
+  end)
+
+  for _, f in ipairs({
+    { name = "503", fault = { kind = "status", status = 503 } },
+    { name = "dropped connections", fault = { kind = "drop" } },
+    { name = "malformed JSON", fault = { kind = "malformed" } },
+  }) do
+    it("outage (" .. f.name .. "): the valid cached credential keeps serving, without hammering", function()
+      ws.config({ lifetime = 5 }) -- inside the refresh window from the start
+      local o = pat({ connect_timeout = 2 })
+      local t1 = token(o)
+      f.fault.path = CRED
+      ws.fault(f.fault)
+      for _ = 1, 10 do assert.are.equal(t1, (token(o))) end
+      assert.are.equal(2, ws.counters()[CRED]) -- one failed attempt, then backoff
+      assert.are.equal(1, core.credential_stats(o).failures)
+    end)
+  end
+
+  it("outage: after expiry a clear credential error; after recovery a new credential", function()
+    ws.config({ lifetime = 3 })
+    local o = pat({ connect_timeout = 1.5 })
+    local t1 = token(o)
+    ws.fault({ path = CRED, kind = "status", status = 503 })
+    h.sleep(2.2) -- past the last second of validity
+    local t0 = h.clock()
+    local t, err = token(o)
+    assert.is_nil(t)
+    assert.are.equal("credential", err.kind)
+    assert.truthy(err.message:find("lakebase credential: HTTP 503 TEMPORARILY_UNAVAILABLE", 1, true))
+    assert.is_true(err.retriable)
+    assert.is_true(h.clock() - t0 < 2.5)
+    ws.reset()
+    local t2 = token(o)
+    assert.is_string(t2)
+    assert.are_not.equal(t1, t2)
+  end)
+
+  it("honours 429 Retry-After: 1 (measured wait >= 1 s, then success)", function()
+    ws.fault({ path = CRED, kind = "retry_after", retry_after = 1, count = 1 })
+    local t0 = h.clock()
+    local t = token(pat())
+    assert.is_string(t)
+    assert.is_true(h.clock() - t0 >= 1.0)
+    assert.are.equal(2, ws.counters()[CRED])
+  end)
+
+  it("does not retry a 404; the error names step, status, error_code and message", function()
+    local t, err = token(pat({ endpoint = "projects/q/branches/b/endpoints/e" })) -- unknown to the fake
+    assert.is_nil(t)
+    assert.are.equal("credential", err.kind)
+    assert.truthy(err.message:find("lakebase credential: HTTP 404 NOT_FOUND", 1, true))
+    assert.are.equal(1, ws.counters()[CRED])
+  end)
+
+  it("M2M: a wrong client secret is an oauth token error without the secret", function()
+    local t, err = token(m2m({ client_secret = "wrong-secret-0123456789abcdef" }))
+    assert.is_nil(t)
+    assert.are.equal("credential", err.kind)
+    assert.truthy(err.message:find("oauth token: HTTP 401 invalid_client", 1, true))
+    assert.is_nil(tostring(err):find("wrong-secret-0123456789abcdef", 1, true))
+    assert.are.equal(1, ws.counters()[OAUTH])
+  end)
+
+  it("M2M: a 401 on the credential call renews the workspace token once", function()
+    local o = m2m()
+    local t1 = token(o)
+    core.credential_invalidate(o, t1)
+    ws.fault({ path = CRED, kind = "status", status = 401, count = 1 })
+    assert.is_string((token(o)))
+    local c = ws.counters()
+    assert.are.equal(2, c[OAUTH])
+    assert.are.equal(3, c[CRED])
+  end)
+
+  it("password auth: the password, no expiry, no HTTP", function()
+    local o = h.password_settings()
+    local t, exp = lakebase.token(o)
+    assert.are.equal(h.env().ADMIN_PASSWORD, t)
+    assert.is_nil(exp)
+    assert.are.equal(0, ws.counters()[CRED])
+  end)
+
+  it("bad settings are config errors", function()
+    local t, err = token(pat({ databricks_host = "http://example.com" }))
+    assert.is_nil(t)
+    assert.are.equal("config", err.kind)
+    assert.has_error(function() core.token(42) end)
+  end)
+
+  it("nothing it returned or said contains a token or the client secret", function()
+    local e = h.env()
+    local secrets = { e.TOKEN, e.CLIENT_SECRET, e.ADMIN_PASSWORD, "wrong-secret-0123456789abcdef" }
+    for _, t in ipairs(issued) do secrets[#secrets + 1] = t end
+    assert.is_true(#said >= 5)
+    for _, text in ipairs(said) do
+      for _, s in ipairs(secrets) do
+        assert.is_nil(text:find(s, 1, true), "a secret in: " .. text:sub(1, 60))
+      end
+    end
+    -- the PostgreSQL log neither (the fake sets SCRAM verifiers, never the token)
+    local log = h.read_file(e.PGLOG) or ""
+    for _, t in ipairs(issued) do assert.is_nil(log:find(t, 1, true)) end
+  end)
+end)
