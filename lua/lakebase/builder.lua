@@ -328,6 +328,7 @@ local function main_table(q)
   for _, v in ipairs(q._items or {}) do
     if s.is_table(v) then return v end
     if is_column(v) then return v.table end
+    if s.is_expr(v) and v.op == "alias" and is_column(v.expr) then return v.expr.table end
   end
   return nil
 end
@@ -727,7 +728,8 @@ end)
 
 local function run(q, opts)
   local db = q._db
-  if type(db) ~= "table" and type(db) ~= "userdata" then
+  local ok, qp = pcall(function() return db.query_params end)
+  if not ok or qp == nil then
     fail("this query has no database to run on (built without a db); use to_sql()")
   end
   local sql, params = compile(q, opts)
