@@ -10,7 +10,8 @@ Real endpoints, real shapes:
 Errors: {"error_code": ..., "message": ...} with a 4xx/5xx status.
 
 Test controls (loopback only):
-  POST /_test/config   {"lifetime": s, "share": bool}  applies to credentials issued afterwards
+  POST /_test/config   {"lifetime": s, "share": bool}  applies to credentials issued afterwards;
+                       share: hand out the still-valid token again with a renewed expiry
   POST /_test/fault    {"path", "kind", "status", "retry_after", "delay", "count"}
   POST /_test/reset    clear faults, lifetime 3600, counters 0
   GET  /_test/counters {path: n}
@@ -62,7 +63,8 @@ log_file = open(LOG_PATH, "a", buffering=1) if LOG_PATH else sys.stderr
 
 
 def log(msg):
-    log_file.write("%s %s\n" % (datetime.datetime.utcnow().strftime("%H:%M:%S.%f")[:-3], msg))
+    now = time.time()
+    log_file.write("%s.%03d %s\n" % (time.strftime("%H:%M:%S", time.gmtime(now)), int(now % 1 * 1000), msg))
 
 
 def reset_state():
@@ -122,6 +124,12 @@ def set_role_password(token, expiry):
     sql = "ALTER ROLE %s PASSWORD %s VALID UNTIL %s;\n" % (
         sql_ident(APP_ROLE), sql_literal(scram_verifier(token)),
         sql_literal(rfc3339(expiry).replace("T", " ").replace("Z", "+00")))
+    return run_admin_sql(sql)
+
+
+def set_role_valid_until(expiry):
+    sql = "ALTER ROLE %s VALID UNTIL %s;\n" % (
+        sql_ident(APP_ROLE), sql_literal(rfc3339(expiry).replace("T", " ").replace("Z", "+00")))
     return run_admin_sql(sql)
 
 
@@ -318,17 +326,19 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 lifetime, share, cur = state["lifetime"], state["share"], state["current"]
             now = time.time()
-            if share and cur and cur[1] - now > (cur[1] - cur[2]) / 2:
-                tok, exp = cur[0], cur[1]
+            exp = now + lifetime
+            if share and cur and cur[1] > now:
+                # Share mode: the valid token again, with a renewed expiry (several caches, one role).
+                tok = cur[0]
+                ok, err = set_role_valid_until(exp)
             else:
                 tok = secrets.token_urlsafe(32)
-                exp = now + lifetime
                 ok, err = set_role_password(tok, exp)
-                if not ok:
-                    log("credential: ALTER ROLE failed: %s" % err.replace(tok, "<token>")[:300])
-                    return self._error(503, "TEMPORARILY_UNAVAILABLE", "Database is not available.")
-                with lock:
-                    state["current"] = (tok, exp, now)
+            if not ok:
+                log("credential: ALTER ROLE failed: %s" % err.replace(tok, "<token>")[:300])
+                return self._error(503, "TEMPORARILY_UNAVAILABLE", "Database is not available.")
+            with lock:
+                state["current"] = (tok, exp, now)
         log("credential issued, lifetime %.1fs" % (exp - now))
         self._json(200, {"token": tok, "expire_time": rfc3339(exp)})
 

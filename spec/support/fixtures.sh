@@ -138,7 +138,6 @@ listen_addresses = '127.0.0.1'
 port = $PGPORT
 unix_socket_directories = '$PGTMP'
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 max_connections = 200
 shared_buffers = 64MB
