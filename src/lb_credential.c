@@ -386,8 +386,10 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
     a.deadline = lb_time_mono() + c->connect_timeout;
     for (;;) {
         tries++;
-        if (fetch_once(c, &a, out, err) == 0)
+        if (fetch_once(c, &a, out, err) == 0) {
+            lb_error_clear(err); /* what an earlier try or a renewed 401 left there */
             return 0;
+        }
         *retry_after = a.retry_after;
         if (!retry || !err->retriable)
             break;
