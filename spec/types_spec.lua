@@ -259,6 +259,19 @@ describe("types", function()
       end
     end)
 
+    it("decoding a large result leaves the collector as it found it", function()
+      assert.is_true(collectgarbage("isrunning"))
+      assert.are.equal(3000, #assert(db:query("select g from generate_series(1, 3000) g")))
+      assert.is_true(collectgarbage("isrunning"))
+      collectgarbage("stop")
+      local ok, rows = pcall(db.query, db, "select g from generate_series(1, 3000) g")
+      local running = collectgarbage("isrunning")
+      collectgarbage("restart")
+      assert.is_true(ok)
+      assert.are.equal(3000, #rows)
+      assert.is_false(running)
+    end)
+
     it("results with more than 64 columns decode", function()
       local cols = {}
       for i = 1, 100 do

@@ -1077,7 +1077,7 @@ as_text:
 
 #define KINDS_ON_STACK 64
 
-int lb_push_result(lua_State *L, const PGresult *res)
+static int push_rows(lua_State *L, const PGresult *res)
 {
     int nrows = PQntuples(res), ncols = PQnfields(res), r, c, base, names;
     const char *affected = PQcmdTuples((PGresult *)res);
@@ -1130,5 +1130,30 @@ int lb_push_result(lua_State *L, const PGresult *res)
             lua_setfield(L, base, "affected_rows");
         }
     }
+    return 1;
+}
+
+static int push_rows_protected(lua_State *L)
+{
+    const PGresult *res = lua_touserdata(L, 1);
+    lua_pop(L, 1);
+    return push_rows(L, res);
+}
+
+/* Every object built here stays reachable from the result, so collector steps while building
+ * a large result are wasted work (about a quarter of the decoding time): the collector pauses,
+ * and a protected call makes sure it restarts even when Lua runs out of memory. */
+int lb_push_result(lua_State *L, const PGresult *res)
+{
+    int status;
+    if (PQntuples(res) < 256 || !lua_gc(L, LUA_GCISRUNNING, 0))
+        return push_rows(L, res);
+    lua_pushcfunction(L, push_rows_protected);
+    lua_pushlightuserdata(L, (void *)res);
+    lua_gc(L, LUA_GCSTOP, 0);
+    status = lua_pcall(L, 1, 1, 0);
+    lua_gc(L, LUA_GCRESTART, 0);
+    if (status != 0)
+        lua_error(L); /* the same error object, now with the collector running */
     return 1;
 }
