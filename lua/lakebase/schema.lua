@@ -426,6 +426,8 @@ function _M.raw(sql, ...)
     local v = args[i]
     if v == nil then
       args[i] = null
+    elseif type(v) == "string" and v:find("\0", 1, true) then
+      error("bad argument #" .. (i + 1) .. " to 'raw' (string contains a NUL byte, which a text parameter cannot hold; use lakebase.bytea for bytes)", 2)
     elseif type(v) == "table" and not value.kind(v) then
       error("bad argument #" .. (i + 1) .. " to 'raw' (plain table: wrap it with lakebase.json, lakebase.array or lakebase.bytea)", 2)
     elseif type(v) ~= "table" and type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" and v ~= null then
