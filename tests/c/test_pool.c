@@ -1,0 +1,427 @@
+/* The pool from C against the fixtures' PostgreSQL (password auth as the admin): 8 threads
+ * hammering one pool (never more than max open, no error, no leak), FIFO waiting and
+ * acquire_timeout, clean checkins (open/failed transactions, pending results), replacement of a
+ * terminated connection, the registry, and close waking waiters. TAP output; without the
+ * fixtures' env everything is skipped. Run it under ASan/TSan (see make check-memory). */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "lakebase.h"
+
+static int test_no;
+static int failures;
+
+static int ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int ok(int cond, const char *fmt, ...)
+{
+    va_list ap;
+    printf("%sok %d - ", cond ? "" : "not ", ++test_no);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+    if (!cond)
+        failures++;
+    return cond;
+}
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    nanosleep(&ts, NULL);
+}
+
+/* Settings for the admin with password auth; extra options override. */
+static lb_settings *settings(const char *max, const char *acquire_timeout, const char *app)
+{
+    lb_option opts[] = {
+        { "host", env("LAKEBASE_TEST_PGHOST"), NULL },
+        { "port", env("LAKEBASE_TEST_PGPORT"), NULL },
+        { "database", env("LAKEBASE_TEST_PGDATABASE"), NULL },
+        { "user", env("LAKEBASE_TEST_ADMIN_USER"), NULL },
+        { "password", env("LAKEBASE_TEST_ADMIN_PASSWORD"), NULL },
+        { "sslmode", "require", NULL },
+        { "sslrootcert", env("LAKEBASE_TEST_SSLROOTCERT"), NULL },
+        { "max", max, NULL },
+        { "acquire_timeout", acquire_timeout, NULL },
+        { "application_name", app, NULL },
+    };
+    lb_error err = LB_ERROR_INIT;
+    lb_settings *s = lb_settings_load(opts, sizeof opts / sizeof opts[0], &err);
+    if (!s) {
+        printf("# settings: %s\n", err.message);
+        lb_error_clear(&err);
+    }
+    return s;
+}
+
+static lb_pool *pool_for(const char *max, const char *acquire_timeout, const char *app)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_settings *s = settings(max, acquire_timeout, app);
+    lb_pool *p;
+    if (!s)
+        return NULL;
+    p = lb_pool_acquire(s, &err);
+    lb_settings_free(s);
+    if (!p) {
+        printf("# pool: %s\n", err.message);
+        lb_error_clear(&err);
+    }
+    return p;
+}
+
+/* Runs `select $1::int + 1` on c (or through the pool when c is NULL); 1 when the answer is right. */
+static int add_one(lb_pool *p, lb_conn *c, int v, lb_error *err)
+{
+    char buf[16];
+    const char *values[1];
+    PGresult *res;
+    int good;
+    snprintf(buf, sizeof buf, "%d", v);
+    values[0] = buf;
+    res = c ? lb_conn_exec(c, "select $1::int + 1", 1, NULL, values, NULL, NULL, err)
+            : lb_pool_exec(p, "select $1::int + 1", 1, NULL, values, NULL, NULL, err);
+    if (!res)
+        return 0;
+    good = PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == v + 1;
+    PQclear(res);
+    return good;
+}
+
+/* ---- 8 threads hammering one pool ----------------------------------------------------------- */
+
+#define THREADS 8
+#define ROUNDS 300
+#define HAMMER_MAX 3
+
+typedef struct hammer {
+    lb_pool *pool;
+    int id, errors, wrong;
+    char last_error[256];
+} hammer;
+
+static volatile int monitor_stop;
+static int monitor_over_max;
+static int monitor_samples;
+
+static void *monitor(void *arg)
+{
+    lb_pool *p = arg;
+    while (!monitor_stop) {
+        lb_pool_stats st;
+        lb_pool_stats_get(p, &st);
+        if (st.total > st.max || st.in_use > st.total || st.idle + st.in_use > st.total)
+            monitor_over_max++;
+        monitor_samples++;
+        sleep_s(0.001);
+    }
+    return NULL;
+}
+
+static void *hammer_run(void *arg)
+{
+    hammer *h = arg;
+    int i;
+    for (i = 0; i < ROUNDS; i++) {
+        lb_error err = LB_ERROR_INIT;
+        int good;
+        if (i % 2) {
+            good = add_one(h->pool, NULL, h->id * 1000 + i, &err);
+        } else {
+            lb_conn *c = lb_pool_checkout(h->pool, &err);
+            good = c && add_one(h->pool, c, h->id * 1000 + i, &err);
+            if (c) {
+                if (i % 10 == 0) /* sometimes leave a transaction open: checkin must clean it */
+                    lb_conn_exec_script(c, "BEGIN; SELECT 1", &err);
+                lb_pool_checkin(h->pool, c);
+            }
+        }
+        if (!good) {
+            if (err.kind != LB_OK) {
+                h->errors++;
+                snprintf(h->last_error, sizeof h->last_error, "%s", err.message);
+            } else {
+                h->wrong++;
+            }
+        }
+        lb_error_clear(&err);
+    }
+    return NULL;
+}
+
+static void test_hammer(void)
+{
+    pthread_t th[THREADS], mon;
+    hammer hs[THREADS];
+    lb_pool *p = pool_for("3", "30", "lb_c_hammer");
+    lb_pool_stats st;
+    int i, errors = 0, wrong = 0;
+    double t0;
+
+    if (!ok(p != NULL, "pool for the hammer test"))
+        return;
+    monitor_stop = 0;
+    pthread_create(&mon, NULL, monitor, p);
+    t0 = now();
+    for (i = 0; i < THREADS; i++) {
+        memset(&hs[i], 0, sizeof hs[i]);
+        hs[i].pool = p;
+        hs[i].id = i + 1;
+        pthread_create(&th[i], NULL, hammer_run, &hs[i]);
+    }
+    for (i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        errors += hs[i].errors;
+        wrong += hs[i].wrong;
+        if (hs[i].errors)
+            printf("# thread %d: %s\n", i, hs[i].last_error);
+    }
+    monitor_stop = 1;
+    pthread_join(mon, NULL);
+    ok(errors == 0 && wrong == 0, "%d threads x %d statements: %d errors, %d wrong answers (%.2fs)",
+       THREADS, ROUNDS, errors, wrong, now() - t0);
+    lb_pool_stats_get(p, &st);
+    ok(monitor_over_max == 0, "never more than max=%d open (%d samples)", HAMMER_MAX, monitor_samples);
+    ok(st.in_use == 0 && st.waiting == 0 && st.total <= HAMMER_MAX && st.idle == st.total,
+       "all back: total %d idle %d in_use %d waiting %d", st.total, st.idle, st.in_use, st.waiting);
+    ok(st.connects <= HAMMER_MAX && st.connect_failures == 0, "%llu connects for %d threads",
+       (unsigned long long)st.connects, THREADS);
+    lb_pool_release(p);
+}
+
+/* ---- waiting: FIFO order and acquire_timeout ------------------------------------------------ */
+
+typedef struct waiter_arg {
+    lb_pool *pool;
+    double got_at, hold;
+    int ok;
+    lb_kind kind;
+    int retriable;
+} waiter_arg;
+
+static void *wait_for_conn(void *arg)
+{
+    waiter_arg *w = arg;
+    lb_error err = LB_ERROR_INIT;
+    lb_conn *c = lb_pool_checkout(w->pool, &err);
+    w->got_at = now();
+    w->ok = c != NULL;
+    w->kind = err.kind;
+    w->retriable = err.retriable;
+    if (c) {
+        sleep_s(w->hold);
+        lb_pool_checkin(w->pool, c);
+    }
+    lb_error_clear(&err);
+    return NULL;
+}
+
+static void test_fifo(void)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pool *p = pool_for("1", "5", "lb_c_fifo");
+    waiter_arg a, b;
+    pthread_t ta, tb;
+    lb_conn *c;
+    lb_pool_stats st;
+
+    if (!ok(p != NULL, "pool with max=1"))
+        return;
+    c = lb_pool_checkout(p, &err);
+    ok(c != NULL, "first checkout");
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    a.pool = b.pool = p;
+    a.hold = b.hold = 0.1;
+    pthread_create(&ta, NULL, wait_for_conn, &a);
+    sleep_s(0.1);
+    pthread_create(&tb, NULL, wait_for_conn, &b);
+    sleep_s(0.1);
+    lb_pool_stats_get(p, &st);
+    ok(st.waiting == 2 && st.total == 1, "two waiters queued, one connection (waiting %d)", st.waiting);
+    lb_pool_checkin(p, c);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    ok(a.ok && b.ok && a.got_at < b.got_at, "waiters served first come, first served");
+    lb_pool_stats_get(p, &st);
+    ok(st.connects == 1, "the connection was handed over, not reopened (%llu connects)",
+       (unsigned long long)st.connects);
+    lb_pool_release(p);
+}
+
+static void test_timeout(void)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pool *p = pool_for("1", "0.3", "lb_c_timeout");
+    waiter_arg w;
+    pthread_t t;
+    lb_conn *c;
+    double t0, waited;
+
+    if (!ok(p != NULL, "pool with max=1, acquire_timeout=0.3"))
+        return;
+    c = lb_pool_checkout(p, &err);
+    memset(&w, 0, sizeof w);
+    w.pool = p;
+    t0 = now();
+    pthread_create(&t, NULL, wait_for_conn, &w);
+    pthread_join(t, NULL);
+    waited = w.got_at - t0;
+    ok(!w.ok && w.kind == LB_ERR_POOL && w.retriable, "a third caller gets a retriable pool error");
+    ok(waited >= 0.28 && waited < 2.0, "after acquire_timeout (waited %.2fs)", waited);
+    lb_pool_checkin(p, c);
+    c = lb_pool_checkout(p, &err);
+    ok(c != NULL, "and the pool still works");
+    lb_pool_checkin(p, c);
+    lb_pool_release(p);
+}
+
+/* ---- clean checkins -------------------------------------------------------------------------- */
+
+static void test_clean_checkin(void)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pool *p = pool_for("1", "5", "lb_c_clean");
+    lb_conn *c;
+    lb_pool_stats st;
+
+    if (!ok(p != NULL, "pool for the checkin tests"))
+        return;
+    c = lb_pool_checkout(p, &err);
+    ok(c && lb_conn_exec_script(c, "BEGIN; CREATE TEMP TABLE lb_dirty (a int)", &err) == 0 &&
+           lb_conn_in_transaction(c), "open transaction");
+    lb_pool_checkin(p, c);
+    c = lb_pool_checkout(p, &err);
+    ok(c && PQtransactionStatus(lb_conn_pg(c)) == PQTRANS_IDLE, "comes back idle (rolled back)");
+    ok(c && lb_conn_exec_script(c, "SELECT 1 FROM lb_dirty", &err) != 0 &&
+           strcmp(err.sqlstate, "42P01") == 0, "and its work was rolled back");
+    lb_error_clear(&err);
+
+    ok(lb_conn_exec_script(c, "BEGIN; SELECT 1/0", &err) != 0 &&
+           PQtransactionStatus(lb_conn_pg(c)) == PQTRANS_INERROR, "failed transaction");
+    lb_error_clear(&err);
+    lb_pool_checkin(p, c);
+    c = lb_pool_checkout(p, &err);
+    ok(c && PQtransactionStatus(lb_conn_pg(c)) == PQTRANS_IDLE && add_one(p, c, 1, &err),
+       "comes back idle and usable");
+
+    /* results nobody read: the connection is discarded, not reused */
+    PQsendQuery(lb_conn_pg(c), "SELECT pg_sleep(0.05)");
+    lb_pool_checkin(p, c);
+    lb_pool_stats_get(p, &st);
+    ok(st.total == 0 && st.connects == 1, "a connection with pending results is discarded");
+    c = lb_pool_checkout(p, &err);
+    ok(c && add_one(p, c, 2, &err), "a new one replaces it");
+    lb_pool_checkin(p, c);
+    lb_pool_release(p);
+}
+
+/* ---- a connection the server killed is replaced --------------------------------------------- */
+
+static void test_terminated(void)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pool *p = pool_for("2", "5", "lb_c_kill");
+    lb_pool *admin = pool_for("1", "5", "lb_c_killer");
+    lb_conn *c;
+    PGresult *res;
+    char pid[16];
+    const char *values[1] = { pid };
+    lb_pool_stats st;
+
+    if (!ok(p && admin, "pools for the termination test"))
+        return;
+    c = lb_pool_checkout(p, &err);
+    snprintf(pid, sizeof pid, "%d", c ? PQbackendPID(lb_conn_pg(c)) : 0);
+    lb_pool_checkin(p, c);
+    res = lb_pool_exec(admin, "select pg_terminate_backend($1::int)", 1, NULL, values, NULL, NULL, &err);
+    ok(res && strcmp(PQgetvalue(res, 0, 0), "t") == 0, "terminated backend %s", pid);
+    PQclear(res);
+    sleep_s(0.1);
+    ok(add_one(p, NULL, 41, &err), "the next statement succeeds");
+    lb_pool_stats_get(p, &st);
+    ok(st.connects == 2 && st.total == 1, "on a new connection (%llu connects, total %d)",
+       (unsigned long long)st.connects, st.total);
+    lb_error_clear(&err);
+    lb_pool_release(p);
+    lb_pool_release(admin);
+}
+
+/* ---- registry and close ----------------------------------------------------------------------- */
+
+static void test_registry_close(void)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pool *a = pool_for("1", "5", "lb_c_reg");
+    lb_pool *b = pool_for("1", "5", "lb_c_reg");
+    lb_pool *other = pool_for("1", "5", "lb_c_reg2");
+    waiter_arg w;
+    pthread_t t;
+    lb_conn *c;
+    double t0;
+
+    ok(a && a == b && other && other != a, "identical settings share one pool, others do not");
+    if (!a || !b || !other)
+        return;
+    lb_pool_release(b);
+    lb_pool_release(other);
+
+    c = lb_pool_checkout(a, &err);
+    memset(&w, 0, sizeof w);
+    w.pool = a;
+    t0 = now();
+    pthread_create(&t, NULL, wait_for_conn, &w);
+    sleep_s(0.1);
+    lb_pool_close(a);
+    pthread_join(t, NULL);
+    ok(!w.ok && w.kind == LB_ERR_POOL && w.got_at - t0 < 1.0, "close wakes a waiter with a pool error");
+    ok(lb_pool_checkout(a, &err) == NULL && err.kind == LB_ERR_POOL, "no checkout after close");
+    lb_error_clear(&err);
+    lb_pool_checkin(a, c); /* discarded: the pool is closed */
+    b = pool_for("1", "5", "lb_c_reg");
+    ok(b && b != a, "a closed pool leaves the registry: the same settings get a new one");
+    ok(b && add_one(b, NULL, 7, &err), "which works");
+    lb_error_clear(&err);
+    lb_pool_release(b);
+    lb_pool_release(a);
+}
+
+int main(void)
+{
+    if (!env("LAKEBASE_TEST_PGPORT") || !env("LAKEBASE_TEST_ADMIN_PASSWORD")) {
+        printf("1..0 # SKIP fixtures not running (source the run dir's env.sh)\n");
+        return 0;
+    }
+    test_hammer();
+    test_fifo();
+    test_timeout();
+    test_clean_checkin();
+    test_terminated();
+    test_registry_close();
+    printf("1..%d\n", test_no);
+    return failures ? 1 : 0;
+}
