@@ -1,3 +1,4 @@
+-- luacheck: std +ngx_lua
 --- The lakebase OpenResty example: a small JSON API over the example `items` table
 -- (examples/schema.lua, examples/migrations/0001_items.sql).
 --

@@ -25,13 +25,16 @@
 -- ngx.on_abort where `lua_check_client_abort on`), by the per-worker reaper once idle longer than
 -- `opts.lease` seconds (default 60; e.g. the request was ended with ngx.exit inside the
 -- transaction) and, last, by the server's idle_in_transaction_session_timeout (set to the lease).
+-- luacheck: globals ngx (nginx provides it; ngx.run_worker_thread is newer than luacheck's ngx_lua std)
 local lakebase = require("lakebase")
 local core = require("lakebase.core")
+local dbmod = require("lakebase.db")
 
 local _M = { _VERSION = lakebase._VERSION }
 
 local DEFAULT_POOL = "lakebase"
 local DEFAULT_LEASE = 60
+local REAP_INTERVAL = 1 -- seconds between reaper runs in each worker (a mutex and a list walk)
 local MODULE = "lakebase.ngx" -- what the worker-thread Lua states require
 
 -- Options read by this module; removed before the settings reach the C core.
@@ -44,12 +47,6 @@ local YIELDABLE = {
 local DIRECT = { init_worker = true }
 local ABORTABLE = { rewrite = true, access = true, content = true } -- where ngx.on_abort works
 
-local ISOLATION = {
-  ["read committed"] = "READ COMMITTED",
-  ["repeatable read"] = "REPEATABLE READ",
-  serializable = "SERIALIZABLE",
-  ["read uncommitted"] = "READ UNCOMMITTED",
-}
 
 local function pack(...)
   return { n = select("#", ...), ... }
@@ -62,9 +59,7 @@ local function log(level, ...)
   end
 end
 
-local function make_error(kind, message)
-  return setmetatable({ kind = kind, message = message, retriable = false }, core.error_mt)
-end
+local make_error = dbmod.make_error
 
 -- An error table copied from another Lua state lost its metatable.
 local function restore_error(err)
@@ -207,7 +202,8 @@ local function call(self, fname, ...)
     res = pack(ngx.run_worker_thread(self.thread_pool, MODULE, fname, ...))
     if not res[1] then
       local msg = tostring(res[2])
-      if msg == "thread_pool not found" then
+      if msg:match("^thread[ _]pool.* not found$") then
+        -- "thread_pool not found" / "thread pool <name> not found", by module version
         return nil, make_error("config", "nginx thread pool '" .. self.thread_pool
           .. "' not found: add `thread_pool " .. self.thread_pool
           .. " threads=16;` at the top level of nginx.conf (or set opts.thread_pool)")
@@ -301,7 +297,7 @@ local function start_reaper(self)
   if ph == "init" or ph == nil then
     return
   end
-  local interval = math.max(1, math.min(5, self.lease / 2))
+  local interval = REAP_INTERVAL
   local pool_name = self.thread_pool
   local ok, err = ngx.timer.every(interval, function(premature)
     if premature then
@@ -383,19 +379,29 @@ function db_methods:close()
   return self.db:close()
 end
 
+local function pin_of(tx)
+  if tx.done then
+    error("attempt to use a finished lakebase transaction", 3)
+  end
+  return tx.id
+end
+
 function tx_methods:query_params(sql, params)
   check_sql(sql, 2)
-  return call(self.owner, "t_pin_query", self.id, sql, params or { n = 0 })
+  local id = pin_of(self)
+  return call(self.owner, "t_pin_query", id, sql, params or { n = 0 })
 end
 
 function tx_methods:query(sql, ...)
   check_sql(sql, 2)
-  return call(self.owner, "t_pin_query", self.id, sql, params_of(...))
+  local id = pin_of(self)
+  return call(self.owner, "t_pin_query", id, sql, params_of(...))
 end
 
 function tx_methods:one(sql, ...)
   check_sql(sql, 2)
-  local rows, err = call(self.owner, "t_pin_query", self.id, sql, params_of(...))
+  local id = pin_of(self)
+  local rows, err = call(self.owner, "t_pin_query", id, sql, params_of(...))
   if not rows then
     return nil, err
   end
@@ -404,109 +410,99 @@ end
 
 function tx_methods:exec_script(sql)
   check_sql(sql, 2)
-  return call(self.owner, "t_pin_script", self.id, sql)
+  local id = pin_of(self)
+  return call(self.owner, "t_pin_script", id, sql)
 end
 
 function tx_methods:stats()
   return self.owner:stats()
 end
 
--- Runs fn(tx) and sorts out the outcome: (committed, results...) or (false, nil, err) or a
--- raised error to re-raise after rollback.
-local function run_body(fn, tx)
-  local res = pack(pcall(fn, tx))
+local function rolled_back(res)
   if not res[1] then
-    return "raise", res[2]
+    return nil, res[2]
   end
-  if res[2] == false or (res[2] == nil and res.n >= 3 and res[3] ~= nil) then
-    return "rollback", res
-  end
-  return "commit", res
+  return nil, res[3] or make_error("query", "transaction rolled back: the function returned false")
 end
 
--- The transaction's results: what fn returned (true when it returned nothing).
-local function results(res)
-  if res.n < 2 then
-    return true
-  end
-  return unpack(res, 2, res.n)
-end
-
-local function begin_sql(opts)
-  local sql = "BEGIN"
-  if opts and opts.isolation ~= nil then
-    local level = ISOLATION[tostring(opts.isolation):lower()]
-    if not level then
-      error("bad argument #2 to 'transaction' (isolation: read committed, repeatable read or serializable)", 3)
-    end
-    sql = sql .. " ISOLATION LEVEL " .. level
-  end
-  if opts and opts.read_only then
-    sql = sql .. " READ ONLY"
-  end
-  return sql
-end
-
---- Runs fn(tx) inside BEGIN/COMMIT on one pinned connection. An error raised in fn, or fn
--- returning false (or nil, err), rolls back: a raised error is raised again, otherwise the
--- transaction returns what fn returned. opts: isolation, read_only.
+--- Runs fn(tx) inside BEGIN ... COMMIT on one pinned connection, with lakebase.db's rules: returns
+-- what fn returned; when fn raises, or returns false (optionally followed by a reason), the
+-- transaction is rolled back and this returns nil, err. opts: isolation, read_only.
 function db_methods:transaction(fn, opts)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
   end
-  local sql = begin_sql(opts)
+  local sql = dbmod.begin_sql(opts, 3)
   local id, err = call(self, "t_begin", self.settings, self.lease, sql)
   if not id then
     return nil, err
   end
   local pins = track(self, id)
-  local tx = setmetatable({ owner = self, id = id, depth = 0 }, tx_mt)
-  local outcome, res = run_body(fn, tx)
+  local tx = setmetatable({ owner = self, id = id, depth = 0, done = false }, tx_mt)
+  local res = pack(pcall(fn, tx))
+  tx.done = true
+  local out
+  if res[1] and res[2] ~= false then
+    local ok, cerr = call(self, "t_commit", id)
+    if ok then
+      out = pack(unpack(res, 2, res.n))
+    else
+      call(self, "t_release", id) -- no-op unless the commit call itself never ran
+      out = pack(nil, cerr)
+    end
+  else
+    call(self, "t_release", id) -- rolls back
+    out = pack(rolled_back(res))
+  end
   if pins then
     pins[id] = nil
   end
-  if outcome == "commit" then
-    local ok, cerr = call(self, "t_commit", id)
-    if not ok then
-      return nil, cerr
-    end
-    return results(res)
-  end
-  call(self, "t_release", id) -- rolls back
-  if outcome == "raise" then
-    error(res, 0)
-  end
-  return results(res)
+  return unpack(out, 1, out.n)
 end
 
---- Nested transaction: a savepoint inside the pinned transaction.
-function tx_methods:transaction(fn)
+--- Nested transaction: a SAVEPOINT; rolled back to it on error or `false`.
+function tx_methods:transaction(fn, opts)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
   end
-  local name = "lakebase_sp_" .. (self.depth + 1)
-  local ok, err = self:exec_script("SAVEPOINT " .. name)
+  if opts ~= nil then
+    error("bad argument #2 to 'transaction' (a nested transaction (savepoint) takes no options)", 2)
+  end
+  local id = pin_of(self)
+  local depth = self.depth + 1
+  local name = "lakebase_sp_" .. depth
+  local undo = "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name
+  local ok, err = call(self.owner, "t_pin_script", id, "SAVEPOINT " .. name)
   if not ok then
     return nil, err
   end
-  local sub = setmetatable({ owner = self.owner, id = self.id, depth = self.depth + 1 }, tx_mt)
-  local outcome, res = run_body(fn, sub)
-  if outcome == "commit" then
-    ok, err = self:exec_script("RELEASE SAVEPOINT " .. name)
+  local inner = setmetatable({ owner = self.owner, id = id, depth = depth, done = false }, tx_mt)
+  self.done = true -- the outer tx waits while the inner one runs
+  local res = pack(pcall(fn, inner))
+  inner.done = true
+  self.done = false
+  if res[1] and res[2] ~= false then
+    ok, err = call(self.owner, "t_pin_script", id, "RELEASE SAVEPOINT " .. name)
     if not ok then
+      call(self.owner, "t_pin_script", id, undo)
       return nil, err
     end
-    return results(res)
+    return unpack(res, 2, res.n)
   end
-  self:exec_script("ROLLBACK TO SAVEPOINT " .. name)
-  if outcome == "raise" then
-    error(res, 0)
-  end
-  return results(res)
+  call(self.owner, "t_pin_script", id, undo)
+  return rolled_back(res)
 end
 
 -- The builder's select/insert/update/delete go through query_params, hence through the pool.
-do
+-- Installed on first wrap, not at load: the worker-thread states load this module on the event
+-- loop (ngx.run_worker_thread requires it there) and never need the builder on these objects.
+local builder_installed = false
+
+local function install_builder()
+  if builder_installed then
+    return
+  end
+  builder_installed = true
   local ok, builder = pcall(require, "lakebase.builder")
   if ok and type(builder) == "table" and builder.install then
     builder.install(db_methods)
@@ -545,6 +541,7 @@ function _M.wrap(db, opts)
     lease = opts.lease or DEFAULT_LEASE,
     blocking = opts.blocking and true or false,
   }, db_mt)
+  install_builder()
   start_reaper(self)
   return self
 end

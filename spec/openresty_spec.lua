@@ -1,0 +1,393 @@
+-- OpenResty bridge (lakebase.ngx) and the example app under a real nginx with lua-nginx-module,
+-- against the fixtures' PostgreSQL and fake workspace. This file is a client: it starts nginx with
+-- examples/openresty/run.sh (plus a few test-only locations), talks HTTP with curl and wrk, and
+-- looks at the server with psql; it runs the same under lua5.4 and luajit.
+local h = require("spec.support.helpers")
+local json = require("dkjson")
+local lakebase = require("lakebase")
+
+local root = (debug.getinfo(1, "S").source:gsub("^@", ""):match("^(.*)/spec/[^/]*$")) or "."
+local q = h.shell_quote
+local interp = os.getenv("LAKEBASE_TEST_INTERP") or "lua"
+
+local function run_dir()
+  local d = os.getenv("LAKEBASE_RUN_DIR") or "spec/support/run"
+  if d:sub(1, 1) ~= "/" then d = root .. "/" .. d end
+  return d
+end
+
+local prefix = run_dir() .. "/openresty-spec-" .. interp
+local extra_file = prefix .. "-extra.conf"
+
+-- Test-only locations, included in the example's server block.
+local EXTRA = [=[
+location = /t/sleep {
+  content_by_lua_block {
+    local db = require("app").db()
+    local rows, err = db:query("select pg_sleep($1::float8) as s", tonumber(ngx.var.arg_s) or 1)
+    ngx.say(rows and "slept" or tostring(err))
+  }
+}
+location = /t/sleep_blocking {
+  content_by_lua_block {
+    local db = require("lakebase.ngx").new({ application_name = "lakebase-spec-blocking", blocking = true })
+    local rows, err = db:query("select pg_sleep($1::float8) as s", tonumber(ngx.var.arg_s) or 1)
+    ngx.say(rows and "slept" or tostring(err))
+  }
+}
+location = /t/tx_sleep {
+  content_by_lua_block {
+    local db = require("app").db()
+    local id = tonumber(ngx.var.arg_id)
+    local ok, err = db:transaction(function(tx)
+      assert(tx:query("update items set name = name || ' (changed)' where id = $1", id))
+      assert(tx:query("select pg_sleep(2)"))
+      return true
+    end)
+    ngx.say(ok and "committed" or tostring(err))
+  }
+}
+location = /t/tx_exit {
+  content_by_lua_block {
+    local db = require("lakebase.ngx").new({ application_name = "lakebase-spec-lease", lease = 1 })
+    db:transaction(function(tx)
+      tx:query("select 1")
+      ngx.say("left inside the transaction")
+      ngx.exit(200) -- the function never returns: only the lease reaper can reclaim the pin
+    end)
+  }
+}
+location = /t/stats {
+  content_by_lua_block {
+    local lbngx = require("lakebase.ngx")
+    local s = require("app").db():stats()
+    ngx.say(string.format('{"pins":%d,"in_use":%d,"total":%d}', lbngx.pin_count(), s.in_use, s.total))
+  }
+}
+location = /t/types {
+  content_by_lua_block {
+    local lakebase = require("lakebase")
+    local core = require("lakebase.core")
+    local db = require("app").db()
+    local out = {}
+    local function put(k, v) out[#out + 1] = string.format("%s=%s", k, tostring(v)) end
+    local rows, err = db:query([[select null::int as n, '{"a":[1,null,{"b":true}],"s":"x"}'::jsonb as j,
+      42::int8 as i, 2.5::float8 as f, true as t, 'text'::text as s, $1::text as p, $2::int as pn]],
+      "param", nil)
+    local r = rows[1]
+    put("n_null", r.n == lakebase.null)
+    put("j_a1", r.j.a[1]); put("j_a2_null", r.j.a[2] == lakebase.null); put("j_a3_b", r.j.a[3].b)
+    put("i", r.i); put("f", r.f); put("t", r.t); put("s", r.s); put("p", r.p)
+    put("pn_null", r.pn == lakebase.null)
+    local one = db:one("select $1::int as v", 7)
+    put("one", one.v)
+    local none, nerr = db:one("select 1 where false")
+    put("none", none == nil and nerr == nil)
+    local _, qerr = db:query("select * from lakebase_no_such_table")
+    put("err_mt", getmetatable(qerr) == core.error_mt)
+    put("err_kind", qerr.kind); put("err_sqlstate", qerr.sqlstate); put("err_retriable", qerr.retriable)
+    put("err_str", tostring(qerr):find("does not exist", 1, true) ~= nil)
+    -- inside a transaction: errors, savepoints, results
+    local v, terr = db:transaction(function(tx)
+      local _, e = tx:query("select * from lakebase_no_such_table")
+      put("tx_err_mt", getmetatable(e) == core.error_mt)
+      put("tx_err_sqlstate", e.sqlstate)
+      return false, e
+    end)
+    put("tx_false", v == nil and terr and terr.sqlstate)
+    local a, b = db:transaction(function(tx)
+      local inner_ok, inner_err = tx:transaction(function(sub)
+        assert(sub:query("select 1"))
+        error("inner failure")
+      end)
+      put("sp_rolled_back", inner_ok == nil and tostring(inner_err):find("inner failure", 1, true) ~= nil)
+      local row = tx:one("select $1::text as x, null::text as y", "in tx")
+      return row.x, row.y == lakebase.null
+    end)
+    put("tx_ret", a); put("tx_ret_null", b)
+    local _, raised = db:transaction(function() error({ custom = "table" }) end)
+    put("tx_raised", type(raised) == "table" and raised.custom)
+    local ok_stats = db:stats()
+    put("stats_max", ok_stats.max)
+    ngx.say(table.concat(out, "\n"))
+  }
+}
+location = /t/phase {
+  content_by_lua_block { ngx.say("body") }
+  header_filter_by_lua_block {
+    local db = require("app").db()
+    local ok, e = pcall(db.query, db, "select 1")
+    ngx.header["X-Lakebase"] = ok and "ran" or (tostring(e):find("header_filter", 1, true) and "refused" or "other")
+  }
+}
+location = /t/nopool {
+  content_by_lua_block {
+    local db = require("lakebase.ngx").new({ application_name = "lakebase-spec-nopool", thread_pool = "nope" })
+    local _, err = db:query("select 1")
+    ngx.say(err.kind, " ", tostring(err.message:find("thread_pool nope", 1, true) ~= nil))
+  }
+}
+]=]
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local base
+
+-- curl: body, status (number), seconds.
+local function http(method, path, body, max_time)
+  local cmd = "curl -s -X " .. method .. " -m " .. (max_time or 10)
+    .. " -w '\\n%{http_code} %{time_total}' "
+  if body then
+    cmd = cmd .. "-H 'content-type: application/json' --data-binary " .. q(body) .. " "
+  end
+  local out = h.run(cmd .. q(base .. path))
+  local text, code, secs = out:match("^(.*)\n(%d+) ([%d%.]+)$")
+  return text, tonumber(code), tonumber(secs)
+end
+
+local function get_json(method, path, body)
+  local text, code = http(method, path, body)
+  return json.decode(text or ""), code, text
+end
+
+local function stats()
+  return (get_json("GET", "/t/stats"))
+end
+
+local function idle_in_tx_count()
+  local out = h.psql("select count(*) from pg_stat_activity where state like 'idle in transaction%'"
+    .. " and usename = " .. "'" .. h.env().PGUSER:gsub("'", "''") .. "'")
+  return tonumber(out:match("%d+"))
+end
+
+-- Polls fn() until it returns true, up to `secs`.
+local function eventually(secs, fn)
+  local deadline = h.now() + secs
+  repeat
+    if fn() then return true end
+    h.sleep(0.1)
+  until h.now() > deadline
+  return fn()
+end
+
+describe("openresty (nginx + lakebase.ngx)", function()
+  local db, created_items
+
+  setup(function()
+    db = assert(lakebase.new(h.settings({ application_name = "lakebase-spec-openresty" })))
+    local exists = assert(db:one("select to_regclass('public.items') is not null as e")).e
+    if not exists then
+      local f = assert(io.open(root .. "/examples/migrations/0001_items.sql"))
+      local sql = f:read("*a")
+      f:close()
+      assert(db:exec_script(sql))
+      created_items = true
+    end
+    write_file(extra_file, EXTRA)
+    local out, ok = h.run("cd " .. q(root) .. " && LAKEBASE_NGINX_PREFIX=" .. q(prefix)
+      .. " LAKEBASE_NGINX_EXTRA=" .. q(extra_file) .. " LAKEBASE_NGINX_WORKERS=1"
+      .. " bash examples/openresty/run.sh start 2>&1")
+    assert(ok, "run.sh start failed: " .. out)
+    base = out:match("(http://127%.0%.0%.1:%d+)%s*$")
+    assert(base, "run.sh start printed no base URL: " .. out)
+  end)
+
+  teardown(function()
+    h.run("cd " .. q(root) .. " && LAKEBASE_NGINX_PREFIX=" .. q(prefix)
+      .. " bash examples/openresty/run.sh stop 2>&1")
+    os.remove(extra_file)
+    if db then
+      if created_items then
+        db:exec_script("drop table if exists items")
+      end
+      db:close()
+    end
+  end)
+
+  it("keeps serving /ping in < 50 ms each while a query sleeps 1 s (worker_processes 1)", function()
+    -- one curl process for the 20 pings (--parallel): 20 separate processes starting at once
+    -- measure process start-up noise, not nginx
+    local pings_args = {}
+    for i = 1, 20 do
+      pings_args[i] = "-o /dev/null " .. q(base .. "/ping")
+    end
+    local cmd = "(curl -s -o /dev/null -w 'slow %{time_total}\\n' " .. q(base .. "/t/sleep?s=1") .. " &"
+      .. " sleep 0.2; curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max 20"
+      .. " -w 'ping %{http_code} %{time_total}\\n' " .. table.concat(pings_args, " ") .. "; wait)"
+    local out = h.run(cmd)
+    local pings = {}
+    for code, t in out:gmatch("ping (%d+) ([%d%.]+)") do
+      pings[#pings + 1] = { tonumber(code), tonumber(t) }
+    end
+    local slow = tonumber(out:match("slow ([%d%.]+)"))
+    assert.are.equal(20, #pings)
+    for _, p in ipairs(pings) do
+      assert.are.equal(200, p[1])
+      assert.is_true(p[2] < 0.05, "a /ping took " .. p[2] .. " s")
+    end
+    assert.is_true(slow >= 1.0, "the sleeping query returned after " .. tostring(slow) .. " s")
+  end)
+
+  it("the same measurement stalls with blocking = true (the test can tell)", function()
+    local cmd = "(curl -s -o /dev/null " .. q(base .. "/t/sleep_blocking?s=1") .. " &"
+      .. " sleep 0.2; curl -s -o /dev/null -w 'ping %{time_total}\\n' " .. q(base .. "/ping") .. "; wait)"
+    local t = tonumber(h.run(cmd):match("ping ([%d%.]+)"))
+    assert.is_true(t > 0.5, "/ping answered in " .. tostring(t) .. " s next to a blocking query")
+  end)
+
+  it("serves every route of the example app", function()
+    local body, code = get_json("GET", "/health")
+    local _
+    assert.are.equal(200, code)
+    assert.are.equal("ok", body.status)
+
+    local item
+    item, code = get_json("POST", "/items", '{"name":"flat white","price":"3.80","tags":["hot","milk"]}')
+    assert.are.equal(201, code)
+    assert.are.equal("flat white", item.name)
+    assert.are.equal("3.80", item.price)
+    assert.are.same({ "hot", "milk" }, item.tags)
+    assert.is_number(item.id)
+    local id = item.id
+
+    local list
+    list, code = get_json("GET", "/items?limit=100")
+    assert.are.equal(200, code)
+    local found
+    for _, it_ in ipairs(list) do
+      if it_.id == id then found = it_ end
+    end
+    assert.are.equal("flat white", found and found.name)
+
+    body, code = get_json("GET", "/items/" .. id)
+    assert.are.equal(200, code)
+    assert.are.equal(id, body.id)
+
+    body, code = get_json("PATCH", "/items/" .. id, '{"price":"3.90"}')
+    assert.are.equal(200, code)
+    assert.are.equal("3.90", body.price)
+    assert.are.equal("flat white", body.name)
+
+    body, code = get_json("PATCH", "/items/" .. id, '{"name":""}')
+    assert.are.equal(400, code)
+    assert.is_string(body.fields.name)
+
+    body, code = get_json("DELETE", "/items/" .. id)
+    assert.are.equal(200, code)
+    assert.are.equal(id, body.deleted)
+
+    _, code = get_json("GET", "/items/" .. id)
+    assert.are.equal(404, code)
+    _, code = get_json("DELETE", "/items/" .. id)
+    assert.are.equal(404, code)
+    _, code = get_json("PATCH", "/items/" .. id, '{"name":"x"}')
+    assert.are.equal(404, code)
+  end)
+
+  it("answers validation errors with 400 and a JSON body", function()
+    local body, code = get_json("POST", "/items", '{"price":"x"}')
+    local _
+    assert.are.equal(400, code)
+    assert.are.equal("validation failed", body.error)
+    assert.is_string(body.fields.name)
+    assert.is_string(body.fields.price)
+    body, code = get_json("POST", "/items", "not json")
+    assert.are.equal(400, code)
+    assert.is_string(body.error)
+    body, code = get_json("GET", "/items/abc")
+    assert.are.equal(400, code)
+    assert.is_string(body.fields.id)
+    _, code = get_json("GET", "/items?limit=0")
+    assert.are.equal(400, code)
+  end)
+
+  it("answers a database error with 500 and no SQL details or secrets", function()
+    -- numeric(10,2) overflows in the database, past the app's format check
+    local text, code = http("POST", "/items", '{"name":"big","price":"123456789012.5"}')
+    assert.are.equal(500, code)
+    assert.are.same({ error = "internal error" }, json.decode(text))
+    local lower = text:lower()
+    for _, word in ipairs({ "numeric", "sqlstate", "insert", "items", "overflow", "precision" }) do
+      assert.is_nil(lower:find(word, 1, true), "500 body mentions " .. word)
+    end
+    local env = h.env()
+    for _, secret in ipairs({ env.CLIENT_SECRET, env.TOKEN, env.ADMIN_PASSWORD }) do
+      if secret and #secret > 0 then
+        assert.is_nil(text:find(secret, 1, true))
+      end
+    end
+    -- the details are in the error log (for the operator), the secrets are not
+    local f = assert(io.open(prefix .. "/logs/error.log"))
+    local log = f:read("*a")
+    f:close()
+    assert.truthy(log:find("numeric field overflow", 1, true))
+    for _, secret in ipairs({ env.CLIENT_SECRET, env.ADMIN_PASSWORD }) do
+      if secret and #secret > 0 then
+        assert.is_nil(log:find(secret, 1, true), "a secret reached the error log")
+      end
+    end
+  end)
+
+  it("carries results and errors across the thread boundary intact", function()
+    local text, code = http("GET", "/t/types")
+    assert.are.equal(200, code, text)
+    local got = {}
+    for k, v in text:gmatch("([%w_]+)=([^\n]*)") do got[k] = v end
+    assert.are.same({
+      n_null = "true", j_a1 = "1", j_a2_null = "true", j_a3_b = "true", i = "42", f = "2.5",
+      t = "true", s = "text", p = "param", pn_null = "true", one = "7", none = "true",
+      err_mt = "true", err_kind = "query", err_sqlstate = "42P01", err_retriable = "false",
+      err_str = "true", tx_err_mt = "true", tx_err_sqlstate = "42P01",
+      tx_false = "42P01", sp_rolled_back = "true", tx_ret = "in tx", tx_ret_null = "true",
+      tx_raised = "table", stats_max = got.stats_max,
+    }, got)
+    assert.is_truthy(tonumber(got.stats_max))
+    assert.are.equal(0, stats().pins)
+  end)
+
+  it("refuses queries in phases that cannot yield, and names a missing thread pool", function()
+    local out = h.run("curl -s -D - -o /dev/null " .. q(base .. "/t/phase"))
+    assert.truthy(out:lower():find("x%-lakebase: refused"), out)
+    local text = http("GET", "/t/nopool")
+    assert.are.equal("config true", (text:gsub("%s+$", "")))
+  end)
+
+  it("rolls back and returns the connection when the client aborts mid-transaction", function()
+    local item = get_json("POST", "/items", '{"name":"abort me"}')
+    local _, code = http("GET", "/t/tx_sleep?id=" .. item.id, nil, 0.5)
+    assert.are.equal(0, code) -- curl gave up: the client went away mid-transaction
+    assert.is_true(eventually(5, function()
+      local s = stats()
+      return s.pins == 0 and s.in_use == 0 and idle_in_tx_count() == 0
+    end), "pinned connection not reclaimed: " .. json.encode(stats()))
+    local again = get_json("GET", "/items/" .. item.id)
+    assert.are.equal("abort me", again.name) -- the update was rolled back
+    get_json("DELETE", "/items/" .. item.id)
+  end)
+
+  it("reclaims a transaction abandoned with ngx.exit once its lease runs out", function()
+    local text, code = http("GET", "/t/tx_exit")
+    assert.are.equal(200, code)
+    assert.truthy(text:find("left inside", 1, true))
+    assert.is_true(eventually(6, function()
+      return stats().pins == 0 and idle_in_tx_count() == 0
+    end), "abandoned transaction not reaped: " .. json.encode(stats()))
+  end)
+
+  it("serves the point lookup under wrk load without errors", function()
+    local item = get_json("POST", "/items", '{"name":"espresso","price":"2.10"}')
+    local out, ok = h.run("wrk -t2 -c16 -d3s " .. q(base .. "/items/" .. item.id) .. " 2>&1")
+    assert.is_true(ok, out)
+    local reqs = tonumber(out:match("(%d+) requests in"))
+    assert.is_true(reqs and reqs > 100, out)
+    assert.is_nil(out:find("Non%-2xx"), out)
+    assert.is_nil(out:find("Socket errors"), out)
+    local s = stats()
+    assert.are.equal(0, s.pins)
+    get_json("DELETE", "/items/" .. item.id)
+  end)
+end)
