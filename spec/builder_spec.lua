@@ -90,7 +90,7 @@ describe("builder select", function()
   end)
 
   it("nests and_, or_ and not_, skipping nil and false", function()
-    local want_name
+    local want_name = os.getenv("LAKEBASE_NO_SUCH_VARIABLE")
     check(db:select(items.id):where(s.or_(s.and_(items.id:gt(1), want_name and items.name:eq("x"), false),
       s.not_(items.active:eq(true)))),
       'SELECT "items"."id" FROM "items" WHERE ("items"."id" > $1 OR NOT ("items"."active" = $2))', { 1, true })

@@ -4,7 +4,6 @@ local h = require("spec.support.helpers")
 local lakebase = require("lakebase")
 local s = require("lakebase.schema")
 
-
 -- kind: "ok" must round-trip; "nul" is refused by the builder (text cannot hold NUL);
 -- "utf8" is refused by the server (invalid encoding) as nil, err.
 local PAYLOADS = {

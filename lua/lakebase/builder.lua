@@ -309,7 +309,10 @@ for kind, m in pairs(methods) do
       end
       return nil
     end,
-    __tostring = function(q) return "lakebase." .. kind .. "(" .. (q:_main() and meta_of(q:_main()).display or "") .. ")" end,
+    __tostring = function(q)
+      local t = q:_main()
+      return "lakebase." .. kind .. "(" .. (t and meta_of(t).display or "") .. ")"
+    end,
   }
 end
 

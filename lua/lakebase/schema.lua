@@ -427,10 +427,13 @@ function _M.raw(sql, ...)
     if v == nil then
       args[i] = null
     elseif type(v) == "string" and v:find("\0", 1, true) then
-      error("bad argument #" .. (i + 1) .. " to 'raw' (string contains a NUL byte, which a text parameter cannot hold; use lakebase.bytea for bytes)", 2)
+      error("bad argument #" .. (i + 1) .. " to 'raw' (string contains a NUL byte, which a text parameter"
+        .. " cannot hold; use lakebase.bytea for bytes)", 2)
     elseif type(v) == "table" and not value.kind(v) then
-      error("bad argument #" .. (i + 1) .. " to 'raw' (plain table: wrap it with lakebase.json, lakebase.array or lakebase.bytea)", 2)
-    elseif type(v) ~= "table" and type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" and v ~= null then
+      error("bad argument #" .. (i + 1) .. " to 'raw' (plain table: wrap it with lakebase.json, lakebase.array"
+        .. " or lakebase.bytea)", 2)
+    elseif v ~= null and type(v) ~= "table" and type(v) ~= "string" and type(v) ~= "number"
+        and type(v) ~= "boolean" then
       error("bad argument #" .. (i + 1) .. " to 'raw' (" .. type(v) .. " cannot be a parameter)", 2)
     end
   end
@@ -556,7 +559,8 @@ function _M.table(name, columns, opts)
     pk = name_list(opts.primary_key, meta, "option 'primary_key'", 2)
     meta.pk_table = true
   elseif #pk > 1 then
-    error("bad table " .. meta.display .. " (several columns declare primary_key(): use the primary_key option for a composite key)", 2)
+    error("bad table " .. meta.display .. " (several columns declare primary_key(): use the primary_key option"
+      .. " for a composite key)", 2)
   end
   meta.primary_key = pk
 
@@ -612,7 +616,7 @@ local function describe_value(v)
   return type(v) .. " " .. tostring(v)
 end
 
-local function check_scalar(c, kind, v)
+local function check_scalar(kind, v)
   local t = type(v)
   if kind == "int" then
     if t == "number" then
@@ -678,7 +682,7 @@ function _M.encode(c, v)
       if e == null or (kind == "json") then
         out[i] = e
       else
-        local ev, err = check_scalar(c, kind, e)
+        local ev, err = check_scalar(kind, e)
         if ev == nil then return nil, "column " .. col_label(c) .. " element " .. i .. " " .. err end
         out[i] = ev
       end
@@ -692,7 +696,7 @@ function _M.encode(c, v)
     end
     return nil, "column " .. col_label(c) .. " expects a JSON value, got a " .. t
   end
-  local ev, err = check_scalar(c, kind, v)
+  local ev, err = check_scalar(kind, v)
   if ev == nil then return nil, "column " .. col_label(c) .. " " .. err end
   if kind == "bytea" then return value.bytea(ev) end
   return ev
@@ -724,7 +728,7 @@ function _M.default_sql(c)
     if not ok then error(label .. text, 2) end
     for _, e in ipairs(v) do
       if e ~= null then
-        local _, cerr = check_scalar(c, c._kind, e)
+        local _, cerr = check_scalar(c._kind, e)
         if cerr then error(label .. cerr, 2) end
       end
     end
@@ -738,7 +742,7 @@ function _M.default_sql(c)
     local hex = v:gsub(".", function(ch) return string.format("%02x", ch:byte()) end)
     lit = quote_string("\\x" .. hex)
   else
-    local _, cerr = check_scalar(c, c._kind, v)
+    local _, cerr = check_scalar(c._kind, v)
     if cerr then error(label .. cerr, 2) end
     lit, err = _M.literal(v)
   end
@@ -915,7 +919,8 @@ end
 local function operand(c, v, method, level)
   if is_column(v) or _M.is_raw(v) or _M.is_expr(v) or is_query(v) then return v end
   if v == nil then
-    error("bad argument #1 to '" .. method .. "' on " .. col_label(c) .. " (nil; use lakebase.null or is_null())", level + 1)
+    error("bad argument #1 to '" .. method .. "' on " .. col_label(c)
+      .. " (nil; use lakebase.null or is_null())", level + 1)
   end
   local ev, err = _M.encode(c, v)
   if ev == nil then error(err, level + 1) end
@@ -978,7 +983,8 @@ local function in_list(self, list, method, neg)
   local items = {}
   for i = 1, n do
     if list[i] == null then
-      error("bad argument #1 to '" .. method .. "' (element " .. i .. " is NULL, which never matches; use is_null())", 3)
+      error("bad argument #1 to '" .. method .. "' (element " .. i
+        .. " is NULL, which never matches; use is_null())", 3)
     end
     items[i] = operand(self, list[i], method, 3)
   end
