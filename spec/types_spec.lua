@@ -431,6 +431,34 @@ describe("types", function()
       assert.are.equal(HAS_INT64 and "9223372036854775807" or "9007199254740992", r.e)
     end)
 
+    it("lakebase.array inside lakebase.json forces a JSON array (empty, or with nil holes via n)", function()
+      local r = one("select $1::jsonb::text as t",
+        lakebase.json({ e = lakebase.array({}), h = lakebase.array({ 1, nil, 3, n = 4 }) }))
+      assert.are.equal('{"e": [], "h": [1, null, 3, null]}', r.t)
+      r = one("select $1::jsonb::text as t", lakebase.json(lakebase.array({})))
+      assert.are.equal("[]", r.t)
+      r = one("select $1::jsonb::text as t", lakebase.json({}))
+      assert.are.equal("{}", r.t) -- an empty plain table is an object
+    end)
+
+    it("deeply nested JSON: 500 levels decode, beyond 1000 the text comes back", function()
+      local r = one("select (repeat('[', 500) || repeat(']', 500))::json as ok,"
+        .. " (repeat('[', 1200) || repeat(']', 1200))::json as deep")
+      local v, depth = r.ok, 0
+      while type(v) == "table" do
+        depth = depth + 1
+        v = v[1]
+      end
+      assert.are.equal(500, depth)
+      assert.are.equal(string.rep("[", 1200) .. string.rep("]", 1200), r.deep)
+      local nested = {}
+      for _ = 1, 300 do
+        nested = { nested }
+      end
+      r = one("select jsonb_array_length($1::jsonb) as n", lakebase.json(nested))
+      assert.are.equal(1, r.n)
+    end)
+
     it("lakebase.json refuses NaN, functions, cycles and bad keys", function()
       local err = fails("select $1::jsonb", lakebase.json({ x = 0 / 0 }))
       assert.matches("parameter $1: lakebase.json: NaN", err.message, 1, true)

@@ -178,6 +178,7 @@ static int json_number(json_enc *e, lua_State *L, int idx)
 }
 
 static int json_value(json_enc *e, lua_State *L, int idx, int depth);
+static size_t array_length(lua_State *L, int idx);
 
 /* A key of an object: strings as they are, numbers as their text. The key stays untouched on
  * the stack (lua_tolstring on a number key would break lua_next). */
@@ -226,27 +227,29 @@ static int json_table(json_enc *e, lua_State *L, int idx, int depth)
         }
     }
 
-    /* First pass: keys exactly 1..n make an array. */
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        count++;
-        if (is_array) {
-            double k;
-            if (lua_type(L, -1) != LUA_TNUMBER) {
-                is_array = 0;
-                continue;
+    if (force_array) { /* like a lakebase.array parameter: t.n or #t elements, nil -> null */
+        count = array_length(L, idx);
+        max = (double)count;
+    } else { /* keys exactly 1..n make an array */
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            lua_pop(L, 1);
+            count++;
+            if (is_array) {
+                double k;
+                if (lua_type(L, -1) != LUA_TNUMBER) {
+                    is_array = 0;
+                    continue;
+                }
+                k = (double)lua_tonumber(L, -1);
+                if (k < 1 || k != floor(k))
+                    is_array = 0;
+                else if (k > max)
+                    max = k;
             }
-            k = (double)lua_tonumber(L, -1);
-            if (k < 1 || k != floor(k))
-                is_array = 0;
-            else if (k > max)
-                max = k;
         }
     }
-    if (force_array && !(is_array && max == (double)count))
-        rc = json_fail(e, "lakebase.array inside lakebase.json needs keys 1..n");
-    else if ((count > 0 && is_array && max == (double)count) || force_array) {
+    if (force_array || (count > 0 && is_array && max == (double)count)) {
         size_t i;
         rc = json_put(e, "[", 1);
         for (i = 1; rc == 0 && i <= count; i++) {
