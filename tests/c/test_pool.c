@@ -124,14 +124,14 @@ typedef struct hammer {
     char last_error[256];
 } hammer;
 
-static volatile int monitor_stop;
+static int monitor_stop; /* __atomic: the monitor thread reads it */
 static int monitor_over_max;
 static int monitor_samples;
 
 static void *monitor(void *arg)
 {
     lb_pool *p = arg;
-    while (!monitor_stop) {
+    while (!__atomic_load_n(&monitor_stop, __ATOMIC_ACQUIRE)) {
         lb_pool_stats st;
         lb_pool_stats_get(p, &st);
         if (st.total > st.max || st.in_use > st.total || st.idle + st.in_use > st.total)
@@ -184,7 +184,7 @@ static void test_hammer(void)
 
     if (!ok(p != NULL, "pool for the hammer test"))
         return;
-    monitor_stop = 0;
+    __atomic_store_n(&monitor_stop, 0, __ATOMIC_RELEASE);
     pthread_create(&mon, NULL, monitor, p);
     t0 = now();
     for (i = 0; i < THREADS; i++) {
@@ -200,7 +200,7 @@ static void test_hammer(void)
         if (hs[i].errors)
             printf("# thread %d: %s\n", i, hs[i].last_error);
     }
-    monitor_stop = 1;
+    __atomic_store_n(&monitor_stop, 1, __ATOMIC_RELEASE);
     pthread_join(mon, NULL);
     ok(errors == 0 && wrong == 0, "%d threads x %d statements: %d errors, %d wrong answers (%.2fs)",
        THREADS, ROUNDS, errors, wrong, now() - t0);
