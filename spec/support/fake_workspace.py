@@ -13,7 +13,7 @@ Test controls (loopback only):
   POST /_test/config   {"lifetime": s, "share": bool}  applies to credentials issued afterwards;
                        share: hand out the still-valid token again with a renewed expiry
   POST /_test/fault    {"path", "kind", "status", "retry_after", "delay", "count"}
-  POST /_test/reset    clear faults, lifetime 3600, counters 0
+  POST /_test/reset    clear faults, lifetime 3600, share off, counters 0 (issued tokens stay valid)
   GET  /_test/counters {path: n}
   GET  /_test/last_request?path=...  {"method","path","headers","body"} of the last request there
 
@@ -68,7 +68,11 @@ def log(msg):
 
 
 def reset_state():
+    """Faults, lifetime, share mode and counters back to defaults. Issued access tokens and the
+    current credential stay valid: a real workspace does not forget them either."""
     with lock:
+        keep_tokens = state.get("access_tokens", {})
+        keep_current = state.get("current")
         state.clear()
         state.update(
             lifetime=DEFAULT_LIFETIME,
@@ -76,8 +80,8 @@ def reset_state():
             faults=[],
             counters={},
             last_request={},
-            access_tokens={},  # token -> expiry epoch
-            current=None,  # (token, expiry epoch, issued epoch) of the last credential
+            access_tokens=keep_tokens,  # token -> expiry epoch
+            current=keep_current,  # (token, expiry epoch, issued epoch) of the last credential
         )
 
 

@@ -1,0 +1,340 @@
+-- Faults survived, measured (SPEC §8, issue 9): PostgreSQL restarts and hard stops under a steady
+-- query load, the credential endpoint down / dropping / rate limited / malformed / slow while a
+-- credential is valid, the credential expired while the endpoint is down, token rotation under load,
+-- pool exhaustion. Each scenario prints its figures (stderr) and, when LAKEBASE_FAULTS_OUT names a
+-- file, appends a row to it (spec/support/faults.sh turns the rows into docs/RELIABILITY.md).
+--
+-- The load is one client issuing numbered INSERTs back to back (a pause of `PAUSE` between them);
+-- "lost" counts inserts that were acknowledged but are not in the table afterwards.
+local h = require("spec.support.helpers")
+local lakebase = require("lakebase")
+
+local CRED = h.CRED_PATH
+local PAUSE = 0.01
+local interp = os.getenv("LAKEBASE_TEST_INTERP") or (jit and "luajit" or "lua5.4")
+
+local function fmt(x) return string.format("%.2f", x) end
+
+local function report(row)
+  local line = string.format("[faults %s] %s | load: %s | failed during: %s | failed after: %s | lost: %s | %s",
+    interp, row.scenario, row.load, row.during, row.after, row.lost, row.notes)
+  io.stderr:write("\n", line, "\n")
+  local out = os.getenv("LAKEBASE_FAULTS_OUT")
+  if out and out ~= "" then
+    local f = assert(io.open(out, "a"))
+    f:write(table.concat({ interp, row.scenario, row.load, tostring(row.during), tostring(row.after),
+      tostring(row.lost), row.notes }, "\t"), "\n")
+    f:close()
+  end
+end
+
+local function new_db(name, extra)
+  local opts = h.settings({ application_name = "faults_" .. name, max = 4 })
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  local db, err = lakebase.new(opts)
+  assert(db, tostring(err))
+  return db
+end
+
+local function make_table(db)
+  local t = h.unique("faults")
+  assert(db:query("create table " .. t .. " (seq integer primary key, at timestamptz default now())"))
+  return t
+end
+
+local function drop_table(t)
+  h.psql("drop table if exists " .. t)
+end
+
+-- Inserts numbered rows for `duration` seconds. Returns the log: {seq, t0, t1, ok, err}.
+local function run_load(db, t, duration, log, each)
+  log = log or {}
+  local stop = h.now() + duration
+  local seq = #log
+  while h.now() < stop do
+    seq = seq + 1
+    local t0 = h.now()
+    local r, err = db:query("insert into " .. t .. " (seq) values ($1)", seq)
+    log[#log + 1] = { seq = seq, t0 = t0, t1 = h.now(), ok = r ~= nil, err = err }
+    if each then each(seq) end
+    h.sleep(PAUSE)
+  end
+  return log
+end
+
+-- Acknowledged inserts missing from the table, and unacknowledged ones that made it anyway.
+local function lost_rows(t, log)
+  local present = {}
+  local out = assert(h.psql("select seq from " .. t))
+  for s in out:gmatch("%d+") do present[tonumber(s)] = true end
+  local lost, ambiguous = 0, 0
+  for _, q in ipairs(log) do
+    if q.ok and not present[q.seq] then lost = lost + 1 end
+    if not q.ok and present[q.seq] then ambiguous = ambiguous + 1 end
+  end
+  return lost, ambiguous
+end
+
+-- Runs a pg_ctl sequence in the background after `delay` seconds; the marks file receives
+-- "start <epoch>" and "up <epoch>" (PostgreSQL accepting connections again).
+local function background_pg(delay, steps)
+  local e = h.env()
+  local marks = os.tmpname()
+  local pgctl = "runuser -u postgres -- " .. h.shell_quote(e.PGBIN .. "/pg_ctl") .. " -D " .. h.shell_quote(e.PGDATA)
+  local logarg = " -l " .. h.shell_quote(e.PGLOG)
+  local mark = function(what) return "echo " .. what .. " $(date +%s.%N) >> " .. h.shell_quote(marks) end
+  local script = { "sleep " .. delay, mark("start") }
+  for _, s in ipairs(steps) do
+    if s:match("^sleep") then
+      script[#script + 1] = s
+    else
+      script[#script + 1] = pgctl .. " " .. s .. ((s:match("^start") or s:match("^restart")) and logarg or "")
+    end
+  end
+  script[#script + 1] = mark("up")
+  os.execute("( " .. table.concat(script, "; ") .. " ) >/dev/null 2>&1 </dev/null &")
+  return function()
+    local deadline = h.now() + 90
+    while h.now() < deadline do
+      local s = h.read_file(marks) or ""
+      local up = s:match("up (%d+%.%d+)")
+      if up then
+        os.remove(marks)
+        return tonumber(s:match("start (%d+%.%d+)")), tonumber(up)
+      end
+      h.sleep(0.1)
+    end
+    error("the background pg_ctl sequence did not finish")
+  end
+end
+
+local ERROR_KINDS = { connect = true, query = true, timeout = true, credential = true, pool = true }
+
+local function analyse(log, start, up)
+  local r = { total = #log, ok = 0, before = 0, during = 0, after = 0, kinds = {}, first_fail = nil, back = nil }
+  for _, q in ipairs(log) do
+    if q.ok then
+      r.ok = r.ok + 1
+      if r.first_fail and not r.back and q.t0 > r.first_fail then r.back = q.t1 end
+    else
+      r.first_fail = r.first_fail or q.t0
+      r.kinds[#r.kinds + 1] = q.err
+      if q.t1 < start then r.before = r.before + 1
+      elseif q.t0 <= up then r.during = r.during + 1
+      else r.after = r.after + 1 end
+    end
+  end
+  return r
+end
+
+local function check_errors(errs)
+  for _, err in ipairs(errs) do
+    assert.is_table(err)
+    assert.truthy(ERROR_KINDS[err.kind], "unexpected error kind " .. tostring(err.kind))
+    assert.is_string(err.message)
+    assert.truthy(#err.message > 0)
+  end
+end
+
+local function no_secret(s)
+  local e = h.env()
+  for _, secret in ipairs({ e.CLIENT_SECRET, e.TOKEN, e.ADMIN_PASSWORD }) do
+    assert.is_nil(s:find(secret, 1, true), "a secret appears in: " .. s)
+  end
+end
+
+local function kinds_summary(errs)
+  local c, out = {}, {}
+  for _, err in ipairs(errs) do
+    local k = type(err) == "table" and (err.kind or "?") or type(err)
+    c[k] = (c[k] or 0) + 1
+  end
+  for k, n in pairs(c) do out[#out + 1] = k .. " " .. n end
+  table.sort(out)
+  return #out > 0 and table.concat(out, ", ") or "none"
+end
+
+describe("faults #faults", function()
+  before_each(function()
+    if not h.pg_running() then h.pg_start() end
+    h.workspace.reset()
+  end)
+  after_each(function()
+    if not h.pg_running() then h.pg_start() end
+    h.workspace.reset()
+  end)
+
+  for _, case in ipairs({
+    { name = "PostgreSQL restart (pg_ctl restart -m fast)", key = "restart_fast", steps = { "restart -w -t 60 -m fast" } },
+    { name = "network cut: hard stop (-m immediate), down 1.5 s, start", key = "immediate",
+      steps = { "stop -w -t 60 -m immediate", "sleep 1.5", "start -w -t 60" } },
+  }) do
+    it(case.name .. ": queries fail only while it is down, nothing acknowledged is lost", function()
+      local db = new_db(case.key)
+      local t = make_table(db)
+      local wait = background_pg(1.0, case.steps)
+      local log = run_load(db, t, 3.0)
+      local start, up = wait()
+      log = run_load(db, t, 1.5, log)
+      local lost, ambiguous = lost_rows(t, log)
+      drop_table(t)
+      local r = analyse(log, start, up)
+      local dur = log[#log].t1 - log[1].t0
+      report({
+        scenario = case.name,
+        load = string.format("%d inserts in %.1f s (1 client)", r.total, dur),
+        during = r.during, after = r.after, lost = lost,
+        notes = string.format("server down %s s; app saw errors for %s s (%s); %d unacknowledged but committed",
+          fmt(up - start), r.first_fail and fmt((r.back or log[#log].t1) - r.first_fail) or "0", kinds_summary(r.kinds), ambiguous),
+      })
+      check_errors(r.kinds)
+      assert.equal(0, r.before)
+      assert.equal(0, r.after)
+      assert.equal(0, lost)
+      assert.truthy(r.ok > 0)
+      db:close()
+    end)
+  end
+
+  it("token rotation under load (credential lifetime 125 s): zero failures", function()
+    h.workspace.config({ lifetime = 125 })
+    -- max_lifetime makes connections turn over, so new ones need the current credential.
+    local db = new_db("rotation", { max_lifetime = 0.5 })
+    local t = make_table(db)
+    local c0 = h.workspace.counters()[CRED]
+    local log = run_load(db, t, 11.0)
+    local rotations = h.workspace.counters()[CRED] - c0
+    local lost = lost_rows(t, log)
+    drop_table(t)
+    local r = analyse(log, math.huge, math.huge)
+    local st = db:stats()
+    report({
+      scenario = "token rotation under load (lifetime 125 s, refresh at < 120 s, connections recycled every 0.5 s)",
+      load = string.format("%d inserts in %.1f s (1 client)", r.total, log[#log].t1 - log[1].t0),
+      during = r.total - r.ok, after = 0, lost = lost,
+      notes = string.format("%d rotations, %d connects, %d connect failures", rotations, st.connects, st.connect_failures),
+    })
+    assert.equal(0, r.total - r.ok)
+    assert.equal(0, lost)
+    assert.truthy(rotations >= 2, "rotations: " .. rotations)
+    assert.truthy(st.connects >= 3)
+    db:close()
+  end)
+
+  it("credential endpoint down / dropping / 429 / malformed / slow while the credential is valid: zero failures", function()
+    -- Share mode: every pool below gets the same credential, so a new one does not revoke the others'.
+    h.workspace.config({ lifetime = 125, share = true })
+    local kinds = {
+      { label = "down (HTTP 503)", fault = { kind = "status", status = 503 } },
+      { label = "connection dropped", fault = { kind = "drop" } },
+      { label = "rate limited (429, Retry-After: 1)", fault = { kind = "retry_after", retry_after = 1 } },
+      { label = "malformed JSON", fault = { kind = "malformed" } },
+      { label = "truncated body", fault = { kind = "truncated" } },
+      { label = "slow (1.5 s)", fault = { kind = "delay", delay = 1.5 } },
+    }
+    local dbs, tables = {}, {}
+    for i, k in ipairs(kinds) do
+      dbs[i] = new_db("endpoint_" .. i, { max_lifetime = 0.3 })
+      tables[i] = make_table(dbs[i])
+    end
+    -- After 5 s a 125 s credential is inside the 2-minute refresh window: every new connection asks
+    -- the endpoint for a new one, and with the endpoint failing the cached one has to carry on.
+    h.sleep(5.5)
+    for i, k in ipairs(kinds) do
+      h.workspace.reset()
+      h.workspace.config({ lifetime = 125, share = true })
+      local f = { path = CRED }
+      for kk, v in pairs(k.fault) do f[kk] = v end
+      h.workspace.fault(f)
+      local c0 = h.workspace.counters()[CRED]
+      local t0 = h.clock()
+      local slowest = 0
+      local log = run_load(dbs[i], tables[i], 2.0, nil, nil)
+      for _, q in ipairs(log) do slowest = math.max(slowest, q.t1 - q.t0) end
+      local attempts = h.workspace.counters()[CRED] - c0
+      local lost = lost_rows(tables[i], log)
+      local r = analyse(log, math.huge, math.huge)
+      local st = dbs[i]:stats()
+      report({
+        scenario = "credential endpoint " .. k.label .. " while the credential is valid",
+        load = string.format("%d inserts in %.1f s (1 client)", r.total, h.clock() - t0),
+        during = r.total - r.ok, after = 0, lost = lost,
+        notes = string.format("%d refresh attempts reached the endpoint; %d connects; slowest query %s s",
+          attempts, st.connects, fmt(slowest)),
+      })
+      assert.equal(0, r.total - r.ok, k.label .. ": " .. kinds_summary(r.kinds))
+      assert.equal(0, lost)
+      assert.truthy(attempts >= 1, k.label .. ": the fault was never exercised")
+    end
+    for i = 1, #kinds do
+      drop_table(tables[i])
+      dbs[i]:close()
+    end
+  end)
+
+  it("credential expired while the endpoint is down: a clear error, then recovery", function()
+    h.workspace.config({ lifetime = 3 })
+    local db = new_db("expired", { max_lifetime = 0.2, connect_timeout = 2 })
+    local t = make_table(db)
+    h.workspace.fault({ path = CRED, kind = "status", status = 503 })
+    local e = h.env()
+    -- wait for the credential (and the connections opened with it) to run out
+    h.sleep(3.5)
+    local t0 = h.clock()
+    local r, err = db:query("insert into " .. t .. " (seq) values (1)")
+    local fail_time = h.clock() - t0
+    assert.is_nil(r)
+    assert.equal("credential", err.kind)
+    local msg = tostring(err)
+    assert.matches("503", msg)
+    assert.matches("TEMPORARILY_UNAVAILABLE", msg)
+    no_secret(msg)
+    assert.truthy(fail_time < 2 + 1.5, "took " .. fail_time)
+    -- the endpoint comes back: the next query works, no restart of anything
+    h.workspace.reset()
+    local t1 = h.clock()
+    local r2, err2 = db:query("insert into " .. t .. " (seq) values (2)")
+    local recover = h.clock() - t1
+    assert.is_nil(err2)
+    assert.truthy(r2)
+    assert.equal("2", h.psql("select seq from " .. t))
+    drop_table(t)
+    report({
+      scenario = "credential expired while the endpoint is down (HTTP 503), then back",
+      load = "1 client, single inserts",
+      during = 1, after = 0, lost = 0,
+      notes = string.format("error after %s s (connect_timeout 2 s): \"%s\"; recovered on the next query (%s s)",
+        fmt(fail_time), (err.message:gsub("[\r\n|]", " ")):sub(1, 160), fmt(recover)),
+    })
+    assert.is_string(e.PGUSER)
+    db:close()
+  end)
+
+  it("pool exhaustion with a waiter: a pool error after acquire_timeout, then normal service", function()
+    local db = new_db("exhaustion", { max = 1, acquire_timeout = 1 })
+    local waited, werr
+    local ok = db:transaction(function(tx)
+      assert(tx:query("select 1"))
+      local t0 = h.clock()
+      local r, err = db:query("select 2")
+      waited, werr = h.clock() - t0, err
+      assert.is_nil(r)
+      return true
+    end)
+    assert.truthy(ok)
+    assert.equal("pool", werr.kind)
+    assert.truthy(waited >= 0.9 and waited < 3, "waited " .. waited)
+    local r = assert(db:query("select 3 as n"))
+    assert.equal(3, r[1].n)
+    local st = db:stats()
+    assert.equal(0, st.waiting)
+    assert.equal(0, st.in_use)
+    report({
+      scenario = "pool exhaustion (max 1, acquire_timeout 1 s) with a waiter",
+      load = "1 pinned transaction + 1 waiting query",
+      during = 1, after = 0, lost = 0,
+      notes = string.format("waiter got a '%s' error after %s s; next query served", werr.kind, fmt(waited)),
+    })
+    db:close()
+  end)
+end)
