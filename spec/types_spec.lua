@@ -134,7 +134,8 @@ describe("types", function()
     end)
 
     it("json numbers: integers, fractions, exponents, integers beyond int64", function()
-      local r = one([[select '[0, -7, 9223372036854775807, 1.5e3, -2.5E-3, 123456789012345678901234567890]'::json as j]])
+      local r = one("select '[0, -7, 9223372036854775807, 1.5e3, -2.5E-3,"
+        .. " 123456789012345678901234567890]'::json as j")
       assert.are.equal(0, r.j[1])
       assert.are.equal(-7, r.j[2])
       if HAS_INT64 then
@@ -343,9 +344,11 @@ describe("types", function()
 
     it("floats at full precision, NaN and +-Infinity", function()
       local third = 1 / 3
-      local r = one("select $1::float8 = 0.1::float8 as tenth, $2::float8 as third, $2::float8 = 1::float8 / 3 as exact,"
+      local r = one("select $1::float8 = 0.1::float8 as tenth, $2::float8 as third,"
+        .. " $2::float8 = 1::float8 / 3 as exact,"
         .. " $3::float8 = 'NaN' as nan, $4::float8 = 'Infinity' as inf, $5::float8 = '-Infinity' as ninf,"
-        .. " $6::float8 as tiny, $7::float8 as big", 0.1, third, 0 / 0, math.huge, -math.huge, 5e-324, 1.7976931348623157e308)
+        .. " $6::float8 as tiny, $7::float8 as big",
+        0.1, third, 0 / 0, math.huge, -math.huge, 5e-324, 1.7976931348623157e308)
       assert.is_true(r.tenth)
       assert.are.equal(third, r.third)
       assert.is_true(r.exact)
@@ -413,7 +416,8 @@ describe("types", function()
         none = null, empty = {}, list = lakebase.array({}), text = "q\"\\\n\t\1é" }
       local r = one("select $1::jsonb as jb, $1::json as j, $1::jsonb = $2::jsonb as same",
         lakebase.json(v),
-        [[{"name":"x","tags":["a","b"],"nested":{"deep":[1,2.5,true,false]},"none":null,"empty":{},"list":[],"text":"q\"\\\n\t\u0001é"}]])
+        [[{"name":"x","tags":["a","b"],"nested":{"deep":[1,2.5,true,false]},"none":null,"empty":{},]]
+          .. [["list":[],"text":"q\"\\\n\t\u0001é"}]])
       assert.is_true(r.same)
       assert.are.same({ name = "x", tags = { "a", "b" }, nested = { deep = { 1, 2.5, true, false } },
         none = null, empty = {}, list = {}, text = "q\"\\\n\t\1é" }, r.jb)
@@ -559,7 +563,8 @@ describe("types", function()
     end)
 
     it("wrapped values store into and load from typed columns", function()
-      local rows = assert(db:query("insert into " .. tbl .. " (id, t, j, b, a, n, ts) values ($1, $2, $3, $4, $5, $6, $7)"
+      local rows = assert(db:query("insert into " .. tbl
+        .. " (id, t, j, b, a, n, ts) values ($1, $2, $3, $4, $5, $6, $7)"
         .. " returning id, t, j, b, a, n, ts", 10, "", lakebase.json({ k = { 1, null } }),
         lakebase.bytea("\0\1\2"), lakebase.array({ "x,y", null }), "3.14159265358979323846", "2026-01-02T03:04:05Z"))
       assert.are.equal(1, rows.affected_rows)
