@@ -380,8 +380,8 @@ static int fetch_once(lb_credentials *c, attempt *a, fetched *out, lb_error *err
 static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after, lb_error *err)
 {
     attempt a;
-    double delay;
-    int tries = 0;
+    double delay = 0;
+    int tries = 0, too_late = 0;
 
     a.deadline = lb_time_mono() + c->connect_timeout;
     for (;;) {
@@ -393,19 +393,28 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
         *retry_after = a.retry_after;
         if (!retry || !err->retriable)
             break;
-        delay = a.retry_after >= 0 ? a.retry_after : RETRY_BASE * (double)(1u << (tries < 8 ? tries - 1 : 7));
-        if (a.retry_after < 0)
+        if (a.retry_after >= 0) {
+            delay = a.retry_after;
+        } else {
+            delay = RETRY_BASE * (double)(1u << (tries < 8 ? tries - 1 : 7));
             delay = (delay > RETRY_CAP ? RETRY_CAP : delay) * jitter();
+        }
         if (lb_time_mono() + delay >= a.deadline - 0.01) {
+            too_late = 1;
             break;
         }
         lb_time_sleep(delay);
     }
-    if (tries > 1) {
+    if (tries > 1 || (too_late && a.retry_after >= 0)) {
         char *m = err->message;
+        int retriable = err->retriable;
         err->message = NULL;
-        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s (gave up after %d attempts within %g s)",
-                     m ? m : "failed", tries, c->connect_timeout);
+        if (tries > 1)
+            lb_error_set(err, LB_ERR_CREDENTIAL, retriable, "%s (gave up after %d attempts within %g s)",
+                         m ? m : "failed", tries, c->connect_timeout);
+        else
+            lb_error_set(err, LB_ERR_CREDENTIAL, retriable, "%s (Retry-After %g s exceeds connect_timeout %g s)",
+                         m ? m : "failed", a.retry_after, c->connect_timeout);
         free(m);
     }
     return -1;
