@@ -58,8 +58,19 @@ describe("builder select", function()
       .. ' ORDER BY "items"."id" DESC LIMIT $3', { "a%", 10, 20 })
   end)
 
-  it("infers FROM from the first column", function()
+  it("infers FROM from the first column, selects * with from() alone", function()
     check(db:select(items.name), 'SELECT "items"."name" FROM "items"')
+    check(db:select(items.name:as("n")), 'SELECT "items"."name" AS "n" FROM "items"')
+    check(db:select():from(orders), 'SELECT * FROM "shop"."orders"')
+  end)
+
+  it("renders aggregates and orders by an alias", function()
+    local total = s.sum(orders.qty):as("total")
+    check(db:select(orders.item_id, total, s.avg(orders.qty), s.min(orders.qty), s.max(orders.id))
+      :group_by(orders.item_id):having(s.sum(orders.qty):gt(3)):order_by(total:desc()),
+      'SELECT "shop"."orders"."item_id", sum("shop"."orders"."qty") AS "total", avg("shop"."orders"."qty"),'
+      .. ' min("shop"."orders"."qty"), max("shop"."orders"."id") FROM "shop"."orders"'
+      .. ' GROUP BY "shop"."orders"."item_id" HAVING sum("shop"."orders"."qty") > $1 ORDER BY "total" DESC', { 3 })
   end)
 
   it("renders every comparison", function()
@@ -218,8 +229,10 @@ describe("builder insert", function()
   end)
 
   it("uses DEFAULT VALUES for one empty row and DEFAULT per row for several", function()
-    check(db:insert(items):values({}), 'INSERT INTO "items" DEFAULT VALUES')
+    check(db:insert(items):default_values(), 'INSERT INTO "items" DEFAULT VALUES')
     check(db:insert(items):values({}, {}), 'INSERT INTO "items" ("id") VALUES (DEFAULT), (DEFAULT)')
+    check(db:insert(items):default_values():default_values(), 'INSERT INTO "items" ("id") VALUES (DEFAULT), (DEFAULT)')
+    assert.matches("empty table %(no rows%)", errmsg(function() return db:insert(items):values({}) end))
   end)
 
   it("sends NULL, explicit DEFAULT, raw expressions, json and arrays", function()
@@ -327,6 +340,10 @@ describe("builder misuse", function()
     assert.matches("insert: table from s.table expected", errmsg(function() return db:insert("items") end))
     assert.matches("call values", errmsg(function() return db:insert(items):to_sql() end))
     assert.matches("call set", errmsg(function() return db:update(items):where({ id = 1 }):to_sql() end))
+    assert.matches("cannot take an expression", errmsg(function()
+      return db:insert(items):values({ name = s.excluded(items.name) }) end))
+    assert.matches("cannot take an expression", errmsg(function()
+      return db:update(items):set({ name = items.name:eq("x") }) end))
     assert.matches("do_nothing: call on_conflict", errmsg(function() return db:insert(items):do_nothing() end))
     assert.matches("needs target columns", errmsg(function()
       return db:insert(items):values({ name = "a" }):on_conflict():do_update({ name = "b" }) end))

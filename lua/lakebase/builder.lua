@@ -122,8 +122,9 @@ function renderers.excluded(_, e)
 end
 
 function renderers.count(ctx, e)
-  if not e.col then return "count(*)" end
-  return "count(" .. (e.distinct and "DISTINCT " or "") .. render(ctx, e.col) .. ")"
+  local fn = e.fn or "count"
+  if not e.col then return fn .. "(*)" end
+  return fn .. "(" .. (e.distinct and "DISTINCT " or "") .. render(ctx, e.col) .. ")"
 end
 
 function renderers.alias(ctx, e)
@@ -131,7 +132,9 @@ function renderers.alias(ctx, e)
 end
 
 function renderers.order(ctx, e)
-  return render(ctx, e.expr) .. " " .. e.dir .. (e.nulls and (" NULLS " .. e.nulls) or "")
+  -- Ordering by an aliased select item names the alias.
+  local target = (s.is_expr(e.expr) and e.expr.op == "alias") and quote_ident(e.expr.name) or render(ctx, e.expr)
+  return target .. " " .. e.dir .. (e.nulls and (" NULLS " .. e.nulls) or "")
 end
 
 function renderers.exists(ctx, e)
@@ -527,8 +530,13 @@ local function is_row_list(v)
 end
 
 -- values(row, row, ...) or values({row, row, ...}); rows are {column = value}; calls add up.
+-- A lone empty table is refused (an empty list of rows would otherwise insert a row of defaults):
+-- default_values() says that explicitly.
 define("insert", "values", function(q, ...)
   local rows = pack(...)
+  if rows.n == 1 and type(rows[1]) == "table" and next(rows[1]) == nil then
+    fail("values: empty table (no rows); for one row of defaults call default_values()")
+  end
   if rows.n == 1 and is_row_list(rows[1]) then rows = rows[1]; rows.n = #rows end
   if rows.n == 0 then fail("values: at least one row expected") end
   q._rows = q._rows or {}
@@ -541,8 +549,8 @@ define("insert", "values", function(q, ...)
     local entries = map_entries(q._table, row, "values (row " .. i .. ")", true)
     local map = {}
     for _, e in ipairs(entries) do
-      if s.is_expr(e[2]) and e[2].op ~= "excluded" then
-        fail("values (row " .. i .. "): column " .. s.col_label(e[1]) .. " cannot take a condition")
+      if s.is_expr(e[2]) then
+        fail("values (row " .. i .. "): column " .. s.col_label(e[1]) .. " cannot take an expression")
       end
       if e[1].table ~= q._table then
         fail("values (row " .. i .. "): column " .. s.col_label(e[1]) .. " is not a column of "
@@ -552,6 +560,13 @@ define("insert", "values", function(q, ...)
     end
     q._rows[#q._rows + 1] = map
   end
+  return q
+end)
+
+-- default_values(): INSERT ... DEFAULT VALUES (one row of defaults).
+define("insert", "default_values", function(q)
+  q._rows = q._rows or {}
+  q._rows[#q._rows + 1] = {}
   return q
 end)
 
@@ -677,8 +692,8 @@ define("update", "set", function(q, map)
     if e[1].table ~= q._table then
       fail("set: column " .. s.col_label(e[1]) .. " is not a column of " .. meta_of(q._table).display)
     end
-    if s.is_expr(e[2]) and e[2].op ~= "count" then
-      fail("set: column " .. s.col_label(e[1]) .. " cannot take a condition")
+    if s.is_expr(e[2]) then
+      fail("set: column " .. s.col_label(e[1]) .. " cannot take an expression (use s.raw for SQL)")
     end
     q._set[e[1]] = e[2]
   end

@@ -1089,12 +1089,22 @@ function _M.excluded(c)
   return node({ op = "excluded", col = c })
 end
 
---- count(*) or count(column) / count(DISTINCT column) as an expression for select lists and having.
+--- count(*) or count(column) / count(column, {distinct = true}) for select lists and having.
 function _M.count(c, opts)
   if c ~= nil and not (is_column(c) and rawget(c, "table")) then
     error("bad argument #1 to 'count' (column or nothing expected)", 2)
   end
   return node({ op = "count", col = c, distinct = type(opts) == "table" and opts.distinct or nil })
+end
+
+-- sum, avg, min, max of a column (or expression) for select lists and having.
+for _, fname in ipairs({ "sum", "avg", "min", "max" }) do
+  _M[fname] = function(c)
+    if not ((is_column(c) and rawget(c, "table")) or _M.is_expr(c) or _M.is_raw(c)) then
+      error("bad argument #1 to '" .. fname .. "' (column expected)", 2)
+    end
+    return node({ op = "count", fn = fname, col = c })
+  end
 end
 
 --- EXISTS (subquery).
