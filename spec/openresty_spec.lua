@@ -208,6 +208,35 @@ describe("openresty (nginx + lakebase.ngx)", function()
     end
   end)
 
+  -- First: the nginx worker is fresh, so its first query has to fetch a Lakebase credential.
+  it("fetches the first credential off the event loop (a 1 s slow credential API stalls no /ping)", function()
+    local cred_path = "/api/2.0/postgres/credentials"
+    local before = h.workspace.counters()[cred_path] or 0
+    h.workspace.fault({ path = cred_path, kind = "delay", delay = 1.0, count = 1 })
+    local ok, err = pcall(function()
+      local pings_args = {}
+      for i = 1, 20 do
+        pings_args[i] = "-o /dev/null " .. q(base .. "/ping")
+      end
+      local out = h.run("(curl -s -o /dev/null -w 'health %{http_code} %{time_total}\\n' "
+        .. q(base .. "/health") .. " & sleep 0.3; curl -s --no-progress-meter --parallel"
+        .. " --parallel-immediate --parallel-max 20 -w 'ping %{time_total}\\n' "
+        .. table.concat(pings_args, " ") .. "; wait)")
+      local code, t = out:match("health (%d+) ([%d%.]+)")
+      assert.are.equal("200", code, out)
+      assert.is_true(tonumber(t) >= 1.0, "the first query did not wait for the credential: " .. out)
+      local n = 0
+      for pt in out:gmatch("ping ([%d%.]+)") do
+        n = n + 1
+        assert.is_true(tonumber(pt) < 0.05, "a /ping took " .. pt .. " s during the credential fetch")
+      end
+      assert.are.equal(20, n)
+      assert.is_true((h.workspace.counters()[cred_path] or 0) > before)
+    end)
+    h.workspace.reset()
+    assert(ok, err)
+  end)
+
   it("keeps serving /ping in < 50 ms each while a query sleeps 1 s (worker_processes 1)", function()
     -- one curl process for the 20 pings (--parallel): 20 separate processes starting at once
     -- measure process start-up noise, not nginx
@@ -237,6 +266,17 @@ describe("openresty (nginx + lakebase.ngx)", function()
       .. " sleep 0.2; curl -s -o /dev/null -w 'ping %{time_total}\\n' " .. q(base .. "/ping") .. "; wait)"
     local t = tonumber(h.run(cmd):match("ping ([%d%.]+)"))
     assert.is_true(t > 0.5, "/ping answered in " .. tostring(t) .. " s next to a blocking query")
+  end)
+
+  it("queues calls beyond the worker-thread Lua states instead of failing them", function()
+    -- 120 concurrent calls > lua_worker_thread_vm_pool_size (100) and > the pool's 10 connections
+    local args = {}
+    for i = 1, 120 do
+      args[i] = "-o - " .. q(base .. "/t/sleep?s=0.05")
+    end
+    local out = h.run("curl -s --no-progress-meter --parallel --parallel-max 120 " .. table.concat(args, " "))
+    local slept = select(2, out:gsub("slept", ""))
+    assert.are.equal(120, slept, out:sub(1, 500))
   end)
 
   it("serves every route of the example app", function()

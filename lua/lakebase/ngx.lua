@@ -191,6 +191,28 @@ local function phase()
   return nil
 end
 
+local NO_VM = "no available Lua vm"
+
+-- Every Lua state of the worker-thread pool is busy (at most lua_worker_thread_vm_pool_size, 100 by
+-- default, calls in flight per nginx worker): wait like a pool checkout would, up to
+-- acquire_timeout, instead of failing the request at once.
+local function wait_for_vm(self, fname, ...)
+  local deadline = ngx.now() + self.acquire_timeout
+  local delay = 0.001
+  local res
+  repeat
+    ngx.sleep(delay)
+    delay = math.min(delay * 2, 0.05)
+    res = pack(ngx.run_worker_thread(self.thread_pool, MODULE, fname, ...))
+    if res[1] or res[2] ~= NO_VM then
+      return res
+    end
+    ngx.update_time()
+  until ngx.now() >= deadline
+  return { n = 2, false, "every Lua state of the worker-thread pool stayed busy for "
+    .. self.acquire_timeout .. " s (raise lua_worker_thread_vm_pool_size)" }
+end
+
 -- Runs _M[fname](...) in the thread pool, or directly where the phase calls for it.
 -- Returns the function's own results (rows | nil, err); re-raises an error it raised.
 local function call(self, fname, ...)
@@ -200,6 +222,9 @@ local function call(self, fname, ...)
     res = pack(_M[fname](...))
   elseif YIELDABLE[ph] then
     res = pack(ngx.run_worker_thread(self.thread_pool, MODULE, fname, ...))
+    if not res[1] and res[2] == NO_VM then
+      res = wait_for_vm(self, fname, ...)
+    end
     if not res[1] then
       local msg = tostring(res[2])
       if msg:match("^thread[ _]pool.* not found$") then
@@ -540,6 +565,7 @@ function _M.wrap(db, opts)
     thread_pool = opts.thread_pool or DEFAULT_POOL,
     lease = opts.lease or DEFAULT_LEASE,
     blocking = opts.blocking and true or false,
+    acquire_timeout = tonumber(opts.acquire_timeout) or 10,
   }, db_mt)
   install_builder()
   start_reaper(self)
