@@ -17,7 +17,6 @@
  *   decoding: objects -> tables, arrays -> sequences, null -> lakebase.null, integers that fit
  *   int64 -> integers on Lua 5.4, other numbers -> floats (precision of a double).
  */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
