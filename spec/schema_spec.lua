@@ -88,6 +88,14 @@ describe("schema modifiers", function()
       .. ');', (s.create_table_sql(ok_t)))
   end)
 
+  it("gives one column's definition for ALTER TABLE", function()
+    local users = s.table("users", { id = s.bigserial():primary_key() }, { schema = "auth" })
+    local t = s.table("t", { owner = s.bigint():not_null():default(1):references(users.id, { on_delete = "cascade" }) })
+    assert.are.equal('"owner" bigint NOT NULL DEFAULT 1 REFERENCES "auth"."users"("id") ON DELETE CASCADE',
+      s.column_sql(t.owner))
+    assert.matches("column of a table expected", errmsg(s.column_sql, s.text()))
+  end)
+
   it("supports self references through a function", function()
     local nodes
     nodes = s.table("nodes", {

@@ -830,6 +830,14 @@ function _M.create_table_sql(t, opts)
   return table.concat(text, "\n"), stmts
 end
 
+--- One column's definition as in CREATE TABLE (for ALTER TABLE ... ADD COLUMN): `"name" type NOT NULL ...`.
+function _M.column_sql(c)
+  if not is_column(c) or not rawget(c, "table") then
+    error("bad argument #1 to 'column_sql' (column of a table expected)", 2)
+  end
+  return column_sql(c, rawget(rawget(c, "table"), META))
+end
+
 --- DROP TABLE for a table. opts: `{ if_exists = true, cascade = true }`.
 function _M.drop_table_sql(t, opts)
   local meta = check_table_arg(t, "drop_table_sql")
