@@ -161,6 +161,20 @@ describe("types", function()
       assert.are.equal(all, r.all256)
     end)
 
+    it("bytea in the escape output format decodes too", function()
+      local got
+      assert(db:transaction(function(tx)
+        assert(tx:query("set local bytea_output = 'escape'"))
+        local rows = assert(tx:query("select '\\x00ff5c41'::bytea as b, array['\\x0001'::bytea] as a,"
+          .. " current_setting('bytea_output') as mode"))
+        got = rows[1]
+        return true
+      end))
+      assert.are.equal("escape", got.mode)
+      assert.are.equal("\0\255\\A", got.b)
+      assert.are.same({ "\0\1" }, got.a)
+    end)
+
     it("one-dimension arrays come back as Lua arrays, NULL elements as lakebase.null", function()
       local r = one([[select array[1, null, 3]::int4[] as i4, array[1, 2]::int2[] as i2,
         array[9223372036854775807, null]::int8[] as i8, array[true, false, null] as b,
