@@ -203,6 +203,11 @@ local function map_entries(t, map, what, encode_null)
   return sort_columns(list)
 end
 
+-- An empty AND (from {} or s.and_(nil)) filters nothing.
+local function is_empty(e)
+  return s.is_expr(e) and e.op == "and" and #e.items == 0
+end
+
 -- Replace table-form nodes (at any depth) by AND of equalities over table t; check the node kinds.
 local function resolve(t, e, what)
   if s.is_raw(e) then return e end
@@ -226,22 +231,27 @@ local function resolve(t, e, what)
     return setmetatable({ op = "and", items = items }, s.expr_mt)
   end
   if e.op == "and" or e.op == "or" then
+    -- An empty AND is true: it drops out of an AND and makes an OR true (no filter at all).
     local items = {}
-    for i, item in ipairs(e.items) do items[i] = resolve(t, item, what) end
+    for _, item in ipairs(e.items) do
+      local r = resolve(t, item, what)
+      if is_empty(r) then
+        if e.op == "or" then return r end
+      else
+        items[#items + 1] = r
+      end
+    end
     return setmetatable({ op = e.op, items = items }, s.expr_mt)
   end
   if e.op == "not" then
-    return setmetatable({ op = "not", item = resolve(t, e.item, what) }, s.expr_mt)
+    local r = resolve(t, e.item, what)
+    if is_empty(r) then return setmetatable({ op = "or", items = {} }, s.expr_mt) end -- NOT true
+    return setmetatable({ op = "not", item = r }, s.expr_mt)
   end
   if e.op == "order" or e.op == "alias" or e.op == "excluded" then
     fail(what .. ": " .. e.op .. " is not a condition")
   end
   return e
-end
-
--- An empty AND (from {} or s.and_(nil)) filters nothing.
-local function is_empty(e)
-  return s.is_expr(e) and e.op == "and" and #e.items == 0
 end
 
 local function to_cond(t, v, what)
@@ -268,9 +278,7 @@ end
 
 -- Select-list items: a table (all its columns), a column, an expression or raw.
 local function check_item(v, what)
-  if s.is_table(v) or is_column(v) or s.is_raw(v) then return v end
-  if s.is_expr(v) and (v.op == "count" or v.op == "alias" or v.op == "excluded") then return v end
-  if s.is_expr(v) then return v end
+  if s.is_table(v) or is_column(v) or s.is_raw(v) or s.is_expr(v) then return v end
   if s.is_column(v) then fail(what .. ": column definition is not part of a table") end
   if type(v) == "string" then
     fail(what .. ": got the string '" .. v .. "'; pass a column (items.name) or s.raw(sql)")
