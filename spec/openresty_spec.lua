@@ -105,6 +105,11 @@ location = /t/types {
       return row.x, row.y == lakebase.null
     end)
     put("tx_ret", a); put("tx_ret_null", b)
+    local sw, swerr = db:transaction(function(tx)
+      tx:query("select * from lakebase_no_such_table") -- error ignored: COMMIT would roll back
+      return "done"
+    end)
+    put("tx_swallowed", sw == nil and swerr.sqlstate)
     local _, raised = db:transaction(function() error({ custom = "table" }) end)
     put("tx_raised", type(raised) == "table" and raised.custom)
     local ok_stats = db:stats()
@@ -383,7 +388,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
       err_mt = "true", err_kind = "query", err_sqlstate = "42P01", err_retriable = "false",
       err_str = "true", tx_err_mt = "true", tx_err_sqlstate = "42P01",
       tx_false = "42P01", sp_rolled_back = "true", tx_ret = "in tx", tx_ret_null = "true",
-      tx_raised = "table", stats_max = got.stats_max,
+      tx_raised = "table", tx_swallowed = "25P02", stats_max = got.stats_max,
     }, got)
     assert.is_truthy(tonumber(got.stats_max))
     assert.are.equal(0, stats().pins)
@@ -429,5 +434,93 @@ describe("openresty (nginx + lakebase.ngx)", function()
     local s = stats()
     assert.are.equal(0, s.pins)
     get_json("DELETE", "/items/" .. item.id)
+  end)
+end)
+
+describe("pinned connections (core.pin_*)", function()
+  local core = require("lakebase.core")
+  local db, tbl, settings
+
+  setup(function()
+    settings = h.settings({ application_name = "lakebase-spec-pins" })
+    db = assert(lakebase.new(settings))
+    tbl = h.unique("pins")
+    assert(db:exec_script("create table " .. tbl .. " (v int)"))
+  end)
+
+  teardown(function()
+    if db then
+      db:exec_script("drop table if exists " .. tbl)
+      db:close()
+    end
+  end)
+
+  local function count_rows()
+    return assert(db:one("select count(*)::int as n from " .. tbl)).n
+  end
+
+  it("keeps a transaction open across calls and rolls it back on release", function()
+    local before = core.pin_count()
+    local id = assert(core.pin_new(settings, 30))
+    assert.is_number(id)
+    assert.are.equal(before + 1, core.pin_count())
+    assert.are.equal("idle", core.pin_status(id))
+    assert(core.pin_exec_script(id, "BEGIN"))
+    local rows = assert(core.pin_query(id, "insert into " .. tbl .. " values ($1), ($2)", { n = 2, 1, 2 }))
+    assert.are.equal(2, rows.affected_rows)
+    assert.are.equal("intrans", core.pin_status(id))
+    assert.are.equal(2, assert(core.pin_query(id, "select count(*)::int as n from " .. tbl))[1].n)
+    assert.are.equal(0, count_rows()) -- not visible outside the transaction
+    assert.is_true(core.pin_release(id))
+    assert.are.equal(before, core.pin_count())
+    assert.are.equal(0, count_rows())
+    local r, err = core.pin_query(id, "select 1")
+    assert.is_nil(r)
+    assert.are.equal("pool", err.kind)
+    assert.truthy(err.message:find("no longer open", 1, true))
+    assert.is_true(core.pin_release(id)) -- releasing twice is harmless
+  end)
+
+  it("commits what was committed, and reports a failed transaction", function()
+    local id = assert(core.pin_new(settings))
+    assert(core.pin_exec_script(id, "BEGIN"))
+    assert(core.pin_query(id, "insert into " .. tbl .. " values ($1)", { n = 1, 7 }))
+    assert(core.pin_exec_script(id, "COMMIT"))
+    core.pin_release(id)
+    assert.are.equal(1, count_rows())
+
+    id = assert(core.pin_new(settings))
+    assert(core.pin_exec_script(id, "BEGIN"))
+    local r, err = core.pin_query(id, "select * from lakebase_no_such_table")
+    assert.is_nil(r)
+    assert.are.equal("42P01", err.sqlstate)
+    assert.are.equal(core.error_mt, getmetatable(err))
+    assert.are.equal("inerror", core.pin_status(id))
+    core.pin_release(id)
+    assert.are.equal(0, core.pin_count())
+  end)
+
+  it("reaps a pin idle past its lease: rolled back, connection back in the pool", function()
+    local id = assert(core.pin_new(settings, 0.2))
+    assert(core.pin_exec_script(id, "BEGIN"))
+    assert(core.pin_query(id, "insert into " .. tbl .. " values ($1)", { n = 1, 99 }))
+    assert.are.equal(0, core.pin_reap()) -- not idle long enough yet
+    h.sleep(0.4)
+    assert.are.equal(1, core.pin_reap())
+    assert.are.equal(0, core.pin_count())
+    local r, err = core.pin_query(id, "select 1")
+    assert.is_nil(r)
+    assert.are.equal("pool", err.kind)
+    assert.is_nil(db:one("select 1 from " .. tbl .. " where v = 99"))
+    local s = db:stats()
+    assert.are.equal(0, s.in_use)
+  end)
+
+  it("reports bad settings and rejects a bad id", function()
+    local id, err = core.pin_new({ host = "", database = "" })
+    assert.is_nil(id)
+    assert.are.equal("config", err.kind)
+    assert.has_error(function() core.pin_query(0, "select 1") end)
+    assert.has_error(function() core.pin_query("x", "select 1") end)
   end)
 end)

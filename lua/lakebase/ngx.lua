@@ -159,9 +159,20 @@ local function do_pin_script(id, sql)
   return core.pin_exec_script(id, sql)
 end
 
--- COMMIT then release; on failure the release rolls back what is left.
+-- COMMIT then release; on failure the release rolls back what is left. PostgreSQL answers COMMIT
+-- of a failed transaction with a silent ROLLBACK: report that instead of a success.
 local function do_commit(id)
-  local ok, err = core.pin_exec_script(id, "COMMIT")
+  local status, err = core.pin_status(id)
+  if status == "inerror" then
+    core.pin_release(id)
+    local e = make_error("query", "transaction rolled back: a statement in it failed")
+    e.sqlstate = "25P02"
+    return nil, e
+  end
+  local ok
+  if status then
+    ok, err = core.pin_exec_script(id, "COMMIT")
+  end
   core.pin_release(id)
   return ok, err
 end

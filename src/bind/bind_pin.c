@@ -4,6 +4,8 @@
  *   core.pin_new(opts, lease)          -> id | nil, err
  *   core.pin_query(id, sql, params)    -> rows | nil, err   (params: array with .n, may be nil)
  *   core.pin_exec_script(id, sql)      -> true | nil, err
+ *   core.pin_status(id)                -> "idle" | "intrans" | "inerror" | "active" | "unknown"
+ *                                         | nil, err  (libpq's transaction status; no round trip)
  *   core.pin_release(id)               -> true  (rolls back what is open, returns the connection)
  *   core.pin_count(), core.pin_reap()  -> integer */
 #include "bind_result.h"
@@ -102,6 +104,27 @@ static int pin_exec_script(lua_State *L)
     return 1;
 }
 
+static int pin_status(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pin_id id = check_id(L, 1);
+    lb_conn *c = lb_pin_take(id, &err);
+    const char *name = "unknown";
+
+    if (!c)
+        return lb_bind_fail(L, &err);
+    switch (PQtransactionStatus(lb_conn_pg(c))) {
+    case PQTRANS_IDLE: name = "idle"; break;
+    case PQTRANS_INTRANS: name = "intrans"; break;
+    case PQTRANS_INERROR: name = "inerror"; break;
+    case PQTRANS_ACTIVE: name = "active"; break;
+    default: break;
+    }
+    lb_pin_give(id, c);
+    lua_pushstring(L, name);
+    return 1;
+}
+
 static int pin_release(lua_State *L)
 {
     lb_pin_release(check_id(L, 1));
@@ -127,6 +150,7 @@ void lb_bind_pin(lua_State *L)
         { "pin_new", pin_new },
         { "pin_query", pin_query },
         { "pin_exec_script", pin_exec_script },
+        { "pin_status", pin_status },
         { "pin_release", pin_release },
         { "pin_count", pin_count },
         { "pin_reap", pin_reap },
