@@ -10,10 +10,11 @@
 --   DELETE /items/:id     200 {"deleted":id} | 404
 -- Database failures answer 500 {"error":"internal error"}: the details go to the error log only.
 --
--- Every query runs in nginx's `lakebase` thread pool (lakebase.ngx), so a slow query never holds
--- up the other requests of the worker.
+-- Queries are written with the query builder over examples/schema.lua; every one runs in nginx's
+-- `lakebase` thread pool (lakebase.ngx), so a slow query never holds up the worker's other requests.
 local lakebase = require("lakebase")
 local lbngx = require("lakebase.ngx")
+local items = require("examples.schema").items
 
 local _M = {}
 
@@ -72,7 +73,10 @@ local function db_failure(err)
   return reply(500, { error = "internal error" })
 end
 
-local ITEM_COLUMNS = "id, name, price, tags, created_at"
+-- The builder's terminals (all/one) call db:query_params, which lakebase.ngx runs in the pool.
+local function item_columns()
+  return items.id, items.name, items.price, items.tags, items.created_at
+end
 
 -- Validation --------------------------------------------------------------------------------
 
@@ -121,12 +125,12 @@ local function read_json_body()
   return body
 end
 
-local function price_param(v)
+local function price_value(v)
   if v == nil or v == lakebase.null then return lakebase.null end
-  return tostring(v)
+  return tostring(v) -- numeric(10,2): sent as text, exact
 end
 
-local function tags_param(v)
+local function tags_value(v)
   if v == nil or v == lakebase.null then return lakebase.null end
   return lakebase.json(v)
 end
@@ -147,7 +151,7 @@ local function list_items()
   if not limit or limit < 1 or limit > 100 or limit % 1 ~= 0 then
     return reply(400, { error = "validation failed", fields = { limit = "an integer 1..100" } })
   end
-  local rows, err = db:query("select " .. ITEM_COLUMNS .. " from items order by id desc limit $1", limit)
+  local rows, err = db:select(item_columns()):from(items):order_by(items.id:desc()):limit(limit):all()
   if not rows then return db_failure(err) end
   rows.affected_rows = nil
   return reply(200, rows)
@@ -163,14 +167,16 @@ local function create_item()
   if next(fields) then
     return reply(400, { error = "validation failed", fields = fields })
   end
-  local row, err = db:one("insert into items (name, price, tags) values ($1, $2, $3) returning "
-    .. ITEM_COLUMNS, body.name, price_param(body.price), tags_param(body.tags))
+  local row, err = db:insert(items)
+    :values({ name = body.name, price = price_value(body.price), tags = tags_value(body.tags) })
+    :returning(item_columns())
+    :one()
   if not row then return db_failure(err) end
   return reply(201, row)
 end
 
 local function get_item(id)
-  local row, err = db:one("select " .. ITEM_COLUMNS .. " from items where id = $1", id)
+  local row, err = db:select(item_columns()):from(items):where(items.id:eq(id)):one()
   if err then return db_failure(err) end
   if not row then return reply(404, { error = "item not found" }) end
   return reply(200, row)
@@ -179,32 +185,24 @@ end
 local function update_item(id)
   local body, berr = read_json_body()
   if not body then return reply(400, { error = berr }) end
-  local fields, sets, params = {}, {}, { n = 0 }
-  local function set(column, value)
-    params.n = params.n + 1
-    params[params.n] = value
-    sets[#sets + 1] = column .. " = $" .. params.n
-  end
-  if body.name ~= nil then check_name(body.name, fields); set("name", body.name) end
-  if body.price ~= nil then check_price(body.price, fields); set("price", price_param(body.price)) end
-  if body.tags ~= nil then check_tags(body.tags, fields); set("tags", tags_param(body.tags)) end
+  local fields, set = {}, {}
+  if body.name ~= nil then check_name(body.name, fields); set.name = body.name end
+  if body.price ~= nil then check_price(body.price, fields); set.price = price_value(body.price) end
+  if body.tags ~= nil then check_tags(body.tags, fields); set.tags = tags_value(body.tags) end
   if next(fields) then
     return reply(400, { error = "validation failed", fields = fields })
   end
-  if #sets == 0 then
+  if next(set) == nil then
     return reply(400, { error = "nothing to update: give name, price or tags" })
   end
-  params.n = params.n + 1
-  params[params.n] = id
-  local rows, err = db:query_params("update items set " .. table.concat(sets, ", ")
-    .. " where id = $" .. params.n .. " returning " .. ITEM_COLUMNS, params)
-  if not rows then return db_failure(err) end
-  if not rows[1] then return reply(404, { error = "item not found" }) end
-  return reply(200, rows[1])
+  local row, err = db:update(items):set(set):where(items.id:eq(id)):returning(item_columns()):one()
+  if err then return db_failure(err) end
+  if not row then return reply(404, { error = "item not found" }) end
+  return reply(200, row)
 end
 
 local function delete_item(id)
-  local row, err = db:one("delete from items where id = $1 returning id", id)
+  local row, err = db:delete(items):where(items.id:eq(id)):returning(items.id):one()
   if err then return db_failure(err) end
   if not row then return reply(404, { error = "item not found" }) end
   return reply(200, { deleted = row.id })
