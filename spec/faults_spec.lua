@@ -80,7 +80,7 @@ end
 local function background_pg(delay, steps)
   local e = h.env()
   local marks = os.tmpname()
-  local pgctl = "runuser -u postgres -- " .. h.shell_quote(e.PGBIN .. "/pg_ctl") .. " -D " .. h.shell_quote(e.PGDATA)
+  local pgctl = h.as_postgres() .. h.shell_quote(e.PGBIN .. "/pg_ctl") .. " -D " .. h.shell_quote(e.PGDATA)
   local logarg = " -l " .. h.shell_quote(e.PGLOG)
   local mark = function(what) return "echo " .. what .. " $(date +%s.%N) >> " .. h.shell_quote(marks) end
   local script = { "sleep " .. delay, mark("start") }

@@ -25,7 +25,14 @@ die() {
   exit 1
 }
 
-as_postgres() { runuser -u postgres -- "$@"; }
+# PostgreSQL refuses to run as root: as root, run it as the postgres OS user; otherwise as ourselves.
+if [ "$(id -u)" = 0 ]; then
+  pg_user=postgres
+  as_postgres() { runuser -u postgres -- "$@"; }
+else
+  pg_user=$(id -un)
+  as_postgres() { "$@"; }
+fi
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -103,7 +110,7 @@ cmd_start() {
   unset PGTMP PGDATA PGPORT WS_PORT WS_PID
 
   [ -x "$pgbin/initdb" ] || die "PostgreSQL binaries not found in $pgbin (install postgresql)"
-  id postgres >/dev/null 2>&1 || die "no 'postgres' OS user (install postgresql)"
+  id "$pg_user" >/dev/null 2>&1 || die "no '$pg_user' OS user (install postgresql)"
   mkdir -p "$run_dir" || die "cannot create $run_dir"
   : >"$run_dir/setup.log"; rm -f "$run_dir/postgres.log" "$run_dir/workspace.log"
 
@@ -118,7 +125,7 @@ cmd_start() {
   cp "$run_dir/pki/server.pem" "$run_dir/pki/ca.pem" "$PGTMP/"
   cp "$run_dir/pki/server.key" "$PGTMP/server.key"
   chmod 600 "$PGTMP/server.key"
-  chown -R postgres: "$PGTMP"
+  chown -R "$pg_user": "$PGTMP"
 
   local admin_pw client_id client_secret pat
   admin_pw=$(secret adm "16")
@@ -150,13 +157,14 @@ log_min_messages = warning
 log_connections = off
 EOF
   cat >"$PGDATA/pg_hba.conf" <<EOF
-# lakebase test fixture: peer for bootstrapping as the postgres OS user, passwords everywhere else.
-local   all  postgres                 peer
+# lakebase test fixture: peer for bootstrapping as the OS user running PostgreSQL, passwords everywhere else.
+local   all  postgres                 peer map=boot
 local   all  all                      scram-sha-256
 hostssl all  all       127.0.0.1/32   scram-sha-256
 host    all  all       127.0.0.1/32   scram-sha-256
 EOF
-  chown postgres: "$PGDATA/postgresql.conf" "$PGDATA/pg_hba.conf"
+  echo "boot $pg_user postgres" >>"$PGDATA/pg_ident.conf"
+  chown "$pg_user": "$PGDATA/postgresql.conf" "$PGDATA/pg_hba.conf" "$PGDATA/pg_ident.conf"
 
   as_postgres "$pgbin/pg_ctl" start -D "$PGDATA" -w -t 60 -l "$PGTMP/postgres.log" >>"$run_dir/setup.log" 2>&1 || {
     cp "$PGTMP/postgres.log" "$run_dir/postgres.log" 2>/dev/null; die "PostgreSQL did not start"; }
@@ -217,6 +225,7 @@ export LAKEBASE_TEST_PGSOCKET='$PGTMP'
 export LAKEBASE_TEST_PGLOG='$PGTMP/postgres.log'
 export LAKEBASE_TEST_RUNDIR='$run_dir'
 export LAKEBASE_TEST_PGBIN='$pgbin'
+export LAKEBASE_TEST_PGOSUSER='$pg_user'
 EOF
   mv "$env_file.tmp" "$env_file"
   echo "fixtures: postgres on 127.0.0.1:$PGPORT (TLS, scram), workspace on http://127.0.0.1:$WS_PORT; env in $env_file"

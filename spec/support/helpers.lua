@@ -10,7 +10,7 @@ local _M = {}
 local KEYS = {
   "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "SSLROOTCERT", "DATABRICKS_HOST", "ENDPOINT", "TOKEN",
   "CLIENT_ID", "CLIENT_SECRET", "ADMIN_USER", "ADMIN_PASSWORD", "PGDATA", "PGTMP", "PGSOCKET", "PGLOG",
-  "RUNDIR", "PGBIN", "WORKSPACE_PORT",
+  "RUNDIR", "PGBIN", "WORKSPACE_PORT", "PGOSUSER",
 }
 
 local function repo_root()
@@ -170,9 +170,19 @@ function _M.psql(sql, opts)
   return out
 end
 
+-- The command prefix that runs a program as the OS user owning the cluster (root cannot run it).
+local as_pg_prefix
+function _M.as_postgres()
+  if not as_pg_prefix then
+    local uid = run("id -u")
+    as_pg_prefix = uid:match("^0%s*$") and ("runuser -u " .. shell_quote(_M.env().PGOSUSER or "postgres") .. " -- ") or ""
+  end
+  return as_pg_prefix
+end
+
 local function pg_ctl(args)
   local e = _M.env()
-  local cmd = "runuser -u postgres -- " .. shell_quote(e.PGBIN .. "/pg_ctl") .. " -D " .. shell_quote(e.PGDATA)
+  local cmd = _M.as_postgres() .. shell_quote(e.PGBIN .. "/pg_ctl") .. " -D " .. shell_quote(e.PGDATA)
     .. " " .. args .. " 2>&1"
   local out, ok = run(cmd)
   if not ok then return nil, out end
