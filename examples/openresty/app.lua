@@ -62,7 +62,7 @@ end
 local function reply(status, body)
   ngx.status = status
   ngx.header["Content-Type"] = "application/json"
-  ngx.say(json_encode(body))
+  ngx.print(json_encode(body))
   return ngx.exit(status)
 end
 
