@@ -48,8 +48,8 @@ def main(path):
     p(f"Run {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')} by `make bench` (bench/run.sh); medians of "
       f"{max((r.get('round', 0) for r in rows), default=0) + 1} interleaved rounds, peer order rotated each round.")
     p("")
-    p(f"- machine: {sh('grep -m1 \"model name\" /proc/cpuinfo | cut -d: -f2')}, {sh('nproc')} cores, "
-      f"{platform.system()} {platform.release()}")
+    cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    p(f"- machine: {cpu}, {sh('nproc')} cores, {platform.system()} {platform.release()}")
     p(f"- PostgreSQL {sh('pg_config --version')} on loopback TCP (fsync off, no TLS for every peer), "
       f"{sh('lua5.4 -v')}, {sh('luajit -v')}, {sh('nginx -v 2>&1')}")
     p("- peers: raw libpq in C (`PQexecParams`, and `PQprepare`+`PQexecPrepared`), luasql-postgres "

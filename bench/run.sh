@@ -6,12 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 rounds=${BENCH_ROUNDS:-3}
+build=${BUILD:-build}
+export BUILD=$build
 export LAKEBASE_RUN_DIR="$root/bench/run-$$"
 out="$LAKEBASE_RUN_DIR/results.jsonl"
 
 cleanup() {
   [ -f "$LAKEBASE_RUN_DIR/nginx/nginx.pid" ] && kill "$(cat "$LAKEBASE_RUN_DIR/nginx/nginx.pid")" 2>/dev/null || true
   bash spec/support/fixtures.sh stop >/dev/null 2>&1 || true
+  # Keep the raw lines of the last run (bench/run-last/ is ignored by git) for report.py.
+  mkdir -p "$root/bench/run-last" && cp "$out" "$root/bench/run-last/results.jsonl" 2>/dev/null || true
   rm -rf "$LAKEBASE_RUN_DIR"
 }
 trap cleanup EXIT
@@ -52,7 +56,7 @@ run_peer() { # peer-id workload
     luasql-*|lakebase-*)
       interp=${1#*-}
       LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
-      LUA_CPATH="$LAKEBASE_RUN_DIR/$interp/?.so;$root/build/$interp/?.so;;" \
+      LUA_CPATH="$LAKEBASE_RUN_DIR/$interp/?.so;$root/$build/$interp/?.so;;" \
         "$interp" bench/lua_peers.lua "${1%%-*}" "$2" ;;
   esac
 }
