@@ -210,6 +210,7 @@ lb_conn *lb_pin_take(lb_pin_id id, lb_error *err);  /* exclusive use until lb_pi
 void lb_pin_give(lb_pin_id id, lb_conn *c);
 void lb_pin_release(lb_pin_id id); /* rolls back an open transaction, checks the connection in */
 int lb_pin_count(void);
+int lb_pin_exists(lb_pin_id id); /* 1 while the pin is registered (not released or reaped) */
 /* Releases every pin idle (not taken) for longer than its lease; returns how many. Also run by
  * lb_pin_new and lb_pin_take, so a process that keeps using pins needs no timer. */
 int lb_pin_reap(void);

@@ -206,3 +206,12 @@ int lb_pin_count(void)
     pthread_mutex_unlock(&pins_lock);
     return n;
 }
+
+int lb_pin_exists(lb_pin_id id)
+{
+    int found;
+    pthread_mutex_lock(&pins_lock);
+    found = find_pin(id) != NULL;
+    pthread_mutex_unlock(&pins_lock);
+    return found;
+}

@@ -7,6 +7,7 @@
  *   core.pin_status(id)                -> "idle" | "intrans" | "inerror" | "active" | "unknown"
  *                                         | nil, err  (libpq's transaction status; no round trip)
  *   core.pin_release(id)               -> true  (rolls back what is open, returns the connection)
+ *   core.pin_exists(id)                -> boolean (not released or reaped yet)
  *   core.pin_count(), core.pin_reap()  -> integer */
 #include "bind_result.h"
 
@@ -132,6 +133,12 @@ static int pin_release(lua_State *L)
     return 1;
 }
 
+static int pin_exists(lua_State *L)
+{
+    lua_pushboolean(L, lb_pin_exists(check_id(L, 1)));
+    return 1;
+}
+
 static int pin_count(lua_State *L)
 {
     lua_pushinteger(L, lb_pin_count());
@@ -152,6 +159,7 @@ void lb_bind_pin(lua_State *L)
         { "pin_exec_script", pin_exec_script },
         { "pin_status", pin_status },
         { "pin_release", pin_release },
+        { "pin_exists", pin_exists },
         { "pin_count", pin_count },
         { "pin_reap", pin_reap },
         { NULL, NULL },
