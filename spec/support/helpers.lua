@@ -20,6 +20,8 @@ local function repo_root()
   return "."
 end
 
+function _M.root() return repo_root() end
+
 local function env_file()
   local run = os.getenv("LAKEBASE_RUN_DIR") or "spec/support/run"
   if run:sub(1, 1) ~= "/" then run = repo_root() .. "/" .. run end
