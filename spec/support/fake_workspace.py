@@ -12,7 +12,11 @@ Errors: {"error_code": ..., "message": ...} with a 4xx/5xx status.
 Test controls (loopback only):
   POST /_test/config   {"lifetime": s, "share": bool}  applies to credentials issued afterwards;
                        share: hand out the still-valid token again with a renewed expiry
-  POST /_test/fault    {"path", "kind", "status", "retry_after", "delay", "count"}
+  POST /_test/fault    {"path", "kind", "status", "retry_after", "delay", "count"}; kinds: status (JSON
+                       error), retry_after (429 + Retry-After), delay (late, then normal), malformed
+                       (invalid JSON), truncated (short body, then close), drop (close, no answer),
+                       huge (10 MB), empty (200, no body), body (this "body" with "status",
+                       "content_type"), bomb (nesting "depth" deep, default 100000)
   POST /_test/reset    clear faults, lifetime 3600, share off, counters 0 (issued tokens stay valid)
   GET  /_test/counters {path: n}
   GET  /_test/last_request?path=...  {"method","path","headers","body"} of the last request there
@@ -40,6 +44,7 @@ TOKEN_PATH = "/oidc/v1/token"
 ME_PATH = "/api/2.0/preview/scim/v2/Me"
 ENDPOINT_PREFIX = "projects/p/branches/b/endpoints/"
 DEFAULT_LIFETIME = 3600.0
+FAULT_KINDS = ("status", "retry_after", "delay", "malformed", "truncated", "drop", "huge", "empty", "body", "bomb")
 OAUTH_LIFETIME = 3600
 
 ENV = os.environ
@@ -212,6 +217,13 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, chunk)
         elif kind == "empty":
             self._send(200, b"")
+        elif kind == "body":
+            # any answer a test wants: wrong types, missing fields, odd content types...
+            self._send(int(f.get("status", 200)), str(f.get("body", "")).encode(),
+                       ctype=str(f.get("content_type", "application/json")))
+        elif kind == "bomb":
+            depth = int(f.get("depth", 100000))
+            self._send(200, b'{"token": ' + b"[" * depth + b"]" * depth + b', "expire_time": "2030-01-01T00:00:00Z"}')
         else:
             self._error(500, "INTERNAL_ERROR", "unknown fault kind")
         return True
@@ -363,10 +375,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, out)
         if path == "/_test/fault" and self.command == "POST":
             kind = req.get("kind")
-            if kind not in ("status", "retry_after", "delay", "malformed", "truncated", "drop", "huge", "empty"):
+            if kind not in FAULT_KINDS:
                 return self._error(400, "INVALID_PARAMETER_VALUE", "unknown fault kind")
             f = {"path": req.get("path", "*"), "kind": kind, "count": req.get("count")}
-            for k in ("status", "retry_after", "delay"):
+            for k in ("status", "retry_after", "delay", "body", "content_type", "depth"):
                 if k in req:
                     f[k] = req[k]
             with lock:

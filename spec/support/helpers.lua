@@ -275,7 +275,8 @@ local function http(method, path, body, headers, opts)
   os.remove(hdrfile)
   for _, n in ipairs(tmp) do os.remove(n) end
   local status = tonumber(out) or 0
-  local decoded = json.decode(text)
+  local okd, decoded = pcall(json.decode, text) -- a JSON bomb may exhaust the decoder's stack
+  if not okd then decoded = nil end
   -- curl's exit code tells the transport failures apart (18 partial body, 52 empty reply).
   return status, decoded, text, rhead, code
 end
