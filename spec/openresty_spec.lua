@@ -47,6 +47,16 @@ location = /t/tx_sleep {
     ngx.say(ok and "committed" or tostring(err))
   }
 }
+location = /t/tx_short {
+  content_by_lua_block {
+    local db = require("app").db()
+    local v, err = db:transaction(function(tx)
+      assert(tx:query("select pg_sleep(0.1)"))
+      return assert(tx:one("select 1 as v")).v
+    end)
+    ngx.print(v and "ok" or tostring(err))
+  }
+}
 location = /t/tx_exit {
   content_by_lua_block {
     local db = require("lakebase.ngx").new({ application_name = "lakebase-spec-lease", lease = 1 })
@@ -282,6 +292,21 @@ describe("openresty (nginx + lakebase.ngx)", function()
     local out = h.run("curl -s --no-progress-meter --parallel --parallel-max 120 " .. table.concat(args, " "))
     local slept = select(2, out:gsub("slept", ""))
     assert.are.equal(120, slept, out:sub(1, 500))
+  end)
+
+  it("runs 40 concurrent transactions on 10 connections and 16 threads without stalling", function()
+    -- Without the per-worker connection gate, 16 threads block in checkout waiting for
+    -- connections that only the queued statements of open transactions could free.
+    local args = {}
+    for i = 1, 40 do
+      args[i] = "-o - " .. q(base .. "/t/tx_short")
+    end
+    local t0 = h.now()
+    local out = h.run("curl -s --no-progress-meter --parallel --parallel-max 40 " .. table.concat(args, " "))
+    local elapsed = h.now() - t0
+    assert.are.equal(40, select(2, out:gsub("ok", "")), out:sub(1, 400))
+    assert.is_true(elapsed < 5, "40 short transactions took " .. elapsed .. " s")
+    assert.are.equal(0, stats().pins)
   end)
 
   it("serves every route of the example app", function()

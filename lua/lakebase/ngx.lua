@@ -224,17 +224,82 @@ local function wait_for_vm(self, fname, ...)
     .. self.acquire_timeout .. " s (raise lua_worker_thread_vm_pool_size)" }
 end
 
+---------------------------------------------------------------------------------------------
+-- Connection gate, per nginx worker and pool: at most `max` thread calls hold or wait for a
+-- connection at once. Without it, thread-pool threads block in the C pool's checkout waiting for
+-- a connection that only a queued call (an open transaction's next statement or COMMIT) could
+-- free, and everything stalls for acquire_timeout. Waiting happens here instead, on the event
+-- loop (ngx.semaphore), up to acquire_timeout. A transaction keeps its permit until it ends.
+---------------------------------------------------------------------------------------------
+
+local gates = {} -- settings key -> { sem, max, open = { [pin id] = true } }; this worker's pools
+
+local function gate_for(settings, db)
+  local key = opts_key(settings)
+  local gate = gates[key]
+  if gate then
+    return gate
+  end
+  local ok, semaphore = pcall(require, "ngx.semaphore")
+  local stats = db:stats()
+  local max = type(stats) == "table" and tonumber(stats.max)
+  if not ok or not max or max < 1 then
+    return nil -- no lua-resty-core: the C pool's own wait applies (in a thread)
+  end
+  gate = { sem = semaphore.new(max), max = max, open = {} }
+  gates[key] = gate
+  return gate
+end
+
+local function gate_wait(self)
+  local ok, err = self.gate.sem:wait(self.acquire_timeout)
+  if ok then
+    return true
+  end
+  if err == "timeout" then
+    local e = make_error("pool", "no free connection within acquire_timeout ("
+      .. self.acquire_timeout .. "s): all " .. self.gate.max .. " in use by this nginx worker")
+    e.retriable = true
+    return nil, e
+  end
+  return nil, make_error("pool", "waiting for a connection failed: " .. tostring(err))
+end
+
+-- Gives back the permit a transaction held (once, whoever notices first).
+local function gate_done(gate, id)
+  if gate and gate.open[id] then
+    gate.open[id] = nil
+    gate.sem:post(1)
+  end
+end
+
 -- Runs _M[fname](...) in the thread pool, or directly where the phase calls for it.
 -- Returns the function's own results (rows | nil, err); re-raises an error it raised.
-local function call(self, fname, ...)
+-- gated: nil (the call brings its own connection: a pinned statement), "call" (needs a
+-- connection for the call), "hold" (t_begin: the permit stays with the new pin).
+local function call(self, fname, gated, ...)
   local res
   local ph = phase()
   if self.blocking or ph == nil or DIRECT[ph] then
     res = pack(_M[fname](...))
   elseif YIELDABLE[ph] then
+    local gate = gated and self.gate
+    if gate then
+      local ok, err = gate_wait(self)
+      if not ok then
+        return nil, err
+      end
+    end
     res = pack(ngx.run_worker_thread(self.thread_pool, MODULE, fname, ...))
     if not res[1] and res[2] == NO_VM then
       res = wait_for_vm(self, fname, ...)
+    end
+    if gate then
+      if gated == "hold" and res[1] and res[2] and res[3] ~= nil then
+        gate.open[res[3]] = true
+      else
+        gate.sem:post(1)
+      end
     end
     if not res[1] then
       local msg = tostring(res[2])
@@ -283,11 +348,13 @@ end
 
 local CTX_KEY = "__lakebase_pins"
 
-local function release_all(pins, pool_name)
+local function release_all(pins, pool_name, gate)
   for id in pairs(pins) do
     pins[id] = nil
     local ok, err = ngx.run_worker_thread(pool_name, MODULE, "t_release", id)
-    if not ok then
+    if ok then
+      gate_done(gate, id) -- the pin is gone (or goes when its running statement ends)
+    else
       log("WARN", "could not release transaction ", id, " after client abort: ", err)
     end
   end
@@ -304,12 +371,12 @@ local function track(self, id)
   if not state then
     state = { pins = {} }
     ctx[CTX_KEY] = state
-    local pins, pool_name = state.pins, self.thread_pool
+    local pins, pool_name, gate = state.pins, self.thread_pool, self.gate
     local ok, err = ngx.on_abort(function()
       if next(pins) then
         log("WARN", "client aborted the request: rolling back its open transaction")
       end
-      release_all(pins, pool_name)
+      release_all(pins, pool_name, gate)
       ngx.exit(499)
     end)
     if not ok then
@@ -344,6 +411,14 @@ local function start_reaper(self)
       log("WARN", n, " transaction(s) idle past their lease were rolled back and returned")
     elseif not tok then
       log("ERR", "pin reaper: ", ok2)
+    end
+    -- Permits of transactions whose request never came back (reaped, or released elsewhere).
+    for _, gate in pairs(gates) do
+      for id in pairs(gate.open) do
+        if not core.pin_exists(id) then
+          gate_done(gate, id)
+        end
+      end
     end
   end)
   if ok then
@@ -381,17 +456,17 @@ end
 
 function db_methods:query_params(sql, params)
   check_sql(sql, 2)
-  return call(self, "t_query", self.settings, sql, params or { n = 0 })
+  return call(self, "t_query", "call", self.settings, sql, params or { n = 0 })
 end
 
 function db_methods:query(sql, ...)
   check_sql(sql, 2)
-  return call(self, "t_query", self.settings, sql, params_of(...))
+  return call(self, "t_query", "call", self.settings, sql, params_of(...))
 end
 
 function db_methods:one(sql, ...)
   check_sql(sql, 2)
-  local rows, err = call(self, "t_query", self.settings, sql, params_of(...))
+  local rows, err = call(self, "t_query", "call", self.settings, sql, params_of(...))
   if not rows then
     return nil, err
   end
@@ -400,7 +475,7 @@ end
 
 function db_methods:exec_script(sql)
   check_sql(sql, 2)
-  return call(self, "t_exec_script", self.settings, sql)
+  return call(self, "t_exec_script", "call", self.settings, sql)
 end
 
 function db_methods:stats()
@@ -425,19 +500,19 @@ end
 function tx_methods:query_params(sql, params)
   check_sql(sql, 2)
   local id = pin_of(self)
-  return call(self.owner, "t_pin_query", id, sql, params or { n = 0 })
+  return call(self.owner, "t_pin_query", nil, id, sql, params or { n = 0 })
 end
 
 function tx_methods:query(sql, ...)
   check_sql(sql, 2)
   local id = pin_of(self)
-  return call(self.owner, "t_pin_query", id, sql, params_of(...))
+  return call(self.owner, "t_pin_query", nil, id, sql, params_of(...))
 end
 
 function tx_methods:one(sql, ...)
   check_sql(sql, 2)
   local id = pin_of(self)
-  local rows, err = call(self.owner, "t_pin_query", id, sql, params_of(...))
+  local rows, err = call(self.owner, "t_pin_query", nil, id, sql, params_of(...))
   if not rows then
     return nil, err
   end
@@ -447,7 +522,7 @@ end
 function tx_methods:exec_script(sql)
   check_sql(sql, 2)
   local id = pin_of(self)
-  return call(self.owner, "t_pin_script", id, sql)
+  return call(self.owner, "t_pin_script", nil, id, sql)
 end
 
 function tx_methods:stats()
@@ -469,7 +544,7 @@ function db_methods:transaction(fn, opts)
     error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
   end
   local sql = dbmod.begin_sql(opts, 3)
-  local id, err = call(self, "t_begin", self.settings, self.lease, sql)
+  local id, err = call(self, "t_begin", "hold", self.settings, self.lease, sql)
   if not id then
     return nil, err
   end
@@ -479,20 +554,21 @@ function db_methods:transaction(fn, opts)
   tx.done = true
   local out
   if res[1] and res[2] ~= false then
-    local ok, cerr = call(self, "t_commit", id)
+    local ok, cerr = call(self, "t_commit", nil, id)
     if ok then
       out = pack(unpack(res, 2, res.n))
     else
-      call(self, "t_release", id) -- no-op unless the commit call itself never ran
+      call(self, "t_release", nil, id) -- no-op unless the commit call itself never ran
       out = pack(nil, cerr)
     end
   else
-    call(self, "t_release", id) -- rolls back
+    call(self, "t_release", nil, id) -- rolls back
     out = pack(rolled_back(res))
   end
   if pins then
     pins[id] = nil
   end
+  gate_done(self.gate, id)
   return unpack(out, 1, out.n)
 end
 
@@ -508,7 +584,7 @@ function tx_methods:transaction(fn, opts)
   local depth = self.depth + 1
   local name = "lakebase_sp_" .. depth
   local undo = "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name
-  local ok, err = call(self.owner, "t_pin_script", id, "SAVEPOINT " .. name)
+  local ok, err = call(self.owner, "t_pin_script", nil, id, "SAVEPOINT " .. name)
   if not ok then
     return nil, err
   end
@@ -518,14 +594,14 @@ function tx_methods:transaction(fn, opts)
   inner.done = true
   self.done = false
   if res[1] and res[2] ~= false then
-    ok, err = call(self.owner, "t_pin_script", id, "RELEASE SAVEPOINT " .. name)
+    ok, err = call(self.owner, "t_pin_script", nil, id, "RELEASE SAVEPOINT " .. name)
     if not ok then
-      call(self.owner, "t_pin_script", id, undo)
+      call(self.owner, "t_pin_script", nil, id, undo)
       return nil, err
     end
     return unpack(res, 2, res.n)
   end
-  call(self.owner, "t_pin_script", id, undo)
+  call(self.owner, "t_pin_script", nil, id, undo)
   return rolled_back(res)
 end
 
@@ -578,6 +654,10 @@ function _M.wrap(db, opts)
     blocking = opts.blocking and true or false,
     acquire_timeout = tonumber(opts.acquire_timeout) or 10,
   }, db_mt)
+  local ph = phase()
+  if not self.blocking and ph and ph ~= "init" and ngx.run_worker_thread then
+    self.gate = gate_for(self.settings, db)
+  end
   install_builder()
   start_reaper(self)
   return self
