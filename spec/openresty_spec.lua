@@ -89,6 +89,10 @@ location = /t/types {
     put("j_a1", r.j.a[1]); put("j_a2_null", r.j.a[2] == lakebase.null); put("j_a3_b", r.j.a[3].b)
     put("i", r.i); put("f", r.f); put("t", r.t); put("s", r.s); put("p", r.p)
     put("pn_null", r.pn == lakebase.null)
+    local w = db:one("select ($1::jsonb)->'a'->>1 as j, octet_length($2::bytea) as b,"
+      .. " array_length($3::int[], 1) as a, $4::text is null as nul",
+      lakebase.json({ a = { 10, 20 } }), lakebase.bytea("\0\1\0"), lakebase.array({ 1, 2, 3 }), lakebase.null)
+    put("w_json", w.j); put("w_bytea", w.b); put("w_array", w.a); put("w_null", w.nul)
     local one = db:one("select $1::int as v", 7)
     put("one", one.v)
     local none, nerr = db:one("select 1 where false")
@@ -414,6 +418,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
       err_str = "true", tx_err_mt = "true", tx_err_sqlstate = "42P01",
       tx_false = "42P01", sp_rolled_back = "true", tx_ret = "in tx", tx_ret_null = "true",
       tx_raised = "table", tx_swallowed = "25P02", stats_max = got.stats_max,
+      w_json = "20", w_bytea = "3", w_array = "3", w_null = "true",
     }, got)
     assert.is_truthy(tonumber(got.stats_max))
     assert.are.equal(0, stats().pins)
