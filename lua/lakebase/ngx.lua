@@ -25,6 +25,10 @@
 -- ngx.on_abort where `lua_check_client_abort on`), by the per-worker reaper once idle longer than
 -- `opts.lease` seconds (default 60; e.g. the request was ended with ngx.exit inside the
 -- transaction) and, last, by the server's idle_in_transaction_session_timeout (set to the lease).
+--
+-- Connections are rationed per nginx worker on the event loop (ngx.semaphore with the pool's
+-- `max` permits, up to `acquire_timeout`): a thread-pool thread never waits inside the C pool for a
+-- connection that only a queued call of an open transaction could give back.
 -- luacheck: globals ngx (nginx provides it; ngx.run_worker_thread is newer than luacheck's ngx_lua std)
 local lakebase = require("lakebase")
 local core = require("lakebase.core")
@@ -278,6 +282,9 @@ end
 -- gated: nil (the call brings its own connection: a pinned statement), "call" (needs a
 -- connection for the call), "hold" (t_begin: the permit stays with the new pin).
 local function call(self, fname, gated, ...)
+  if self.closed then
+    error("attempt to use a closed lakebase db", 3)
+  end
   local res
   local ph = phase()
   if self.blocking or ph == nil or DIRECT[ph] then
@@ -486,7 +493,9 @@ function db_methods:stats()
   return s
 end
 
+--- Lets go of this db (the worker threads' handles on the same pool stay until the process ends).
 function db_methods:close()
+  self.closed = true
   return self.db:close()
 end
 
