@@ -544,9 +544,13 @@ commands["refresh-token"] = function(ctx, args)
   argv[#argv + 1] = "json"
   local errfile = os.tmpname()
   ctx:out("running databricks auth token", profile and (" --profile " .. profile) or "", " -o json")
-  p = io.popen(table.concat(argv, " ") .. " </dev/null 2>" .. sh_quote(errfile))
-  local out = p:read("*a")
-  local code = exit_status(p:close())
+  -- The exit status travels in the output: LuaJIT's popen close does not report it.
+  p = io.popen("{ " .. table.concat(argv, " ") .. " </dev/null 2>" .. sh_quote(errfile) .. "; }; echo \"__rc=$?\"")
+  local raw = p:read("*a")
+  p:close()
+  local out, rc = raw:match("^(.-)__rc=(%d+)\n?$")
+  local code = tonumber(rc) or 1
+  out = out or ""
   local ef = io.open(errfile, "rb")
   local errtext = ef and ef:read("*a") or ""
   if ef then ef:close() end

@@ -10,11 +10,11 @@
 -- service running drizzle-orm's migrate() and a Lua service share one folder and one database.
 --
 -- How a run works:
--- * A lock transaction takes `pg_advisory_xact_lock(<key of the tracking table>)` and stays open for
---   the whole run; a second runner blocks there, and when it gets the lock it re-reads the tracking
---   table and finds nothing left to do. The lock goes away with the transaction or the connection
---   (a killed runner cannot leave it behind). The migrations themselves run on other pool connections,
---   so the pool needs at least 2 connections (the default is 10).
+-- * A connection pinned for the whole run holds `pg_advisory_lock(<key of the tracking table>)`
+--   (session level, outside any transaction); a second runner blocks there, and when it gets the lock
+--   it re-reads the tracking table and finds nothing left to do. The lock goes away with the
+--   connection (a killed runner cannot leave it behind). The migrations run on other pool
+--   connections, so the pool needs at least 2 connections (the default is 10).
 -- * Each migration runs in its own transaction (drizzle-orm uses one for all; per migration means a
 --   failure keeps the ones before it) and its record is written in that same transaction. A failing
 --   migration is rolled back and nothing is recorded; the error names the file, the statement and its
@@ -592,7 +592,39 @@ local function apply_one(db, s, m)
 end
 
 -- Runs fn() while holding the runner lock (see the module comment).
+-- Preferred: a session-level pg_advisory_lock on a connection pinned from the core pool
+-- (`pool:begin()`, the documented core call behind db:transaction) and idle outside any transaction,
+-- so it holds no snapshot: CREATE INDEX CONCURRENTLY in a no-transaction migration would otherwise
+-- wait for it forever. Fallback for db objects without a core pool: pg_advisory_xact_lock in an open
+-- transaction (no-transaction migrations that wait for older snapshots cannot run then).
 local function with_lock(db, s, fn)
+  local pool = type(db) == "table" and rawget(db, "_pool") or nil
+  local okb, begin = pcall(function() return pool and pool.begin end)
+  if okb and type(begin) == "function" then
+    local okc, conn, cerr = pcall(begin, pool)
+    if not okc or not conn then
+      local e = okc and cerr or conn
+      return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(e), cause = e })
+    end
+    local function release()
+      pcall(function() conn:release() end)
+    end
+    local rows, qerr = call(conn, "query", "select pg_try_advisory_lock($1::bigint) as got", s.lock_key)
+    if rows and not truthy(rows[1] and rows[1].got) then
+      s.progress("waiting for another migration runner to finish (advisory lock on " .. s.schema .. "." .. s.table .. ")")
+      rows, qerr = call(conn, "query", "select pg_advisory_lock($1::bigint)", s.lock_key)
+    end
+    if not rows then
+      release()
+      return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(qerr), cause = qerr })
+    end
+    local ok, r1, r2 = pcall(fn)
+    call(conn, "query", "select pg_advisory_unlock($1::bigint)", s.lock_key)
+    release()
+    if not ok then error(r1, 0) end
+    return r1, r2
+  end
+
   local result, ferr
   local ok, err = in_transaction(db, function(tx)
     local rows, qerr = call(tx, "query", "select pg_try_advisory_xact_lock($1::bigint) as got", s.lock_key)
