@@ -285,6 +285,63 @@ describe("faults #faults", function()
     db:close()
   end)
 
+  it("credentials expiring during load (lifetime 3 s): zero failures", function()
+    h.workspace.config({ lifetime = 3 })
+    local db = new_db("short_lived", { max_lifetime = 0.5 })
+    local t = make_table(db)
+    local c0 = h.workspace.counters()[CRED]
+    local log = run_load(db, t, 4.0)
+    local issued = h.workspace.counters()[CRED] - c0
+    local lost = lost_rows(t, log)
+    drop_table(t)
+    local r = analyse(log, math.huge, math.huge)
+    local st = db:stats()
+    report({
+      scenario = "credentials expiring during load (lifetime 3 s, connections recycled every 0.5 s)",
+      load = string.format("%d inserts in %.1f s (1 client)", r.total, log[#log].t1 - log[1].t0),
+      during = r.total - r.ok, after = 0, lost = lost,
+      notes = string.format("%d credentials issued, %d connects, %d connect failures", issued, st.connects,
+        st.connect_failures),
+    })
+    assert.equal(0, r.total - r.ok, kinds_summary(r.kinds))
+    assert.equal(0, lost)
+    assert.truthy(issued >= 2)
+    db:close()
+  end)
+
+  it("credential revoked under load (another instance rotated the password): zero failures", function()
+    local db = new_db("revoked", { max_lifetime = 0.3 })
+    local t = make_table(db)
+    local e = h.env()
+    local revoked = 0
+    local next_revoke = h.now() + 0.7
+    local log = run_load(db, t, 3.0, nil, function()
+      if h.now() >= next_revoke then
+        -- a credential issued to someone else replaces the role's password
+        local status = h.http("POST", CRED, h.json.encode({ endpoint = e.ENDPOINT }),
+          { "Authorization: Bearer " .. e.TOKEN })
+        assert.equal(200, status)
+        revoked = revoked + 1
+        next_revoke = h.now() + 0.7
+      end
+    end)
+    local lost = lost_rows(t, log)
+    drop_table(t)
+    local r = analyse(log, math.huge, math.huge)
+    local st = db:stats()
+    report({
+      scenario = "credential revoked under load (password rotated by another instance every 0.7 s)",
+      load = string.format("%d inserts in %.1f s (1 client)", r.total, log[#log].t1 - log[1].t0),
+      during = r.total - r.ok, after = 0, lost = lost,
+      notes = string.format("%d revocations, %d connects, %d connect failures, %d credential refreshes",
+        revoked, st.connects, st.connect_failures, st.credential_refreshes),
+    })
+    assert.equal(0, r.total - r.ok, kinds_summary(r.kinds))
+    assert.equal(0, lost)
+    assert.truthy(revoked >= 3)
+    db:close()
+  end)
+
   it("credential endpoint down / dropping / 429 / malformed / slow while the credential is valid: zero failures", function()
     -- Share mode: every pool below gets the same credential, so a new one does not revoke the others'.
     h.workspace.config({ lifetime = 125, share = true })
@@ -294,7 +351,7 @@ describe("faults #faults", function()
       { label = "rate limited (429, Retry-After: 1)", fault = { kind = "retry_after", retry_after = 1 } },
       { label = "malformed JSON", fault = { kind = "malformed" } },
       { label = "truncated body", fault = { kind = "truncated" } },
-      { label = "slow (1.5 s)", fault = { kind = "delay", delay = 1.5 } },
+      { label = "slow (1.5 s)", fault = { kind = "delay", delay = 1.5 }, duration = 2.5 },
     }
     local dbs, tables = {}, {}
     for i, k in ipairs(kinds) do
@@ -313,7 +370,7 @@ describe("faults #faults", function()
       local c0 = h.workspace.counters()[CRED]
       local t0 = h.clock()
       local slowest = 0
-      local log = run_load(dbs[i], tables[i], 2.0, nil, nil)
+      local log = run_load(dbs[i], tables[i], k.duration or 1.5, nil, nil)
       for _, q in ipairs(log) do slowest = math.max(slowest, q.t1 - q.t0) end
       local attempts = h.workspace.counters()[CRED] - c0
       local lost = lost_rows(tables[i], log)
