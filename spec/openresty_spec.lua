@@ -554,3 +554,91 @@ describe("pinned connections (core.pin_*)", function()
     assert.has_error(function() core.pin_query("x", "select 1") end)
   end)
 end)
+
+describe("lakebase.ngx outside nginx (calls run directly)", function()
+  local lbngx = require("lakebase.ngx")
+  local core = require("lakebase.core")
+  local settings, plain, db, tbl
+
+  setup(function()
+    settings = h.settings({ application_name = "lakebase-spec-ngx-direct" })
+    plain = assert(lbngx.new(settings))
+    db = lbngx.wrap(plain, settings) -- the bridge's own objects, pinned transactions included
+    tbl = h.unique("ngxdirect")
+    assert(plain:exec_script("create table " .. tbl .. " (v int)"))
+  end)
+
+  teardown(function()
+    if plain then
+      plain:exec_script("drop table if exists " .. tbl)
+      plain:close()
+    end
+  end)
+
+  local function count()
+    return assert(plain:one("select count(*)::int as n from " .. tbl)).n
+  end
+
+  it("new() is plain lakebase.new when there is no ngx", function()
+    assert.are.equal(lakebase.null, assert(plain:one("select null::int as v")).v)
+    assert.truthy(tostring(plain):find("lakebase.db", 1, true))
+    assert.is_nil(tostring(db):find(h.env().CLIENT_SECRET or "\0", 1, true))
+  end)
+
+  it("commits, rolls back on error and on false, nests savepoints", function()
+    local a, b = db:transaction(function(tx)
+      assert(tx:query("insert into " .. tbl .. " values ($1)", 1))
+      local ok, err = tx:transaction(function(sub)
+        assert(sub:query("insert into " .. tbl .. " values ($1)", 2))
+        error("inner")
+      end)
+      assert.is_nil(ok)
+      assert.truthy(tostring(err):find("inner", 1, true))
+      return "done", 42
+    end)
+    assert.are.equal("done", a)
+    assert.are.equal(42, b)
+    assert.are.equal(1, count())
+
+    local r, err = db:transaction(function(tx)
+      assert(tx:query("insert into " .. tbl .. " values ($1)", 3))
+      error("boom")
+    end)
+    assert.is_nil(r)
+    assert.truthy(tostring(err):find("boom", 1, true))
+    r, err = db:transaction(function(tx)
+      assert(tx:query("insert into " .. tbl .. " values ($1)", 4))
+      return false, "changed my mind"
+    end)
+    assert.is_nil(r)
+    assert.are.equal("changed my mind", err)
+    assert.are.equal(1, count())
+    assert.are.equal(0, core.pin_count())
+  end)
+
+  it("reports a transaction whose statement failed instead of committing silently", function()
+    local r, err = db:transaction(function(tx)
+      assert(tx:query("insert into " .. tbl .. " values ($1)", 5))
+      tx:query("select * from lakebase_no_such_table")
+      return "ignored the error"
+    end)
+    assert.is_nil(r)
+    assert.are.equal("25P02", err.sqlstate)
+    assert.are.equal(core.error_mt, getmetatable(err))
+    assert.are.equal(1, count())
+  end)
+
+  it("refuses a finished tx, bad options and bad arguments", function()
+    local saved
+    assert(db:transaction(function(tx) saved = tx return true end))
+    assert.has_error(function() saved:query("select 1") end, "attempt to use a finished lakebase transaction")
+    assert.has_error(function() db:transaction("nope") end)
+    assert.has_error(function() db:transaction(function() end, { isolation = "chaos" }) end)
+    assert.has_error(function() db:query(42) end)
+    local rows = assert(db:transaction(function(tx)
+      return tx:query("show transaction_isolation")
+    end, { isolation = "serializable", read_only = true }))
+    assert.are.equal("serializable", rows[1].transaction_isolation)
+    assert.are.equal(0, core.pin_count())
+  end)
+end)
