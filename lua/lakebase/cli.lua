@@ -614,7 +614,7 @@ function _M.main(argv, io_)
       env_files[#env_files + 1] = argv[i]
     elseif a:match("^%-%-env%-file=") then
       env_files[#env_files + 1] = a:sub(#"--env-file=" + 1)
-    elseif (a == "--help" or a == "-h") and cmd ~= "psql" then
+    elseif a == "--help" or a == "-h" then
       help = true
     elseif a == "--version" and not cmd then
       local ok, lakebase = pcall(require, "lakebase")

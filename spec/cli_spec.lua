@@ -1,0 +1,340 @@
+-- bin/lakebase against the fixtures: every command's help and exit codes, .env handling, check,
+-- token, psql, migrate, new, refresh-token (with a fake `databricks` on PATH), env-example.
+-- Settings reach the CLI through env files written 0600 (secrets never on a command line).
+local h = require("spec.support.helpers")
+local dotenv = require("lakebase.dotenv")
+
+local interp = os.getenv("LAKEBASE_TEST_INTERP") or "lua5.4"
+local root = os.getenv("PWD")
+local BIN = root .. "/bin/lakebase"
+
+local function write(path, text, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  if mode then os.execute("chmod " .. mode .. " " .. h.shell_quote(path)) end
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function mkdtemp()
+  local p = io.popen("mktemp -d /tmp/lakebase-cli.XXXXXX")
+  local d = p:read("*l")
+  p:close()
+  return d
+end
+
+local function sh_run(cmd)
+  local p = io.popen("{ " .. cmd .. "\n}; echo \"__rc=$?\"")
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.-)__rc=(%d+)\n?$")
+  return tonumber(code), body
+end
+
+-- Runs the CLI in `cwd` with a clean environment (only PATH, HOME, the Lua paths and `env`).
+-- Returns exit code, stdout, stderr.
+local function lakebase(args, opts)
+  opts = opts or {}
+  local cwd = opts.cwd
+  local parts = { "cd " .. h.shell_quote(cwd) .. " && env -i",
+    "PATH=" .. h.shell_quote(opts.path or os.getenv("PATH")),
+    "HOME=" .. h.shell_quote(cwd),
+    "LUA_PATH=" .. h.shell_quote(os.getenv("LUA_PATH") or ""),
+    "LUA_CPATH=" .. h.shell_quote(os.getenv("LUA_CPATH") or "") }
+  for k, v in pairs(opts.env or {}) do parts[#parts + 1] = k .. "=" .. h.shell_quote(v) end
+  parts[#parts + 1] = interp .. " " .. h.shell_quote(BIN)
+  for _, a in ipairs(args) do parts[#parts + 1] = h.shell_quote(a) end
+  parts[#parts + 1] = "2>" .. h.shell_quote(cwd .. "/.stderr")
+  local code, out = sh_run(table.concat(parts, " "))
+  local err = read(cwd .. "/.stderr") or ""
+  os.remove(cwd .. "/.stderr")
+  return code, out, err
+end
+
+-- The fixtures' M2M settings as a .env text (PGUSER left out: it falls back to the client id).
+local function m2m_env()
+  local e = h.env()
+  return table.concat({
+    "# written by cli_spec",
+    "export PGHOST=" .. e.PGHOST,
+    "PGPORT=" .. e.PGPORT,
+    "PGDATABASE='" .. e.PGDATABASE .. "'",
+    "PGSSLMODE=require",
+    'PGSSLROOTCERT="' .. e.SSLROOTCERT .. '"',
+    "LAKEBASE_ENDPOINT=" .. e.ENDPOINT,
+    "DATABRICKS_HOST=" .. e.DATABRICKS_HOST,
+    "DATABRICKS_CLIENT_ID=" .. e.CLIENT_ID,
+    "DATABRICKS_CLIENT_SECRET=" .. e.CLIENT_SECRET,
+    "",
+  }, "\n")
+end
+
+local COMMANDS = { "check", "token", "psql", "migrate", "new", "generate", "refresh-token", "env-example" }
+
+describe("lakebase CLI", function()
+  local dir
+
+  before_each(function()
+    dir = mkdtemp()
+  end)
+
+  after_each(function()
+    os.execute("rm -rf " .. h.shell_quote(dir))
+  end)
+
+  describe("usage", function()
+    it("prints help for every command with exit 0", function()
+      local code, out = lakebase({ "--help" }, { cwd = dir })
+      assert.equal(0, code)
+      for _, c in ipairs(COMMANDS) do assert.matches(c:gsub("%-", "%%-"), out) end
+      for _, c in ipairs(COMMANDS) do
+        local c2, o2 = lakebase({ c, "--help" }, { cwd = dir })
+        assert.equal(0, c2, c)
+        assert.matches("^usage: lakebase " .. c:gsub("%-", "%%-"), o2)
+      end
+    end)
+
+    it("exits 2 on usage errors and names the problem", function()
+      local code, _, err = lakebase({ "frobnicate" }, { cwd = dir })
+      assert.equal(2, code)
+      assert.matches("unknown command frobnicate", err)
+      code, _, err = lakebase({ "migrate", "--bogus" }, { cwd = dir })
+      assert.equal(2, code)
+      assert.matches("unknown option %-%-bogus", err)
+      code = lakebase({}, { cwd = dir })
+      assert.equal(2, code)
+      code, _, err = lakebase({ "new" }, { cwd = dir })
+      assert.equal(2, code)
+      assert.matches("expected one NAME", err)
+      code, _, err = lakebase({ "check", "--env-file" }, { cwd = dir })
+      assert.equal(2, code)
+      assert.matches("%-%-env%-file needs a PATH", err)
+    end)
+
+    it("prints the version", function()
+      local code, out = lakebase({ "--version" }, { cwd = dir })
+      assert.equal(0, code)
+      assert.matches("^lakebase %d+%.%d+%.%d+", out)
+    end)
+
+    it("env-example prints a .env that parses and names every setting", function()
+      local code, out = lakebase({ "env-example" }, { cwd = dir })
+      assert.equal(0, code)
+      local vars = assert(dotenv.parse(out))
+      for _, k in ipairs({ "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGSSLMODE", "LAKEBASE_ENDPOINT",
+        "DATABRICKS_HOST", "DATABRICKS_TOKEN" }) do
+        assert.is_not_nil(vars[k], k)
+      end
+      assert.matches("DATABRICKS_CLIENT_SECRET", out)
+    end)
+  end)
+
+  describe("check", function()
+    it("validates, fetches a credential, connects and prints user, server and TLS; never the secrets", function()
+      write(dir .. "/.env", m2m_env(), "600")
+      local code, out, err = lakebase({ "check" }, { cwd = dir })
+      assert.equal(0, code, out .. err)
+      local e = h.env()
+      assert.matches("connected: user " .. e.CLIENT_ID:gsub("%-", "%%-"), out)
+      assert.matches("server: PostgreSQL 15", out)
+      assert.matches("tls: TLSv1%.[23] %(", out)
+      assert.matches("credential: fetched %(OAuth M2M%), expires %d%d%d%d%-%d%d%-%d%dT", out)
+      assert.not_matches(e.CLIENT_SECRET:gsub("%p", "%%%0"), out .. err)
+      local c2, tok = lakebase({ "token", "--show" }, { cwd = dir })
+      assert.equal(0, c2)
+      tok = tok:gsub("%s+$", "")
+      assert.is_true(#tok > 8)
+      assert.not_matches(tok:gsub("%p", "%%%0"), out .. err)
+    end)
+
+    it("prints the same all-at-once list as lakebase.config for wrong settings, exit 1", function()
+      write(dir .. "/bad.env", "PGHOST=localhost\nPGPORT=99999\nPGSSLMODE=sometimes\n", "600")
+      local code, out, err = lakebase({ "check", "--env-file", "bad.env" }, { cwd = dir })
+      assert.equal(1, code)
+      local _, cerr = require("lakebase").config({ host = "localhost", port = "99999", sslmode = "sometimes" })
+      assert.is_not_nil(cerr)
+      assert.equal(tostring(cerr), (err:gsub("\n$", "")))
+      assert.matches("PGPORT", err)
+      assert.matches("PGDATABASE", err)
+      assert.matches("PGSSLMODE", err)
+      assert.equal("", out)
+    end)
+
+    it("reads --env-file instead of ./.env, and the real environment wins over files", function()
+      write(dir .. "/.env", "PGHOST=wrong.invalid\n", "600")
+      write(dir .. "/other.env", m2m_env(), "600")
+      local code, out, err = lakebase({ "--env-file", "other.env", "check" }, { cwd = dir })
+      assert.equal(0, code, out .. err)
+      -- a real PGPORT overrides the file's value
+      code, out, err = lakebase({ "check", "--env-file=other.env" }, { cwd = dir, env = { PGPORT = "1" } })
+      assert.equal(1, code)
+      assert.matches("port=1,", out)
+      assert.matches("port 1 failed", err)
+      -- a missing env file is an error, not silently ignored
+      code, _, err = lakebase({ "check", "--env-file", "nope.env" }, { cwd = dir })
+      assert.equal(1, code)
+      assert.matches("env file not found: nope%.env", err)
+    end)
+  end)
+
+  describe("token and psql", function()
+    it("token without --show tells when it expires but not the token", function()
+      write(dir .. "/.env", m2m_env(), "600")
+      local code, out = lakebase({ "token" }, { cwd = dir })
+      assert.equal(0, code, out)
+      assert.matches("credential fetched for .*, expires .*use %-%-show to print it", out)
+      local _, tok = lakebase({ "token", "--show" }, { cwd = dir })
+      tok = tok:gsub("%s+$", "")
+      assert.equal(1, select(2, tok:gsub("\n", "")) + 1) -- one line, nothing else
+      assert.not_matches(tok:gsub("%p", "%%%0"), out)
+    end)
+
+    it("psql connects with a fresh credential from a private password file", function()
+      write(dir .. "/.env", m2m_env(), "600")
+      local code, out, err = lakebase({ "psql", "--", "-X", "-A", "-t", "-c",
+        "select current_user || ' ' || ssl::text from pg_stat_ssl where pid = pg_backend_pid()" }, { cwd = dir })
+      assert.equal(0, code, out .. err)
+      assert.equal(h.env().CLIENT_ID .. " true", (out:gsub("%s+$", "")))
+      -- psql's exit status comes back
+      code = lakebase({ "psql", "--", "-X", "-c", "select * from no_such_table_here" }, { cwd = dir })
+      assert.is_true(code ~= 0)
+    end)
+  end)
+
+  describe("migrate and new", function()
+    local track_dropped
+
+    after_each(function()
+      if track_dropped then h.psql(track_dropped) end
+    end)
+
+    it("creates migrations with new, applies them with progress, shows status, dry-run", function()
+      local t = h.unique("lbc")
+      track_dropped = "drop table if exists " .. t .. "; drop table if exists public.lakebase_migrations"
+      h.psql("drop table if exists public.lakebase_migrations")
+      write(dir .. "/.env", m2m_env(), "600")
+      local code, out = lakebase({ "new", "create_thing" }, { cwd = dir })
+      assert.equal(0, code, out)
+      assert.matches("created migrations/0001_create_thing%.sql", out)
+      write(dir .. "/migrations/0001_create_thing.sql", "create table " .. t .. " (id int);\n")
+      code, out = lakebase({ "new", "fill", "--dir", "migrations" }, { cwd = dir })
+      assert.equal(0, code, out)
+      write(dir .. "/migrations/0002_fill.sql", "insert into " .. t .. " values (1), (2);\n")
+
+      local err
+      code, out, err = lakebase({ "migrate", "--dry-run" }, { cwd = dir })
+      assert.equal(0, code, out .. err)
+      assert.matches("would apply 0001_create_thing%.sql", out)
+      assert.matches("dry run: 2 pending", out)
+
+      code, out, err = lakebase({ "migrate" }, { cwd = dir })
+      assert.equal(0, code, out .. err)
+      assert.matches("applying 0001_create_thing%.sql %(1/2%)", out)
+      assert.matches("applied 0002_fill%.sql in %d+ ms", out)
+      assert.matches("done: 2 applied, 0 were already applied %(plain, public%.lakebase_migrations%)", out)
+      assert.equal("2", h.psql("select count(*) from " .. t))
+
+      code, out = lakebase({ "migrate", "status" }, { cwd = dir })
+      assert.equal(0, code, out)
+      assert.matches("applied%s+0001_create_thing%.sql", out)
+      assert.matches("2 applied, 0 pending, 0 changed, 0 out of order", out)
+
+      write(dir .. "/migrations/0002_fill.sql", "insert into " .. t .. " values (3);\n")
+      code, out, err = lakebase({ "migrate" }, { cwd = dir })
+      assert.equal(1, code)
+      assert.matches("migration 0002_fill%.sql changed after it was applied", err)
+      code, out = lakebase({ "migrate", "status" }, { cwd = dir })
+      assert.equal(1, code)
+      assert.matches("changed%s+0002_fill%.sql", out)
+    end)
+
+    it("reports a failing migration with its file and statement, exit 1", function()
+      write(dir .. "/.env", m2m_env(), "600")
+      local t = h.unique("lbc")
+      os.execute("mkdir -p " .. h.shell_quote(dir .. "/m"))
+      write(dir .. "/m/0001_bad.sql", "select 1;\nselect * from " .. t .. "_missing;\n")
+      track_dropped = "drop table if exists public.lakebase_migrations"
+      local code, _, err = lakebase({ "migrate", "--dir", "m" }, { cwd = dir })
+      assert.equal(1, code)
+      assert.matches("migration 0001_bad%.sql failed at statement 2 %(line 2: select %* from " .. t .. "_missing%)", err)
+    end)
+  end)
+
+  describe("refresh-token", function()
+    local fakebin
+
+    before_each(function()
+      fakebin = dir .. "/bin"
+      os.execute("mkdir -p " .. h.shell_quote(fakebin))
+      -- A fake databricks CLI: records its arguments one per line, prints a token as the real one does.
+      write(fakebin .. "/databricks", table.concat({
+        "#!/bin/sh",
+        "for a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$FAKE_ARGS\"",
+        "if [ -n \"$FAKE_FAIL\" ]; then echo 'Error: cannot load profile' >&2; exit 3; fi",
+        "printf '{\\n  \"access_token\": \"dapi-new-token-123\",\\n  \"token_type\": \"Bearer\",\\n  \"expiry\": \"2030-01-01T00:00:00Z\"\\n}\\n'",
+      }, "\n"), "755")
+    end)
+
+    local function path() return fakebin .. ":" .. os.getenv("PATH") end
+
+    it("replaces DATABRICKS_TOKEN atomically, keeps the other lines and the mode", function()
+      write(dir .. "/.env.local", "# local\nPGHOST=x\nexport DATABRICKS_TOKEN=\"old-token\"\nOTHER='y'\n", "640")
+      local code, out, err = lakebase({ "refresh-token" }, { cwd = dir, path = path(),
+        env = { FAKE_ARGS = dir .. "/args", DATABRICKS_CONFIG_PROFILE = "dev" } })
+      assert.equal(0, code, out .. err)
+      assert.matches("DATABRICKS_TOKEN updated in %.env%.local, expires 2030%-01%-01T00:00:00Z", out)
+      assert.not_matches("dapi%-new%-token", out .. err)
+      assert.equal("# local\nPGHOST=x\nexport DATABRICKS_TOKEN=\"dapi-new-token-123\"\nOTHER='y'\n", read(dir .. "/.env.local"))
+      assert.equal("auth\ntoken\n--profile\ndev\n-o\njson\n", read(dir .. "/args"))
+      local _, mode = sh_run("stat -c %a " .. h.shell_quote(dir .. "/.env.local"))
+      assert.equal("640", (mode:gsub("%s", "")))
+      local _, ls = sh_run("ls -A " .. h.shell_quote(dir))
+      assert.not_matches("tmp", ls)
+      -- the new value is what the CLI then reads
+      local vars = assert(dotenv.read(dir .. "/.env.local"))
+      assert.equal("dapi-new-token-123", vars.DATABRICKS_TOKEN)
+    end)
+
+    it("appends DATABRICKS_TOKEN to a named file that has none", function()
+      write(dir .. "/custom.env", "PGHOST=x", "600")
+      local code, out, err = lakebase({ "refresh-token", "custom.env", "--profile", "p1" }, { cwd = dir, path = path(),
+        env = { FAKE_ARGS = dir .. "/args" } })
+      assert.equal(0, code, out .. err)
+      assert.equal("PGHOST=x\nDATABRICKS_TOKEN=\"dapi-new-token-123\"\n", read(dir .. "/custom.env"))
+    end)
+
+    it("passes a profile with shell metacharacters as one argument, running nothing else", function()
+      write(dir .. "/.env.local", "DATABRICKS_TOKEN=old\n", "600")
+      local evil = "x; touch " .. dir .. "/pwned $(touch " .. dir .. "/pwned2) `touch " .. dir .. "/pwned3` ' \" \\"
+      local code, out, err = lakebase({ "refresh-token" }, { cwd = dir, path = path(),
+        env = { FAKE_ARGS = dir .. "/args", DATABRICKS_CONFIG_PROFILE = evil } })
+      assert.equal(0, code, out .. err)
+      assert.is_nil(read(dir .. "/pwned"))
+      assert.is_nil(read(dir .. "/pwned2"))
+      assert.is_nil(read(dir .. "/pwned3"))
+      assert.equal("auth\ntoken\n--profile\n" .. evil .. "\n-o\njson\n", read(dir .. "/args"))
+    end)
+
+    it("fails clearly when the file or the databricks binary is missing, or databricks fails", function()
+      local code, _, err = lakebase({ "refresh-token" }, { cwd = dir, path = path(), env = { FAKE_ARGS = dir .. "/args" } })
+      assert.equal(1, code)
+      assert.matches("%.env%.local not found", err)
+      write(dir .. "/.env.local", "DATABRICKS_TOKEN=old\n", "600")
+      code, _, err = lakebase({ "refresh-token" }, { cwd = dir, path = "/usr/bin:/bin" })
+      assert.equal(1, code)
+      assert.matches("the databricks CLI %(databricks%) is not on PATH", err)
+      code, _, err = lakebase({ "refresh-token" }, { cwd = dir, path = path(),
+        env = { FAKE_ARGS = dir .. "/args", FAKE_FAIL = "1" } })
+      assert.equal(1, code)
+      assert.matches("databricks auth token failed %(exit 3%): Error: cannot load profile", err)
+      assert.equal("DATABRICKS_TOKEN=old\n", read(dir .. "/.env.local"))
+    end)
+  end)
+end)
