@@ -187,6 +187,11 @@ class Handler(BaseHTTPRequestHandler):
         log("fault %s on %s" % (kind, self.path))
         if kind == "delay":
             time.sleep(float(f.get("delay", 2.0)))
+            if self._client_gone():
+                # The caller gave up: do not issue (and rotate to) a credential nobody receives.
+                log("client left during the delay on %s" % self.path)
+                self.close_connection = True
+                return True
             return False
         if kind == "status":
             st = int(f.get("status", 503))
@@ -227,6 +232,15 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._error(500, "INTERNAL_ERROR", "unknown fault kind")
         return True
+
+    def _client_gone(self):
+        import select
+        import socket
+        try:
+            r, _, _ = select.select([self.connection], [], [], 0)
+            return bool(r) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def _hard_close(self):
         try:
@@ -284,6 +298,14 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {"userName": CLIENT_ID, "id": "1234567890123456",
                                     "displayName": "lakebase test principal", "active": True})
         return self._error(404, "ENDPOINT_NOT_FOUND", "No API found for '%s %s'" % (self.command, path))
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError):
+            # the client hung up (timeout, body cap): normal in fault tests
+            log("client closed the connection early")
+            self.close_connection = True
 
     def do_GET(self):
         self._handle()

@@ -246,13 +246,13 @@ local function write_tmp(content)
 end
 
 -- HTTP to the fake workspace through curl; headers and body go through files (they may hold secrets).
--- opts: content_type. Returns status, decoded JSON body (or nil), raw text, response headers text,
+-- opts: content_type, timeout (seconds). Returns status, decoded JSON body (or nil), raw text, response headers text,
 -- curl exit code.
 local function http(method, path, body, headers, opts)
   local e = _M.env()
   local bodyfile, hdrfile = tmpname(), tmpname()
   local tmp = {}
-  local cmd = "curl -sS -m 30 -o " .. shell_quote(bodyfile) .. " -D " .. shell_quote(hdrfile)
+  local cmd = "curl -sS -m " .. ((opts and opts.timeout) or 30) .. " -o " .. shell_quote(bodyfile) .. " -D " .. shell_quote(hdrfile)
     .. " -w '%{http_code}' -X " .. method
   local hs = {}
   for _, hd in ipairs(headers or {}) do hs[#hs + 1] = hd end
