@@ -42,6 +42,9 @@ local function check_sql(sql, fname)
   if type(sql) ~= "string" then
     error("bad argument #1 to '" .. fname .. "' (string expected, got " .. type(sql) .. ")", 3)
   end
+  if sql:find("\0", 1, true) then -- libpq would silently run only the text before it
+    error("bad argument #1 to '" .. fname .. "' (SQL text contains a NUL byte)", 3)
+  end
 end
 
 local function check_params(params, fname)
