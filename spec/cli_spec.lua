@@ -267,6 +267,26 @@ describe("lakebase CLI", function()
     end)
   end)
 
+  describe("generate", function()
+    it("writes the next migration from a schema module, then reports no changes", function()
+      write(dir .. "/schema.lua", "local s = require('lakebase.schema')\n"
+        .. "return { t = s.table('lbc_gen_t', { id = s.serial():primary_key(), name = s.text():not_null() }) }\n")
+      local code, out, err = lakebase({ "generate", "--dry-run" }, { cwd = dir })
+      assert.equal(0, code, out .. err)
+      assert.matches('CREATE TABLE "lbc_gen_t"', out)
+      code, out, err = lakebase({ "generate", "--name", "init" }, { cwd = dir })
+      assert.equal(0, code, out .. err)
+      assert.matches("wrote migrations/0001_init%.sql %(1 change%) and migrations/meta/lakebase_snapshot%.json", out)
+      assert.matches('"id" serial PRIMARY KEY', read(dir .. "/migrations/0001_init.sql"))
+      code, out = lakebase({ "generate", "--schema", "schema.lua" }, { cwd = dir })
+      assert.equal(0, code)
+      assert.matches("no changes", out)
+      code, _, err = lakebase({ "generate", "--schema", "missing.lua" }, { cwd = dir })
+      assert.equal(1, code)
+      assert.matches("schema file not found: missing%.lua", err)
+    end)
+  end)
+
   describe("refresh-token", function()
     local fakebin
 

@@ -33,7 +33,7 @@ commands:
   migrate status [--dir D]
                         list applied, pending, changed and out-of-order migrations
   new NAME [--dir D]    create the next empty migration file D/NNNN_NAME.sql
-  generate [--dir D] [--schema FILE]... [--name NAME]
+  generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline]
                         write the next migration from Lua schema modules (diff against the snapshot)
   refresh-token [FILE]  run `databricks auth token` and write DATABRICKS_TOKEN into FILE (.env.local)
   env-example           print an example .env
@@ -79,13 +79,15 @@ usage: lakebase new NAME [--dir D]
 
 Creates D/NNNN_NAME.sql (D defaults to ./migrations), numbered after the last migration.]],
   generate = [[
-usage: lakebase generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run]
+usage: lakebase generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline]
 
 Loads the Lua schema modules (default ./schema.lua; each returns tables made with lakebase.schema),
 compares them with the snapshot D/meta/lakebase_snapshot.json and writes the next migration
 D/NNNN_NAME.sql (create table, add/drop column, create/drop index, add/drop constraint) and the new
 snapshot. A change that may be a rename (a column dropped and another added with the same type) is
-written as a commented TODO, never guessed. --dry-run prints the SQL instead of writing files.]],
+written as a commented TODO behind a guard statement that fails until the TODO is resolved, never
+guessed. --dry-run prints the SQL instead of writing files. --baseline only records the snapshot (for
+a folder whose existing migrations already create the current schema).]],
   ["refresh-token"] = [[
 usage: lakebase refresh-token [FILE] [--profile P]
 
@@ -455,7 +457,7 @@ end
 
 function commands.generate(ctx, args)
   local flags, rest = parse_flags(ctx, args, { ["--dir"] = "value", ["--schema"] = "list",
-    ["--name"] = "value", ["--dry-run"] = "bool" })
+    ["--name"] = "value", ["--dry-run"] = "bool", ["--baseline"] = "bool" })
   if not flags then return rest end
   if #rest > 0 then return ctx:usage("unexpected argument " .. rest[1]) end
   local dir = flags["--dir"] or ctx:getenv("LAKEBASE_MIGRATIONS_DIR") or "migrations"
@@ -463,10 +465,15 @@ function commands.generate(ctx, args)
   local generate = require("lakebase.generate")
   local res, err = generate.run({
     dir = dir, schemas = schemas, name = flags["--name"], dry_run = flags["--dry-run"],
+    baseline = flags["--baseline"],
   })
   if not res then return ctx:fail(err) end
   if flags["--dry-run"] then
     if res.sql then ctx.stdout:write(res.sql) else ctx:out("no changes") end
+    return 0
+  end
+  if flags["--baseline"] then
+    ctx:out("recorded the current schema in ", res.snapshot_path, " (no migration written)")
     return 0
   end
   if not res.path then

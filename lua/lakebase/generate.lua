@@ -1,0 +1,474 @@
+--- `lakebase generate`: the next migration from Lua schema modules, diffed against a snapshot.
+--
+-- The schema modules return tables made with lakebase.schema (`s.table(...)`), either one table or
+-- a module table whose values are tables. Each table is turned into a plain description
+-- (`schema.describe`) and normalised into the snapshot format below; the snapshot of the last
+-- generated migration is kept in `<dir>/meta/lakebase_snapshot.json` (commit it with the migrations).
+--
+-- Snapshot: `{ version = 1, tables = { ["schema.name" or "name"] = { name, schema,
+--   columns = { [col] = { order, type, not_null, default } },
+--   primary_key = { name, columns } | nil, uniques = { [name] = { columns } },
+--   foreign_keys = { [name] = { columns, ref_schema, ref_table, ref_columns, on_delete, on_update } },
+--   indexes = { [name] = { columns, unique, using } } } } }`
+-- Constraints get explicit names (PostgreSQL's defaults: `<table>_pkey`, `<table>_<cols>_key`,
+-- `<table>_<col>_fkey`) so later migrations can drop them by name.
+--
+-- Ambiguous changes are never guessed: a column dropped while another of the same type is added (or
+-- a table dropped while one with the same columns is added) may be a rename. The statements are then
+-- written commented out under a TODO, and the migration starts with a guard statement that raises an
+-- error until someone resolves the TODO and deletes the guard.
+local json = require("lakebase.json")
+local migrate = require("lakebase.migrate")
+local drizzle = require("lakebase.drizzle")
+
+local _M = {}
+
+_M.SNAPSHOT = "meta/lakebase_snapshot.json"
+local MAX_IDENT = 63
+
+local function q(name)
+  return '"' .. name:gsub('"', '""') .. '"'
+end
+
+local function qtable(t)
+  return (t.schema and (q(t.schema) .. ".") or "") .. q(t.name)
+end
+
+local function key_of(name, schema)
+  return (schema and (schema .. ".") or "") .. name
+end
+
+local function ident_list(cols)
+  local out = {}
+  for i, c in ipairs(cols) do out[i] = q(c) end
+  return table.concat(out, ", ")
+end
+
+local function default_name(tname, cols, suffix)
+  return (tname .. "_" .. (cols and (table.concat(cols, "_") .. "_") or "") .. suffix):sub(1, MAX_IDENT)
+end
+
+local function copy_list(l)
+  local out = json.array()
+  for i, v in ipairs(l or {}) do out[i] = v end
+  return out
+end
+
+local function same(a, b)
+  return json.encode(a) == json.encode(b)
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+---------------------------------------------------------------- schema -> snapshot
+
+--- Snapshot entry of one lakebase.schema table (from schema.describe).
+function _M.table_snapshot(d)
+  local t = { name = d.name, schema = d.schema, columns = {}, uniques = {}, foreign_keys = {}, indexes = {} }
+  for i, c in ipairs(d.columns) do
+    t.columns[c.name] = { order = i, type = c.type, not_null = c.not_null and true or false, default = c.default }
+    if c.unique then
+      t.uniques[default_name(d.name, { c.name }, "key")] = { columns = copy_list({ c.name }) }
+    end
+    if c.references then
+      local r = c.references
+      t.foreign_keys[default_name(d.name, { c.name }, "fkey")] = {
+        columns = copy_list({ c.name }), ref_schema = r.schema, ref_table = r.table,
+        ref_columns = copy_list({ r.column }), on_delete = r.on_delete, on_update = r.on_update,
+      }
+    end
+  end
+  for _, con in ipairs(d.constraints or {}) do
+    if con.kind == "primary_key" then
+      t.primary_key = { name = con.name or default_name(d.name, nil, "pkey"), columns = copy_list(con.columns) }
+    elseif con.kind == "unique" then
+      t.uniques[con.name or default_name(d.name, con.columns, "key")] = { columns = copy_list(con.columns) }
+    end
+  end
+  if not t.primary_key and d.primary_key and #d.primary_key > 0 then
+    t.primary_key = { name = default_name(d.name, nil, "pkey"), columns = copy_list(d.primary_key) }
+  end
+  for _, ix in ipairs(d.indexes or {}) do
+    t.indexes[ix.name] = { columns = copy_list(ix.columns), unique = ix.unique and true or false, using = ix.using }
+  end
+  return t
+end
+
+--- Snapshot of a list of lakebase.schema tables. Returns the snapshot or nil, err.
+function _M.snapshot(tables)
+  local s = require("lakebase.schema")
+  local snap = { version = 1, tables = {} }
+  for _, tbl in ipairs(tables) do
+    local d = s.describe(tbl)
+    local k = key_of(d.name, d.schema)
+    if snap.tables[k] then return nil, "table " .. k .. " is defined twice" end
+    snap.tables[k] = _M.table_snapshot(d)
+  end
+  return snap
+end
+
+---------------------------------------------------------------- loading schema modules
+
+local function collect(v, out, seen)
+  local s = require("lakebase.schema")
+  if s.is_table(v) then
+    if not seen[v] then
+      seen[v] = true
+      out[#out + 1] = v
+    end
+    return
+  end
+  if type(v) == "table" then
+    local keys = {}
+    for k in pairs(v) do
+      if type(k) == "string" or type(k) == "number" then keys[#keys + 1] = k end
+    end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(keys) do
+      if s.is_table(v[k]) and not seen[v[k]] then
+        seen[v[k]] = true
+        out[#out + 1] = v[k]
+      end
+    end
+  end
+end
+
+--- Loads schema modules (file paths, or module names for require) and returns their tables.
+function _M.load(sources)
+  local out, seen = {}, {}
+  for _, src in ipairs(sources) do
+    local value
+    local f = io.open(src, "rb")
+    if f then
+      f:close()
+      local chunk, err = loadfile(src)
+      if not chunk then return nil, "cannot load schema " .. src .. ": " .. tostring(err) end
+      local ok, v = pcall(chunk)
+      if not ok then return nil, "schema " .. src .. " failed: " .. tostring(v) end
+      value = v
+    else
+      if src:find("[/\\]") or src:find("%.lua$") then return nil, "schema file not found: " .. src end
+      local ok, v = pcall(require, src)
+      if not ok then return nil, "cannot load schema module " .. src .. ": " .. tostring(v) end
+      value = v
+    end
+    local before = #out
+    collect(value, out, seen)
+    if #out == before then
+      return nil, "schema " .. src .. " defines no tables (return s.table(...) or a table of them)"
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------- diff -> SQL
+
+local function column_def(name, c, inline_pk)
+  local parts = { q(name), c.type }
+  if inline_pk then
+    parts[#parts + 1] = "PRIMARY KEY"
+  elseif c.not_null then
+    parts[#parts + 1] = "NOT NULL"
+  end
+  if c.default ~= nil and c.default ~= json.null then parts[#parts + 1] = "DEFAULT " .. c.default end
+  return table.concat(parts, " ")
+end
+
+local function ordered_columns(t)
+  local names = sorted_keys(t.columns)
+  table.sort(names, function(a, b)
+    local oa, ob = t.columns[a].order or 0, t.columns[b].order or 0
+    if oa ~= ob then return oa < ob end
+    return a < b
+  end)
+  return names
+end
+
+local function fk_sql(t, name, fk)
+  local ref = (fk.ref_schema and fk.ref_schema ~= json.null and (q(fk.ref_schema) .. ".") or "") .. q(fk.ref_table)
+  local s = "ALTER TABLE " .. qtable(t) .. " ADD CONSTRAINT " .. q(name) .. " FOREIGN KEY (" .. ident_list(fk.columns)
+    .. ") REFERENCES " .. ref .. " (" .. ident_list(fk.ref_columns) .. ")"
+  if fk.on_delete and fk.on_delete ~= json.null then s = s .. " ON DELETE " .. fk.on_delete end
+  if fk.on_update and fk.on_update ~= json.null then s = s .. " ON UPDATE " .. fk.on_update end
+  return s .. ";"
+end
+
+local function index_sql(t, name, ix)
+  return "CREATE " .. (ix.unique and "UNIQUE " or "") .. "INDEX " .. q(name) .. " ON " .. qtable(t)
+    .. ((ix.using and ix.using ~= json.null) and (" USING " .. ix.using) or "") .. " (" .. ident_list(ix.columns) .. ");"
+end
+
+local function drop_index_sql(t, name)
+  return "DROP INDEX " .. (t.schema and (q(t.schema) .. ".") or "") .. q(name) .. ";"
+end
+
+local function create_table_sql(t)
+  local lines = {}
+  local pk = t.primary_key
+  local inline = pk and #pk.columns == 1 and pk.name == default_name(t.name, nil, "pkey")
+    and #(t.name .. "_pkey") <= MAX_IDENT
+  for _, name in ipairs(ordered_columns(t)) do
+    lines[#lines + 1] = "  " .. column_def(name, t.columns[name], inline and pk.columns[1] == name)
+  end
+  if pk and not inline then
+    lines[#lines + 1] = "  CONSTRAINT " .. q(pk.name) .. " PRIMARY KEY (" .. ident_list(pk.columns) .. ")"
+  end
+  for _, name in ipairs(sorted_keys(t.uniques)) do
+    lines[#lines + 1] = "  CONSTRAINT " .. q(name) .. " UNIQUE (" .. ident_list(t.uniques[name].columns) .. ")"
+  end
+  return "CREATE TABLE " .. qtable(t) .. " (\n" .. table.concat(lines, ",\n") .. "\n);"
+end
+
+local function column_signature(t)
+  local parts = {}
+  for _, name in ipairs(ordered_columns(t)) do parts[#parts + 1] = name .. " " .. t.columns[name].type end
+  return table.concat(parts, ", ")
+end
+
+local function comment_out(sql)
+  return (sql:gsub("[^\n]+", "-- %0"))
+end
+
+--- Compares two snapshots. Returns `{ sql = text or nil, changes = n, todos = n, summary = {...} }`.
+function _M.diff(old, new)
+  old = old or { tables = {} }
+  local out = {
+    drops_fk = {}, drops_index = {}, drops_constraint = {}, drops_column = {}, drops_table = {},
+    creates = {}, add_columns = {}, alter_columns = {}, add_constraints = {}, add_fks = {}, add_indexes = {},
+    todos = {},
+  }
+  local changes = 0
+  local summary = {}
+  local function add(list, sql, what)
+    list[#list + 1] = sql
+    changes = changes + 1
+    if what then summary[#summary + 1] = what end
+  end
+
+  local old_t, new_t = old.tables or {}, new.tables or {}
+  local added, removed = {}, {}
+  for _, k in ipairs(sorted_keys(new_t)) do if not old_t[k] then added[#added + 1] = k end end
+  for _, k in ipairs(sorted_keys(old_t)) do if not new_t[k] then removed[#removed + 1] = k end end
+
+  -- Tables dropped while a table with the same columns appears: maybe a rename.
+  local ambiguous_t = {}
+  for _, rk in ipairs(removed) do
+    for _, ak in ipairs(added) do
+      if not ambiguous_t[ak] and column_signature(old_t[rk]) == column_signature(new_t[ak]) then
+        ambiguous_t[rk], ambiguous_t[ak] = ak, rk
+        local ot, nt = old_t[rk], new_t[ak]
+        out.todos[#out.todos + 1] = table.concat({
+          "-- TODO: table " .. rk .. " was removed and " .. ak .. " was added with the same columns.",
+          "-- If it is a rename, use:",
+          "--   ALTER TABLE " .. qtable(ot) .. " RENAME TO " .. q(nt.name) .. ";",
+          "-- otherwise keep these statements:",
+          comment_out("DROP TABLE " .. qtable(ot) .. ";"),
+          comment_out(create_table_sql(nt)),
+        }, "\n")
+        changes = changes + 1
+        summary[#summary + 1] = "todo_" .. nt.name
+        break
+      end
+    end
+  end
+
+  for _, k in ipairs(removed) do
+    if not ambiguous_t[k] then add(out.drops_table, "DROP TABLE " .. qtable(old_t[k]) .. ";", "drop_" .. old_t[k].name) end
+  end
+  for _, k in ipairs(added) do
+    if not ambiguous_t[k] then
+      local t = new_t[k]
+      add(out.creates, create_table_sql(t), "create_" .. t.name)
+      for _, n in ipairs(sorted_keys(t.foreign_keys)) do add(out.add_fks, fk_sql(t, n, t.foreign_keys[n])) end
+      for _, n in ipairs(sorted_keys(t.indexes)) do add(out.add_indexes, index_sql(t, n, t.indexes[n])) end
+    end
+  end
+
+  for _, k in ipairs(sorted_keys(new_t)) do
+    local ot, nt = old_t[k], new_t[k]
+    if ot then
+      local qt = qtable(nt)
+      -- foreign keys, indexes and constraints that changed are dropped first, re-added after
+      for _, n in ipairs(sorted_keys(ot.foreign_keys)) do
+        if not nt.foreign_keys[n] or not same(ot.foreign_keys[n], nt.foreign_keys[n]) then
+          add(out.drops_fk, "ALTER TABLE " .. qt .. " DROP CONSTRAINT " .. q(n) .. ";")
+        end
+      end
+      for _, n in ipairs(sorted_keys(ot.indexes)) do
+        if not nt.indexes[n] or not same(ot.indexes[n], nt.indexes[n]) then
+          add(out.drops_index, drop_index_sql(nt, n))
+        end
+      end
+      for _, n in ipairs(sorted_keys(ot.uniques)) do
+        if not nt.uniques[n] or not same(ot.uniques[n], nt.uniques[n]) then
+          add(out.drops_constraint, "ALTER TABLE " .. qt .. " DROP CONSTRAINT " .. q(n) .. ";")
+        end
+      end
+      local opk, npk = ot.primary_key, nt.primary_key
+      local pk_changed = not same(opk or {}, npk or {})
+      if pk_changed and opk then
+        add(out.drops_constraint, "ALTER TABLE " .. qt .. " DROP CONSTRAINT " .. q(opk.name) .. ";")
+      end
+
+      -- columns
+      local cadd, cdrop = {}, {}
+      for _, n in ipairs(ordered_columns(nt)) do if not ot.columns[n] then cadd[#cadd + 1] = n end end
+      for _, n in ipairs(ordered_columns(ot)) do if not nt.columns[n] then cdrop[#cdrop + 1] = n end end
+      local amb = {}
+      for _, dn in ipairs(cdrop) do
+        for _, an in ipairs(cadd) do
+          if not amb[an] and ot.columns[dn].type == nt.columns[an].type then
+            amb[dn], amb[an] = an, dn
+            out.todos[#out.todos + 1] = table.concat({
+              "-- TODO: column " .. k .. "." .. dn .. " was removed and " .. an .. " (" .. nt.columns[an].type
+                .. ") was added. If it is a rename, use:",
+              "--   ALTER TABLE " .. qt .. " RENAME COLUMN " .. q(dn) .. " TO " .. q(an) .. ";",
+              "-- otherwise keep these statements (the data in " .. dn .. " is lost):",
+              comment_out("ALTER TABLE " .. qt .. " DROP COLUMN " .. q(dn) .. ";"),
+              comment_out("ALTER TABLE " .. qt .. " ADD COLUMN " .. column_def(an, nt.columns[an]) .. ";"),
+            }, "\n")
+            changes = changes + 1
+            summary[#summary + 1] = "todo_" .. an
+            break
+          end
+        end
+      end
+      for _, n in ipairs(cdrop) do
+        if not amb[n] then add(out.drops_column, "ALTER TABLE " .. qt .. " DROP COLUMN " .. q(n) .. ";", "drop_" .. n) end
+      end
+      for _, n in ipairs(cadd) do
+        if not amb[n] then
+          add(out.add_columns, "ALTER TABLE " .. qt .. " ADD COLUMN " .. column_def(n, nt.columns[n]) .. ";", "add_" .. n)
+        end
+      end
+      for _, n in ipairs(ordered_columns(nt)) do
+        local oc, nc = ot.columns[n], nt.columns[n]
+        if oc then
+          local pre = "ALTER TABLE " .. qt .. " ALTER COLUMN " .. q(n)
+          if oc.type ~= nc.type then
+            add(out.alter_columns, "-- the type of " .. n .. " changes from " .. oc.type .. "; add USING <expr> if PostgreSQL cannot cast it\n"
+              .. pre .. " SET DATA TYPE " .. nc.type .. ";", "alter_" .. n)
+          end
+          local od = oc.default ~= json.null and oc.default or nil
+          local nd = nc.default ~= json.null and nc.default or nil
+          if od ~= nd then
+            add(out.alter_columns, pre .. (nd and (" SET DEFAULT " .. nd) or " DROP DEFAULT") .. ";", "alter_" .. n)
+          end
+          if (oc.not_null and true or false) ~= (nc.not_null and true or false) then
+            add(out.alter_columns, pre .. (nc.not_null and " SET NOT NULL" or " DROP NOT NULL") .. ";", "alter_" .. n)
+          end
+        end
+      end
+
+      if pk_changed and npk then
+        add(out.add_constraints, "ALTER TABLE " .. qt .. " ADD CONSTRAINT " .. q(npk.name) .. " PRIMARY KEY ("
+          .. ident_list(npk.columns) .. ");")
+      end
+      for _, n in ipairs(sorted_keys(nt.uniques)) do
+        if not ot.uniques[n] or not same(ot.uniques[n], nt.uniques[n]) then
+          add(out.add_constraints, "ALTER TABLE " .. qt .. " ADD CONSTRAINT " .. q(n) .. " UNIQUE ("
+            .. ident_list(nt.uniques[n].columns) .. ");")
+        end
+      end
+      for _, n in ipairs(sorted_keys(nt.foreign_keys)) do
+        if not ot.foreign_keys[n] or not same(ot.foreign_keys[n], nt.foreign_keys[n]) then
+          add(out.add_fks, fk_sql(nt, n, nt.foreign_keys[n]))
+        end
+      end
+      for _, n in ipairs(sorted_keys(nt.indexes)) do
+        if not ot.indexes[n] or not same(ot.indexes[n], nt.indexes[n]) then
+          add(out.add_indexes, index_sql(nt, n, nt.indexes[n]))
+        end
+      end
+    end
+  end
+
+  if changes == 0 then return { changes = 0, todos = 0, summary = {} } end
+  local parts = {}
+  if #out.todos > 0 then
+    parts[#parts + 1] = table.concat({
+      "-- lakebase generate could not decide " .. (#out.todos == 1 and "one change" or (#out.todos .. " changes"))
+        .. " (see the TODO blocks below).",
+      "-- Resolve them, then delete this guard, which stops the migration from running as it is:",
+      "DO $$ BEGIN RAISE EXCEPTION 'unresolved TODO from lakebase generate in this migration'; END $$;",
+    }, "\n")
+  end
+  for _, group in ipairs({ "drops_fk", "drops_index", "drops_constraint", "drops_column", "drops_table", "todos",
+    "creates", "add_columns", "alter_columns", "add_constraints", "add_fks", "add_indexes" }) do
+    for _, stmt in ipairs(out[group]) do parts[#parts + 1] = stmt end
+  end
+  return { sql = table.concat(parts, "\n\n") .. "\n", changes = changes, todos = #out.todos, summary = summary }
+end
+
+---------------------------------------------------------------- files
+
+local function read_snapshot(path)
+  local f = io.open(path, "rb")
+  if not f then return { version = 1, tables = {} } end
+  local text = f:read("*a")
+  f:close()
+  local snap, err = json.decode(text)
+  if not snap then return nil, path .. ": " .. err end
+  if type(snap) ~= "table" or type(snap.tables) ~= "table" then return nil, path .. ": not a lakebase snapshot" end
+  return snap
+end
+
+local function write_atomic(path, text)
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, "cannot write " .. tmp .. ": " .. tostring(err) end
+  f:write(text)
+  f:close()
+  local ok, rerr = os.rename(tmp, path)
+  if not ok then
+    os.remove(tmp)
+    return nil, "cannot write " .. path .. ": " .. tostring(rerr)
+  end
+  return true
+end
+
+local function auto_name(summary)
+  if #summary == 0 then return "schema" end
+  local name = summary[1]
+  if #summary > 1 then name = name .. "_and_more" end
+  return (name:gsub("[^%w_]", "_"):sub(1, 60))
+end
+
+--- Generates the next migration. opts: `dir`, `schemas` (list of files or module names), `name`,
+-- `dry_run` (return the SQL, write nothing), `baseline` (only record the snapshot: for a folder
+-- whose migrations already create the current schema).
+-- Returns `{ sql, path, snapshot_path, changes, todos }` (`path` nil when nothing changed) or nil, err.
+function _M.run(opts)
+  local dir = opts.dir or "migrations"
+  if drizzle.is_folder(dir) then
+    return nil, dir .. " is a drizzle-kit folder: generate its migrations with drizzle-kit"
+  end
+  local tables, err = _M.load(opts.schemas or { "schema.lua" })
+  if not tables then return nil, err end
+  local new, serr = _M.snapshot(tables)
+  if not new then return nil, serr end
+  local snap_path = dir .. "/" .. _M.SNAPSHOT
+  local old, rerr = read_snapshot(snap_path)
+  if not old then return nil, rerr end
+  local d = _M.diff(opts.baseline and new or old, new)
+  local res = { sql = d.sql, changes = d.changes, todos = d.todos, snapshot_path = snap_path }
+  if opts.dry_run then return res end
+  if d.changes == 0 and not opts.baseline then return res end
+  os.execute("mkdir -p '" .. (dir .. "/meta"):gsub("'", "'\\''") .. "'")
+  if not opts.baseline then
+    local header = "-- generated by lakebase generate from " .. table.concat(opts.schemas or { "schema.lua" }, ", ") .. "\n"
+    local path, merr = migrate.new(dir, opts.name or auto_name(d.summary), header .. d.sql)
+    if not path then return nil, merr end
+    res.path = path
+  end
+  local ok, werr = write_atomic(snap_path, json.encode(new, { indent = "  " }) .. "\n")
+  if not ok then return nil, werr end
+  return res
+end
+
+return _M
