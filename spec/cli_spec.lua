@@ -1,8 +1,10 @@
 -- bin/lakebase against the fixtures: every command's help and exit codes, .env handling, check,
 -- token, psql, migrate, new, refresh-token (with a fake `databricks` on PATH), env-example.
 -- Settings reach the CLI through env files written 0600 (secrets never on a command line).
+-- luacheck: max line length 200
 local h = require("spec.support.helpers")
 local dotenv = require("lakebase.dotenv")
+local _ -- placeholder for ignored results
 
 local interp = os.getenv("LAKEBASE_TEST_INTERP") or "lua5.4"
 local root = os.getenv("PWD")
@@ -247,7 +249,7 @@ describe("lakebase CLI", function()
       assert.matches("2 applied, 0 pending, 0 changed, 0 out of order", out)
 
       write(dir .. "/migrations/0002_fill.sql", "insert into " .. t .. " values (3);\n")
-      code, out, err = lakebase({ "migrate" }, { cwd = dir })
+      code, _, err = lakebase({ "migrate" }, { cwd = dir })
       assert.equal(1, code)
       assert.matches("migration 0002_fill%.sql changed after it was applied", err)
       code, out = lakebase({ "migrate", "status" }, { cwd = dir })

@@ -1,4 +1,5 @@
 -- lakebase.dotenv: .env parsing for the CLI, and the overlay rule (the real environment wins).
+-- luacheck: max line length 200
 local dotenv = require("lakebase.dotenv")
 
 local function write(path, text)

@@ -1,5 +1,6 @@
 -- lakebase.generate: migrations from lakebase.schema modules, diffed against the snapshot; the
 -- generated SQL is applied to the real test PostgreSQL to prove it runs.
+-- luacheck: max line length 200
 local h = require("spec.support.helpers")
 local generate = require("lakebase.generate")
 local migrate = require("lakebase.migrate")

@@ -1,4 +1,5 @@
 -- lakebase.json: the small JSON codec used for journals, snapshots and CLI output.
+-- luacheck: max line length 200
 local json = require("lakebase.json")
 
 describe("lakebase.json", function()

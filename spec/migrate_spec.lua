@@ -1,5 +1,6 @@
 -- lakebase.migrate with plain folders (NNNN_name.sql / .lua) against the real test PostgreSQL:
 -- ordering, records, checksums, failures, out-of-order, no-transaction, concurrent runners.
+-- luacheck: max line length 200
 local h = require("spec.support.helpers")
 local migrate = require("lakebase.migrate")
 local sha256 = require("lakebase.sha256")

@@ -273,7 +273,8 @@ function commands.check(ctx, args)
   if s.auth == "password" then
     ctx:out("credential: native Postgres password (PGPASSWORD), no expiry")
   else
-    ctx:out("credential: fetched (", s.auth == "m2m" and "OAuth M2M" or "workspace token", "), expires ", format_time(exp))
+    ctx:out("credential: fetched (", s.auth == "m2m" and "OAuth M2M" or "workspace token", "), expires ",
+      format_time(exp))
   end
   local db, derr = ctx:connect({ max = 1 })
   if not db then return ctx:fail("connect: " .. tostring(derr)) end
@@ -287,7 +288,8 @@ function commands.check(ctx, args)
   ctx:out("connected: user ", tostring(r.user), " on ", s.host, ":", tostring(s.port), "/", s.database)
   ctx:out("server: ", tostring(r.server))
   local ssl = r.ssl == true or r.ssl == "t"
-  ctx:out("tls: ", ssl and (tostring(r.tls) .. " (" .. tostring(r.cipher) .. "), sslmode " .. s.sslmode) or "not encrypted (sslmode " .. s.sslmode .. ")")
+  ctx:out("tls: ", ssl and (tostring(r.tls) .. " (" .. tostring(r.cipher) .. "), sslmode " .. s.sslmode)
+    or ("not encrypted (sslmode " .. s.sslmode .. ")"))
   ctx:out("ok")
   return 0
 end
@@ -358,7 +360,8 @@ local function print_status(ctx, st)
     ctx:out(string.format("  %-13s %s%s", m.state, m.file, extra))
   end
   for _, u in ipairs(st.unknown or {}) do
-    ctx:out(string.format("  %-13s %s", "not in folder", u.name or ("hash " .. tostring(u.hash):sub(1, 12) .. ", created_at " .. tostring(u.created_at))))
+    local what = u.name or ("hash " .. tostring(u.hash):sub(1, 12) .. ", created_at " .. tostring(u.created_at))
+    ctx:out(string.format("  %-13s %s", "not in folder", what))
   end
   local pending = 0
   for _, m in ipairs(st.migrations) do if m.state ~= "applied" then pending = pending + 1 end end
@@ -438,7 +441,8 @@ function commands.migrate(ctx, args)
   if res.dry_run then
     ctx:out(string.format("dry run: %d pending in %s (%s)", #res.pending, dir, res.kind))
   else
-    ctx:out(string.format("done: %d applied, %d were already applied (%s, %s)", #res.applied, res.already, res.kind, res.table))
+    ctx:out(string.format("done: %d applied, %d were already applied (%s, %s)", #res.applied, res.already,
+      res.kind, res.table))
   end
   return done(0)
 end
@@ -540,7 +544,8 @@ commands["refresh-token"] = function(ctx, args)
   local found = p:read("*l")
   p:close()
   if not found or found == "" then
-    return ctx:fail("the databricks CLI (" .. bin .. ") is not on PATH; install it: https://docs.databricks.com/dev-tools/cli/install.html")
+    return ctx:fail("the databricks CLI (" .. bin .. ") is not on PATH; "
+      .. "install it: https://docs.databricks.com/dev-tools/cli/install.html")
   end
   local argv = { sh_quote(found), "auth", "token" }
   if profile then
@@ -564,7 +569,8 @@ commands["refresh-token"] = function(ctx, args)
   os.remove(errfile)
   if code ~= 0 then
     errtext = errtext:gsub("%s+$", "")
-    return ctx:fail("databricks auth token failed (exit " .. tostring(code) .. ")" .. (errtext ~= "" and (": " .. errtext) or ""))
+    return ctx:fail("databricks auth token failed (exit " .. tostring(code) .. ")"
+      .. (errtext ~= "" and (": " .. errtext) or ""))
   end
   local reply = require("lakebase.json").decode(out)
   local tok = type(reply) == "table" and reply.access_token
@@ -653,7 +659,7 @@ function _M.main(argv, io_)
     ctx.stdout:write(HELP[cmd], "\n")
     return 0
   end
-  local files = {}
+  local files
   if #env_files > 0 then
     files = env_files
   else

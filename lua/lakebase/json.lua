@@ -202,7 +202,9 @@ local function encode_value(v, indent, level, seen)
     else
       local keys = {}
       for k in pairs(v) do
-        if type(k) ~= "string" then error("cannot encode a table with non-string key " .. tostring(k) .. " as a JSON object", 0) end
+        if type(k) ~= "string" then
+          error("cannot encode a table with non-string key " .. tostring(k) .. " as a JSON object", 0)
+        end
         keys[#keys + 1] = k
       end
       table.sort(keys)

@@ -293,7 +293,9 @@ function _M.read_plain(dir)
       by_version[version] = fname
       local path = dir .. "/" .. fname
       local text, rerr = read_file(path)
-      if not text then return nil, mkerr({ message = "cannot read " .. path .. ": " .. tostring(rerr), file = fname }) end
+      if not text then
+        return nil, mkerr({ message = "cannot read " .. path .. ": " .. tostring(rerr), file = fname })
+      end
       local first = text:gsub("^\239\187\191", ""):match("^%s*([^\n]*)") or ""
       list[#list + 1] = {
         version = version, name = name, file = fname, path = path, kind = ext, text = text,
@@ -373,7 +375,8 @@ local function applied_rows(db, s)
   if s.drizzle then
     sql = "select id::text as id, hash, created_at::text as created_at from " .. s.qualified .. " order by id"
   else
-    sql = "select version::text as version, name, checksum, applied_at::text as applied_at, duration_ms::text as duration_ms from "
+    sql = "select version::text as version, name, checksum, applied_at::text as applied_at,"
+      .. " duration_ms::text as duration_ms from "
       .. s.qualified .. " order by version"
   end
   local rows, qerr = call(db, "query", sql)
@@ -448,7 +451,9 @@ local function plan_drizzle(list, rows)
     end
   end
   for _, r in ipairs(rows) do
-    if not used[r] then p.unknown[#p.unknown + 1] = { id = tonumber(r.id), hash = r.hash, created_at = r.created_at } end
+    if not used[r] then
+      p.unknown[#p.unknown + 1] = { id = tonumber(r.id), hash = r.hash, created_at = r.created_at }
+    end
   end
   return p
 end
@@ -467,7 +472,8 @@ local function make_plan(db, s)
   if not list then return nil, err end
   local rows, rerr = applied_rows(db, s)
   if not rows then
-    return nil, mkerr({ message = "cannot read the tracking table " .. s.schema .. "." .. s.table .. ": " .. cause_text(rerr), cause = rerr })
+    return nil, mkerr({ message = "cannot read the tracking table " .. s.schema .. "." .. s.table .. ": "
+      .. cause_text(rerr), cause = rerr })
   end
   return s.drizzle and plan_drizzle(list, rows) or plan_plain(list, rows)
 end
@@ -484,14 +490,16 @@ local function check_plan(p, s)
     local what = s.drizzle and "its sha256 no longer matches the hash drizzle recorded"
       or "its checksum no longer matches the one recorded"
     return nil, mkerr({
-      message = string.format("%s %s changed after it was applied (%s); restore the applied version and put the change in a new migration",
+      message = string.format("%s %s changed after it was applied (%s); "
+        .. "restore the applied version and put the change in a new migration",
         #p.changed == 1 and "migration" or "migrations", names(p.changed), what),
       file = p.changed[1].file, changed = p.changed,
     })
   end
   if #p.out_of_order > 0 and not s.allow_out_of_order then
     return nil, mkerr({
-      message = string.format("%s %s %s older than the newest applied migration (out of order, e.g. from a merged branch)%s; "
+      message = string.format("%s %s %s older than the newest applied migration "
+        .. "(out of order, e.g. from a merged branch)%s; "
         .. "check that it does not conflict, then run again with allow_out_of_order (CLI: --allow-out-of-order)",
         #p.out_of_order == 1 and "pending migration" or "pending migrations", names(p.out_of_order),
         #p.out_of_order == 1 and "is" or "are",
@@ -573,7 +581,8 @@ local function apply_one(db, s, m)
     local ok, err = run_statements(db, m, stmts)
     if not ok then
       err.message = err.message:gsub("it was rolled back and not recorded",
-        "it was not recorded; it ran without a transaction (-- lakebase:no-transaction), so the statements before the failing one stay applied")
+        "it was not recorded; it ran without a transaction (-- lakebase:no-transaction), "
+          .. "so the statements before the failing one stay applied")
       return nil, err
     end
     local dur = math.max(0, server_ms(db) - t0)
@@ -611,7 +620,8 @@ local function with_lock(db, s, fn)
     end
     local rows, qerr = call(conn, "query", "select pg_try_advisory_lock($1::bigint) as got", s.lock_key)
     if rows and not truthy(rows[1] and rows[1].got) then
-      s.progress("waiting for another migration runner to finish (advisory lock on " .. s.schema .. "." .. s.table .. ")")
+      s.progress("waiting for another migration runner to finish (advisory lock on "
+        .. s.schema .. "." .. s.table .. ")")
       rows, qerr = call(conn, "query", "select pg_advisory_lock($1::bigint)", s.lock_key)
     end
     if not rows then
@@ -630,7 +640,8 @@ local function with_lock(db, s, fn)
     local rows, qerr = call(tx, "query", "select pg_try_advisory_xact_lock($1::bigint) as got", s.lock_key)
     if not rows then return nil, qerr end
     if not truthy(rows[1] and rows[1].got) then
-      s.progress("waiting for another migration runner to finish (advisory lock on " .. s.schema .. "." .. s.table .. ")")
+      s.progress("waiting for another migration runner to finish (advisory lock on "
+        .. s.schema .. "." .. s.table .. ")")
       local r2, e2 = call(tx, "query", "select pg_advisory_xact_lock($1::bigint)", s.lock_key)
       if not r2 then return nil, e2 end
     end
@@ -664,7 +675,9 @@ end
 -- `err.file`, `err.statement`, `err.cause`; tostring(err) gives the message). On a failure part-way,
 -- `err.applied` lists what was applied before it.
 function _M.up(db, opts)
-  if type(db) ~= "table" and type(db) ~= "userdata" then error("bad argument #1 to 'migrate.up' (db expected)", 2) end
+  if type(db) ~= "table" and type(db) ~= "userdata" then
+    error("bad argument #1 to 'migrate.up' (db expected)", 2)
+  end
   local s = settings(opts or {})
   if s.dry_run then
     local p, err = make_plan(db, s)
@@ -680,7 +693,8 @@ function _M.up(db, opts)
   return with_lock(db, s, function()
     local ok, err = ensure_table(db, s)
     if not ok then
-      return nil, mkerr({ message = "cannot create the tracking table " .. s.schema .. "." .. s.table .. ": " .. cause_text(err), cause = err })
+      return nil, mkerr({ message = "cannot create the tracking table " .. s.schema .. "." .. s.table .. ": "
+        .. cause_text(err), cause = err })
     end
     local p, perr = make_plan(db, s)
     if not p then return nil, perr end
@@ -711,7 +725,9 @@ end
 -- Returns `{ kind, dir, table, migrations = { {file, version, name, state = "applied"|"pending"|"changed"|
 -- "out_of_order", applied_at, duration_ms}... }, applied, pending, changed, out_of_order, unknown }` or nil, err.
 function _M.status(db, opts)
-  if type(db) ~= "table" and type(db) ~= "userdata" then error("bad argument #1 to 'migrate.status' (db expected)", 2) end
+  if type(db) ~= "table" and type(db) ~= "userdata" then
+    error("bad argument #1 to 'migrate.status' (db expected)", 2)
+  end
   local s = settings(opts or {})
   local p, err = make_plan(db, s)
   if not p then return nil, err end
@@ -740,7 +756,8 @@ function _M.new(dir, name, body)
     return nil, "migration name must be letters, digits, '_' or '-': " .. tostring(name)
   end
   if drizzle.is_folder(dir) then
-    return nil, dir .. " is a drizzle-kit folder (meta/_journal.json); create migrations there with `drizzle-kit generate` (or --custom)"
+    return nil, dir .. " is a drizzle-kit folder (meta/_journal.json); "
+      .. "create migrations there with `drizzle-kit generate` (or --custom)"
   end
   local list, err = _M.read_plain(dir)
   if not list then return nil, tostring(err) end
