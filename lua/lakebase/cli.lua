@@ -301,6 +301,9 @@ function commands.token(ctx, args)
   end
   local tok, exp, s = ctx:credential()
   if not tok then return ctx:fail(tostring(exp)) end
+  if show and s.auth == "password" then
+    return ctx:fail("native Postgres password auth (PGPASSWORD): there is no Lakebase credential to show")
+  end
   if show then
     ctx.stdout:write(tok, "\n")
     ctx.stdout:flush()

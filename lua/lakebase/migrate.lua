@@ -607,6 +607,11 @@ end
 -- wait for it forever. Fallback for db objects without a core pool: pg_advisory_xact_lock in an open
 -- transaction (no-transaction migrations that wait for older snapshots cannot run then).
 local function with_lock(db, s, fn)
+  local okst, st = pcall(function() return db:stats() end)
+  if okst and type(st) == "table" and tonumber(st.max) and tonumber(st.max) < 2 then
+    return nil, mkerr({ message = "migrate needs a pool of at least 2 connections (one holds the lock, "
+      .. "another runs the migrations); this db has max = " .. tostring(st.max) })
+  end
   local pool = type(db) == "table" and rawget(db, "_pool") or nil
   local okb, begin = pcall(function() return pool and pool.begin end)
   if okb and type(begin) == "function" then
