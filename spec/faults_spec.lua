@@ -225,7 +225,8 @@ describe("faults #faults", function()
   end)
 
   for _, case in ipairs({
-    { name = "PostgreSQL restart (pg_ctl restart -m fast)", key = "restart_fast", steps = { "restart -w -t 60 -m fast" } },
+    { name = "PostgreSQL restart (pg_ctl restart -m fast)", key = "restart_fast",
+      steps = { "restart -w -t 60 -m fast" } },
     { name = "network cut: hard stop (-m immediate), down 1.5 s, start", key = "immediate",
       steps = { "stop -w -t 60 -m immediate", "sleep 1.5", "start -w -t 60" } },
   }) do
@@ -249,7 +250,8 @@ describe("faults #faults", function()
         load = string.format("%d inserts in %.1f s (%d client processes)", r.total, t_last - t_first, WORKERS),
         during = r.during, after = r.after, lost = lost,
         notes = string.format("server down %s s; app saw errors for %s s (%s); %d unacknowledged but committed",
-          fmt(up - start), r.first_fail and fmt((r.back or t_last) - r.first_fail) or "0", kinds_summary(r.kinds), ambiguous),
+          fmt(up - start), r.first_fail and fmt((r.back or t_last) - r.first_fail) or "0",
+          kinds_summary(r.kinds), ambiguous),
       })
       check_errors(r.kinds)
       assert.equal(0, r.before)
@@ -276,7 +278,8 @@ describe("faults #faults", function()
       scenario = "token rotation under load (lifetime 125 s, refresh at < 120 s, connections recycled every 0.5 s)",
       load = string.format("%d inserts in %.1f s (1 client)", r.total, log[#log].t1 - log[1].t0),
       during = r.total - r.ok, after = 0, lost = lost,
-      notes = string.format("%d rotations, %d connects, %d connect failures", rotations, st.connects, st.connect_failures),
+      notes = string.format("%d rotations, %d connects, %d connect failures",
+        rotations, st.connects, st.connect_failures),
     })
     assert.equal(0, r.total - r.ok)
     assert.equal(0, lost)
@@ -342,7 +345,8 @@ describe("faults #faults", function()
     db:close()
   end)
 
-  it("credential endpoint down / dropping / 429 / malformed / slow while the credential is valid: zero failures", function()
+  it("credential endpoint down / dropping / 429 / malformed / slow while the credential is valid: zero failures",
+    function()
     -- Share mode: every pool below gets the same credential, so a new one does not revoke the others'.
     h.workspace.config({ lifetime = 125, share = true })
     local kinds = {
@@ -354,7 +358,7 @@ describe("faults #faults", function()
       { label = "slow (1.5 s)", fault = { kind = "delay", delay = 1.5 }, duration = 2.5 },
     }
     local dbs, tables = {}, {}
-    for i, k in ipairs(kinds) do
+    for i = 1, #kinds do
       dbs[i] = new_db("endpoint_" .. i, { max_lifetime = 0.3 })
       tables[i] = make_table(dbs[i])
     end

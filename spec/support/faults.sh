@@ -16,7 +16,8 @@ if ! bash spec/support/fixtures.sh status >/dev/null 2>&1; then
   bash spec/support/fixtures.sh start || { echo "faults: fixtures failed to start" >&2; exit 1; }
   started=1
 fi
-stop_fixtures() { [ $started = 1 ] && bash spec/support/fixtures.sh stop >/dev/null 2>&1; true; }
+# shellcheck disable=SC2317  # called from the EXIT trap
+stop_fixtures() { [ "$started" = 1 ] && bash spec/support/fixtures.sh stop >/dev/null 2>&1; true; }
 trap 'stop_fixtures; rm -f "$rows" "$out"' EXIT
 
 rc=0

@@ -41,6 +41,7 @@ free_port() {
 secret() { python3 -c "import secrets; print('$1' + secrets.token_hex($2))"; }
 
 # state.sh holds PGTMP, PGDATA, PGPORT, WS_PORT, WS_PID (no secrets).
+# shellcheck disable=SC1090
 load_state() { [ -f "$state" ] && . "$state"; }
 
 pg_running() {
@@ -73,7 +74,7 @@ cmd_stop() {
     # A postmaster that pg_ctl could not reach (e.g. pid file gone): kill it by its own pid.
     if [ -f "$PGDATA/postmaster.pid" ]; then
       pid=$(head -1 "$PGDATA/postmaster.pid" 2>/dev/null)
-      [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+      if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi
     fi
   fi
   # Keep the logs for a post-mortem, drop the copies in the temp dir and everything secret.

@@ -177,7 +177,8 @@ local as_pg_prefix
 function _M.as_postgres()
   if not as_pg_prefix then
     local uid = run("id -u")
-    as_pg_prefix = uid:match("^0%s*$") and ("runuser -u " .. shell_quote(_M.env().PGOSUSER or "postgres") .. " -- ") or ""
+    local owner = shell_quote(_M.env().PGOSUSER or "postgres")
+    as_pg_prefix = uid:match("^0%s*$") and ("runuser -u " .. owner .. " -- ") or ""
   end
   return as_pg_prefix
 end
@@ -252,7 +253,8 @@ local function http(method, path, body, headers, opts)
   local e = _M.env()
   local bodyfile, hdrfile = tmpname(), tmpname()
   local tmp = {}
-  local cmd = "curl -sS -m " .. ((opts and opts.timeout) or 30) .. " -o " .. shell_quote(bodyfile) .. " -D " .. shell_quote(hdrfile)
+  local cmd = "curl -sS -m " .. ((opts and opts.timeout) or 30)
+    .. " -o " .. shell_quote(bodyfile) .. " -D " .. shell_quote(hdrfile)
     .. " -w '%{http_code}' -X " .. method
   local hs = {}
   for _, hd in ipairs(headers or {}) do hs[#hs + 1] = hd end
