@@ -202,6 +202,22 @@ describe("lakebase CLI", function()
     end)
   end)
 
+  describe("databricks profile", function()
+    it("uses DATABRICKS_CONFIG_PROFILE from the env file with ~/.databrickscfg (the core reads it from the environment)", function()
+      local e = h.env()
+      write(dir .. "/.databrickscfg", "[DEFAULT]\nhost = https://wrong.invalid\n\n[dev]\nhost = " .. e.DATABRICKS_HOST
+        .. "\ntoken = " .. e.TOKEN .. "\n", "600")
+      write(dir .. "/.env", table.concat({ "PGHOST=" .. e.PGHOST, "PGPORT=" .. e.PGPORT, "PGDATABASE=" .. e.PGDATABASE,
+        "PGUSER=" .. e.PGUSER, "PGSSLROOTCERT=" .. e.SSLROOTCERT, "LAKEBASE_ENDPOINT=" .. e.ENDPOINT,
+        "DATABRICKS_CONFIG_PROFILE=dev", "" }, "\n"), "600")
+      local code, out, err = lakebase({ "check" }, { cwd = dir })
+      assert.equal(0, code, out .. err)
+      assert.matches("auth=token", out)
+      assert.matches("credential: fetched %(workspace token%)", out)
+      assert.not_matches(e.TOKEN:gsub("%p", "%%%0"), out .. err)
+    end)
+  end)
+
   describe("token and psql", function()
     it("token without --show tells when it expires but not the token", function()
       write(dir .. "/.env", m2m_env(), "600")

@@ -612,8 +612,9 @@ commands.env_example = nil
 ---------------------------------------------------------------- entry point
 
 --- Runs the CLI with an argument list; returns the exit status.
--- `io_` may give `stdout`/`stderr` file handles (default io.stdout/io.stderr).
-function _M.main(argv, io_)
+-- `io_` may give `stdout`/`stderr` file handles (default io.stdout/io.stderr); `self_cmd`
+-- (`{ interpreter, script }`, from bin/lakebase) lets the CLI run itself again with profile variables.
+function _M.main(argv, io_, self_cmd)
   io_ = io_ or {}
   local ctx = setmetatable({ stdout = io_.stdout or io.stdout, stderr = io_.stderr or io.stderr, overlay = {} }, Ctx)
   argv = argv or {}
@@ -671,6 +672,23 @@ function _M.main(argv, io_)
   local overlay, lerr = dotenv.overlay(files)
   if not overlay then return ctx:fail(lerr) end
   ctx.overlay = overlay
+  -- The C core reads DATABRICKS_CONFIG_PROFILE / DATABRICKS_CONFIG_FILE only from the process
+  -- environment (they are not options). When an env file sets them, run this command again with
+  -- those two (non-secret) variables exported; everything else still travels as options.
+  local profile_vars = {}
+  for _, k in ipairs({ "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CONFIG_FILE" }) do
+    if overlay[k] and overlay[k] ~= "" then profile_vars[#profile_vars + 1] = k .. "=" .. sh_quote(overlay[k]) end
+  end
+  local needs_settings = cmd == "check" or cmd == "token" or cmd == "psql" or cmd == "migrate"
+  local can_rerun = self_cmd and self_cmd.interpreter and self_cmd.interpreter[1] and self_cmd.script
+  if #profile_vars > 0 and needs_settings and can_rerun and not os.getenv("LAKEBASE_CLI_REEXEC") then
+    local line = { "LAKEBASE_CLI_REEXEC=1", table.concat(profile_vars, " ") }
+    for _, a in ipairs(self_cmd.interpreter) do line[#line + 1] = sh_quote(a) end
+    line[#line + 1] = sh_quote(self_cmd.script)
+    for _, a in ipairs(argv) do line[#line + 1] = sh_quote(a) end
+    ctx.stdout:flush()
+    return exit_status(os.execute("exec env " .. table.concat(line, " ")))
+  end
   local ok, code = pcall(commands[cmd], ctx, rest)
   if not ok then
     ctx:err("lakebase ", cmd, ": internal error: ", tostring(code))
