@@ -289,6 +289,21 @@ describe("lakebase CLI", function()
       assert.matches("changed%s+0002_fill%.sql", out)
     end)
 
+    it("migrates a drizzle-kit folder and shows its status", function()
+      write(dir .. "/.env", m2m_env(), "600")
+      local drop = "drop table if exists dz_posts, dz_tags, dz_users cascade; drop schema if exists drizzle cascade"
+      h.psql(drop)
+      track_dropped = drop
+      local fixture = root .. "/spec/fixtures/drizzle_basic"
+      local code, out, err = lakebase({ "migrate", "--dir", fixture }, { cwd = dir })
+      assert.equal(0, code, out .. err)
+      assert.matches("done: 3 applied, 0 were already applied %(drizzle, drizzle%.__drizzle_migrations%)", out)
+      code, out = lakebase({ "migrate", "status", "--dir", fixture }, { cwd = dir })
+      assert.equal(0, code, out)
+      assert.matches("applied%s+0002_ancient_mathemanic%.sql", out)
+      assert.matches("3 applied, 0 pending", out)
+    end)
+
     it("reports a failing migration with its file and statement, exit 1", function()
       write(dir .. "/.env", m2m_env(), "600")
       local t = h.unique("lbc")

@@ -162,6 +162,26 @@ describe("lakebase.migrate (plain folders)", function()
     assert.equal(3, #records())
   end)
 
+  it("applies files with functions, DO blocks and quoted semicolons statement by statement", function()
+    local a = tbl("a")
+    write(dir .. "/0001_funcs.sql", table.concat({
+      "-- semicolons everywhere; none of them ends a statement early",
+      "create table " .. a .. " (n int, s text default 'a;b');",
+      "create function " .. prefix .. "_f(x int) returns int language plpgsql as $body$",
+      "begin",
+      "  insert into " .. a .. " (n, s) values (x, 'from f; ok');",
+      "  return x * 2;",
+      "end;",
+      "$body$;",
+      "do $$ begin perform " .. prefix .. "_f(21); end $$;",
+      "create function " .. prefix .. "_g() returns int language sql begin atomic select 1; end;",
+      "insert into " .. a .. " (n) values (" .. prefix .. "_g()); /* trailing; comment */",
+    }, "\n"))
+    assert(migrate.up(db, opts()))
+    assert.equal("1:a;b,21:from f; ok", h.psql("select string_agg(n || ':' || s, ',' order by n) from " .. a))
+    h.psql("drop function " .. prefix .. "_f(int); drop function " .. prefix .. "_g()")
+  end)
+
   it("refuses a changed applied file, naming it, unless allow_changed", function()
     local a = tbl("a")
     write(dir .. "/0001_create.sql", "create table " .. a .. " (n int);\n")
