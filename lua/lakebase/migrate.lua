@@ -513,9 +513,9 @@ end
 ---------------------------------------------------------------- applying
 
 local function fail_statement(m, st, index, cause)
-  local where = st and string.format(" statement %d (line %d: %s)", index, st.line, st.summary or "") or ""
+  local where = st and string.format(" at statement %d (line %d: %s)", index, st.line, st.summary or "") or ""
   return mkerr({
-    message = string.format("migration %s failed at%s: %s; it was rolled back and not recorded",
+    message = string.format("migration %s failed%s: %s; it was rolled back and not recorded",
       m.file, where, cause_text(cause)),
     file = m.file, statement = st and st.sql, line = st and st.line, cause = cause,
     sqlstate = type(cause) == "table" and cause.sqlstate or nil,
