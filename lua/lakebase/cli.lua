@@ -65,15 +65,17 @@ private temporary PGPASSFILE (mode 0600, removed when psql exits), not put on a 
 PGPASSWORD where `ps` could show it. sslmode=require is passed to psql as verify-full, as the library
 connects.]],
   migrate = [[
-usage: lakebase migrate [--dir D] [--dry-run] [--allow-out-of-order] [--allow-changed] [--env-file PATH]
-       lakebase migrate status [--dir D] [--env-file PATH]
+usage: lakebase migrate [--dir D] [--dry-run] [--allow-out-of-order] [--allow-changed]
+                        [--tracking-table SCHEMA.TABLE] [--env-file PATH]
+       lakebase migrate status [--dir D] [--tracking-table SCHEMA.TABLE] [--env-file PATH]
 
 Applies pending migrations from D (default ./migrations): a plain folder of NNNN_name.sql / .lua files
 (tracked in public.lakebase_migrations) or a drizzle-kit folder with meta/_journal.json (tracked in
 drizzle.__drizzle_migrations exactly as drizzle-orm does). Each migration runs in its own transaction
 (unless its first line is `-- lakebase:no-transaction`); concurrent runners wait on an advisory lock.
 A changed applied migration, or a pending one older than the newest applied, is refused unless
---allow-changed / --allow-out-of-order. --dry-run lists what would run.]],
+--allow-changed / --allow-out-of-order. --dry-run lists what would run. --tracking-table SCHEMA.TABLE
+records elsewhere (as drizzle-orm's migrationsSchema / migrationsTable).]],
   new = [[
 usage: lakebase new NAME [--dir D]
 
@@ -414,8 +416,13 @@ end
 
 function commands.migrate(ctx, args)
   local flags, rest = parse_flags(ctx, args, { ["--dir"] = "value", ["--dry-run"] = "bool",
-    ["--allow-out-of-order"] = "bool", ["--allow-changed"] = "bool" })
+    ["--allow-out-of-order"] = "bool", ["--allow-changed"] = "bool", ["--tracking-table"] = "value" })
   if not flags then return rest end
+  local tschema, ttable
+  if flags["--tracking-table"] then
+    tschema, ttable = flags["--tracking-table"]:match("^([^.]+)%.([^.]+)$")
+    if not tschema then return ctx:usage("--tracking-table expects SCHEMA.TABLE") end
+  end
   local sub = rest[1]
   if sub ~= nil and sub ~= "status" and sub ~= "up" then return ctx:usage("unknown subcommand " .. sub) end
   if #rest > 1 then return ctx:usage("unexpected argument " .. rest[2]) end
@@ -431,12 +438,13 @@ function commands.migrate(ctx, args)
     return code
   end
   if sub == "status" then
-    local st, serr = migrate.status(db, { dir = dir })
+    local st, serr = migrate.status(db, { dir = dir, schema = tschema, table = ttable })
     if not st then return done(ctx:fail(serr)) end
     return done(print_status(ctx, st))
   end
   local res, merr = migrate.up(db, {
-    dir = dir, dry_run = flags["--dry-run"], allow_out_of_order = flags["--allow-out-of-order"],
+    dir = dir, schema = tschema, table = ttable,
+    dry_run = flags["--dry-run"], allow_out_of_order = flags["--allow-out-of-order"],
     allow_changed = flags["--allow-changed"],
     progress = function(msg) ctx:out(msg) end,
   })
