@@ -4,7 +4,9 @@
 CC       ?= cc
 PG_INC   := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -I$(PG_INC)
+# Flags the code needs, kept apart from CFLAGS so that a caller's CFLAGS (LuaRocks passes its own)
+# cannot drop them.
+LB_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -pthread -I$(PG_INC)
 LDLIBS   := -lpq -lcurl -lcjson -pthread
 LUA54_INC  ?= /usr/include/lua5.4
 LUAJIT_INC ?= /usr/include/luajit-2.1
@@ -30,15 +32,15 @@ deps:
 
 $(BUILD)/obj/core/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(LB_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/lua5.4/%.o: src/bind/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -I$(LUA54_INC) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(LB_CFLAGS) -I$(LUA54_INC) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/luajit/%.o: src/bind/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -I$(LUAJIT_INC) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(LB_CFLAGS) -I$(LUAJIT_INC) -MMD -MP -c $< -o $@
 
 $(BUILD)/liblakebase.a: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
@@ -54,7 +56,7 @@ $(BUILD)/luajit/lakebase/core.so: $(BINDJIT_OBJ) $(CORE_OBJ)
 
 $(BUILD)/tests/%: tests/c/%.c $(BUILD)/liblakebase.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc $< -o $@ $(BUILD)/liblakebase.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LB_CFLAGS) -Isrc $< -o $@ $(BUILD)/liblakebase.a $(LDFLAGS) $(LDLIBS)
 
 # The whole suite: C tests and busted specs on Lua 5.4 and LuaJIT against the fixtures.
 # Last line: "tests: N passed, N failed".
@@ -91,7 +93,7 @@ fuzz:
 
 # luarocks `make` backend: build the C core for the interpreter LuaRocks targets, then install.
 rock:
-	$(CC) $(CFLAGS) -I$(LUA_INCDIR) -Isrc -shared -o lakebase_core.so $(BIND_SRC) $(CORE_SRC) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LB_CFLAGS) -I$(LUA_INCDIR) -Isrc -shared -o lakebase_core.so $(BIND_SRC) $(CORE_SRC) $(LDFLAGS) $(LDLIBS)
 
 rock-install:
 	mkdir -p $(INST_LIBDIR)/lakebase $(INST_LUADIR)/lakebase $(INST_BINDIR)
