@@ -236,8 +236,8 @@ describe("faults #faults", function()
       local db = new_db(case.key)
       local t = make_table(db)
       db:close()
-      local workers = start_workers(t, WORKERS, 4.5, case.key)
-      local wait = background_pg(1.5, case.steps)
+      local workers = start_workers(t, WORKERS, 4.0, case.key)
+      local wait = background_pg(1.2, case.steps)
       local start, up = wait()
       local log = workers()
       local lost, ambiguous = lost_rows(t, log)
@@ -293,7 +293,7 @@ describe("faults #faults", function()
     local db = new_db("short_lived", { max_lifetime = 0.5 })
     local t = make_table(db)
     local c0 = h.workspace.counters()[CRED]
-    local log = run_load(db, t, 4.0)
+    local log = run_load(db, t, 3.5)
     local issued = h.workspace.counters()[CRED] - c0
     local lost = lost_rows(t, log)
     drop_table(t)
@@ -318,7 +318,7 @@ describe("faults #faults", function()
     local e = h.env()
     local revoked = 0
     local next_revoke = h.now() + 0.7
-    local log = run_load(db, t, 3.0, nil, function()
+    local log = run_load(db, t, 2.6, nil, function()
       if h.now() >= next_revoke then
         -- a credential issued to someone else replaces the role's password
         local status = h.http("POST", CRED, h.json.encode({ endpoint = e.ENDPOINT }),
@@ -348,7 +348,7 @@ describe("faults #faults", function()
   it("credential endpoint down / dropping / 429 / malformed / slow while the credential is valid: zero failures",
     function()
     -- Share mode: every pool below gets the same credential, so a new one does not revoke the others'.
-    h.workspace.config({ lifetime = 125, share = true })
+    h.workspace.config({ lifetime = 121, share = true })
     local kinds = {
       { label = "down (HTTP 503)", fault = { kind = "status", status = 503 } },
       { label = "connection dropped", fault = { kind = "drop" } },
@@ -362,12 +362,12 @@ describe("faults #faults", function()
       dbs[i] = new_db("endpoint_" .. i, { max_lifetime = 0.3 })
       tables[i] = make_table(dbs[i])
     end
-    -- After 5 s a 125 s credential is inside the 2-minute refresh window: every new connection asks
+    -- After 1 s a 121 s credential is inside the 2-minute refresh window: every new connection asks
     -- the endpoint for a new one, and with the endpoint failing the cached one has to carry on.
-    h.sleep(5.5)
+    h.sleep(1.3)
     for i, k in ipairs(kinds) do
       h.workspace.reset()
-      h.workspace.config({ lifetime = 125, share = true })
+      h.workspace.config({ lifetime = 121, share = true })
       local f = { path = CRED }
       for kk, v in pairs(k.fault) do f[kk] = v end
       h.workspace.fault(f)
