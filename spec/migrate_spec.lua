@@ -182,6 +182,25 @@ describe("lakebase.migrate (plain folders)", function()
     h.psql("drop function " .. prefix .. "_f(int); drop function " .. prefix .. "_g()")
   end)
 
+  it("sends long files in batches and still names the failing statement", function()
+    local a = tbl("a")
+    local lines = { "create table " .. a .. " (n int primary key);" }
+    for i = 1, 450 do lines[#lines + 1] = "insert into " .. a .. " values (" .. i .. "); -- row " .. i end
+    write(dir .. "/0001_seed.sql", table.concat(lines, "\n"))
+    local dup = { "select 1;" }
+    for i = 1, 450 do dup[#dup + 1] = "insert into " .. a .. " values (" .. (i + 2000) .. "); -- row " .. i end
+    dup[#dup + 1] = "insert into " .. a .. " values (7);"
+    dup[#dup + 1] = "insert into " .. a .. " values (3000)"
+    write(dir .. "/0002_dup.sql", table.concat(dup, "\n"))
+    local res, err = migrate.up(db, opts())
+    assert.is_nil(res)
+    assert.equal(1, #err.applied)
+    assert.equal("450", h.psql("select count(*) from " .. a))
+    assert.equal("0002_dup.sql", err.file)
+    assert.equal("23505", err.sqlstate)
+    assert.matches("failed at statement 452 %(line 452: insert into " .. a .. " values %(7%)%)", tostring(err))
+  end)
+
   it("rolls back a Lua migration that raises, and names it", function()
     local a = tbl("a")
     write(dir .. "/0001_lua.lua", "return function(db)\n  assert(db:query('create table " .. a .. " (n int)'))\n"

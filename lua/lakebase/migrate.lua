@@ -554,6 +554,46 @@ local function run_statements(conn, m, stmts)
   return true
 end
 
+_M.BATCH_STATEMENTS = 200
+_M.BATCH_BYTES = 256 * 1024
+
+-- Inside a transaction: statements go in batches (one round trip each, for long seed files), each
+-- batch under a savepoint; when a batch fails, it is rolled back to the savepoint and run again one
+-- statement at a time, so the error names the statement that fails.
+local function run_batched(tx, m, stmts)
+  local i = 1
+  while i <= #stmts do
+    local j, bytes = i, #stmts[i].sql
+    while j < #stmts and j - i + 1 < _M.BATCH_STATEMENTS and bytes + #stmts[j + 1].sql <= _M.BATCH_BYTES do
+      j = j + 1
+      bytes = bytes + #stmts[j].sql
+    end
+    if j == i or type(tx.transaction) ~= "function" then
+      for k = i, j do
+        local r, e = call(tx, "exec_script", stmts[k].sql)
+        if not r then return nil, fail_statement(m, stmts[k], k, e) end
+      end
+    else
+      local parts = {}
+      -- "\n;" and not ";": a statement may end in a -- comment
+      for k = i, j do parts[#parts + 1] = stmts[k].sql .. "\n;" end
+      local ok = call(tx, "transaction", function(sp)
+        local r, e = sp:exec_script(table.concat(parts, "\n"))
+        if not r then error(e, 0) end
+        return true
+      end)
+      if not ok then
+        for k = i, j do
+          local r, e = call(tx, "exec_script", stmts[k].sql)
+          if not r then return nil, fail_statement(m, stmts[k], k, e) end
+        end
+      end
+    end
+    i = j + 1
+  end
+  return true
+end
+
 local function apply_one(db, s, m)
   local t0 = server_ms(db)
   if m.kind == "lua" then
@@ -591,7 +631,7 @@ local function apply_one(db, s, m)
     return dur
   end
   return in_transaction(db, function(tx)
-    local ok, err = run_statements(tx, m, stmts)
+    local ok, err = run_batched(tx, m, stmts)
     if not ok then return nil, err end
     local dur = math.max(0, server_ms(tx) - t0)
     local rec, rerr = record(tx, s, m, dur)
