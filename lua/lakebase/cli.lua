@@ -5,7 +5,12 @@
 -- that order: the first that sets a key wins, as `refresh-token` writes `.env.local`). A value in a
 -- file never overrides a variable already set in the environment (see lakebase.dotenv). Lua cannot
 -- change its own environment, so file values reach the library as `lakebase.new` options (SPEC §2
--- table) and reach child processes (psql) through their environment.
+-- table) and reach child processes (psql) through their environment. DATABRICKS_CONFIG_PROFILE and
+-- DATABRICKS_CONFIG_FILE are not options: when a file sets them, the command runs itself again with
+-- those two exported. `psql` gets the credential in a private PGPASSFILE (0600, removed afterwards),
+-- not in PGPASSWORD or on a command line where `ps` would show it; `refresh-token` quotes every
+-- argument of `databricks` for /bin/sh (Lua has no exec without a shell), so nothing in the profile
+-- name is interpreted.
 --
 -- Exit status: 0 ok, 1 failed, 2 usage. Secrets are never printed, except by `token --show`.
 local dotenv = require("lakebase.dotenv")

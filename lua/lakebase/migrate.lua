@@ -18,7 +18,10 @@
 -- * Each migration runs in its own transaction (drizzle-orm uses one for all; per migration means a
 --   failure keeps the ones before it) and its record is written in that same transaction. A failing
 --   migration is rolled back and nothing is recorded; the error names the file, the statement and its
---   line. A `.sql` file whose first line is `-- lakebase:no-transaction` runs statement by statement
+--   line. SQL files are split into statements here (quotes, dollar quoting, comments and BEGIN ATOMIC
+--   bodies respected; psql backslash commands are not SQL and are not supported) and sent in batches
+--   of up to 200 statements under a savepoint; a failing batch is re-run statement by statement to
+--   find the one to blame. A `.sql` file whose first line is `-- lakebase:no-transaction` runs statement by statement
 --   outside a transaction (for CREATE INDEX CONCURRENTLY and the like); it is recorded only when every
 --   statement succeeded.
 -- * What is pending is decided by set difference. A changed applied file is refused (its checksum or
