@@ -48,7 +48,8 @@ local function truncate_journal(dir, n)
 end
 
 local function reset_db()
-  assert(h.psql("drop table if exists dz_posts, dz_tags, dz_users cascade; drop schema if exists drizzle cascade"))
+  assert(h.psql("drop table if exists dz_posts, dz_tags, dz_users cascade; drop schema if exists drizzle cascade;"
+    .. " drop function if exists dz_touch()"))
 end
 
 local function records()
@@ -250,6 +251,25 @@ describe("lakebase.migrate with drizzle-kit folders", function()
       local st = assert(migrate.status(admin_db, { dir = FIXTURE }))
       assert.equal(3, #st.applied)
       assert.equal(0, #st.pending)
+    end)
+
+    it("a custom drizzle migration (function, trigger, dollar quoting) runs the same in both", function()
+      if not node_ready then pending(node_reason) return end
+      local custom = "spec/fixtures/drizzle_custom"
+      local res = assert(migrate.up(admin_db, { dir = custom }))
+      assert.equal(2, #res.applied)
+      assert.equal("seed@example.com", h.psql("select email from dz_users"))
+      local before = records()
+      local ok, out = node_migrate(custom)
+      assert.is_true(ok, out)
+      assert.same(before, records())
+      -- and the other way round
+      reset_db()
+      ok, out = node_migrate(custom)
+      assert.is_true(ok, out)
+      assert.equal("seed@example.com", h.psql("select email from dz_users"))
+      assert.equal(0, #assert(migrate.up(admin_db, { dir = custom })).applied)
+      assert.same(before[1]:match(":(.*)"), records()[1]:match(":(.*)"))
     end)
 
     it("takes turns: drizzle-orm applies two, ours the third, drizzle-orm then finds nothing", function()
