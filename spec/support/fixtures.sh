@@ -167,8 +167,19 @@ EOF
   echo "boot $pg_user postgres" >>"$PGDATA/pg_ident.conf"
   chown "$pg_user": "$PGDATA/postgresql.conf" "$PGDATA/pg_hba.conf" "$PGDATA/pg_ident.conf"
 
-  as_postgres "$pgbin/pg_ctl" start -D "$PGDATA" -w -t 60 -l "$PGTMP/postgres.log" >>"$run_dir/setup.log" 2>&1 || {
-    cp "$PGTMP/postgres.log" "$run_dir/postgres.log" 2>/dev/null; die "PostgreSQL did not start"; }
+  # The free port may be taken by someone else before PostgreSQL binds it: then try another one.
+  local attempt started_pg=0
+  for attempt in 1 2 3; do
+    if as_postgres "$pgbin/pg_ctl" start -D "$PGDATA" -w -t 60 -l "$PGTMP/postgres.log" >>"$run_dir/setup.log" 2>&1; then
+      started_pg=1; break
+    fi
+    grep -q "could not bind\|could not create any TCP/IP sockets" "$PGTMP/postgres.log" 2>/dev/null || break
+    PGPORT=$(free_port) || break
+    sed -i "s/^port = .*/port = $PGPORT/" "$PGDATA/postgresql.conf"
+    echo "PGTMP='$PGTMP'; PGDATA='$PGDATA'; PGPORT=$PGPORT" >"$state"
+    echo "fixtures: port taken, PostgreSQL retries on $PGPORT (attempt $((attempt + 1)))" >>"$run_dir/setup.log"
+  done
+  [ $started_pg = 1 ] || { cp "$PGTMP/postgres.log" "$run_dir/postgres.log" 2>/dev/null; die "PostgreSQL did not start"; }
   ln -sf "$PGTMP/postgres.log" "$run_dir/postgres.log"
 
   # Secrets go through stdin, never the command line.
@@ -181,21 +192,28 @@ GRANT CREATE, CONNECT, TEMPORARY ON DATABASE lakebase_test TO "$client_id";
 ALTER SCHEMA public OWNER TO "$client_id";
 EOF
 
-  WS_PORT=$(free_port) || die "no free port"
-  # The fake reads its secrets from the environment (not argv, not stdout).
-  FAKE_WS_PORT=$WS_PORT FAKE_WS_LOG="$run_dir/workspace.log" \
-    FAKE_WS_PGHOST="$PGTMP" FAKE_WS_PGPORT="$PGPORT" FAKE_WS_PGDATABASE=lakebase_test \
-    FAKE_WS_ADMIN_USER=lakebase_admin FAKE_WS_ADMIN_PASSWORD="$admin_pw" \
-    FAKE_WS_APP_ROLE="$client_id" FAKE_WS_CLIENT_ID="$client_id" FAKE_WS_CLIENT_SECRET="$client_secret" \
-    FAKE_WS_PAT="$pat" FAKE_WS_PSQL="$pgbin/psql" \
-    setsid python3 "$here/fake_workspace.py" </dev/null >>"$run_dir/workspace.log" 2>&1 &
-  WS_PID=$!
-  echo "WS_PORT=$WS_PORT; WS_PID=$WS_PID" >>"$state"
   local up=0
-  for _ in $(seq 1 100); do
-    if curl -fsS -m 1 "http://127.0.0.1:$WS_PORT/_test/counters" >/dev/null 2>&1; then up=1; break; fi
-    kill -0 "$WS_PID" 2>/dev/null || break
-    sleep 0.1
+  for attempt in 1 2 3; do
+    WS_PORT=$(free_port) || die "no free port"
+    # The fake reads its secrets from the environment (not argv, not stdout).
+    FAKE_WS_PORT=$WS_PORT FAKE_WS_LOG="$run_dir/workspace.log" \
+      FAKE_WS_PGHOST="$PGTMP" FAKE_WS_PGPORT="$PGPORT" FAKE_WS_PGDATABASE=lakebase_test \
+      FAKE_WS_ADMIN_USER=lakebase_admin FAKE_WS_ADMIN_PASSWORD="$admin_pw" \
+      FAKE_WS_APP_ROLE="$client_id" FAKE_WS_CLIENT_ID="$client_id" FAKE_WS_CLIENT_SECRET="$client_secret" \
+      FAKE_WS_PAT="$pat" FAKE_WS_PSQL="$pgbin/psql" \
+      setsid python3 "$here/fake_workspace.py" </dev/null >>"$run_dir/workspace.log" 2>&1 &
+    WS_PID=$!
+    echo "WS_PORT=$WS_PORT; WS_PID=$WS_PID" >>"$state"
+    for _ in $(seq 1 100); do
+      if curl -fsS -m 1 "http://127.0.0.1:$WS_PORT/_test/counters" >/dev/null 2>&1; then up=1; break; fi
+      kill -0 "$WS_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    [ $up = 1 ] && break
+    kill "$WS_PID" 2>/dev/null
+    # only a port someone else took is worth another try
+    grep -q "Address already in use" "$run_dir/workspace.log" || break
+    echo "fixtures: port $WS_PORT taken, the workspace retries (attempt $((attempt + 1)))" >>"$run_dir/setup.log"
   done
   [ $up = 1 ] || die "the fake workspace did not come up on 127.0.0.1:$WS_PORT"
 
