@@ -277,6 +277,8 @@ local function gate_done(gate, id)
   end
 end
 
+local request_state -- below: per-request bookkeeping (pins, permits of calls in flight)
+
 -- Runs _M[fname](...) in the thread pool, or directly where the phase calls for it.
 -- Returns the function's own results (rows | nil, err); re-raises an error it raised.
 -- gated: nil (the call brings its own connection: a pinned statement), "call" (needs a
@@ -291,15 +293,31 @@ local function call(self, fname, gated, ...)
     res = pack(_M[fname](...))
   elseif YIELDABLE[ph] then
     local gate = gated and self.gate
+    local inflight
     if gate then
       local ok, err = gate_wait(self)
       if not ok then
         return nil, err
       end
+      -- When the client goes away, nginx ends this request's Lua thread while the call still runs
+      -- in the pool: the abort handler gives the permit back, or it would be lost for good.
+      local state = ABORTABLE[ph] and request_state(self)
+      if state then
+        inflight = state.inflight
+        inflight[gate] = (inflight[gate] or 0) + 1
+      end
     end
     res = pack(ngx.run_worker_thread(self.thread_pool, MODULE, fname, ...))
     if not res[1] and res[2] == NO_VM then
       res = wait_for_vm(self, fname, ...)
+    end
+    if inflight then
+      local n = inflight[gate] or 0
+      if n > 0 then
+        inflight[gate] = n - 1
+      else
+        gate = nil -- the abort handler already gave this permit back
+      end
     end
     if gate then
       if gated == "hold" and res[1] and res[2] and res[3] ~= nil then
@@ -367,30 +385,45 @@ local function release_all(pins, pool_name, gate)
   end
 end
 
--- Remembers an open pin for this request and, once per request, asks nginx to release the
--- request's pins when the client goes away.
-local function track(self, id)
-  if self.blocking or not ABORTABLE[phase()] then
-    return nil
-  end
+-- This request's state (created once per request, in an abortable phase): its open pins and
+-- the gate permits of its calls in flight. Asks nginx to release both when the client goes away
+-- (the request's Lua thread then ends without coming back from the thread-pool call).
+function request_state(self)
   local ctx = ngx.ctx
   local state = ctx[CTX_KEY]
   if not state then
-    state = { pins = {} }
+    state = { pins = {}, inflight = {} }
     ctx[CTX_KEY] = state
-    local pins, pool_name, gate = state.pins, self.thread_pool, self.gate
+    local pins, inflight, pool_name, gate = state.pins, state.inflight, self.thread_pool, self.gate
     local ok, err = ngx.on_abort(function()
       if next(pins) then
         log("WARN", "client aborted the request: rolling back its open transaction")
       end
+      for g, n in pairs(inflight) do
+        inflight[g] = nil
+        if n > 0 then
+          g.sem:post(n)
+        end
+      end
       release_all(pins, pool_name, gate)
       ngx.exit(499)
     end)
-    if not ok then
-      -- lua_check_client_abort off, or the application registered its own handler: the lease
-      -- reaper reclaims the connection instead.
-      log("INFO", "no abort handler (", err, "): transactions rely on the lease reaper")
-    end
+    state.abort_err = not ok and err
+  end
+  return state
+end
+
+-- Remembers an open pin for this request, released when the client goes away.
+local function track(self, id)
+  if self.blocking or not ABORTABLE[phase()] then
+    return nil
+  end
+  local state = request_state(self)
+  if state.abort_err and not state.logged then
+    -- lua_check_client_abort off, or the application registered its own handler: the lease
+    -- reaper reclaims the connection instead.
+    state.logged = true
+    log("INFO", "no abort handler (", state.abort_err, "): transactions rely on the lease reaper")
   end
   state.pins[id] = true
   return state.pins
