@@ -230,6 +230,34 @@ describe("lakebase CLI", function()
       assert.not_matches(tok:gsub("%p", "%%%0"), out)
     end)
 
+    it("psql gets the credential only through a private password file, removed afterwards", function()
+      write(dir .. "/.env", m2m_env(), "600")
+      -- a stand-in psql that records what it was given
+      write(dir .. "/fakepsql", table.concat({
+        "#!/bin/sh",
+        "env > \"$OUT_DIR/env\"",
+        "printf '%s\\n' \"$@\" > \"$OUT_DIR/args\"",
+        "stat -c %a \"$PGPASSFILE\" > \"$OUT_DIR/mode\"",
+        "cat \"$PGPASSFILE\" > \"$OUT_DIR/passfile\"",
+        "echo \"$PGPASSFILE\" > \"$OUT_DIR/passpath\"",
+        "exit 7",
+      }, "\n"), "755")
+      local code = lakebase({ "psql", "--", "-c", "select 1" }, { cwd = dir,
+        env = { LAKEBASE_PSQL = dir .. "/fakepsql", OUT_DIR = dir, PGPASSWORD_UNRELATED = "x" } })
+      assert.equal(7, code)
+      local env, args, passfile = read(dir .. "/env"), read(dir .. "/args"), read(dir .. "/passfile")
+      assert.equal("-c\nselect 1\n", args)
+      assert.equal("600", (read(dir .. "/mode"):gsub("%s", "")))
+      local e = h.env()
+      local host, port, db, user, tok = passfile:match("^(.-):(%d+):(.-):(.-):(.-)\n$")
+      assert.same({ e.PGHOST, e.PGPORT, e.PGDATABASE, e.CLIENT_ID }, { host, port, db, user })
+      assert.is_true(#tok > 8)
+      assert.not_matches(tok:gsub("%p", "%%%0"), env .. args)
+      assert.not_matches("\nPGPASSWORD=", "\n" .. env)
+      assert.matches("\nPGSSLMODE=verify%-full\n", "\n" .. env)
+      assert.is_nil(read((read(dir .. "/passpath"):gsub("%s+$", ""))))
+    end)
+
     it("psql connects with a fresh credential from a private password file", function()
       write(dir .. "/.env", m2m_env(), "600")
       local code, out, err = lakebase({ "psql", "--", "-X", "-A", "-t", "-c",
