@@ -177,6 +177,19 @@ CREATE UNIQUE INDEX "P_t_bc" ON "P_t" ("b", "c");
     assert.not_matches('\nCREATE TABLE', sql)
   end)
 
+  it("reads a snapshot with explicit nulls and refuses a broken one", function()
+    schema([[M.t = s.table("P_t", { id = s.serial():primary_key(), v = s.text() })]])
+    assert(gen())
+    local path = dir .. "/meta/lakebase_snapshot.json"
+    write(path, (read(path):gsub('"name": "' .. P .. '_t"', '"name": "' .. P .. '_t", "schema": null')))
+    assert.matches('"schema": null', read(path))
+    assert.equal(0, assert(gen()).changes)
+    write(path, "{ broken")
+    local res, err = gen()
+    assert.is_nil(res)
+    assert.matches("lakebase_snapshot%.json: invalid JSON", err)
+  end)
+
   it("dry_run writes nothing; baseline records the snapshot without a migration", function()
     schema([[M.t = s.table("P_t", { id = s.serial():primary_key() })]])
     local res = assert(gen({ dry_run = true }))

@@ -421,6 +421,13 @@ local function read_snapshot(path)
   f:close()
   local snap, err = json.decode(text)
   if not snap then return nil, path .. ": " .. err end
+  -- a hand-edited null means "absent"
+  local function strip(t)
+    for k, v in pairs(t) do
+      if v == json.null then t[k] = nil elseif type(v) == "table" then strip(v) end
+    end
+  end
+  if type(snap) == "table" then strip(snap) end
   if type(snap) ~= "table" or type(snap.tables) ~= "table" then return nil, path .. ": not a lakebase snapshot" end
   return snap
 end
