@@ -347,6 +347,11 @@ local function table_exists(db, s)
 end
 
 local function ensure_table(db, s)
+  -- Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+  -- exists, and a role that only runs migrations may not have it.
+  local exists, eerr = table_exists(db, s)
+  if exists == nil then return nil, eerr end
+  if exists then return true end
   if s.drizzle then
     -- The same DDL as drizzle-orm's migrator, so either side may create it first.
     local ok, err = call(db, "query", "CREATE SCHEMA IF NOT EXISTS " .. quote_ident(s.schema))
