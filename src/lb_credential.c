@@ -379,7 +379,7 @@ static int fetch_once(lb_credentials *c, attempt *a, fetched *out, lb_error *err
  * and the next attempt is scheduled by the caller). *retry_after reports the server's wish. */
 static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after, lb_error *err)
 {
-    attempt a;
+    attempt a = { 0, -1, 0 }; /* read after a try that failed before any HTTP (out of memory) */
     double delay = 0;
     int tries = 0, too_late = 0;
 

@@ -476,7 +476,7 @@ static int params_alloc(lb_params *p, int n)
         p->values = malloc((size_t)n * sizeof *p->values);
         p->lengths = malloc((size_t)n * sizeof *p->lengths);
         p->formats = malloc((size_t)n * sizeof *p->formats);
-        p->storage = malloc((size_t)n * sizeof *p->storage);
+        p->storage = calloc((size_t)n, sizeof *p->storage); /* freed slot by slot on failure */
         if (!p->types || !p->values || !p->lengths || !p->formats || !p->storage)
             return -1;
     }
