@@ -272,6 +272,46 @@ describe("lakebase.migrate with drizzle-kit folders", function()
       assert.same(before[1]:match(":(.*)"), records()[1]:match(":(.*)"))
     end)
 
+    it("decodes invalid UTF-8 as Node does, so a Latin-1 comment hashes and runs the same", function()
+      if not node_ready then pending(node_reason) return end
+      -- random byte strings: ours against Buffer.toString() re-encoded
+      math.randomseed(7)
+      local hexes = {}
+      local inputs = {}
+      for n = 1, 40 do
+        local t = {}
+        for k = 1, 64 do
+          local r = math.random()
+          t[k] = r < 0.5 and math.random(0x20, 0x7E) or (r < 0.8 and math.random(0x80, 0xBF) or math.random(0xC0, 0xFF))
+        end
+        inputs[n] = string.char(unpack and unpack(t) or table.unpack(t))
+        hexes[n] = inputs[n]:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+      end
+      local ok, out = run("node -e " .. h.shell_quote("for (const c of process.argv.slice(1)) console.log("
+        .. "Buffer.from(Buffer.from(c, 'hex').toString()).toString('hex'))") .. " " .. table.concat(hexes, " "))
+      assert.is_true(ok, out)
+      local n = 0
+      for line in out:gmatch("[^\n]+") do
+        n = n + 1
+        assert.equal(line, (drizzle.node_string(inputs[n]):gsub(".", function(c) return string.format("%02x", c:byte()) end)))
+      end
+      assert.equal(40, n)
+
+      local dir = tmpdir()
+      local f0 = dir .. "/" .. assert(drizzle.read(dir))[1].file
+      write(f0, "-- caf\233 cr\232me (Latin-1)\n" .. read(f0))
+      ok, out = node_migrate(dir)
+      assert.is_true(ok, out)
+      local st = assert(migrate.status(admin_db, { dir = dir }))
+      assert.same({ "applied", "applied", "applied" }, { st.migrations[1].state, st.migrations[2].state, st.migrations[3].state })
+      reset_db()
+      assert(migrate.up(admin_db, { dir = dir }))
+      local before = records()
+      ok, out = node_migrate(dir)
+      assert.is_true(ok, out)
+      assert.same(before, records())
+    end)
+
     it("takes turns: drizzle-orm applies two, ours the third, drizzle-orm then finds nothing", function()
       if not node_ready then pending(node_reason) return end
       local dir = tmpdir()

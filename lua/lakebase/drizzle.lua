@@ -26,6 +26,52 @@ local function read_file(path)
   return s
 end
 
+--- The text drizzle-orm works with: Node's `buffer.toString()` decodes UTF-8 and replaces every
+-- invalid sequence with U+FFFD (WHATWG decoder, maximal subpart), and drizzle hashes and executes
+-- that string. Valid UTF-8 comes back unchanged.
+function _M.node_string(bytes)
+  local out, n = {}, #bytes
+  local run_start = 1 -- start of the pending run of valid bytes
+  local i = 1
+  local REPL = "\239\191\189"
+  while i <= n do
+    local b = bytes:byte(i)
+    if b < 0x80 then
+      i = i + 1
+    else
+      local need, lower, upper = 0, 0x80, 0xBF
+      if b >= 0xC2 and b <= 0xDF then need = 1
+      elseif b >= 0xE0 and b <= 0xEF then
+        need = 2
+        if b == 0xE0 then lower = 0xA0 elseif b == 0xED then upper = 0x9F end
+      elseif b >= 0xF0 and b <= 0xF4 then
+        need = 3
+        if b == 0xF0 then lower = 0x90 elseif b == 0xF4 then upper = 0x8F end
+      end
+      local j, ok = i + 1, need > 0
+      for k = 1, need do
+        local c = bytes:byte(j)
+        if not c or c < lower or c > upper then ok = false break end
+        lower, upper = 0x80, 0xBF
+        j = j + 1
+        if k == need then break end
+      end
+      if ok then
+        i = j
+      else
+        -- invalid: the lead byte and the continuation bytes that were acceptable so far become one U+FFFD
+        out[#out + 1] = bytes:sub(run_start, i - 1)
+        out[#out + 1] = REPL
+        i = (need > 0) and j or (i + 1)
+        run_start = i
+      end
+    end
+  end
+  if run_start == 1 then return bytes end
+  out[#out + 1] = bytes:sub(run_start)
+  return table.concat(out)
+end
+
 --- True when `dir` is a drizzle-kit folder (has meta/_journal.json).
 function _M.is_folder(dir)
   local f = io.open(dir .. "/meta/_journal.json", "rb")
@@ -88,6 +134,7 @@ function _M.read(dir)
     if not sql then
       return nil, string.format("journal entry %s: cannot read %s (%s)", tag, path, tostring(ferr))
     end
+    sql = _M.node_string(sql)
     out[#out + 1] = {
       idx = entry.idx, tag = tag, when = when, file = tag .. ".sql", path = path,
       text = sql, hash = sha256.hex(sql), chunks = _M.split(sql),
