@@ -414,6 +414,12 @@ describe("lakebase CLI", function()
         env = { FAKE_ARGS = dir .. "/args" } })
       assert.equal(0, code, out .. err)
       assert.equal("PGHOST=x\nDATABRICKS_TOKEN=\"dapi-new-token-123\"\n", read(dir .. "/custom.env"))
+      -- no profile: the host from the env file is passed on
+      write(dir .. "/.env", "DATABRICKS_HOST=https://ws.example.com\n", "600")
+      code, out, err = lakebase({ "refresh-token", "custom.env" }, { cwd = dir, path = path(),
+        env = { FAKE_ARGS = dir .. "/args" } })
+      assert.equal(0, code, out .. err)
+      assert.equal("auth\ntoken\n--host\nhttps://ws.example.com\n-o\njson\n", read(dir .. "/args"))
     end)
 
     it("passes a profile with shell metacharacters as one argument, running nothing else", function()

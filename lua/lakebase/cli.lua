@@ -99,7 +99,8 @@ a folder whose existing migrations already create the current schema).]],
 usage: lakebase refresh-token [FILE] [--profile P]
 
 Runs `databricks auth token --profile P -o json` (P from --profile or DATABRICKS_CONFIG_PROFILE; without
-either, the databricks CLI's default profile) without a shell, and replaces or appends
+either, `--host $DATABRICKS_HOST` when that is set, else the databricks CLI's defaults) without a shell
+interpreting any argument, and replaces or appends
 DATABRICKS_TOKEN="..." in FILE (default .env.local), atomically and keeping the file's mode.]],
   ["env-example"] = [[
 usage: lakebase env-example
@@ -564,14 +565,22 @@ commands["refresh-token"] = function(ctx, args)
       .. "install it: https://docs.databricks.com/dev-tools/cli/install.html")
   end
   local argv = { sh_quote(found), "auth", "token" }
-  if profile then
-    argv[#argv + 1] = "--profile"
-    argv[#argv + 1] = sh_quote(profile)
+  local shown = { "databricks", "auth", "token" }
+  -- Without a profile, the workspace comes from DATABRICKS_HOST (an env file's value does not reach
+  -- the child's environment, so it is passed as --host).
+  local host = not profile and ctx:getenv("DATABRICKS_HOST") or nil
+  if host == "" then host = nil end
+  for _, pair in ipairs({ { "--profile", profile }, { "--host", host } }) do
+    if pair[2] then
+      argv[#argv + 1] = pair[1]
+      argv[#argv + 1] = sh_quote(pair[2])
+      shown[#shown + 1] = pair[1] .. " " .. pair[2]
+    end
   end
   argv[#argv + 1] = "-o"
   argv[#argv + 1] = "json"
   local errfile = os.tmpname()
-  ctx:out("running databricks auth token", profile and (" --profile " .. profile) or "", " -o json")
+  ctx:out("running ", table.concat(shown, " "), " -o json")
   -- The exit status travels in the output: LuaJIT's popen close does not report it.
   p = io.popen("{ " .. table.concat(argv, " ") .. " </dev/null 2>" .. sh_quote(errfile) .. "; }; echo \"__rc=$?\"")
   local raw = p:read("*a")
