@@ -491,7 +491,8 @@ static char *read_file(const char *path, size_t *len)
             }
             cap = cap ? cap * 2 : 4096;
             if (!(b = realloc(buf, cap + 1))) {
-                explicit_bzero(buf, n);
+                if (buf) /* NULL when the very first allocation fails */
+                    explicit_bzero(buf, n);
                 free(buf);
                 fclose(f);
                 errno = ENOMEM;

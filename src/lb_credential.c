@@ -515,7 +515,6 @@ int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_e
             scrub_error(c, &ferr, c->cred);
         c->fetching = 0;
         c->generation++;
-        seen = c->generation;
         if (rc == 0) {
             wipe_free(c->cred);
             c->cred = f.token;

@@ -93,7 +93,7 @@ static int fail(lb_profile *out, char *errbuf, size_t errlen, const char *fmt, s
 int lb_profile_parse(const char *text, size_t len, const char *section, lb_profile *out,
                      char *errbuf, size_t errlen)
 {
-    const char *p = text, *end = text + len;
+    const char *p = text, *end = text ? text + len : NULL; /* no arithmetic on NULL */
     size_t lineno = 0;
     int in_wanted = 0;       /* inside the requested section */
     int in_section = 0;      /* inside any section */
