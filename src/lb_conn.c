@@ -34,11 +34,13 @@ static void set_trimmed(lb_error *err, lb_kind kind, int retriable, const char *
     lb_error_set(err, kind, retriable, "%s%.*s", prefix, (int)n, n ? msg : "unknown error");
 }
 
-/* Connection-level SQLSTATEs: the session is gone (admin shutdown, crash, starting up). */
+/* Connection-level SQLSTATEs: the session is gone (admin shutdown, crash, starting up). Not
+ * 08P01 on a live connection: that is our own mistake (a parameter count that does not match the
+ * statement), the session goes on, and retrying cannot help. */
 static int sqlstate_is_connection(const char *st)
 {
-    return st && (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 ||
-                  strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0);
+    return st && ((strncmp(st, "08", 2) == 0 && strcmp(st, "08P01") != 0) ||
+                  strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0);
 }
 
 static int sqlstate_is_retriable(const char *st)
@@ -54,11 +56,16 @@ static void result_error(lb_conn *c, const PGresult *res, lb_error *err)
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     int lost = PQstatus(c->pg) != CONNECTION_OK || sqlstate_is_connection(st);
 
+    lb_kind kind = lost ? LB_ERR_CONNECT : LB_ERR_QUERY;
+
     if (lost)
         c->broken = 1;
+    /* statement_timeout (57014 "canceling statement due to statement timeout") is a timeout;
+     * a cancel by an administrator stays a query error. */
+    if (!lost && st && strcmp(st, "57014") == 0 && primary && strstr(primary, "timeout"))
+        kind = LB_ERR_TIMEOUT;
     if (primary)
-        lb_error_set(err, lost ? LB_ERR_CONNECT : LB_ERR_QUERY, lost || sqlstate_is_retriable(st),
-                     "%s", primary);
+        lb_error_set(err, kind, lost || sqlstate_is_retriable(st), "%s", primary);
     else if (res && PQresultErrorMessage(res)[0])
         set_trimmed(err, lost ? LB_ERR_CONNECT : LB_ERR_QUERY, lost, "", PQresultErrorMessage(res));
     else
@@ -416,7 +423,6 @@ PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *type
         lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
         return NULL;
     }
-    c->uses++;
     if (!c->prepare) {
         if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0))
             return send_failed(c, err);
@@ -461,7 +467,6 @@ int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err)
         lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
         return -1;
     }
-    c->uses++;
     if (script_discards(sql)) {
         for (i = 0; i < c->nstmts; i++)
             stmt_free(&c->stmts[i]);

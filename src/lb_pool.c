@@ -370,7 +370,6 @@ lb_conn *lb_pool_checkout(lb_pool *p, lb_error *err)
             continue;
         }
         c->next = NULL;
-        c->uses = 0;
         c->retry_safe = 0;
         pool_retain(p);
         return c;

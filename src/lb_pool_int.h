@@ -22,7 +22,6 @@ struct lb_conn {
     int prepare;        /* settings->prepare */
     int broken;         /* a connection-level failure was seen: never reuse */
     int retry_safe;     /* the last failure happened before the server processed the statement */
-    int uses;           /* statements run since checkout */
     lb_stmt *stmts;
     int nstmts;
     uint64_t clock, next_name;
