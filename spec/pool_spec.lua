@@ -209,6 +209,20 @@ describe("pool", function()
     d:close()
   end)
 
+  it("keeps an idle connection that only received harmless messages (NOTIFY)", function()
+    local d = assert(lakebase.new(h.password_settings({ max = 1, application_name = app() })))
+    local chan = h.unique("chan")
+    local pid1 = assert(d:one("select pg_backend_pid() as p")).p
+    assert(d:exec_script("listen " .. chan))
+    assert(h.psql("notify " .. chan .. ", 'hello'"))
+    h.sleep(0.2)
+    local pid2 = assert(d:one("select pg_backend_pid() as p")).p
+    assert.equal(pid1, pid2)
+    assert.equal(1, d:stats().connects)
+    assert(d:exec_script("unlisten *"))
+    d:close()
+  end)
+
   it("an authentication failure on connect refreshes the credential and retries once", function()
     local name = app()
     local e = h.env()

@@ -82,11 +82,15 @@ static void result_error(lb_conn *c, const PGresult *res, lb_error *err)
  * Opening and closing
  * ---------------------------------------------------------------------------------------- */
 
-/* Server NOTICEs ("table does not exist, skipping") must not reach stderr. */
+/* Server NOTICEs ("table does not exist, skipping") must not reach stderr. A FATAL message
+ * arriving while the connection is idle (libpq reports it as a notice) is the server saying
+ * goodbye: remember it for the health check. */
 static void quiet_notice(void *arg, const PGresult *res)
 {
-    (void)arg;
-    (void)res;
+    lb_conn *c = arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (c && sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+        c->goodbye = 1;
 }
 
 static const char *libpq_sslmode(lb_sslmode m)
@@ -158,8 +162,6 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
         PQfinish(pg);
         return NULL;
     }
-    PQsetNoticeReceiver(pg, quiet_notice, NULL);
-
     c = calloc(1, sizeof *c);
     if (!c) {
         PQfinish(pg);
@@ -167,6 +169,7 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
         return NULL;
     }
     c->pg = pg;
+    PQsetNoticeReceiver(pg, quiet_notice, c);
     c->created = c->last_used = lb_monotonic();
     c->prepare = s->prepare;
     return c;
@@ -196,23 +199,34 @@ void lb_conn_close(lb_conn *c)
  * Health
  * ---------------------------------------------------------------------------------------- */
 
-int lb_conn_alive(lb_conn *c)
+/* 1 when the socket has something to read (data, EOF or an error), without waiting. */
+static int readable(int fd)
 {
     struct pollfd pfd;
-    int r;
-
-    if (c->broken || PQstatus(c->pg) != CONNECTION_OK ||
-        PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-        return 0;
-    pfd.fd = PQsocket(c->pg);
+    pfd.fd = fd;
     pfd.events = POLLIN;
     pfd.revents = 0;
-    if (pfd.fd < 0)
+    return poll(&pfd, 1, 0) != 0;
+}
+
+int lb_conn_alive(lb_conn *c)
+{
+    int fd = PQsocket(c->pg), round;
+    PGnotify *n;
+
+    if (c->broken || c->goodbye || fd < 0 || PQstatus(c->pg) != CONNECTION_OK ||
+        PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         return 0;
-    r = poll(&pfd, 1, 0);
-    /* An idle connection has nothing to read: readable means EOF or the server's FATAL
-     * goodbye (restart, admin termination, idle timeout on the server side). */
-    return r == 0;
+    /* Usually nothing arrived while idle: one poll() and done. Otherwise read what came: EOF or
+     * a FATAL goodbye (restart, termination) means dead; TLS session tickets, ParameterStatus
+     * or notifications are harmless. EOF often follows the goodbye, hence a second look. */
+    for (round = 0; round < 2 && readable(fd); round++) {
+        if (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK || c->goodbye)
+            return 0;
+        while ((n = PQnotifies(c->pg)) != NULL)
+            PQfreemem(n);
+    }
+    return 1;
 }
 
 int lb_conn_reset(lb_conn *c)

@@ -21,6 +21,7 @@ struct lb_conn {
     double last_used;
     int prepare;        /* settings->prepare */
     int broken;         /* a connection-level failure was seen: never reuse */
+    int goodbye;        /* the server sent FATAL while the connection was idle */
     int retry_safe;     /* the last failure happened before the server processed the statement */
     lb_stmt *stmts;
     int nstmts;
