@@ -406,14 +406,20 @@ describe("bad queries", function()
     still_works()
   end)
 
-  it("parameter count mismatches are errors (not crashes) and the db keeps working", function()
+  it("parameter count mismatches are query errors, not retriable, and keep the connection", function()
+    still_works()
+    local connects = db:stats().connects
     local rows, err = db:query("select $1::int as a")
     assert.is_nil(rows)
     assert.matches("supplies 0 parameters", err.message, 1, true)
+    assert.equal("query", err.kind) -- PostgreSQL says 08P01, but the session goes on
+    assert.is_false(err.retriable)
     rows, err = db:query("select $2::int as a", 1)
     assert.is_nil(rows)
     assert.matches("requires 2", err.message, 1, true)
+    assert.equal("query", err.kind)
     still_works()
+    assert.equal(connects, db:stats().connects)
     -- more than PostgreSQL's 65535 parameters
     local many = {}
     for i = 1, 65536 do many[i] = i end
