@@ -36,9 +36,10 @@ end
 describe("TLS", function()
   local other -- the second server: { port = n, ca = path }
   local foreign_ca -- a CA that signed nothing the servers use
+  local name = h.unique("tls") -- this run's own second server
 
   setup(function()
-    local out, ok = h.run("bash spec/support/tls_server.sh start 2>&1")
+    local out, ok = h.run("bash spec/support/tls_server.sh start " .. name .. " 2>&1")
     assert(ok, "tls_server.sh start failed: " .. out)
     local port, ca = out:match("TLS_PORT=(%d+) TLS_CA=(%S+)")
     assert(port, "unexpected tls_server.sh output: " .. out)
@@ -52,7 +53,7 @@ describe("TLS", function()
   end)
 
   teardown(function()
-    h.run("bash spec/support/tls_server.sh stop 2>&1")
+    h.run("bash spec/support/tls_server.sh stop " .. name .. " 2>&1")
     if foreign_ca then os.remove(foreign_ca) end
   end)
 

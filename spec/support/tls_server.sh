@@ -3,8 +3,9 @@
 # ("lakebase other CA") that names only the host db.other.test (so connecting as localhost or
 # 127.0.0.1 is a host-name mismatch). Trust authentication: the spec only checks the TLS handshake,
 # and its positive cases (sslmode=prefer) need no secret.
-#   usage: tls_server.sh start|stop
-# Lives in <run dir>/tls (run dir: ${LAKEBASE_RUN_DIR:-spec/support/run}); `start` prints
+#   usage: tls_server.sh start|stop [name]
+# Lives in <run dir>/tls-<name> (run dir: ${LAKEBASE_RUN_DIR:-spec/support/run}; name: default
+# "default", give each concurrent user its own); `start` prints
 #   TLS_PORT=<port> TLS_CA=<other CA pem>
 # on stdout (one line) and exits 0, or exits nonzero with the reason on stderr.
 set -uo pipefail
@@ -16,7 +17,9 @@ cd "$root" || exit 1
 run_dir=${LAKEBASE_RUN_DIR:-spec/support/run}
 case "$run_dir" in /*) ;; *) run_dir="$root/$run_dir" ;; esac
 pgbin=${LAKEBASE_TEST_PGBIN_OVERRIDE:-/usr/lib/postgresql/15/bin}
-dir="$run_dir/tls"
+name=${2:-default}
+case "$name" in *[!A-Za-z0-9_-]*|"") echo "tls_server: bad name" >&2; exit 2 ;; esac
+dir="$run_dir/tls-$name"
 state="$dir/state.sh"
 
 if [ "$(id -u)" = 0 ]; then
@@ -105,5 +108,5 @@ EOF
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop [name]" >&2; exit 2 ;;
 esac
