@@ -42,12 +42,19 @@ def main(path):
         extra[k] = e
 
     def ratio(w, peer):
-        """Time ratio to raw PQexecParams (lower is better), whatever the unit."""
-        raw = med.get((w, RAW))
-        if not raw or (w, peer) not in med:
+        """Time ratio to raw PQexecParams (lower is better), whatever the unit: the median over
+        rounds of the ratio within each round (both ran minutes apart at most, under the same
+        machine load), or the ratio of the medians when rounds do not pair up."""
+        if (w, RAW) not in by or (w, peer) not in by:
             return None
-        v = med[(w, peer)]
-        return raw / v if units[(w, peer)] in HIGHER_IS_BETTER else v / raw
+        hib = units[(w, peer)] in HIGHER_IS_BETTER
+        raw_by_round = {x.get("round"): x["value"] for x in by[(w, RAW)]}
+        per_round = [(raw_by_round[x.get("round")] / x["value"]) if hib else (x["value"] / raw_by_round[x.get("round")])
+                     for x in by[(w, peer)] if raw_by_round.get(x.get("round")) and x["value"]]
+        if per_round:
+            return statistics.median(per_round)
+        raw, v = med[(w, RAW)], med[(w, peer)]
+        return raw / v if hib else v / raw
 
     out = []
     p = out.append
@@ -62,7 +69,8 @@ def main(path):
       f"{sh('lua5.4 -v')}, {sh('luajit -v')}, {sh('nginx -v 2>&1')}")
     p("- peers: raw libpq in C (`PQexecParams`, and `PQprepare`+`PQexecPrepared`), luasql-postgres "
       "(Debian's lua-sql-postgres; no parameters, values escaped into the SQL), lakebase (`db:query` with $n parameters)")
-    p("- ratios are time ratios to raw `PQexecParams` in the same run: lower is better (for rates: raw rate / peer rate)")
+    p("- ratios are time ratios to raw `PQexecParams`, taken within each round (same minute, same machine load) "
+      "and then the median over rounds: lower is better (for rates: raw rate / peer rate)")
     p("")
     p("## Workloads W1–W4")
     p("")

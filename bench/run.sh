@@ -48,16 +48,21 @@ cc -O2 -Wall -Wextra -I"$(pg_config --includedir)" bench/raw_libpq.c -o "$LAKEBA
 cc -O2 -shared -fPIC -I/usr/include/lua5.4 bench/clock.c -o "$LAKEBASE_RUN_DIR/lua5.4/benchclock.so"
 cc -O2 -shared -fPIC -I/usr/include/luajit-2.1 bench/clock.c -o "$LAKEBASE_RUN_DIR/luajit/benchclock.so"
 
+# Every client process runs on CPU 0 (the server floats): left to the scheduler, where the client
+# lands next to its backend made single runs of the same peer differ up to 3x on a 2-CPU machine.
+pin=()
+[ "${BENCH_PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] && pin=(taskset -c 0)
+
 run_peer() { # peer-id workload
   local interp
   case $1 in
-    raw-exec) "$LAKEBASE_RUN_DIR/raw_libpq" exec "$2" ;;
-    raw-prepared) "$LAKEBASE_RUN_DIR/raw_libpq" prepared "$2" ;;
+    raw-exec) "${pin[@]}" "$LAKEBASE_RUN_DIR/raw_libpq" exec "$2" ;;
+    raw-prepared) "${pin[@]}" "$LAKEBASE_RUN_DIR/raw_libpq" prepared "$2" ;;
     luasql-*|lakebase-*)
       interp=${1#*-}
       LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
       LUA_CPATH="$LAKEBASE_RUN_DIR/$interp/?.so;$root/$build/$interp/?.so;;" \
-        "$interp" bench/lua_peers.lua "${1%%-*}" "$2" ;;
+        "${pin[@]}" "$interp" bench/lua_peers.lua "${1%%-*}" "$2" ;;
   esac
 }
 
