@@ -117,6 +117,10 @@ int main(int argc, char **argv)
     char *token = NULL;
     double expires_at;
 
+    if (cs->auth != LB_AUTH_TOKEN) { /* e.g. PGPASSWORD in the environment means password auth */
+        fprintf(stderr, "micro: the credential settings did not resolve to token auth (unset PGPASSWORD)\n");
+        return 1;
+    }
     if (!cred)
         fail("credentials", &err);
     if (lb_credentials_get(cred, &token, &expires_at, &err) != 0) /* warm the cache */

@@ -13,4 +13,8 @@ rounds=${BENCH_ROUNDS:-3}
 bin="$run_dir/micro"
 cc -O2 -Wall -Wextra -std=c11 -D_GNU_SOURCE -I"$(pg_config --includedir)" -Isrc bench/micro.c \
   -o "$bin" "$build/liblakebase.a" -lpq -lcurl -lcjson -pthread
-"$bin" "$rounds"
+# Settings come from options only: the bench's PG* variables (password auth) must not turn the
+# credential measure into a password copy, nor a profile or DATABRICKS_* variable change it.
+env -u PGPASSWORD -u PGUSER -u PGHOST -u PGPORT -u PGDATABASE -u PGSSLMODE -u DATABRICKS_TOKEN \
+  -u DATABRICKS_CLIENT_ID -u DATABRICKS_CLIENT_SECRET -u DATABRICKS_CONFIG_PROFILE -u LAKEBASE_ENDPOINT \
+  -u DATABRICKS_HOST HOME="$run_dir" "$bin" "$rounds"
