@@ -121,6 +121,7 @@ for t in "${tools[@]}"; do
   summary+=("$t $c")
   [ "$c" = missing ] || total=$((total + c))
 done
-msg=$(IFS=,; echo "${summary[*]}" | sed 's/,/, /g')
+msg=$(IFS=,; echo "${summary[*]}")
+msg=${msg//,/, }
 echo "static analysis: $msg findings"
 [ "$total" -eq 0 ] && [ "$missing" -eq 0 ]

@@ -44,7 +44,7 @@ cmd_stop() {
     as_postgres "$pgbin/pg_ctl" stop -D "$PGDATA" -m immediate -w >/dev/null 2>&1 || true
     if [ -f "$PGDATA/postmaster.pid" ]; then
       pid=$(head -1 "$PGDATA/postmaster.pid" 2>/dev/null)
-      [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+      if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null; fi
     fi
   fi
   case "${PGTMP:-}" in /tmp/lakebase-tls.*) rm -rf "$PGTMP" ;; esac
