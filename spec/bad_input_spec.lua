@@ -398,6 +398,27 @@ describe("bad queries", function()
     assert(db:query("delete from " .. tbl))
   end)
 
+  it("JSON bombs (100 000 levels) as a parameter and as a result: clear errors, no crash", function()
+    local t = {}
+    local cur = t
+    for _ = 1, 100000 do
+      local n = {}
+      cur[1] = n
+      cur = n
+    end
+    local rows, err = db:query("select $1::jsonb as j", lakebase.json(t))
+    assert.is_nil(rows)
+    assert.matches("parameter $1: lakebase.json: nested too deeply", err.message, 1, true)
+    local bomb = string.rep("[", 100000) .. string.rep("]", 100000)
+    rows, err = db:query("select $1::jsonb as j", bomb)
+    assert.is_nil(rows)
+    assert.equal("54001", err.sqlstate) -- PostgreSQL's own stack depth limit
+    -- deeper than the decoder follows, but accepted by the server: the JSON text comes back
+    local row = assert(db:one("select (repeat('[', 5000) || repeat(']', 5000))::json as j"))
+    assert.equal(10000, #row.j)
+    still_works()
+  end)
+
   it("a 50 MB bytea parameter (every byte value) is stored and read back intact", function()
     local all = {}
     for i = 0, 255 do all[#all + 1] = string.char(i) end
