@@ -7,6 +7,34 @@ RAW = "libpq PQexecParams"
 HIGHER_IS_BETTER = {"rows/s", "inserts/s", "req/s"}
 
 
+NOTES = """
+- Same server for every peer: PostgreSQL 15 from `spec/support/fixtures.sh` (fsync off) on loopback, plain TCP,
+  password auth as the same role. Each W1–W4 figure is one process run; a round runs every peer once per
+  workload in a rotated order; the table shows the median over rounds.
+- Client processes are pinned to CPU 0 with `taskset` (`BENCH_PIN=0` turns it off); the server floats. On a
+  2-CPU machine, where the scheduler put the client relative to its backend made single W1 runs of the same
+  peer vary from 19 to 59 µs. Other load on the machine (e.g. test suites running next to the bench) still
+  shows as spread between rounds: the ratios are taken within each round to cancel most of it.
+- lakebase prepares every statement once per connection (its statement cache), which is why it beats
+  unprepared `PQexecParams` on W2 and W4; raw `prepared` shows the floor of that approach.
+- W3 decodes every column into Lua values (jsonb into tables, numeric and timestamptz as strings); luasql
+  leaves jsonb as text. Profile of lakebase W3 on Lua 5.4 (perf, this machine): ~28% interning the row's
+  strings in Lua's string table, ~16% table inserts, ~10% table creation, ~15% the collector step that
+  frees the previous result before a large decode, ~14% libpq receiving the result. Peak RSS: the
+  collector is charged for a large result before decoding it (so the previous, dropped result is freed
+  first); without that lakebase peaked at ~130 MiB here, above luasql.
+- W5: one nginx worker, lakebase's queries run in nginx's thread pool (`thread_pool lakebase threads=16`
+  of examples/openresty/nginx.conf, db `max` 10); the luasql route blocks the worker per query (one
+  connection). wrk runs on the same machine. Most of the worker's CPU per request goes to the kernel
+  (waking pool threads, eventfd, TCP); with fewer pool threads than connections in flight (threads=2..4,
+  tried by hand) the tasks queue and threads do not sleep between them: more req/s and a p99 of ~4 ms
+  instead of 30–400 ms here.
+- micro: `bench/micro.c` against `liblakebase.a` — `lb_credentials_get` on a warm cache (PAT, token auth) and
+  `lb_pool_checkout`+`lb_pool_checkin` of the one idle connection (the checkout's liveness check is a
+  `poll()` system call).
+"""
+
+
 def sh(cmd):
     try:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
@@ -140,6 +168,11 @@ def main(path):
             p(f"| {k[0]} | {k[1]} | {med[k]:,.1f} | {units[k]} | {notes} |")
         p("")
 
+    p("## Method and notes")
+    p("")
+    for line in NOTES.strip().splitlines():
+        p(line)
+    p("")
     p("## Raw numbers")
     p("")
     p("```")
