@@ -40,6 +40,10 @@ end
 local function child(env, opts_src)
   local parts = { "env -i", "PATH=" .. sh(os.getenv("PATH") or "/usr/bin:/bin"),
     "LUA_PATH=" .. sh(package.path), "LUA_CPATH=" .. sh(package.cpath) }
+  -- Sanitizer runs (spec/support/check_memory.sh) preload the ASan runtime: keep it.
+  for _, k in ipairs({ "LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" }) do
+    if os.getenv(k) then parts[#parts + 1] = k .. "=" .. sh(os.getenv(k)) end
+  end
   local has_home = false
   for k, v in pairs(env or {}) do
     if k == "HOME" then has_home = true end
