@@ -11,7 +11,7 @@ root=$PWD
 build=${FUZZ_BUILD:-build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
 CC=${FUZZ_CC:-clang}
-all_targets="settings profile rfc3339 credential_json pgarray bytea"
+all_targets="settings profile rfc3339 credential_json pgarray bytea result"
 targets=${FUZZ_TARGETS:-$all_targets}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 cflags="-O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -pthread -I$(pg_config --includedir 2>/dev/null || echo /usr/include/postgresql) -Isrc"
@@ -29,13 +29,25 @@ for src in src/*.c; do
   objs+=("$obj")
 done
 rm -f "$build/libcore.a" && ar rcs "$build/libcore.a" "${objs[@]}"
+# The Lua binding (for the result decoder target), against Lua 5.4.
+bobjs=()
+for src in src/bind/*.c; do
+  obj="$build/obj/bind_$(basename "${src%.c}").o"
+  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ src/lakebase.h -nt "$obj" ] || [ src/bind/bind.h -nt "$obj" ]; then
+    $CC $cflags -I/usr/include/lua5.4 $san -fsanitize=fuzzer-no-link -c "$src" -o "$obj" || { echo "fuzz: $src does not build"; exit 1; }
+  fi
+  bobjs+=("$obj")
+done
+rm -f "$build/libbind.a" && ar rcs "$build/libbind.a" "${bobjs[@]}"
 
 n=0 failed=0
 printf '%-16s %12s %10s %8s  %s\n' target executions "exec/s" corpus result
 for t in $targets; do
   n=$((n + 1))
   bin="$build/fuzz_$t"
-  if ! $CC $cflags $san -fsanitize=fuzzer "fuzz/fuzz_$t.c" "$build/libcore.a" -lpq -lcurl -lcjson -lm -o "$bin" 2>"$build/$t.build.log"; then
+  extra=()
+  [ "$t" = result ] && extra=(-I/usr/include/lua5.4 "$build/libbind.a")
+  if ! $CC $cflags $san -fsanitize=fuzzer "fuzz/fuzz_$t.c" "${extra[@]}" "$build/libcore.a" -lpq -lcurl -lcjson -llua5.4 -lm -o "$bin" 2>"$build/$t.build.log"; then
     echo "fuzz: fuzz_$t does not build:"; cat "$build/$t.build.log"
     failed=$((failed + 1)); continue
   fi
