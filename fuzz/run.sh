@@ -41,6 +41,11 @@ done
 rm -f "$build/libbind.a" && ar rcs "$build/libbind.a" "${bobjs[@]}"
 
 n=0 failed=0
+summary="$build/summary.md" # a Markdown table of this run, for docs/RELIABILITY.md
+{
+  echo "| target | seconds | executions | exec/s | corpus | result |"
+  echo "|---|---|---|---|---|---|"
+} >"$summary"
 printf '%-16s %12s %10s %8s  %s\n' target executions "exec/s" corpus result
 for t in $targets; do
   n=$((n + 1))
@@ -68,9 +73,10 @@ for t in $targets; do
   corpus=$(( $(ls "$work" | wc -l) + $(ls "$seeds" | wc -l) ))
   if [ $rc = 0 ]; then result=ok; else result="FAILED (exit $rc, see $log)"; failed=$((failed + 1)); fi
   printf '%-16s %12s %10s %8s  %s\n' "$t" "${execs:-?}" "${speed:-?}" "$corpus" "$result"
+  echo "| $t | $seconds | ${execs:-?} | ${speed:-?} | $corpus | ${result%% (*} |" >>"$summary"
   if [ $rc != 0 ]; then
     grep -E 'ERROR|SUMMARY|runtime error|Test unit written' "$log" | head -5 | sed 's/^/    /'
   fi
 done
-echo "fuzz: $n targets, $failed failed"
+echo "fuzz: $n targets, $failed failed (table: $summary)"
 [ $failed = 0 ]
