@@ -97,6 +97,10 @@ def main(path):
       f"{sh('lua5.4 -v')}, {sh('luajit -v')}, {sh('nginx -v 2>&1')}")
     p("- peers: raw libpq in C (`PQexecParams`, and `PQprepare`+`PQexecPrepared`), luasql-postgres "
       "(Debian's lua-sql-postgres; no parameters, values escaped into the SQL), lakebase (`db:query` with $n parameters)")
+    loads = [r["load1"] for r in rows if "load1" in r]
+    if loads:
+        p(f"- machine load during W1–W4 (1-minute load average after each run): {min(loads):.2f} to {max(loads):.2f} "
+          f"on {sh('nproc')} CPUs (the bench itself accounts for about 1–2)")
     p("- ratios are time ratios to raw `PQexecParams`, taken within each round (same minute, same machine load) "
       "and then the median over rounds: lower is better (for rates: raw rate / peer rate)")
     p("")

@@ -73,7 +73,8 @@ for ((r = 0; r < rounds; r++)); do
     for ((k = 0; k < ${#peers[@]}; k++)); do
       p=${peers[$(((k + r) % ${#peers[@]}))]}
       if line=$(run_peer "$p" "$w" 2>"$LAKEBASE_RUN_DIR/err.txt"); then
-        echo "$line" | sed "s/^{/{\"round\":$r,/" >>"$out"
+        # The 1-minute load average after the run: other work on the machine shows up there.
+        echo "$line" | sed "s/^{/{\"round\":$r,\"load1\":$(cut -d' ' -f1 /proc/loadavg),/" >>"$out"
         echo "   $w $p: $(echo "$line" | sed -E 's/.*"value":([0-9.]+),"unit":"([^"]+)".*/\1 \2/')"
       else
         echo "   $w $p: FAILED: $(head -c 300 "$LAKEBASE_RUN_DIR/err.txt")"
