@@ -12,7 +12,7 @@ export LAKEBASE_RUN_DIR="$root/bench/run-$$"
 out="$LAKEBASE_RUN_DIR/results.jsonl"
 
 cleanup() {
-  [ -f "$LAKEBASE_RUN_DIR/nginx/nginx.pid" ] && kill "$(cat "$LAKEBASE_RUN_DIR/nginx/nginx.pid")" 2>/dev/null || true
+  [ -f "$LAKEBASE_RUN_DIR/nginx/logs/nginx.pid" ] && kill "$(cat "$LAKEBASE_RUN_DIR/nginx/logs/nginx.pid")" 2>/dev/null || true
   bash spec/support/fixtures.sh stop >/dev/null 2>&1 || true
   # Keep the raw lines of the last run (bench/run-last/ is ignored by git) for report.py.
   mkdir -p "$root/bench/run-last" && cp "$out" "$root/bench/run-last/results.jsonl" 2>/dev/null || true
