@@ -115,7 +115,7 @@ def main(path):
               f"{'%.2f×' % r if r else '–'} | {rss[(w, peer)] / 1024:.0f} MiB |")
     p("")
     p("W1 `select $1::int` ×20,000; W2 primary-key lookup of all five columns, pseudo-random id ×20,000; "
-      "W3 `select * from items limit 50000` decoded into row tables ×5; W4 10,000 single-row parameterised inserts.")
+      "W3 `select * from bench_items limit 50000` (the issue's `items` shape: id int primary key, name text, price numeric(10,2), created_at timestamptz, tags jsonb; 100k rows) decoded into row tables ×5; W4 10,000 single-row parameterised inserts.")
     p("")
 
     # Targets.
