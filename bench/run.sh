@@ -94,4 +94,4 @@ fi
 
 python3 bench/report.py "$out" >bench/RESULTS.md
 echo "== wrote bench/RESULTS.md"
-sed -n '1,60p' bench/RESULTS.md
+sed -n '/^## Workloads/,/^## W5/p' bench/RESULTS.md | grep -v '^## W5'
