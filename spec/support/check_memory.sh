@@ -10,14 +10,19 @@
 #    run (psql, curl, sh) or from the interpreters alone are counted as foreign and listed, not
 #    failed; spec/support/lsan.supp silences the interpreters' known leaks.
 # Env: MEMORY_BUILD (default build-asan), MEMORY_INTERPS ("lua5.4 luajit"), MEMORY_SPECS (spec
-# files, default all), MEMORY_SKIP_SPECS=1 / MEMORY_SKIP_C=1, LAKEBASE_RUN_DIR (default
-# <build>/run). Last line: "check-memory: ..."; exit 0 only with zero reports in our code and
+# files, default all), MEMORY_SKIP_SPECS=1 / MEMORY_SKIP_C=1, LAKEBASE_RUN_DIR (default: a fresh
+# <build>/run.<pid>, removed afterwards). Last line: "check-memory: ..."; exit 0 only with zero reports in our code and
 # every test passing.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 build=${MEMORY_BUILD:-build-asan}
-export LAKEBASE_RUN_DIR=${LAKEBASE_RUN_DIR:-$root/$build/run}
+# A run dir of its own (removed at the end), so concurrent runs never stop each other's fixtures.
+own_run=0
+if [ -z "${LAKEBASE_RUN_DIR:-}" ]; then
+  export LAKEBASE_RUN_DIR="$root/$build/run.$$"
+  own_run=1
+fi
 san="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 # -fno-sanitize-recover: UB aborts, so it can never pass unnoticed inside a spec.
 
@@ -39,7 +44,10 @@ clang -shared -fPIC -O1 "$build/nodlclose.c" -o "$build/nodlclose.so" || exit 1
 
 logs=$(mktemp -d /tmp/lakebase-check-memory.XXXXXX)
 c_pass=0 c_fail=0 s_pass=0 s_fail=0
-stop_fixtures() { bash spec/support/fixtures.sh stop >/dev/null 2>&1 || true; }
+stop_fixtures() {
+  bash spec/support/fixtures.sh stop >/dev/null 2>&1 || true
+  [ $own_run = 1 ] && rm -rf "$LAKEBASE_RUN_DIR"
+}
 trap 'stop_fixtures; rm -rf "$logs"' EXIT
 
 echo "== fixtures ($LAKEBASE_RUN_DIR)"
