@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define MAX_VALUE 4096                 /* bytes per setting value */
-#define MAX_PROFILE_FILE (1024 * 1024) /* ~/.databrickscfg larger than this is refused */
+#define MAX_PROFILE_FILE ((size_t)1 << 20) /* ~/.databrickscfg larger than this is refused */
 #define ECHO_MAX 64                    /* bytes of a (non-secret) bad value quoted in a message */
 
 /* ------------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 static int check_text(problems *pr, int o, const resolved *r)
 {
     const unsigned char *s = (const unsigned char *)r->value;
-    size_t n = strlen(r->value), i = 0, k;
+    size_t n = strlen(r->value), i = 0;
 
     if (n > MAX_VALUE) {
         add_problem(pr, o, r, "is too long (%zu bytes, at most %d)", n, MAX_VALUE);
@@ -218,7 +218,8 @@ static int check_text(problems *pr, int o, const resolved *r)
                             s[i], i);
             return -1;
         }
-        if (!(k = utf8_seq(s + i, n - i))) {
+        size_t k = utf8_seq(s + i, n - i);
+        if (!k) {
             if (spec[o].secret)
                 add_problem(pr, o, r, "is set but is not valid UTF-8");
             else

@@ -19,7 +19,7 @@ static const uint32_t k[64] = {
 
 static void block(uint32_t h[8], const unsigned char *p)
 {
-    uint32_t w[64], a, b, c, d, e, f, g, hh, t1, t2;
+    uint32_t w[64], a, b, c, d, e, f, g, hh;
     int i;
 
     for (i = 0; i < 16; i++)
@@ -32,8 +32,8 @@ static void block(uint32_t h[8], const unsigned char *p)
     }
     a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
     for (i = 0; i < 64; i++) {
-        t1 = hh + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
-        t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        uint32_t t1 = hh + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+        uint32_t t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
         hh = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
     }
     h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
