@@ -11,9 +11,12 @@ NOTES = """
 - Same server for every peer: PostgreSQL 15 from `spec/support/fixtures.sh` (fsync off) on loopback, plain TCP,
   password auth as the same role. Each W1–W4 figure is one process run; a round runs every peer once per
   workload in a rotated order; the table shows the median over rounds.
-- Client processes are pinned to CPU 0 with `taskset` (`BENCH_PIN=0` turns it off); the server floats. On a
-  2-CPU machine, where the scheduler put the client relative to its backend made single W1 runs of the same
-  peer vary from 19 to 59 µs. Other load on the machine (e.g. test suites running next to the bench) still
+- W1–W4 run every client process and the PostgreSQL server (postmaster, hence every backend) on CPU 0
+  (`taskset`; `BENCH_PIN=0` turns it off). Left to the scheduler on this 2-CPU VM, whether a client and its
+  backend shared a CPU made single runs of the same peer vary up to 3× (W2 raw prepared: 19 to 58 µs), since
+  a round trip through a cross-CPU wakeup is slow there; pinned, repeated runs agree within a few %.
+  W3 thereby runs server and client on one CPU (no overlap between the server producing rows and the
+  client reading them) for every peer alike. micro and W5 run unpinned. Other load on the machine still
   shows as spread between rounds: the ratios are taken within each round to cancel most of it.
 - lakebase prepares every statement once per connection (its statement cache), which is why it beats
   unprepared `PQexecParams` on W2 and W4; raw `prepared` shows the floor of that approach.

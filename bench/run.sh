@@ -48,10 +48,19 @@ cc -O2 -Wall -Wextra -I"$(pg_config --includedir)" bench/raw_libpq.c -o "$LAKEBA
 cc -O2 -shared -fPIC -I/usr/include/lua5.4 bench/clock.c -o "$LAKEBASE_RUN_DIR/lua5.4/benchclock.so"
 cc -O2 -shared -fPIC -I/usr/include/luajit-2.1 bench/clock.c -o "$LAKEBASE_RUN_DIR/luajit/benchclock.so"
 
-# Every client process runs on CPU 0 (the server floats): left to the scheduler, where the client
-# lands next to its backend made single runs of the same peer differ up to 3x on a 2-CPU machine.
+# W1–W4 run every client process and the PostgreSQL server (its postmaster, so every backend forked
+# from it) on CPU 0. Left to the scheduler, whether a client and its backend shared a CPU made single
+# runs of the same peer differ up to 3x on a 2-CPU VM (round trips through a cross-CPU wakeup are
+# slow there); pinned, every round trip is a plain switch on one CPU and runs repeat within a few %.
+# micro and W5 run unpinned. BENCH_PIN=0 turns pinning off.
 pin=()
-[ "${BENCH_PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] && pin=(taskset -c 0)
+postmaster=$(head -n 1 "$LAKEBASE_TEST_PGDATA/postmaster.pid" 2>/dev/null || true)
+all_cpus="0-$(($(nproc) - 1))"
+if [ "${BENCH_PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  pin=(taskset -c 0)
+  [ -n "$postmaster" ] && { taskset -p -c 0 "$postmaster" >/dev/null 2>&1 ||
+    echo "   (could not pin the PostgreSQL server to CPU 0: clients only)"; }
+fi
 
 run_peer() { # peer-id workload
   local interp
@@ -82,6 +91,8 @@ for ((r = 0; r < rounds; r++)); do
     done
   done
 done
+
+[ ${#pin[@]} -gt 0 ] && [ -n "$postmaster" ] && taskset -p -c "$all_cpus" "$postmaster" >/dev/null 2>&1 || true
 
 if [ -x bench/micro.sh ]; then
   echo "== micro: credential cache hit, pool checkout+return"
