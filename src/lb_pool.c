@@ -324,7 +324,8 @@ static void discard(lb_pool *p, lb_conn *c)
     lb_conn_close(c);
 }
 
-lb_conn *lb_pool_checkout(lb_pool *p, lb_error *err)
+/* Checkout without taking a pool reference (the caller holds one for the duration). */
+static lb_conn *checkout(lb_pool *p, lb_error *err)
 {
     for (;;) {
         lb_conn *c = NULL, *swept = NULL;
@@ -371,19 +372,16 @@ lb_conn *lb_pool_checkout(lb_pool *p, lb_error *err)
         }
         c->next = NULL;
         c->retry_safe = 0;
-        pool_retain(p);
         return c;
     }
 }
 
-void lb_pool_checkin(lb_pool *p, lb_conn *c)
+static void checkin(lb_pool *p, lb_conn *c)
 {
     lb_conn *swept = NULL;
     double now = lb_monotonic();
     int closed;
 
-    if (!c)
-        return;
     pthread_mutex_lock(&p->mu);
     closed = p->closed;
     pthread_mutex_unlock(&p->mu);
@@ -408,7 +406,24 @@ void lb_pool_checkin(lb_pool *p, lb_conn *c)
         pthread_mutex_unlock(&p->mu);
         close_list(swept);
     }
-    lb_pool_release(p); /* the reference checkout took */
+}
+
+/* A checked-out connection keeps the pool alive (its holder may drop every other reference,
+ * e.g. a Lua state collecting the pool handle before a pinned transaction). */
+lb_conn *lb_pool_checkout(lb_pool *p, lb_error *err)
+{
+    lb_conn *c = checkout(p, err);
+    if (c)
+        pool_retain(p);
+    return c;
+}
+
+void lb_pool_checkin(lb_pool *p, lb_conn *c)
+{
+    if (!c)
+        return;
+    checkin(p, c);
+    lb_pool_release(p);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -421,14 +436,14 @@ PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *type
 {
     int attempt;
     for (attempt = 0; attempt < 2; attempt++) {
-        lb_conn *c = lb_pool_checkout(p, err);
+        lb_conn *c = checkout(p, err);
         PGresult *res;
         int retry;
         if (!c)
             return NULL;
         res = lb_conn_exec(c, sql, nparams, types, values, lengths, formats, err);
         retry = !res && c->broken && c->retry_safe;
-        lb_pool_checkin(p, c);
+        checkin(p, c);
         if (res || !retry || attempt == 1)
             return res;
         lb_error_clear(err);
@@ -440,13 +455,13 @@ int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err)
 {
     int attempt;
     for (attempt = 0; attempt < 2; attempt++) {
-        lb_conn *c = lb_pool_checkout(p, err);
+        lb_conn *c = checkout(p, err);
         int rc, retry;
         if (!c)
             return -1;
         rc = lb_conn_exec_script(c, sql, err);
         retry = rc != 0 && c->broken && c->retry_safe;
-        lb_pool_checkin(p, c);
+        checkin(p, c);
         if (rc == 0 || !retry || attempt == 1)
             return rc;
         lb_error_clear(err);

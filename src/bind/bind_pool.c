@@ -84,6 +84,19 @@ static void pay_gc_debt(lua_State *L, const PGresult *res)
     }
 }
 
+/* The SQL text at idx. libpq would silently cut it at a NUL byte: refuse that instead. */
+static const char *sql_arg(lua_State *L, int idx, lb_error *err)
+{
+    size_t len;
+    const char *sql = luaL_checklstring(L, idx, &len);
+    if (strlen(sql) != len) {
+        lb_error_set(err, LB_ERR_QUERY, 0, "the SQL text contains a NUL byte (at byte %zu)",
+                     strlen(sql) + 1);
+        return NULL;
+    }
+    return sql;
+}
+
 /* Runs sql with the n values at first.. either on conn (when given) or on the pool. */
 static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql, int first,
                      int n)
@@ -163,16 +176,22 @@ static int pool_new(lua_State *L)
 
 static int pool_query(lua_State *L)
 {
+    lb_error err = LB_ERROR_INIT;
     pool_ud *u = check_pool(L);
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = sql_arg(L, 2, &err);
+    if (!sql)
+        return lb_bind_fail(L, &err);
     return run_query(L, u->pool, NULL, sql, 3, lua_gettop(L) - 2);
 }
 
 static int pool_query_params(lua_State *L)
 {
+    lb_error err = LB_ERROR_INIT;
     pool_ud *u = check_pool(L);
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = sql_arg(L, 2, &err);
     int n;
+    if (!sql)
+        return lb_bind_fail(L, &err);
     lua_settop(L, 3);
     n = push_param_array(L, 3);
     return run_query(L, u->pool, NULL, sql, 4, n);
@@ -180,8 +199,12 @@ static int pool_query_params(lua_State *L)
 
 static int pool_exec_script(lua_State *L)
 {
+    lb_error err = LB_ERROR_INIT;
     pool_ud *u = check_pool(L);
-    return run_script(L, u->pool, NULL, luaL_checkstring(L, 2));
+    const char *sql = sql_arg(L, 2, &err);
+    if (!sql)
+        return lb_bind_fail(L, &err);
+    return run_script(L, u->pool, NULL, sql);
 }
 
 static int pool_begin(lua_State *L)
@@ -275,16 +298,22 @@ static int pool_tostring(lua_State *L)
 
 static int conn_query(lua_State *L)
 {
+    lb_error err = LB_ERROR_INIT;
     conn_ud *u = check_conn(L);
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = sql_arg(L, 2, &err);
+    if (!sql)
+        return lb_bind_fail(L, &err);
     return run_query(L, u->pool, u->conn, sql, 3, lua_gettop(L) - 2);
 }
 
 static int conn_query_params(lua_State *L)
 {
+    lb_error err = LB_ERROR_INIT;
     conn_ud *u = check_conn(L);
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = sql_arg(L, 2, &err);
     int n;
+    if (!sql)
+        return lb_bind_fail(L, &err);
     lua_settop(L, 3);
     n = push_param_array(L, 3);
     return run_query(L, u->pool, u->conn, sql, 4, n);
@@ -292,8 +321,12 @@ static int conn_query_params(lua_State *L)
 
 static int conn_exec_script(lua_State *L)
 {
+    lb_error err = LB_ERROR_INIT;
     conn_ud *u = check_conn(L);
-    return run_script(L, u->pool, u->conn, luaL_checkstring(L, 2));
+    const char *sql = sql_arg(L, 2, &err);
+    if (!sql)
+        return lb_bind_fail(L, &err);
+    return run_script(L, u->pool, u->conn, sql);
 }
 
 static int conn_in_transaction(lua_State *L)
