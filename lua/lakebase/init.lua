@@ -29,10 +29,21 @@ _M.config = core.config or missing("config")
 --- The Lakebase credential for tools such as psql: token, expires_at (epoch seconds) or nil, err.
 _M.token = core.token or missing("token")
 
+-- Inside an nginx worker (OpenResty with worker threads), queries must not block the event loop.
+local function in_nginx()
+  local ngx = rawget(_G, "ngx")
+  return type(ngx) == "table" and ngx.run_worker_thread ~= nil and ngx.get_phase ~= nil
+end
+
 --- A db over the shared pool for these settings, or nil, err.
+-- Inside nginx this is `require("lakebase.ngx").new(opts)`: the same db API, with the blocking
+-- work run in the nginx thread pool; `opts.blocking = true` asks for a plain (blocking) db.
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  if not (opts and opts.blocking) and in_nginx() then
+    return require("lakebase.ngx").new(opts)
   end
   db.install_builder()
   return db.new(opts)
