@@ -96,8 +96,9 @@ def main(path):
     p("")
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
     p(f"- machine: {cpu}, {sh('nproc')} cores, {platform.system()} {platform.release()}")
-    p(f"- PostgreSQL {sh('pg_config --version')} on loopback TCP (fsync off, no TLS for every peer), "
-      f"{sh('lua5.4 -v')}, {sh('luajit -v')}, {sh('nginx -v 2>&1')}")
+    p(f"- {sh('pg_config --version')} on loopback TCP (fsync off, no TLS for every peer), "
+      f"{' '.join(sh('lua5.4 -v').split()[:2])}, {' '.join(sh('luajit -v').split()[:2])}, "
+      f"{sh('nginx -v 2>&1').replace('nginx version: ', '')} with libnginx-mod-http-lua, wrk {sh('wrk -v 2>&1').split()[1] if len(sh('wrk -v 2>&1').split()) > 1 else '?'}")
     p("- peers: raw libpq in C (`PQexecParams`, and `PQprepare`+`PQexecPrepared`), luasql-postgres "
       "(Debian's lua-sql-postgres; no parameters, values escaped into the SQL), lakebase (`db:query` with $n parameters)")
     loads = [r["load1"] for r in rows if "load1" in r]
