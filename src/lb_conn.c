@@ -151,8 +151,8 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
     if (PQstatus(pg) != CONNECTION_OK) {
         const char *msg = PQerrorMessage(pg);
         /* PG 15 libpq has no SQLSTATE for startup failures: recognise 28P01/28000 by text. */
-        if (strstr(msg, "password authentication failed") || strstr(msg, "28P01") ||
-            strstr(msg, "28000")) {
+        if (strstr(msg, "authentication failed") || strstr(msg, "password has expired") ||
+            strstr(msg, "28P01") || strstr(msg, "28000")) {
             *auth_failed = 1;
             set_trimmed(err, LB_ERR_CONNECT, 1, "", msg);
             strcpy(err->sqlstate, "28P01");

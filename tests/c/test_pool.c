@@ -352,6 +352,7 @@ static void test_terminated(void)
     char pid[16];
     const char *values[1] = { pid };
     lb_pool_stats st;
+    int dead;
 
     if (!ok(p && admin, "pools for the termination test"))
         return;
@@ -367,6 +368,22 @@ static void test_terminated(void)
     ok(st.connects == 2 && st.total == 1, "on a new connection (%llu connects, total %d)",
        (unsigned long long)st.connects, st.total);
     lb_error_clear(&err);
+
+    /* a statement on a connection whose backend is gone: a retriable connect error, and the
+     * checkin drops the connection */
+    c = lb_pool_checkout(p, &err);
+    snprintf(pid, sizeof pid, "%d", c ? PQbackendPID(lb_conn_pg(c)) : 0);
+    res = lb_pool_exec(admin, "select pg_terminate_backend($1::int)", 1, NULL, values, NULL, NULL, &err);
+    PQclear(res);
+    sleep_s(0.1);
+    dead = c && !add_one(p, c, 1, &err);
+    ok(dead && err.kind == LB_ERR_CONNECT && err.retriable,
+       "a statement on a terminated connection: retriable connect error (%s)",
+       err.message ? err.message : "none");
+    lb_error_clear(&err);
+    lb_pool_checkin(p, c);
+    lb_pool_stats_get(p, &st);
+    ok(st.total == 0 && st.idle == 0, "the broken connection is not returned (total %d)", st.total);
     lb_pool_release(p);
     lb_pool_release(admin);
 }
