@@ -9,6 +9,10 @@ local lakebase = require("lakebase")
 local root = (debug.getinfo(1, "S").source:gsub("^@", ""):match("^(.*)/spec/[^/]*$")) or "."
 local q = h.shell_quote
 local interp = os.getenv("LAKEBASE_TEST_INTERP") or "lua"
+-- Client programs run without an inherited LD_PRELOAD (make check-memory preloads the ASan runtime
+-- for the interpreter; curl and wrk are not ours to check, and curl can hang under it).
+local CURL = "env -u LD_PRELOAD curl"
+local WRK = "env -u LD_PRELOAD wrk"
 
 local function run_dir()
   local d = os.getenv("LAKEBASE_RUN_DIR") or "spec/support/run"
@@ -165,7 +169,7 @@ local base
 
 -- curl: body, status (number), seconds.
 local function http(method, path, body, max_time)
-  local cmd = "curl -s -X " .. method .. " -m " .. (max_time or 10)
+  local cmd = CURL .. " -s -X " .. method .. " -m " .. (max_time or 10)
     .. " -w '\\n%{http_code} %{time_total}' "
   if body then
     cmd = cmd .. "-H 'content-type: application/json' --data-binary " .. q(body) .. " "
@@ -244,8 +248,8 @@ describe("openresty (nginx + lakebase.ngx)", function()
       for i = 1, 20 do
         pings_args[i] = "-o /dev/null " .. q(base .. "/ping")
       end
-      local out = h.run("(curl -s -o /dev/null -w 'health %{http_code} %{time_total}\\n' "
-        .. q(base .. "/health") .. " & sleep 0.3; curl -s --no-progress-meter --parallel"
+      local out = h.run("(" .. CURL .. " -s -o /dev/null -w 'health %{http_code} %{time_total}\\n' "
+        .. q(base .. "/health") .. " & sleep 0.3; " .. CURL .. " -s --no-progress-meter --parallel"
         .. " --parallel-immediate --parallel-max 20 -w 'ping %{time_total}\\n' "
         .. table.concat(pings_args, " ") .. "; wait)")
       local code, t = out:match("health (%d+) ([%d%.]+)")
@@ -270,8 +274,8 @@ describe("openresty (nginx + lakebase.ngx)", function()
     for i = 1, 20 do
       pings_args[i] = "-o /dev/null " .. q(base .. "/ping")
     end
-    local cmd = "(curl -s -o /dev/null -w 'slow %{time_total}\\n' " .. q(base .. "/t/sleep?s=1") .. " &"
-      .. " sleep 0.2; curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max 20"
+    local cmd = "(" .. CURL .. " -s -o /dev/null -w 'slow %{time_total}\\n' " .. q(base .. "/t/sleep?s=1") .. " &"
+      .. " sleep 0.2; " .. CURL .. " -s --no-progress-meter --parallel --parallel-immediate --parallel-max 20"
       .. " -w 'ping %{http_code} %{time_total}\\n' " .. table.concat(pings_args, " ") .. "; wait)"
     local out = h.run(cmd)
     local pings = {}
@@ -288,8 +292,8 @@ describe("openresty (nginx + lakebase.ngx)", function()
   end)
 
   it("the same measurement stalls with blocking = true (the test can tell)", function()
-    local cmd = "(curl -s -o /dev/null " .. q(base .. "/t/sleep_blocking?s=1") .. " &"
-      .. " sleep 0.2; curl -s -o /dev/null -w 'ping %{time_total}\\n' " .. q(base .. "/ping") .. "; wait)"
+    local cmd = "(" .. CURL .. " -s -o /dev/null " .. q(base .. "/t/sleep_blocking?s=1") .. " &"
+      .. " sleep 0.2; " .. CURL .. " -s -o /dev/null -w 'ping %{time_total}\\n' " .. q(base .. "/ping") .. "; wait)"
     local t = tonumber(h.run(cmd):match("ping ([%d%.]+)"))
     assert.is_true(t > 0.5, "/ping answered in " .. tostring(t) .. " s next to a blocking query")
   end)
@@ -300,7 +304,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
     for i = 1, 120 do
       args[i] = "-o - " .. q(base .. "/t/sleep?s=0.05")
     end
-    local out = h.run("curl -s --no-progress-meter --parallel --parallel-max 120 " .. table.concat(args, " "))
+    local out = h.run(CURL .. " -s --no-progress-meter --parallel --parallel-max 120 " .. table.concat(args, " "))
     local slept = select(2, out:gsub("slept", ""))
     assert.are.equal(120, slept, out:sub(1, 500))
   end)
@@ -313,7 +317,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
       args[i] = "-o - " .. q(base .. "/t/tx_short")
     end
     local t0 = h.now()
-    local out = h.run("curl -s --no-progress-meter --parallel --parallel-max 40 " .. table.concat(args, " "))
+    local out = h.run(CURL .. " -s --no-progress-meter --parallel --parallel-max 40 " .. table.concat(args, " "))
     local elapsed = h.now() - t0
     assert.are.equal(40, select(2, out:gsub("ok", "")), out:sub(1, 400))
     assert.is_true(elapsed < 5, "40 short transactions took " .. elapsed .. " s")
@@ -432,7 +436,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
   end)
 
   it("refuses queries in phases that cannot yield, and names a missing thread pool", function()
-    local out = h.run("curl -s -D - -o /dev/null " .. q(base .. "/t/phase"))
+    local out = h.run(CURL .. " -s -D - -o /dev/null " .. q(base .. "/t/phase"))
     assert.truthy(out:lower():find("x%-lakebase: refused"), out)
     local text = http("GET", "/t/nopool")
     assert.are.equal("config true", (text:gsub("%s+$", "")))
@@ -474,7 +478,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
 
   it("serves the point lookup under wrk load without errors", function()
     local item = get_json("POST", "/items", '{"name":"espresso","price":"2.10"}')
-    local out, ok = h.run("wrk -t2 -c16 -d3s " .. q(base .. "/items/" .. item.id) .. " 2>&1")
+    local out, ok = h.run(WRK .. " -t2 -c16 -d3s " .. q(base .. "/items/" .. item.id) .. " 2>&1")
     assert.is_true(ok, out)
     local reqs = tonumber(out:match("(%d+) requests in"))
     assert.is_true(reqs and reqs > 100, out)

@@ -98,7 +98,7 @@ start() {
       tail -n 20 "$prefix/logs/error.log" >&2
       die "nginx failed to start"
     fi
-    if curl -fsS -m 1 "$base/ping" >/dev/null 2>&1; then
+    if env -u LD_PRELOAD curl -fsS -m 1 "$base/ping" >/dev/null 2>&1; then
       echo "$base"
       return 0
     fi
