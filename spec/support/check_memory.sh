@@ -2,9 +2,12 @@
 # make check-memory: the C tests and the busted suite (Lua 5.4 and LuaJIT) against an
 # ASan+UBSan build of the C core (clang), with leak detection.
 #  - C tests are sanitized executables.
-#  - busted runs with the clang ASan runtime preloaded (it carries the UBSan handlers too), plus
-#    a tiny shim that makes dlclose() a no-op so leaks in lakebase/core.so keep their symbols
-#    when the interpreter unloads it at exit.
+#  - busted runs under Lua interpreters started through wrappers (<build>/asan-bin/lua5.4,
+#    luajit, lua, first in PATH) that preload the clang ASan runtime (it carries the UBSan
+#    handlers too) and a small shim: dlclose() becomes a no-op, so leaks in lakebase/core.so
+#    keep their symbols when the interpreter unloads it at exit, and LD_PRELOAD is removed from
+#    the environment at start, so programs the specs run (curl, psql, sh: curl hangs with ASan
+#    preloaded) are not sanitized, while Lua interpreters they start find the wrappers in PATH.
 #  - Every sanitizer report goes to a log file; a report counts as OURS when its stack has a
 #    frame in this tree's src/ (or the core.so we built). Reports from other programs the specs
 #    run (psql, curl, sh) or from the interpreters alone are counted as foreign and listed, not
@@ -39,8 +42,20 @@ if ! CFLAGS="$san" make --no-print-directory build BUILD="$build" CC=clang >"/tm
   echo "check-memory: build failed"; exit 1
 fi
 rm -f "/tmp/lakebase-check-memory-build.$$"
-printf 'int dlclose(void *h);\nint dlclose(void *h) { (void)h; return 0; }\n' >"$build/nodlclose.c"
-clang -shared -fPIC -O1 "$build/nodlclose.c" -o "$build/nodlclose.so" || exit 1
+cat >"$build/asan_shim.c" <<'EOF'
+#include <stdlib.h>
+int dlclose(void *handle);
+int dlclose(void *handle) { (void)handle; return 0; }
+__attribute__((constructor)) static void lakebase_asan_shim(void) { unsetenv("LD_PRELOAD"); }
+EOF
+clang -shared -fPIC -O1 "$build/asan_shim.c" -o "$build/asan_shim.so" || exit 1
+mkdir -p "$build/asan-bin"
+for lua in lua5.4 luajit lua; do
+  real=$(command -v "$lua") || continue
+  case "$real" in "$root/$build/asan-bin/"*) continue ;; esac
+  printf '#!/bin/sh\nLD_PRELOAD="%s %s" exec %s "$@"\n' "$asan_rt" "$root/$build/asan_shim.so" "$real" >"$build/asan-bin/$lua"
+  chmod +x "$build/asan-bin/$lua"
+done
 
 logs=$(mktemp -d /tmp/lakebase-check-memory.XXXXXX)
 c_pass=0 c_fail=0 s_pass=0 s_fail=0
@@ -86,8 +101,8 @@ if [ "${MEMORY_SKIP_SPECS:-0}" != 1 ]; then
     export LUA_CPATH="$root/$build/$interp/?.so;;" LAKEBASE_TEST_INTERP=$interp LAKEBASE_BUILD=$build
     for spec in $specs; do
       out="$logs/spec.out"
-      LD_PRELOAD="$asan_rt $root/$build/nodlclose.so" ASAN_OPTIONS="$common" \
-        timeout 900 busted --lua="$interp" -o plainTerminal "$spec" >"$out" 2>&1; rc=$?
+      PATH="$root/$build/asan-bin:$PATH" ASAN_OPTIONS="$common" \
+        timeout 900 "$root/$build/asan-bin/$interp" "$(command -v busted)" --ignore-lua -o plainTerminal "$spec" >"$out" 2>&1; rc=$?
       summary=$(grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -1)
       if [ -z "$summary" ]; then
         echo "== $interp $spec: did not finish (exit $rc)"; tail -20 "$out"
