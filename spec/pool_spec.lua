@@ -188,6 +188,18 @@ describe("pool", function()
     local st = d:stats()
     assert.equal(2, st.connects)
     assert.equal(1, st.total)
+    -- with no traffic at all, stats() (or a timer calling pool:sweep()) closes it too
+    h.sleep(0.5)
+    st = d:stats()
+    assert.equal(0, st.total)
+    assert.equal(0, st.idle)
+    local gone
+    for _ = 1, 20 do -- the backend exits just after our Terminate message
+      gone = h.psql("select count(*) from pg_stat_activity where pid = " .. pid2) == "0"
+      if gone then break end
+      h.sleep(0.1)
+    end
+    assert.is_true(gone)
     d:close()
   end)
 

@@ -195,6 +195,9 @@ PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *type
                        lb_error *err);
 int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err); /* same, simple protocol */
 const lb_settings *lb_pool_settings(lb_pool *p); /* read-only, lives as long as the pool */
+/* Closes idle connections past idle_timeout/max_lifetime now (checkouts, checkins and
+ * lb_pool_stats_get do it too; a timer may call it when the application is quiet). */
+void lb_pool_sweep(lb_pool *p);
 
 /* ------------------------------------------------------------------------------------------
  * Pinned connections (lb_pin.c): a transaction that spans several calls from different Lua

@@ -473,8 +473,18 @@ int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err)
  * Stats and close
  * ---------------------------------------------------------------------------------------- */
 
+void lb_pool_sweep(lb_pool *p)
+{
+    lb_conn *swept = NULL;
+    pthread_mutex_lock(&p->mu);
+    sweep_locked(p, lb_monotonic(), &swept);
+    pthread_mutex_unlock(&p->mu);
+    close_list(swept);
+}
+
 void lb_pool_stats_get(lb_pool *p, lb_pool_stats *out)
 {
+    lb_pool_sweep(p); /* so the figures never count connections past idle_timeout */
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&p->mu);
     out->total = p->total;

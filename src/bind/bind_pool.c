@@ -4,7 +4,8 @@
  *   pool:query_params(sql, params)   -> rows | nil, err   (params: array with .n, may be nil)
  *   pool:exec_script(sql)            -> true | nil, err
  *   pool:begin()                     -> conn | nil, err   (a checked-out connection)
- *   pool:stats(), pool:close(), pool:closed(), tostring(pool)
+ *   pool:stats(), pool:sweep() (close idle connections past their time), pool:close(),
+ *   pool:closed(), tostring(pool)
  *   conn:query / query_params / exec_script as above, conn:in_transaction(), conn:status(),
  *   conn:release() (rolls back what is open, returns it; also __gc and __close)
  * Blocking work (connect, query) runs with no Lua API call in between and no lock held across
@@ -267,6 +268,13 @@ static int pool_close(lua_State *L)
     return 0;
 }
 
+static int pool_sweep(lua_State *L)
+{
+    pool_ud *u = check_pool(L);
+    lb_pool_sweep(u->pool);
+    return 0;
+}
+
 static int pool_closed(lua_State *L)
 {
     pool_ud *u = (pool_ud *)luaL_checkudata(L, 1, POOL_MT);
@@ -393,6 +401,7 @@ static const luaL_Reg pool_methods[] = {
     { "query", pool_query },
     { "query_params", pool_query_params },
     { "stats", pool_stats },
+    { "sweep", pool_sweep },
     { NULL, NULL },
 };
 
