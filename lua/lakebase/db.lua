@@ -199,14 +199,25 @@ function db_methods:transaction(fn, opts)
     error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
   end
   local begin = _M.begin_sql(opts, 3)
-  local conn, err = pool_of(self):begin()
-  if not conn then
-    return nil, err
-  end
-  local ok
-  ok, err = conn:exec_script(begin)
-  if not ok then
+  local pool = pool_of(self)
+  local conn, ok, err
+  -- A connection that dies before BEGIN got through loses nothing: try a fresh one, once.
+  for _ = 1, 2 do
+    conn, err = pool:begin()
+    if not conn then
+      return nil, err
+    end
+    ok, err = conn:exec_script(begin)
+    if ok then
+      break
+    end
     conn:release()
+    conn = nil
+    if err.kind ~= "connect" then
+      break
+    end
+  end
+  if not conn then
     return nil, err
   end
   local tx = new_tx(conn, self)
