@@ -13,7 +13,6 @@
 -- Queries are written with the query builder over examples/schema.lua; every one runs in nginx's
 -- `lakebase` thread pool (lakebase.ngx), so a slow query never holds up the worker's other requests.
 local lakebase = require("lakebase")
-local lbngx = require("lakebase.ngx")
 local items = require("examples.schema").items
 
 local _M = {}
@@ -44,11 +43,12 @@ do
   end
 end
 
--- One db per worker process (the C pool behind it is process-wide); not per request.
+-- One db per worker process (the C pool behind it is process-wide); not per request. Inside nginx
+-- lakebase.new returns the thread-pool bridge (lakebase.ngx): same API, nothing blocks the loop.
 local db, db_err
 
 function _M.init_worker()
-  db, db_err = lbngx.new({ application_name = "lakebase-openresty-example" })
+  db, db_err = lakebase.new({ application_name = "lakebase-openresty-example" })
   if not db then
     ngx.log(ngx.ERR, "lakebase: ", tostring(db_err))
   end
