@@ -11,13 +11,14 @@ NOTES = """
 - Same server for every peer: PostgreSQL 15 from `spec/support/fixtures.sh` (fsync off) on loopback, plain TCP,
   password auth as the same role. Each W1–W4 figure is one process run; a round runs every peer once per
   workload in a rotated order; the table shows the median over rounds.
-- W1–W4 run every client process and the PostgreSQL server (postmaster, hence every backend) on CPU 0
-  (`taskset`; `BENCH_PIN=0` turns it off). Left to the scheduler on this 2-CPU VM, whether a client and its
-  backend shared a CPU made single runs of the same peer vary up to 3× (W2 raw prepared: 19 to 58 µs), since
-  a round trip through a cross-CPU wakeup is slow there; pinned, repeated runs agree within a few %.
-  W3 thereby runs server and client on one CPU (no overlap between the server producing rows and the
-  client reading them) for every peer alike. micro and W5 run unpinned. Other load on the machine still
-  shows as spread between rounds: the ratios are taken within each round to cancel most of it.
+- CPU placement (`taskset`; `BENCH_PIN=0` turns it off): every W1–W4 client process runs on CPU 0; the
+  PostgreSQL server (postmaster, hence every backend) runs on CPU 0 too for the round-trip workloads W1, W2,
+  W4, and on CPU 1 for W3. Left to the scheduler on this 2-CPU VM, whether a client and its backend shared a
+  CPU made single runs of the same peer vary up to 3× (W2 raw prepared: 19 to 58 µs), since a round trip
+  through a cross-CPU wakeup is slow there (≈55 µs for W1, the issue's reference figures look like that
+  mode); pinned, repeated runs agree within a few %. W3 measures throughput, where a real server produces
+  rows on its own CPU while the client reads them. micro and W5 run unpinned. Other load on the machine
+  still shows as spread between rounds: the ratios are taken within each round to cancel most of it.
 - lakebase prepares every statement once per connection (its statement cache), which is why it beats
   unprepared `PQexecParams` on W2 and W4; raw `prepared` shows the floor of that approach.
 - W3 decodes every column into Lua values (jsonb into tables, numeric and timestamptz as strings); luasql
@@ -26,6 +27,12 @@ NOTES = """
   frees the previous result before a large decode, ~14% libpq receiving the result. Peak RSS: the
   collector is charged for a large result before decoding it (so the previous, dropped result is freed
   first); without that lakebase peaked at ~130 MiB here, above luasql.
+- Not done yet, measured with a prototype (not in the code): decoding rows while the server still sends
+  them (libpq single-row mode, one row table appended per row, column names and kinds kept for the whole
+  result) gave W3 0.94–1.11 M rows/s on Lua 5.4 and 1.26–1.33 M on LuaJIT at 40 MiB peak, against
+  0.83–0.86 M / 0.67–0.86 M for the decode of the complete result, with this placement. libpq's
+  single-row mode itself cost less client CPU than the batch result here (51–55 ms against 64 ms for
+  250k rows). It needs a row-append entry point in src/bind/bind_result.c.
 - W5: one nginx worker, lakebase's queries run in nginx's thread pool (`thread_pool lakebase threads=16`
   of examples/openresty/nginx.conf, db `max` 10); the luasql route blocks the worker per query (one
   connection). wrk runs on the same machine. Most of the worker's CPU per request goes to the kernel

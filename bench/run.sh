@@ -48,19 +48,22 @@ cc -O2 -Wall -Wextra -I"$(pg_config --includedir)" bench/raw_libpq.c -o "$LAKEBA
 cc -O2 -shared -fPIC -I/usr/include/lua5.4 bench/clock.c -o "$LAKEBASE_RUN_DIR/lua5.4/benchclock.so"
 cc -O2 -shared -fPIC -I/usr/include/luajit-2.1 bench/clock.c -o "$LAKEBASE_RUN_DIR/luajit/benchclock.so"
 
-# W1–W4 run every client process and the PostgreSQL server (its postmaster, so every backend forked
-# from it) on CPU 0. Left to the scheduler, whether a client and its backend shared a CPU made single
-# runs of the same peer differ up to 3x on a 2-CPU VM (round trips through a cross-CPU wakeup are
-# slow there); pinned, every round trip is a plain switch on one CPU and runs repeat within a few %.
-# micro and W5 run unpinned. BENCH_PIN=0 turns pinning off.
+# W1–W4 pin every client process to CPU 0, and the PostgreSQL server (its postmaster, so every backend
+# forked from it) to CPU 0 for the round-trip workloads W1, W2, W4 and to CPU 1 for W3. Left to the
+# scheduler, whether a client and its backend shared a CPU made single runs of the same peer differ up
+# to 3x on a 2-CPU VM (a round trip through a cross-CPU wakeup is slow there); pinned, runs repeat
+# within a few %. W3 measures throughput, where a real server produces rows on its own CPU while the
+# client decodes. micro and W5 run unpinned. BENCH_PIN=0 turns pinning off.
 pin=()
 postmaster=$(head -n 1 "$LAKEBASE_TEST_PGDATA/postmaster.pid" 2>/dev/null || true)
 all_cpus="0-$(($(nproc) - 1))"
 if [ "${BENCH_PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   pin=(taskset -c 0)
-  [ -n "$postmaster" ] && { taskset -p -c 0 "$postmaster" >/dev/null 2>&1 ||
-    echo "   (could not pin the PostgreSQL server to CPU 0: clients only)"; }
 fi
+server_cpus() { # cpu-list: where the server's next backends run (no-op without pinning)
+  [ ${#pin[@]} -gt 0 ] && [ -n "$postmaster" ] || return 0
+  taskset -p -c "$1" "$postmaster" >/dev/null 2>&1 || echo "   (could not pin the PostgreSQL server)" >&2
+}
 
 run_peer() { # peer-id workload
   local interp
@@ -79,6 +82,8 @@ peers=(raw-exec raw-prepared luasql-lua5.4 luasql-luajit lakebase-lua5.4 lakebas
 for ((r = 0; r < rounds; r++)); do
   echo "== round $((r + 1))/$rounds"
   for w in W1 W2 W3 W4; do
+    server_cpus 0
+    [ "$w" = W3 ] && server_cpus 1
     for ((k = 0; k < ${#peers[@]}; k++)); do
       p=${peers[$(((k + r) % ${#peers[@]}))]}
       if line=$(run_peer "$p" "$w" 2>"$LAKEBASE_RUN_DIR/err.txt"); then
@@ -92,7 +97,7 @@ for ((r = 0; r < rounds; r++)); do
   done
 done
 
-[ ${#pin[@]} -gt 0 ] && [ -n "$postmaster" ] && taskset -p -c "$all_cpus" "$postmaster" >/dev/null 2>&1 || true
+server_cpus "$all_cpus"
 
 if [ -x bench/micro.sh ]; then
   echo "== micro: credential cache hit, pool checkout+return"
