@@ -22,6 +22,16 @@ end
 
 local prefix = run_dir() .. "/openresty-spec-" .. interp
 local extra_file = prefix .. "-extra.conf"
+local http_extra_file = prefix .. "-http.conf"
+
+-- http level: a db created in init_by_lua (the master), before the workers fork.
+local HTTP_EXTRA = [=[
+init_by_lua_block {
+  local db = require("lakebase").new({ application_name = "lakebase-spec-init" })
+  local ok, err = pcall(db.query, db, "select 1")
+  package.loaded["lakebase_spec_init"] = { db = db, refused = (not ok) and tostring(err) or "ran" }
+}
+]=]
 
 -- Test-only locations, included in the example's server block.
 local EXTRA = [=[
@@ -150,6 +160,13 @@ location = /t/hook {
     ngx.print(tostring(d):match("^lakebase%.ngx") and "wrapped" or "plain", " ", row and row.v)
   }
 }
+location = /t/init {
+  content_by_lua_block {
+    local init = package.loaded["lakebase_spec_init"]
+    local row, err = init.db:one("select 9 as v")
+    ngx.print(tostring(row and row.v or err), "\n", init.refused)
+  }
+}
 location = /t/nopool {
   content_by_lua_block {
     local db = require("lakebase.ngx").new({ application_name = "lakebase-spec-nopool", thread_pool = "nope" })
@@ -218,8 +235,10 @@ describe("openresty (nginx + lakebase.ngx)", function()
       created_items = true
     end
     write_file(extra_file, EXTRA)
+    write_file(http_extra_file, HTTP_EXTRA)
     local out, ok = h.run("cd " .. q(root) .. " && LAKEBASE_NGINX_PREFIX=" .. q(prefix)
-      .. " LAKEBASE_NGINX_EXTRA=" .. q(extra_file) .. " LAKEBASE_NGINX_WORKERS=1"
+      .. " LAKEBASE_NGINX_EXTRA=" .. q(extra_file) .. " LAKEBASE_NGINX_HTTP_EXTRA=" .. q(http_extra_file)
+      .. " LAKEBASE_NGINX_WORKERS=1"
       .. " bash examples/openresty/run.sh start 2>&1")
     assert(ok, "run.sh start failed: " .. out)
     base = out:match("(http://127%.0%.0%.1:%d+)%s*$")
@@ -230,6 +249,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
     h.run("cd " .. q(root) .. " && LAKEBASE_NGINX_PREFIX=" .. q(prefix)
       .. " bash examples/openresty/run.sh stop 2>&1")
     os.remove(extra_file)
+    os.remove(http_extra_file)
     if db then
       if created_items then
         db:exec_script("drop table if exists items")
@@ -440,6 +460,15 @@ describe("openresty (nginx + lakebase.ngx)", function()
     assert.truthy(out:lower():find("x%-lakebase: refused"), out)
     local text = http("GET", "/t/nopool")
     assert.are.equal("config true", (text:gsub("%s+$", "")))
+  end)
+
+  it("a db created in init_by_lua works in the workers; queries in init are refused", function()
+    local text, code = http("GET", "/t/init")
+    assert.are.equal(200, code)
+    local v, refused = text:match("^(.-)\n(.*)$")
+    assert.are.equal("9", v)
+    assert.truthy(refused:find("init_by_lua", 1, true), refused)
+    assert.truthy(refused:find("forked worker", 1, true), refused)
   end)
 
   it("routes require('lakebase').new through the bridge inside nginx", function()

@@ -5,7 +5,8 @@
 # Settings: the SPEC §2 variables from the environment; when PGHOST is unset, the local fixtures'
 # ${LAKEBASE_RUN_DIR:-spec/support/run}/env.sh is mapped to them (OAuth M2M, like examples/run_demo.sh).
 # Knobs: LAKEBASE_BUILD (build tree, default build), LAKEBASE_NGINX_WORKERS (default 1),
-# LAKEBASE_NGINX_EXTRA (a file included in the server block), LAKEBASE_NGINX_PREFIX (default
+# LAKEBASE_NGINX_EXTRA (a file included in the server block), LAKEBASE_NGINX_HTTP_EXTRA (one
+# included at the http level), LAKEBASE_NGINX_PREFIX (default
 # <run dir>/openresty). Logs: <prefix>/logs/error.log.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -63,13 +64,14 @@ start() {
   mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/conf"
   : >"$prefix/logs/error.log"
 
-  local port lua_path lua_cpath user_line="" extra=""
+  local port lua_path lua_cpath user_line="" extra="" http_extra=""
   port=$(free_port)
   lua_path="$here/?.lua;$root/lua/?.lua;$root/lua/?/init.lua;$root/?.lua"
   lua_cpath="$build/luajit/?.so"
   # As root the workers would run as nobody, who may not read the repo, the build or the CA file.
   [ "$(id -u)" = 0 ] && user_line="user root;"
   [ -n "${LAKEBASE_NGINX_EXTRA:-}" ] && extra="include $LAKEBASE_NGINX_EXTRA;"
+  [ -n "${LAKEBASE_NGINX_HTTP_EXTRA:-}" ] && http_extra="include $LAKEBASE_NGINX_HTTP_EXTRA;"
 
   sed -e "s|@PREFIX@|$(sed_escape "$prefix")|g" \
       -e "s|@PORT@|$port|g" \
@@ -78,6 +80,7 @@ start() {
       -e "s|@WORKERS@|${LAKEBASE_NGINX_WORKERS:-1}|g" \
       -e "s|@LOG_LEVEL@|${LAKEBASE_NGINX_LOG_LEVEL:-warn}|g" \
       -e "s|@USER@|$(sed_escape "$user_line")|g" \
+      -e "s|@HTTP_EXTRA@|$(sed_escape "$http_extra")|g" \
       -e "s|@EXTRA@|$(sed_escape "$extra")|g" \
       "$here/nginx.conf" >"$prefix/conf/nginx.conf"
 

@@ -13,7 +13,8 @@
 --   init_worker: directly, blocking this worker's start-up only (no request is in flight yet);
 --   init (the master process), set, header_filter, body_filter, log, balancer, exit_worker, ...:
 --     refused with an error that says why (they cannot yield; blocking there stalls requests, and
---     connections opened in the master would be shared by every forked worker);
+--     connections opened in the master would be shared by every forked worker). Creating the db
+--     in init_by_lua is fine: the pool opens connections lazily, in the workers;
 --   `opts.blocking = true`: always directly (the caller accepts blocking the worker).
 --
 -- Values crossing threads are copied by ngx.run_worker_thread: strings, numbers, booleans, nil,
@@ -279,6 +280,21 @@ end
 
 local request_state -- below: per-request bookkeeping (pins, permits of calls in flight)
 
+local start_reaper -- defined with the reaper below
+
+-- The per-worker parts (connection gate, reaper timer) start in the worker process on first use:
+-- a db created in init_by_lua (the master) is copied into every forked worker before that.
+local function worker_state(self, ph)
+  if self.worker_ready or not ph or ph == "init" then
+    return
+  end
+  self.worker_ready = true
+  if not self.blocking and ngx.run_worker_thread then
+    self.gate = gate_for(self.settings, self.db)
+  end
+  start_reaper(self)
+end
+
 -- Runs _M[fname](...) in the thread pool, or directly where the phase calls for it.
 -- Returns the function's own results (rows | nil, err); re-raises an error it raised.
 -- gated: nil (the call brings its own connection: a pinned statement), "call" (needs a
@@ -292,6 +308,7 @@ local function call(self, fname, gated, ...)
   if self.blocking or ph == nil or DIRECT[ph] then
     res = pack(_M[fname](...))
   elseif YIELDABLE[ph] then
+    worker_state(self, ph)
     local gate = gated and self.gate
     local inflight
     if gate then
@@ -341,6 +358,9 @@ local function call(self, fname, gated, ...)
       return nil, make_error("pool", "nginx worker thread call failed: " .. msg)
     end
     res = pack(unpack(res, 2, res.n))
+  elseif ph == "init" then
+    error("lakebase: no queries in init_by_lua (the master process): connections opened there"
+      .. " would be shared by every forked worker; query from init_worker_by_lua or later", 3)
   else
     error("lakebase: no queries in the '" .. ph .. "' phase: it cannot yield, and a blocking"
       .. " query there would stall every request of this worker (query from rewrite/access/"
@@ -432,7 +452,7 @@ end
 -- A timer per worker that runs the pin reaper in the thread pool.
 local reaper_started = false
 
-local function start_reaper(self)
+function start_reaper(self)
   if reaper_started or not (ngx and ngx.timer and ngx.timer.every) then
     return
   end
@@ -696,12 +716,8 @@ function _M.wrap(db, opts)
     blocking = opts.blocking and true or false,
     acquire_timeout = tonumber(opts.acquire_timeout) or 10,
   }, db_mt)
-  local ph = phase()
-  if not self.blocking and ph and ph ~= "init" and ngx.run_worker_thread then
-    self.gate = gate_for(self.settings, db)
-  end
   install_builder()
-  start_reaper(self)
+  worker_state(self, phase())
   return self
 end
 
@@ -712,10 +728,6 @@ function _M.new(opts)
     error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
   end
   opts = opts or {}
-  if phase() == "init" and not opts.blocking then
-    error("lakebase: create the db in init_worker_by_lua* or later, not in init_by_lua*"
-      .. " (the master process must not hold connections shared by forked workers)", 2)
-  end
   local db, err = _M.plain_new(opts)
   if not db then
     return nil, err
