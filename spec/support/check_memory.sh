@@ -17,6 +17,9 @@
 # <build>/run.<pid>, removed afterwards). Last line: "check-memory: ..."; exit 0 only with zero reports in our code and
 # every test passing.
 set -uo pipefail
+
+# The whole script is one function, read before it runs: editing this file during a run is safe.
+main() {
 cd "$(dirname "$0")/../.."
 root=$PWD
 build=${MEMORY_BUILD:-build-asan}
@@ -53,7 +56,9 @@ mkdir -p "$build/asan-bin"
 for lua in lua5.4 luajit lua; do
   real=$(command -v "$lua") || continue
   case "$real" in "$root/$build/asan-bin/"*) continue ;; esac
-  printf '#!/bin/sh\nLD_PRELOAD="%s %s" exec %s "$@"\n' "$asan_rt" "$root/$build/asan_shim.so" "$real" >"$build/asan-bin/$lua"
+  # exec -a "$0": the interpreter sees the wrapper as argv[0] (Lua's arg[-1]), so a script that
+  # starts its own interpreter again (the CLI does) goes through the wrapper too.
+  printf '#!/bin/bash\nLD_PRELOAD="%s %s" exec -a "$0" %s "$@"\n' "$asan_rt" "$root/$build/asan_shim.so" "$real" >"$build/asan-bin/$lua"
   chmod +x "$build/asan-bin/$lua"
 done
 
@@ -143,3 +148,6 @@ done
 echo "check-memory: C tests $c_pass passed, $c_fail failed; specs $s_pass passed, $s_fail failed;" \
   "reports in our code: $ours_err errors, $ours_leak leaks; foreign reports ignored: $foreign"
 [ "$ours" = 0 ] && [ "$c_fail" = 0 ] && [ "$s_fail" = 0 ]
+}
+main "$@"
+exit $?
