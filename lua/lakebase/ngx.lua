@@ -466,11 +466,13 @@ function start_reaper(self)
     if premature then
       return
     end
-    local tok, ok2, n = ngx.run_worker_thread(pool_name, MODULE, "t_reap")
-    if tok and ok2 and n and n > 0 then
-      log("WARN", n, " transaction(s) idle past their lease were rolled back and returned")
-    elseif not tok then
-      log("ERR", "pin reaper: ", ok2)
+    if core.pin_count() > 0 then -- a mutex read: no thread call while nothing is pinned
+      local tok, ok2, n = ngx.run_worker_thread(pool_name, MODULE, "t_reap")
+      if tok and ok2 and n and n > 0 then
+        log("WARN", n, " transaction(s) idle past their lease were rolled back and returned")
+      elseif not tok then
+        log("ERR", "pin reaper: ", ok2)
+      end
     end
     -- Permits of transactions whose request never came back (reaped, or released elsewhere).
     for _, gate in pairs(gates) do
