@@ -476,7 +476,7 @@ describe("bad queries", function()
   end)
 
   it("query_params refuses a bad n", function()
-    for _, n in ipairs({ -1, 1e12, 70000 }) do
+    for _, n in ipairs({ -1, 1e12, 70000, 1.5, 0 / 0, math.huge }) do
       -- (LuaJIT reports it as "bad argument #3 to '?'": the check is in the C binding, a tail call)
       assert.matches("bad argument #%d to '.-' %(bad parameter count %(n%)%)",
         raised(db.query_params, db, "select 1", { n = n }))
@@ -503,12 +503,18 @@ describe("bad queries", function()
     end
     local grown = (peaks[1] - base_rss) / 1024
     -- bounded: the rows as Lua tables plus the PGresult while decoding (measured ~250 MB)
-    assert.is_true(grown < 700, ("1 M rows took %.0f MB"):format(grown))
+    assert.is_true(grown < (os.getenv("ASAN_OPTIONS") and 2000 or 700), ("1 M rows took %.0f MB"):format(grown))
     -- freed: the Lua heap is back where it was; later runs reuse the memory instead of adding to it
     assert.is_true(collectgarbage("count") - base_lua < 2048,
       ("Lua heap %.0f KB above the baseline"):format(collectgarbage("count") - base_lua))
-    local extra = (math.max(peaks[2], peaks[3]) - peaks[1]) / 1024
-    assert.is_true(extra < 48, ("RSS grew %.0f MB more over runs 2 and 3: a leak"):format(extra))
+    -- (not under ASan/valgrind: their quarantine keeps freed memory resident on purpose; they
+    -- report leaks themselves)
+    local sanitized = os.getenv("ASAN_OPTIONS") or (os.getenv("LD_PRELOAD") or ""):find("asan")
+      or (os.getenv("LD_PRELOAD") or ""):find("valgrind")
+    if not sanitized then
+      local extra = (math.max(peaks[2], peaks[3]) - peaks[1]) / 1024
+      assert.is_true(extra < 48, ("RSS grew %.0f MB more over runs 2 and 3: a leak"):format(extra))
+    end
     still_works()
   end)
 end)

@@ -58,9 +58,11 @@ static int push_param_array(lua_State *L, int idx)
         return 0;
     luaL_checktype(L, idx, LUA_TTABLE);
     lua_getfield(L, idx, "n");
-    if (lua_type(L, -1) == LUA_TNUMBER)
-        n = (int)lua_tonumber(L, -1);
-    else
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        /* Range and integer check before the cast: (int)1e12 or (int)NaN is undefined. */
+        lua_Number v = lua_tonumber(L, -1);
+        n = v >= 0 && v <= 65535 && v == (lua_Number)(int)v ? (int)v : -1;
+    } else
         n = (int)lb_rawlen(L, idx);
     lua_pop(L, 1);
     if (n < 0 || n > 65535)
