@@ -61,6 +61,23 @@ location = /t/tx_sleep {
     ngx.say(ok and "committed" or tostring(err))
   }
 }
+location = /t/tx_own_abort {
+  content_by_lua_block {
+    -- the application's own abort handler: lakebase cannot install its own, it is called instead
+    assert(ngx.on_abort(function()
+      require("lakebase.ngx").abort_request()
+      ngx.exit(499)
+    end))
+    local db = require("app").db()
+    local id = tonumber(ngx.var.arg_id)
+    local ok, err = db:transaction(function(tx)
+      assert(tx:query("update items set name = name || ' (changed)' where id = $1", id))
+      assert(tx:query("select pg_sleep(2)"))
+      return true
+    end)
+    ngx.say(ok and "committed" or tostring(err))
+  }
+}
 location = /t/tx_short {
   content_by_lua_block {
     local db = require("app").db()
@@ -528,6 +545,36 @@ describe("openresty (nginx + lakebase.ngx)", function()
     local again = get_json("GET", "/items/" .. item.id)
     assert.are.equal("abort me", again.name) -- the update was rolled back
     get_json("DELETE", "/items/" .. item.id)
+  end)
+
+  it("does the same through lakebase.ngx.abort_request() from the application's own handler", function()
+    local item = get_json("POST", "/items", '{"name":"abort me too"}')
+    local _, code = http("GET", "/t/tx_own_abort?id=" .. item.id, nil, 0.5)
+    assert.are.equal(0, code)
+    assert.is_true(eventually(5, function()
+      local s = stats()
+      return s.pins == 0 and s.in_use == 0 and idle_in_tx_count() == 0
+    end), "pinned connection not reclaimed: " .. json.encode(stats()))
+    assert.are.equal("abort me too", get_json("GET", "/items/" .. item.id).name)
+    get_json("DELETE", "/items/" .. item.id)
+  end)
+
+  it("gives back the connection permits of queries whose clients went away", function()
+    -- 12 clients (> the pool's 10 connections) give up while their query sleeps in the pool;
+    -- afterwards a query must get a connection as soon as the sleeps end, not time out.
+    local args = {}
+    for i = 1, 12 do
+      args[i] = "-o /dev/null " .. q(base .. "/t/sleep?s=1")
+    end
+    h.run(CURL .. " -s --no-progress-meter --parallel --parallel-immediate --parallel-max 12 -m 0.3 "
+      .. table.concat(args, " "))
+    local text, code, secs = http("GET", "/health")
+    assert.are.equal(200, code, text)
+    assert.is_true(secs < 3, "/health waited " .. secs .. " s for a connection")
+    for _ = 1, 12 do -- every permit is back: 12 more sequential queries each find one at once
+      _, code = http("GET", "/health")
+      assert.are.equal(200, code)
+    end
   end)
 
   it("reclaims a transaction abandoned with ngx.exit once its lease runs out", function()

@@ -408,29 +408,43 @@ end
 -- This request's state (created once per request, in an abortable phase): its open pins and
 -- the gate permits of its calls in flight. Asks nginx to release both when the client goes away
 -- (the request's Lua thread then ends without coming back from the thread-pool call).
+-- Gives back what the request holds: the permits of its calls in flight, its open transactions.
+local function cleanup(state)
+  if next(state.pins) then
+    log("WARN", "client aborted the request: rolling back its open transaction")
+  end
+  for g, n in pairs(state.inflight) do
+    state.inflight[g] = nil
+    if n > 0 then
+      g.sem:post(n)
+    end
+  end
+  release_all(state.pins, state.pool_name, state.gate)
+end
+
 function request_state(self)
   local ctx = ngx.ctx
   local state = ctx[CTX_KEY]
   if not state then
-    state = { pins = {}, inflight = {} }
+    state = { pins = {}, inflight = {}, pool_name = self.thread_pool, gate = self.gate }
     ctx[CTX_KEY] = state
-    local pins, inflight, pool_name, gate = state.pins, state.inflight, self.thread_pool, self.gate
     local ok, err = ngx.on_abort(function()
-      if next(pins) then
-        log("WARN", "client aborted the request: rolling back its open transaction")
-      end
-      for g, n in pairs(inflight) do
-        inflight[g] = nil
-        if n > 0 then
-          g.sem:post(n)
-        end
-      end
-      release_all(pins, pool_name, gate)
+      cleanup(state)
       ngx.exit(499)
     end)
     state.abort_err = not ok and err
   end
   return state
+end
+
+--- For an application that registers its own ngx.on_abort handler (nginx allows one per request,
+-- so lakebase's cannot be installed after it): call this from that handler before ending the
+-- request, to roll back the request's open transactions and give back its connection permits.
+function _M.abort_request()
+  local state = ngx and ngx.ctx and ngx.ctx[CTX_KEY]
+  if state then
+    cleanup(state)
+  end
 end
 
 -- Remembers an open pin for this request, released when the client goes away.
