@@ -2,8 +2,8 @@
 # make check-memory: the C tests and the busted suite (Lua 5.4 and LuaJIT) against an
 # ASan+UBSan build of the C core (clang), with leak detection.
 #  - C tests are sanitized executables.
-#  - busted runs under Lua interpreters started through wrappers (<build>/asan-bin/lua5.4,
-#    luajit, lua, first in PATH) that preload the clang ASan runtime (it carries the UBSan
+#  - busted runs under Lua interpreters started through wrappers (<build>/asan/bin/lua5.4,
+#    luajit, lua and nginx, first in PATH) that preload the clang ASan runtime (it carries the UBSan
 #    handlers too) and a small shim: dlclose() becomes a no-op, so leaks in lakebase/core.so
 #    keep their symbols when the interpreter unloads it at exit, and LD_PRELOAD is removed from
 #    the environment at start, so programs the specs run (curl, psql, sh: curl hangs with ASan
@@ -52,14 +52,18 @@ int dlclose(void *handle) { (void)handle; return 0; }
 __attribute__((constructor)) static void lakebase_asan_shim(void) { unsetenv("LD_PRELOAD"); }
 EOF
 clang -shared -fPIC -O1 "$build/asan_shim.c" -o "$build/asan_shim.so" || exit 1
-mkdir -p "$build/asan-bin"
-for lua in lua5.4 luajit lua; do
-  real=$(command -v "$lua") || continue
-  case "$real" in "$root/$build/asan-bin/"*) continue ;; esac
-  # exec -a "$0": the interpreter sees the wrapper as argv[0] (Lua's arg[-1]), so a script that
+# Wrappers in a Lua-prefix-like layout (bin/ + include/ -> /usr/include), so luarocks, which
+# derives the Lua headers' place from the interpreter it finds in PATH, still finds them.
+wrap="$root/$build/asan/bin"
+mkdir -p "$wrap"
+ln -sfn /usr/include "$root/$build/asan/include"
+for prog in lua5.4 luajit lua nginx; do
+  real=$(command -v "$prog") || continue
+  case "$real" in "$wrap/"*) continue ;; esac
+  # exec -a "$0": the program sees the wrapper as argv[0] (Lua's arg[-1]), so a script that
   # starts its own interpreter again (the CLI does) goes through the wrapper too.
-  printf '#!/bin/bash\nLD_PRELOAD="%s %s" exec -a "$0" %s "$@"\n' "$asan_rt" "$root/$build/asan_shim.so" "$real" >"$build/asan-bin/$lua"
-  chmod +x "$build/asan-bin/$lua"
+  printf '#!/bin/bash\nLD_PRELOAD="%s %s" exec -a "$0" %s "$@"\n' "$asan_rt" "$root/$build/asan_shim.so" "$real" >"$wrap/$prog"
+  chmod +x "$wrap/$prog"
 done
 
 logs=$(mktemp -d /tmp/lakebase-check-memory.XXXXXX)
@@ -106,8 +110,8 @@ if [ "${MEMORY_SKIP_SPECS:-0}" != 1 ]; then
     export LUA_CPATH="$root/$build/$interp/?.so;;" LAKEBASE_TEST_INTERP=$interp LAKEBASE_BUILD=$build
     for spec in $specs; do
       out="$logs/spec.out"
-      PATH="$root/$build/asan-bin:$PATH" ASAN_OPTIONS="$common" \
-        timeout 900 "$root/$build/asan-bin/$interp" "$(command -v busted)" --ignore-lua -o plainTerminal "$spec" >"$out" 2>&1; rc=$?
+      PATH="$wrap:$PATH" ASAN_OPTIONS="$common" \
+        timeout 900 "$wrap/$interp" "$(command -v busted)" --ignore-lua -o plainTerminal "$spec" >"$out" 2>&1; rc=$?
       summary=$(grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -1)
       if [ -z "$summary" ]; then
         echo "== $interp $spec: did not finish (exit $rc)"; tail -20 "$out"
@@ -131,7 +135,7 @@ for f in "$logs"/asan.*; do
   [ -f "$f" ] || continue
   prog=$(basename "$f" | sed -E 's/^asan\.(.*)\.[0-9]+$/\1/')
   case "$prog" in
-    lua5.4|luajit|lua|test_*) mine=1 ;;
+    lua5.4|luajit|lua|nginx|test_*) mine=1 ;;
     *) mine=0 ;;
   esac
   if [ $mine = 1 ] && grep -qE "$root/src/|lakebase/core\.so|in lb_[a-z_0-9]+ |libpq\.so|libcurl\.so|libcjson\.so" "$f"; then
