@@ -2,7 +2,7 @@
 -- plainly why it refuses one; prefer encrypts without verifying; disable is plaintext.
 -- Servers: the fixtures' PostgreSQL (test CA, certificate for localhost + 127.0.0.1) and a second
 -- throwaway PostgreSQL (spec/support/tls_server.sh) whose certificate comes from another CA and
--- names only db.other.test.
+-- names only db.other.test, and a third one without TLS at all.
 local h = require("spec.support.helpers")
 local lakebase = require("lakebase")
 
@@ -37,6 +37,7 @@ describe("TLS", function()
   local other -- the second server: { port = n, ca = path }
   local foreign_ca -- a CA that signed nothing the servers use
   local name = h.unique("tls") -- this run's own second server
+  local plain -- a third server without TLS: { port = n }
 
   setup(function()
     local out, ok = h.run("bash spec/support/tls_server.sh start " .. name .. " 2>&1")
@@ -44,6 +45,9 @@ describe("TLS", function()
     local port, ca = out:match("TLS_PORT=(%d+) TLS_CA=(%S+)")
     assert(port, "unexpected tls_server.sh output: " .. out)
     other = { port = tonumber(port), ca = ca }
+    out, ok = h.run("bash spec/support/tls_server.sh start " .. name .. "_plain plain 2>&1")
+    assert(ok, "tls_server.sh start plain failed: " .. out)
+    plain = { port = tonumber(out:match("TLS_PORT=(%d+)")) }
     foreign_ca = os.tmpname()
     local dir = foreign_ca .. ".d"
     out, ok = h.run("mkdir -p " .. h.shell_quote(dir) .. " && openssl req -x509 -new -nodes -newkey rsa:2048"
@@ -54,6 +58,7 @@ describe("TLS", function()
 
   teardown(function()
     h.run("bash spec/support/tls_server.sh stop " .. name .. " 2>&1")
+    h.run("bash spec/support/tls_server.sh stop " .. name .. "_plain 2>&1")
     if foreign_ca then os.remove(foreign_ca) end
   end)
 
@@ -132,6 +137,26 @@ describe("TLS", function()
       end
       assert.equal(0, db:stats().total)
       db:close()
+    end)
+  end)
+
+  describe("a server without TLS", function()
+    local function plain_settings(mode)
+      return { host = "localhost", port = plain.port, database = "postgres", user = "postgres",
+        password = "not-needed", sslmode = mode, sslrootcert = h.env().SSLROOTCERT, connect_timeout = 5 }
+    end
+
+    it("require (and verify-ca) refuse it: no fallback to plaintext", function()
+      assert_refused(attempt(plain_settings("require")), "server does not support SSL, but SSL was required")
+      assert_refused(attempt(plain_settings("verify-ca")), "server does not support SSL")
+    end)
+
+    it("prefer falls back to plaintext, disable is plaintext", function()
+      for _, mode in ipairs({ "prefer", "disable" }) do
+        local r = attempt(plain_settings(mode))
+        assert.is_true(r.ok, r.err and tostring(r.err))
+        assert.is_false(r.ssl)
+      end
     end)
   end)
 

@@ -3,7 +3,8 @@
 # ("lakebase other CA") that names only the host db.other.test (so connecting as localhost or
 # 127.0.0.1 is a host-name mismatch). Trust authentication: the spec only checks the TLS handshake,
 # and its positive cases (sslmode=prefer) need no secret.
-#   usage: tls_server.sh start|stop [name]
+#   usage: tls_server.sh start|stop [name] [plain]
+# `plain`: the server has TLS turned off (for sslmode=require must not fall back to plaintext).
 # Lives in <run dir>/tls-<name> (run dir: ${LAKEBASE_RUN_DIR:-spec/support/run}; name: default
 # "default", give each concurrent user its own); `start` prints
 #   TLS_PORT=<port> TLS_CA=<other CA pem>
@@ -18,6 +19,8 @@ run_dir=${LAKEBASE_RUN_DIR:-spec/support/run}
 case "$run_dir" in /*) ;; *) run_dir="$root/$run_dir" ;; esac
 pgbin=${LAKEBASE_TEST_PGBIN_OVERRIDE:-/usr/lib/postgresql/15/bin}
 name=${2:-default}
+ssl=on
+[ "${3:-}" = plain ] && ssl=off
 case "$name" in *[!A-Za-z0-9_-]*|"") echo "tls_server: bad name" >&2; exit 2 ;; esac
 dir="$run_dir/tls-$name"
 state="$dir/state.sh"
@@ -88,7 +91,7 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$tmp'
 fsync = off
-ssl = on
+ssl = $ssl
 ssl_cert_file = '$tmp/server.pem'
 ssl_key_file = '$tmp/server.key'
 max_connections = 20
