@@ -127,6 +127,20 @@ describe("TLS", function()
       assert_refused(r, "certificate verify failed")
     end)
 
+    it("a bundle without a CA certificate is refused, naming the file", function()
+      local garbage = os.tmpname()
+      local f = assert(io.open(garbage, "w"))
+      f:write("not a certificate\n")
+      f:close()
+      local r = attempt(h.password_settings({ sslrootcert = garbage }))
+      os.remove(garbage)
+      assert_refused(r, "could not read root certificate file")
+      assert.matches(garbage, r.err.message, 1, true)
+      -- the server's own (leaf) certificate is no CA: it vouches for nothing
+      r = attempt(h.password_settings({ sslrootcert = h.env().RUNDIR .. "/pki/server.pem" }))
+      assert_refused(r, "certificate verify failed")
+    end)
+
     it("keeps refusing: a later query on the same db fails the same way", function()
       local db = assert(lakebase.new(other_settings()))
       for _ = 1, 3 do
