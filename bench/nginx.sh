@@ -58,8 +58,10 @@ errors = int((re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text) or [0, 0])[1
 sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
 if sock:
     errors += sum(int(x) for x in sock.groups())
+load1 = float(open("/proc/loadavg").read().split()[0])
 print(json.dumps({"round": rnd, "peer": peer, "workload": "W5", "value": rps, "unit": "req/s",
-                  "errors": errors, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "requests": reqs}))
+                  "errors": errors, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "requests": reqs,
+                  "load1": load1}))
 ' "$@"
 }
 

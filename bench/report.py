@@ -179,7 +179,7 @@ def main(path):
         p("|---|---|---:|---|---|")
         for k in others:
             e = extra[k]
-            notes = ", ".join(f"{n}={e[n]}" for n in ("errors", "p50_ms", "p99_ms", "requests", "worst", "rounds") if n in e)
+            notes = ", ".join(f"{n}={e[n]}" for n in ("errors", "p50_ms", "p99_ms", "requests", "worst", "rounds", "load1") if n in e)
             p(f"| {k[0]} | {k[1]} | {med[k]:,.1f} | {units[k]} | {notes} |")
         p("")
 
