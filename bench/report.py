@@ -108,7 +108,7 @@ def main(path):
       f"{sh('nginx -v 2>&1').replace('nginx version: ', '')} with libnginx-mod-http-lua, wrk {sh('wrk -v 2>&1').split()[1] if len(sh('wrk -v 2>&1').split()) > 1 else '?'}")
     p("- peers: raw libpq in C (`PQexecParams`, and `PQprepare`+`PQexecPrepared`), luasql-postgres "
       "(Debian's lua-sql-postgres; no parameters, values escaped into the SQL), lakebase (`db:query` with $n parameters)")
-    loads = [r["load1"] for r in rows if "load1" in r]
+    loads = [r["load1"] for r in rows if "load1" in r and r["workload"] in ("W1", "W2", "W3", "W4")]
     if loads:
         p(f"- machine load during W1–W4 (1-minute load average after each run): {min(loads):.2f} to {max(loads):.2f} "
           f"on {sh('nproc')} CPUs (the bench itself accounts for about 1–2)")
