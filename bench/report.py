@@ -151,8 +151,13 @@ def main(path):
         mine = rss.get(("W3", f"lakebase {interp}"))
         others = [rss[k] for k in rss if k[0] == "W3" and not k[1].startswith("lakebase") and k[1].endswith(interp)]
         target(f"W3 peak RSS below the Lua peers ({interp})",
-               f"{mine / 1024:.0f} MiB vs {', '.join('%.0f' % (o / 1024) for o in others)} MiB" if mine and others else "–",
+               f"{mine / 1024:.0f} MiB vs luasql {', '.join('%.0f' % (o / 1024) for o in others)} MiB" if mine and others else "–",
                all(mine < o for o in others) if mine and others else None)
+    raw_rss = rss.get(("W3", RAW))
+    mine = rss.get(("W3", "lakebase Lua 5.4"))
+    if raw_rss and mine:
+        target("W3 peak RSS below raw libpq in C too", f"{mine / 1024:.0f} MiB vs {raw_rss / 1024:.0f} MiB "
+               "(C keeps only the PGresult; no Lua rows)", mine < raw_rss)
     w5 = extra.get(("W5", "lakebase LuaJIT (nginx)"))
     w5v = med.get(("W5", "lakebase LuaJIT (nginx)"))
     target("W5 ≥ 20 k req/s, zero errors",
