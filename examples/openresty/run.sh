@@ -90,9 +90,17 @@ start() {
   if [ -n "${ASAN_OPTIONS:-}" ]; then
     export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=1"
   fi
+  # A core.so built with ASan (make check-memory) needs the ASan runtime loaded first: preload it
+  # (and check-memory's dlclose shim, when there) into nginx only.
+  local preload=""
+  if nm -D "$build/luajit/lakebase/core.so" 2>/dev/null | grep -q ' U __asan_init'; then
+    preload=$(clang -print-file-name=libclang_rt.asan-x86_64.so 2>/dev/null)
+    [ -f "$preload" ] || die "core.so is built with ASan but the clang ASan runtime is missing"
+    [ -f "$build/asan_shim.so" ] && preload="$preload $build/asan_shim.so"
+  fi
   # daemon off in a session of its own (instead of nginx's own daemonizing, which hangs the
   # worker under the ASan runtime); the pid file in the prefix serves `stop`.
-  setsid nginx -p "$prefix" -c "$prefix/conf/nginx.conf" -g 'daemon off;' \
+  LD_PRELOAD="$preload" setsid nginx -p "$prefix" -c "$prefix/conf/nginx.conf" -g 'daemon off;' \
     </dev/null >"$prefix/logs/start.log" 2>&1 &
   local npid=$! base="http://127.0.0.1:$port"
   for _ in $(seq 1 100); do
