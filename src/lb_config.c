@@ -4,6 +4,7 @@
 #include "lakebase.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -469,16 +470,34 @@ static char *normalise_host(const char *v, const char **why, int *no_echo)
  * The profile of the Databricks config file
  * ---------------------------------------------------------------------------------------- */
 
+/* errno value read_file sets for a FIFO (reported in words: strerror has nothing apt). */
+#define EFTYPE_NOT_REGULAR EINVAL
+
 /* Reads the whole file (at most MAX_PROFILE_FILE). Returns malloc'd text or NULL with errno set
  * (EFBIG when too large). */
 static char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
     char *buf = NULL;
     size_t cap = 0, n = 0;
+    struct stat st;
+    FILE *f;
+    /* O_NONBLOCK: a FIFO or device named as the config file must not hang the caller. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
-    if (!f)
+    if (fd < 0)
         return NULL;
+    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode) || S_ISFIFO(st.st_mode)) {
+        int dir = S_ISDIR(st.st_mode);
+        close(fd);
+        errno = dir ? EISDIR : EFTYPE_NOT_REGULAR;
+        return NULL;
+    }
+    if (!(f = fdopen(fd, "rb"))) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
     for (;;) {
         size_t got;
         if (n == cap) {
@@ -565,7 +584,7 @@ static void load_profile(problems *pr, resolved *r, lb_profile *prof, char **pat
         if (name || (file && e != ENOENT) || (!file && e != ENOENT))
             add_line(pr, "%s: cannot read the Databricks config file %.512s: %s",
                      name ? "DATABRICKS_CONFIG_PROFILE" : (file ? "DATABRICKS_CONFIG_FILE" : "HOME"),
-                     path, e == EFBIG ? "larger than 1 MiB" : strerror(e));
+                     path, e == EFBIG ? "larger than 1 MiB" : e == EFTYPE_NOT_REGULAR ? "a FIFO, not a file" : strerror(e));
         return;
     }
     if (lb_profile_parse(text, len, name ? name : "DEFAULT", prof, errbuf, sizeof errbuf) != 0) {

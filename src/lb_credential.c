@@ -200,6 +200,14 @@ static cJSON *call(const char *step, lb_http_request *req, double connect_timeou
         lb_http_response_free(&resp);
         return NULL;
     }
+    /* cJSON would decode an escaped NUL and hand back a string cut short at it: a token that is
+     * not the one issued. No valid answer contains one. */
+    if (memmem(resp.body, resp.body_len, "\\u0000", 6)) {
+        explicit_bzero(resp.body, resp.body_len);
+        lb_http_response_free(&resp);
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: response contains an escaped NUL character", step);
+        return NULL;
+    }
     j = cJSON_ParseWithLength(resp.body, resp.body_len);
     explicit_bzero(resp.body, resp.body_len); /* it holds a token */
     lb_http_response_free(&resp);
@@ -289,6 +297,13 @@ static int parse_cred(const cJSON *j, fetched *out, lb_error *err)
                      "%s: response has no parseable RFC 3339 \"expire_time\"%s%s%s", STEP_CRED,
                      shown[0] ? " (got \"" : "", shown, shown[0] ? "\")" : "");
         scrub(err->message, tok->valuestring);
+        return -1;
+    }
+    /* An answer that is already expired (clock skew, a stale cache in between) would be served
+     * nowhere and fetched again on every call: refuse it plainly. */
+    if (out->expires_wall <= lb_time_wall()) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0,
+                     "%s: expire_time is already in the past (check this machine's clock)", STEP_CRED);
         return -1;
     }
     /* Anchor once: from now on only the monotonic clock decides. */

@@ -293,24 +293,26 @@ static void test_parse_table(void)
         double want; /* 0: must fail */
         const char *in_error;
     } cases[] = {
-        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2026-11-25T15:04:05Z\"}", 1795619045.0, NULL },
-        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2026-11-25T15:04:05.123Z\"}", 1795619045.123, NULL },
-        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2026-11-25T15:04:05.123456Z\"}", 1795619045.123456, NULL },
-        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2026-11-25T15:04:05.123456789Z\"}", 1795619045.123456789, NULL },
-        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2026-11-25T17:04:05+02:00\"}", 1795619045.0, NULL },
-        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2026-11-25T09:34:05-05:30\"}", 1795619045.0, NULL },
+        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2036-11-25T15:04:05Z\"}", 2111238245.0, NULL },
+        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2036-11-25T15:04:05.123Z\"}", 2111238245.123, NULL },
+        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2036-11-25T15:04:05.123456Z\"}", 2111238245.123456, NULL },
+        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2036-11-25T15:04:05.123456789Z\"}", 2111238245.123456789, NULL },
+        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2036-11-25T17:04:05+02:00\"}", 2111238245.0, NULL },
+        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2036-11-25T09:34:05-05:30\"}", 2111238245.0, NULL },
         { "{\"token\":\"tok-abcdef\",\"expire_time\":\"garbage\"}", 0, "expire_time" },
-        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2026-11-25T15:04:05\"}", 0, "expire_time" },
-        { "{\"token\":\"tok-abcdef\",\"expire_time\":1795619045}", 0, "expire_time" },
+        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2036-11-25T15:04:05\"}", 0, "expire_time" },
+        { "{\"token\":\"tok-abcdef\",\"expire_time\":2111238245}", 0, "expire_time" },
         { "{\"token\":\"tok-abcdef\"}", 0, "expire_time" },
-        { "{\"expire_time\":\"2026-11-25T15:04:05Z\"}", 0, "\"token\"" },
-        { "{\"token\":42,\"expire_time\":\"2026-11-25T15:04:05Z\"}", 0, "\"token\"" },
-        { "{\"token\":\"\",\"expire_time\":\"2026-11-25T15:04:05Z\"}", 0, "\"token\"" },
+        { "{\"expire_time\":\"2036-11-25T15:04:05Z\"}", 0, "\"token\"" },
+        { "{\"token\":42,\"expire_time\":\"2036-11-25T15:04:05Z\"}", 0, "\"token\"" },
+        { "{\"token\":\"\",\"expire_time\":\"2036-11-25T15:04:05Z\"}", 0, "\"token\"" },
         { "{\"token\":\"tok-abcdef\",", 0, "JSON" },
         { "[]", 0, "JSON" },
         { "", 0, "JSON" },
         /* the token must not leak through an echoed expire_time */
         { "{\"token\":\"tok-abcdef\",\"expire_time\":\"tok-abcdef\"}", 0, "expire_time" },
+        /* already expired: refused rather than served nowhere and fetched on every call */
+        { "{\"token\":\"tok-abcdef\",\"expire_time\":\"2001-01-01T00:00:00Z\"}", 0, "in the past" },
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
