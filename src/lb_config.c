@@ -486,10 +486,15 @@ static char *read_file(const char *path, size_t *len)
 
     if (fd < 0)
         return NULL;
-    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode) || S_ISFIFO(st.st_mode)) {
-        int dir = S_ISDIR(st.st_mode);
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
         close(fd);
-        errno = dir ? EISDIR : EFTYPE_NOT_REGULAR;
+        errno = e;
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode) || S_ISFIFO(st.st_mode)) {
+        close(fd);
+        errno = S_ISDIR(st.st_mode) ? EISDIR : EFTYPE_NOT_REGULAR;
         return NULL;
     }
     if (!(f = fdopen(fd, "rb"))) {
