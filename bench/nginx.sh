@@ -92,3 +92,19 @@ for ((r = 0; r < rounds; r++)); do
     "workload": "W5-ping", "value": float(sys.argv[2]) * 1000, "unit": "ms", "requests": 20,
     "sleep_still_running": sys.argv[3] == "true"}))' "$r" "$max" "$still"
 done
+
+# For information (not the target): the same lakebase route with 4 thread-pool threads instead of the
+# example's 16, by reloading nginx with the generated config changed (examples/ stays as it is).
+conf="$LAKEBASE_NGINX_PREFIX/conf/nginx.conf"
+if [ "${BENCH_W5_THREADS:-4}" != 0 ] && grep -q 'thread_pool lakebase threads=' "$conf"; then
+  sed -i "s/thread_pool lakebase threads=[0-9]*/thread_pool lakebase threads=${BENCH_W5_THREADS:-4}/" "$conf"
+  nginx -p "$LAKEBASE_NGINX_PREFIX" -c "$conf" -s reload 2>/dev/null
+  sleep 1.5
+  wrk -t2 -c32 -d2s "$base/bench/lakebase" >/dev/null
+  for ((r = 0; r < rounds; r++)); do
+    line=$(wrk -t2 -c32 -d"$duration" --latency "$base/bench/lakebase" |
+      to_json "$r" "lakebase LuaJIT (nginx, threads=${BENCH_W5_THREADS:-4})")
+    echo "$line"
+    echo "   W5 lakebase threads=${BENCH_W5_THREADS:-4}: $line" >&2
+  done
+fi

@@ -36,9 +36,9 @@ NOTES = """
 - W5: one nginx worker, lakebase's queries run in nginx's thread pool (`thread_pool lakebase threads=16`
   of examples/openresty/nginx.conf, db `max` 10); the luasql route blocks the worker per query (one
   connection). wrk runs on the same machine. Most of the worker's CPU per request goes to the kernel
-  (waking pool threads, eventfd, TCP); with fewer pool threads than connections in flight (threads=2..4,
-  tried by hand) the tasks queue and threads do not sleep between them: more req/s and a p99 of ~4 ms
-  instead of 30–400 ms here.
+  (waking pool threads, eventfd, TCP). With 16 threads on 2 CPUs the event loop competes with the pool
+  threads for CPU, which shows in lakebase's p99; the `threads=4` line (same route, nginx reloaded with 4
+  pool threads, after the /ping measure) is there for comparison and is not the target figure.
 - micro: `bench/micro.c` against `liblakebase.a` — `lb_credentials_get` on a warm cache (PAT, token auth) and
   `lb_pool_checkout`+`lb_pool_checkin` of the one idle connection (the checkout's liveness check is a
   `poll()` system call).
