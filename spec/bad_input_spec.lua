@@ -202,11 +202,8 @@ io.write(s and "OK" or ("ERR\n" .. e.message))
     assert.matches("no profile [p] in /dev/null", config_with_file("/dev/null"), 1, true)
   end)
 
-  -- Known gap (reported to the settings owner): a FIFO blocks lakebase.config/new forever.
+  -- A FIFO named as the config file is refused at once (opened non-blocking), never waited on.
   it("a FIFO as the config file does not block", function()
-    if not os.getenv("LAKEBASE_TEST_FIFO_CFG") then
-      return pending("lb_config.c blocks opening a FIFO (finding in issue 9 report)")
-    end
     local fifo = os.tmpname()
     os.remove(fifo)
     assert(h.run("mkfifo " .. h.shell_quote(fifo)))
@@ -320,12 +317,8 @@ describe("bad workspace answers", function()
     end)
   end
 
-  -- Known gap (reported to the credentials owner): an already-expired expire_time is accepted, the
-  -- dead token returned, and every call fetches again. Enable when lb_credential.c refuses it.
+  -- An already-expired expire_time is refused (it would be served nowhere and fetched on every call).
   it("credential answer: expire_time in the past", function()
-    if not os.getenv("LAKEBASE_TEST_PAST_EXPIRY") then
-      return pending("lb_credential.c accepts an expire_time in the past (finding in issue 9 report)")
-    end
     local err = fails_then_recovers(pat(), { path = CRED, kind = "body",
       body = '{"token": "abcdefghijkl", "expire_time": "2001-01-01T00:00:00Z"}' }, "lakebase credential:")
     assert.matches("expire", err.message, 1, true)
@@ -363,11 +356,8 @@ describe("bad workspace answers", function()
     assert.is_nil(err.message:find("[%c]"), ("control character in %q"):format(err.message))
   end)
 
-  -- Known gap (reported): a token with an escaped NUL ("abc\u0000def") comes back cut at the NUL.
+  -- A token with an escaped NUL ("abc\u0000def") is refused, not returned cut short at the NUL.
   it("credential answer: a token with an escaped NUL byte", function()
-    if not os.getenv("LAKEBASE_TEST_NUL_TOKEN") then
-      return pending("lb_credential.c returns the token cut at an escaped NUL (finding in issue 9 report)")
-    end
     fails_then_recovers(pat(), { path = CRED, kind = "body",
       body = '{"token": "abc\\u0000def", "expire_time": "2030-01-01T00:00:00Z"}' }, "lakebase credential:")
   end)
