@@ -27,7 +27,8 @@ describe("luarocks make", function()
       lua_version, extra = "5.4", ""
     end
     -- Build from a copy of the tracked files, so the checkout is left untouched.
-    assert(run("git ls-files -z | xargs -0 cp --parents -t " .. sh_quote(tmp) .. " 2>/dev/null; mkdir -p " .. sh_quote(tmp)))
+    assert(run("git ls-files -z | xargs -0 cp --parents -t " .. sh_quote(tmp)
+      .. " 2>/dev/null; mkdir -p " .. sh_quote(tmp)))
   end)
 
   teardown(function()
@@ -40,7 +41,8 @@ describe("luarocks make", function()
     assert.is_true(ok, out)
 
     local paths = string.format("LUA_PATH=%s LUA_CPATH=%s",
-      sh_quote(tree .. "/share/lua/" .. lua_version .. "/?.lua;" .. tree .. "/share/lua/" .. lua_version .. "/?/init.lua"),
+      sh_quote(tree .. "/share/lua/" .. lua_version .. "/?.lua;"
+        .. tree .. "/share/lua/" .. lua_version .. "/?/init.lua"),
       sh_quote(tree .. "/lib/lua/" .. lua_version .. "/?.so"))
     local code = [[local l = require("lakebase"); local c = require("lakebase.core");
       assert(package.searchpath("lakebase.core", package.cpath):find("/tree/", 1, true));
