@@ -7,6 +7,8 @@ local json = require("dkjson")
 local lakebase = require("lakebase")
 
 local root = (debug.getinfo(1, "S").source:gsub("^@", ""):match("^(.*)/spec/[^/]*$")) or "."
+-- nginx resolves -c against its -p prefix: every path handed to run.sh must be absolute.
+if root:sub(1, 1) ~= "/" then root = (os.getenv("PWD") or ".") .. (root == "." and "" or "/" .. root) end
 local q = h.shell_quote
 local interp = os.getenv("LAKEBASE_TEST_INTERP") or "lua"
 -- Client programs run without an inherited LD_PRELOAD (make check-memory preloads the ASan runtime
@@ -157,6 +159,8 @@ location = /t/types {
     put("tx_swallowed", sw == nil and swerr.sqlstate)
     local _, raised = db:transaction(function() error({ custom = "table" }) end)
     put("tx_raised", type(raised) == "table" and raised.custom)
+    local nul_ok, nul_err = pcall(db.query, db, "select 1\0; drop table items")
+    put("nul_refused", not nul_ok and tostring(nul_err):find("NUL byte", 1, true) ~= nil)
     local ok_stats = db:stats()
     put("stats_max", ok_stats.max)
     ngx.say(table.concat(out, "\n"))
@@ -493,7 +497,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
       err_str = "true", tx_err_mt = "true", tx_err_sqlstate = "42P01",
       tx_false = "42P01", sp_rolled_back = "true", tx_ret = "in tx", tx_ret_null = "true",
       tx_raised = "table", tx_swallowed = "25P02", stats_max = got.stats_max,
-      w_json = "20", w_bytea = "3", w_array = "3", w_null = "true",
+      w_json = "20", w_bytea = "3", w_array = "3", w_null = "true", nul_refused = "true",
     }, got)
     assert.is_truthy(tonumber(got.stats_max))
     assert.are.equal(0, stats().pins)

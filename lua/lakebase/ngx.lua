@@ -528,6 +528,9 @@ local function check_sql(sql, level)
   if type(sql) ~= "string" then
     error("bad argument #1 to 'query' (string expected, got " .. type(sql) .. ")", level + 1)
   end
+  if sql:find("\0", 1, true) then -- libpq would silently run only the text before it
+    error("bad argument #1 to 'query' (SQL text contains a NUL byte)", level + 1)
+  end
 end
 
 function db_methods:query_params(sql, params)
