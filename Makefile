@@ -73,8 +73,9 @@ bench:
 	@$(MAKE) --no-print-directory build
 	@bash bench/run.sh
 
+# luacheck, cppcheck and clang-tidy (installs the two C analysers when missing).
 lint:
-	luacheck lua bin spec
+	@bash spec/support/static_analysis.sh
 
 # Fault scenarios against the real fixtures (also part of make test); figures in docs/RELIABILITY.md.
 test-faults: deps
