@@ -427,6 +427,51 @@ static void test_registry_close(void)
     lb_pool_release(a);
 }
 
+/* ---- the registry under concurrent acquire/release (refs reaching zero while others join) --- */
+
+typedef struct churn {
+    const lb_settings *s;
+    int errors;
+} churn;
+
+static void *churn_run(void *arg)
+{
+    churn *ch = arg;
+    int i;
+    for (i = 0; i < 40; i++) {
+        lb_error err = LB_ERROR_INIT;
+        lb_pool *p = lb_pool_acquire(ch->s, &err);
+        if (!p || !add_one(p, NULL, i, &err))
+            ch->errors++;
+        lb_error_clear(&err);
+        lb_pool_release(p);
+    }
+    return NULL;
+}
+
+static void test_registry_threads(void)
+{
+    lb_settings *s = settings("4", "30", "lb_c_churn");
+    pthread_t th[THREADS];
+    churn ch[THREADS];
+    int i, errors = 0;
+
+    if (!ok(s != NULL, "settings for the registry churn"))
+        return;
+    for (i = 0; i < THREADS; i++) {
+        ch[i].s = s;
+        ch[i].errors = 0;
+        pthread_create(&th[i], NULL, churn_run, &ch[i]);
+    }
+    for (i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        errors += ch[i].errors;
+    }
+    ok(errors == 0, "%d threads acquiring, querying and releasing one pool: %d errors", THREADS,
+       errors);
+    lb_settings_free(s);
+}
+
 int main(void)
 {
     if (!env("LAKEBASE_TEST_PGPORT") || !env("LAKEBASE_TEST_ADMIN_PASSWORD")) {
@@ -439,6 +484,7 @@ int main(void)
     test_clean_checkin();
     test_terminated();
     test_registry_close();
+    test_registry_threads();
     printf("1..%d\n", test_no);
     return failures ? 1 : 0;
 }
