@@ -158,7 +158,8 @@ describe("lakebase config: options", function()
     { "port", "-1", "PGPORT (port)" },
     { "sslmode", "allow", "PGSSLMODE (sslmode): expected one of require, prefer, disable, verify-full, verify-ca" },
     { "sslrootcert", "/nonexistent/ca.pem", "PGSSLROOTCERT (sslrootcert): cannot read the CA bundle" },
-    { "endpoint", "projects/p/branches/b", "LAKEBASE_ENDPOINT (endpoint): expected projects/<project>/branches/<branch>/endpoints/<endpoint>" },
+    { "endpoint", "projects/p/branches/b",
+      "LAKEBASE_ENDPOINT (endpoint): expected projects/<project>/branches/<branch>/endpoints/<endpoint>" },
     { "endpoint", "projects/p/branches/b/endpoints/e/extra", "LAKEBASE_ENDPOINT (endpoint)" },
     { "databricks_host", "http://ws.example.com", "DATABRICKS_HOST (databricks_host): expected an https:// URL" },
     { "databricks_host", "ftp://ws.example.com", "DATABRICKS_HOST (databricks_host): expected an https:// URL" },
@@ -190,7 +191,8 @@ describe("lakebase config: options", function()
   }
   for _, case in ipairs(rejects) do
     local name, value, want = case[1], case[2], case[3]
-    it(("rejects %s = %s"):format(name, type(value) == "string" and ("%q"):format(value:sub(1, 20)) or tostring(value)), function()
+    local shown = type(value) == "string" and ("%q"):format(value:sub(1, 20)) or tostring(value)
+    it(("rejects %s = %s"):format(name, shown), function()
       local s, err = core.config(opts({ [name] = value }))
       assert.is_nil(s)
       assert.equal("config", err.kind)
@@ -428,7 +430,8 @@ client_secret = prodSPECSECRET
       local r = child(with({ HOME = home, DATABRICKS_CONFIG_PROFILE = "staging" }))
       assert.is_false(r.ok)
       assert.matches("DATABRICKS_CONFIG_PROFILE: no profile [staging] in", r.message, 1, true)
-      r = child(with({ HOME = home, DATABRICKS_CONFIG_PROFILE = "prod", DATABRICKS_CONFIG_FILE = tmp_dir .. "/none.cfg" }))
+      r = child(with({ HOME = home, DATABRICKS_CONFIG_PROFILE = "prod",
+        DATABRICKS_CONFIG_FILE = tmp_dir .. "/none.cfg" }))
       assert.is_false(r.ok)
       assert.matches("cannot read the Databricks config file", r.message, 1, true)
     end)

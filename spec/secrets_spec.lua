@@ -137,7 +137,8 @@ describe("secrets: settings", function()
   end
 
   it("redacts every secret in the returned settings", function()
-    for _, auth in ipairs({ { token = S_TOKEN }, { client_id = "cid", client_secret = S_CLIENT }, { password = S_PASS } }) do
+    local auths = { { token = S_TOKEN }, { client_id = "cid", client_secret = S_CLIENT }, { password = S_PASS } }
+    for _, auth in ipairs(auths) do
       local s = assert(lakebase.config(with(auth)))
       assert_clean(tostring(s), "tostring(settings)")
       assert_clean(dump(s), "settings fields")
@@ -226,7 +227,8 @@ describe("secrets: pool", function()
   before_each(function() h.workspace.reset() end)
 
   it("a wrong native password is not echoed by errors, tostring or stats", function()
-    local db = assert(lakebase.new(h.password_settings({ password = S_PASS, connect_timeout = 2, acquire_timeout = 2 })))
+    local db = assert(lakebase.new(h.password_settings({ password = S_PASS, connect_timeout = 2,
+      acquire_timeout = 2 })))
     local rows, err = db:query("select 1")
     assert.is_nil(rows)
     assert_clean(tostring(err), "connect error")
