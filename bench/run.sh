@@ -42,6 +42,8 @@ insert into bench_items
   from generate_series(1, 100000) i;
 create table bench_inserts (id serial primary key, name text, price numeric(10,2));
 vacuum analyze bench_items;
+-- Flush the load now, so the checkpointer does not write it out during the first rounds.
+checkpoint;
 SQL
 
 cc -O2 -Wall -Wextra -I"$(pg_config --includedir)" bench/raw_libpq.c -o "$LAKEBASE_RUN_DIR/raw_libpq" -lpq
