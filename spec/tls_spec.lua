@@ -95,6 +95,10 @@ describe("TLS", function()
       local r = attempt(other_settings({ sslrootcert = h.env().SSLROOTCERT }))
       assert_refused(r, "certificate verify failed")
       assert.matches(tostring(other.port), r.err.message)
+      -- said plainly, with what was checked, and not worth retrying
+      assert.matches("the server's certificate was not accepted", r.err.message, 1, true)
+      assert.matches("sslrootcert", r.err.hint, 1, true)
+      assert.is_false(r.err.retriable)
     end)
 
     it("rejects a server whose certificate names another host (by name)", function()

@@ -156,6 +156,24 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
             *auth_failed = 1;
             set_trimmed(err, LB_ERR_CONNECT, 1, "", msg);
             strcpy(err->sqlstate, "28P01");
+        } else if (verify && (strstr(msg, "certificate verify failed") ||
+                              strstr(msg, "root certificate file"))) {
+            /* libpq's wording is terse; say what was checked. Retrying cannot fix a certificate. */
+            set_trimmed(err, LB_ERR_CONNECT, 0, "", msg);
+            lb_error_set_field(&err->hint, s->sslrootcert
+                ? "the server's certificate must be signed by a CA in sslrootcert (PGSSLROOTCERT) and "
+                  "name the host; sslmode=require verifies both"
+                : "the server's certificate must be signed by a CA in the system bundle and name the "
+                  "host (set sslrootcert/PGSSLROOTCERT for a private CA); sslmode=require verifies both");
+            if (err->message && strlen(err->message) < 900) {
+                char *m = NULL;
+                if (asprintf(&m, "%s (TLS: the server's certificate was not accepted)", err->message) >= 0) {
+                    free(err->message);
+                    err->message = m;
+                }
+            }
+        } else if (verify && strstr(msg, "does not match host name")) {
+            set_trimmed(err, LB_ERR_CONNECT, 0, "", msg);
         } else {
             set_trimmed(err, LB_ERR_CONNECT, 1, "", msg);
         }
