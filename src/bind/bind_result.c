@@ -931,7 +931,7 @@ static int jd_value(json_dec *j, int depth)
     switch (*j->p) {
     case '{':
         j->p++;
-        lua_newtable(L);
+        lua_createtable(L, 0, 4); /* room for small objects without rehashing as keys arrive */
         jd_space(j);
         if (j->p < j->end && *j->p == '}') {
             j->p++;
