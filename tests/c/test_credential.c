@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "lakebase.h"
+#include "tap.h"
 #include "lb_credential.h"
 #include "lb_http.h"
 #include "lb_time.h"
@@ -21,33 +22,10 @@
 #define CRED_PATH "/api/2.0/postgres/credentials"
 #define OAUTH_PATH "/oidc/v1/token"
 
-static int test_no;
-static int failures;
-
-static int ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int ok(int cond, const char *fmt, ...)
-{
-    va_list ap;
-    printf("%sok %d - ", cond ? "" : "not ", ++test_no);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    if (!cond)
-        failures++;
-    return cond;
-}
 
 static void skip(const char *what)
 {
     printf("ok %d - %s # SKIP fixtures not running\n", ++test_no, what);
-}
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
 }
 
 /* ---- the fake workspace's control API ----------------------------------------------------- */

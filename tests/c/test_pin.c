@@ -13,30 +13,8 @@
 #include <libpq-fe.h>
 
 #include "lakebase.h"
+#include "tap.h"
 
-static int test_no;
-static int failures;
-
-static int ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int ok(int cond, const char *fmt, ...)
-{
-    va_list ap;
-    printf("%sok %d - ", cond ? "" : "not ", ++test_no);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-    if (!cond)
-        failures++;
-    return cond;
-}
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
-}
 
 static void sleep_s(double s)
 {
