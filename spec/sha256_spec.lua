@@ -1,4 +1,4 @@
--- lakebase.sha256: pure-Lua SHA-256 (both interpreters), checked against known vectors and sha256sum.
+-- lakebase.sha256 (the C core's SHA-256), checked against known vectors and sha256sum.
 local sha256 = require("lakebase.sha256")
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end

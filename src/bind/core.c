@@ -3,6 +3,26 @@
 
 int luaopen_lakebase_core(lua_State *L);
 
+/* core.sha256_hex(s): the SHA-256 of a string as 64 lowercase hex digits (migration checksums;
+ * drizzle-orm stores the same digest of each file). */
+static int core_sha256_hex(lua_State *L)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    unsigned char digest[32];
+    char hex[64];
+    int i;
+
+    lb_sha256(s, len, digest);
+    for (i = 0; i < 32; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    lua_pushlstring(L, hex, sizeof hex);
+    return 1;
+}
+
 int luaopen_lakebase_core(lua_State *L)
 {
     lua_newtable(L);
@@ -13,6 +33,9 @@ int luaopen_lakebase_core(lua_State *L)
     /* NULL light userdata: the same value as cjson.null and ngx.null. */
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
+
+    lua_pushcfunction(L, core_sha256_hex);
+    lua_setfield(L, -2, "sha256_hex");
 
     lb_bind_error(L);
     lb_bind_config(L);
