@@ -11,7 +11,7 @@ root=$PWD
 build=${FUZZ_BUILD:-build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
 CC=${FUZZ_CC:-clang}
-all_targets="settings settings_profile profile rfc3339 credential_json pgarray bytea result"
+all_targets="settings settings_profile profile rfc3339 credential_json oauth_json pgarray bytea result"
 targets=${FUZZ_TARGETS:-$all_targets}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 cflags="-O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -pthread -I$(pg_config --includedir 2>/dev/null || echo /usr/include/postgresql) -Isrc"

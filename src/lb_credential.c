@@ -17,6 +17,7 @@
 #include "lb_time.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,14 +236,53 @@ static void json_free(cJSON *j)
     cJSON_Delete(j);
 }
 
+/* The OAuth answer: a non-empty string "access_token"; "expires_in" seconds when it is a positive
+ * number (else an hour, the platform's lifetime). *token is malloc'd. */
+static int parse_oauth(const cJSON *j, char **token, double *life, lb_error *err)
+{
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "access_token");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
+
+    *token = NULL;
+    *life = 3600;
+    if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: response has no string \"access_token\"", STEP_OAUTH);
+        return -1;
+    }
+    if (cJSON_IsNumber(exp) && exp->valuedouble > 0 && isfinite(exp->valuedouble))
+        *life = exp->valuedouble;
+    if (!(*token = strdup(tok->valuestring))) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", STEP_OAUTH);
+        return -1;
+    }
+    return 0;
+}
+
+int lb_credential_parse_oauth(const char *body, size_t len, char **token, double *expires_in,
+                              lb_error *err)
+{
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    int rc = -1;
+
+    *token = NULL;
+    *expires_in = 0;
+    if (!cJSON_IsObject(j))
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: response is not a JSON object", STEP_OAUTH);
+    else
+        rc = parse_oauth(j, token, expires_in, err);
+    json_free(j);
+    return rc;
+}
+
 /* OAuth M2M: a workspace access token for the client id/secret (HTTP Basic, as the SDKs do). */
 static int fetch_ws_token(lb_credentials *c, attempt *a, lb_error *err)
 {
     static const char form[] = "grant_type=client_credentials&scope=all-apis";
     lb_http_request req = { 0 };
-    const cJSON *tok, *exp;
-    double life = 3600;
+    double life;
+    char *token;
     cJSON *j;
+    int rc;
 
     req.method = "POST";
     req.url = c->oauth_url;
@@ -253,22 +293,12 @@ static int fetch_ws_token(lb_credentials *c, attempt *a, lb_error *err)
     req.basic_password = c->client_secret;
     if (!(j = call(STEP_OAUTH, &req, c->connect_timeout, a, err)))
         return -1;
-    tok = cJSON_GetObjectItemCaseSensitive(j, "access_token");
-    exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
-    if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
-        json_free(j);
-        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: response has no string \"access_token\"", STEP_OAUTH);
-        return -1;
-    }
-    if (cJSON_IsNumber(exp) && exp->valuedouble > 0)
-        life = exp->valuedouble;
-    wipe_free(c->ws_token);
-    c->ws_token = strdup(tok->valuestring);
+    rc = parse_oauth(j, &token, &life, err);
     json_free(j);
-    if (!c->ws_token) {
-        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", STEP_OAUTH);
+    if (rc != 0)
         return -1;
-    }
+    wipe_free(c->ws_token);
+    c->ws_token = token;
     /* Renew a minute early; a short-lived token at half its life. */
     c->ws_expires_mono = lb_time_mono() + (life > 2 * WS_BUFFER ? life - WS_BUFFER : life / 2);
     return 0;

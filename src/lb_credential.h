@@ -12,4 +12,10 @@
 int lb_credential_parse_response(const char *body, size_t len, char **token, double *expires_at,
                                  lb_error *err);
 
+/* Parses the body of a POST /oidc/v1/token answer: a non-empty string "access_token" and
+ * "expires_in" (seconds; an hour when absent or not a positive number). Returns 0 with *token
+ * (malloc'd) and *expires_in, or -1 with err set (kind credential). */
+int lb_credential_parse_oauth(const char *body, size_t len, char **token, double *expires_in,
+                              lb_error *err);
+
 #endif

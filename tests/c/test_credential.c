@@ -264,6 +264,43 @@ static void test_password_auth(void)
     settings_free(s);
 }
 
+/* The OAuth answer: access_token required, expires_in optional (an hour) and only when positive. */
+static void test_parse_oauth_table(void)
+{
+    static const struct {
+        const char *body;
+        double want_life; /* 0: must fail */
+        const char *in_error;
+    } cases[] = {
+        { "{\"access_token\":\"ws-abc\",\"token_type\":\"Bearer\",\"expires_in\":3600}", 3600, NULL },
+        { "{\"access_token\":\"ws-abc\",\"expires_in\":120}", 120, NULL },
+        { "{\"access_token\":\"ws-abc\"}", 3600, NULL },
+        { "{\"access_token\":\"ws-abc\",\"expires_in\":-5}", 3600, NULL },
+        { "{\"access_token\":\"ws-abc\",\"expires_in\":\"60\"}", 3600, NULL },
+        { "{\"access_token\":5,\"expires_in\":3600}", 0, "access_token" },
+        { "{\"access_token\":\"\"}", 0, "access_token" },
+        { "{\"error\":\"invalid_client\"}", 0, "access_token" },
+        { "[]", 0, "JSON" },
+        { "", 0, "JSON" },
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lb_error err = LB_ERROR_INIT;
+        char *token = NULL;
+        double life = 0;
+        int rc = lb_credential_parse_oauth(cases[i].body, strlen(cases[i].body), &token, &life, &err);
+        if (cases[i].want_life > 0)
+            ok(rc == 0 && token && strcmp(token, "ws-abc") == 0 && life == cases[i].want_life,
+               "oauth response %s -> %.0f s", cases[i].body, life);
+        else
+            ok(rc != 0 && !token && err.kind == LB_ERR_CREDENTIAL && err.message &&
+                   strstr(err.message, cases[i].in_error) && strstr(err.message, "oauth token"),
+               "oauth response %s refused (%s)", cases[i].body, err.message ? err.message : "-");
+        free(token);
+        lb_error_clear(&err);
+    }
+}
+
 static void test_parse_table(void)
 {
     static const struct {
@@ -806,6 +843,7 @@ int main(void)
     test_url_policy();
     test_password_auth();
     test_parse_table();
+    test_parse_oauth_table();
     if (online) {
         test_http();
         test_pat();
