@@ -194,6 +194,22 @@ PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *type
                        const char *const *values, const int *lengths, const int *formats,
                        lb_error *err);
 int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err); /* same, simple protocol */
+/* Rows while the server still sends them (libpq single-row mode), for large results without
+ * holding the whole PGresult: row_fn receives batches of single-row results (PQntuples 1 each,
+ * the same columns) owned by the core and cleared after row_fn returns; no lock is held while it
+ * runs. row_fn returns 0 to go on, nonzero to stop: the rest of the answer is then read and
+ * dropped (the connection stays usable) and the call fails with err "stopped by the row callback".
+ * Returns the final result (COMMAND_OK, or TUPLES_OK with no rows whose PQcmdTuples counts them)
+ * that the caller PQclear()s, or NULL with err set; after a failure the caller discards the rows
+ * it was given. Same statement cache and errors as lb_conn_exec; the pool variant retries only
+ * when no row was delivered. */
+typedef int (*lb_rows_fn)(void *ctx, PGresult *const *rows, int n);
+PGresult *lb_conn_exec_rows(lb_conn *c, const char *sql, int nparams, const Oid *types,
+                            const char *const *values, const int *lengths, const int *formats,
+                            lb_rows_fn row_fn, void *ctx, lb_error *err);
+PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid *types,
+                            const char *const *values, const int *lengths, const int *formats,
+                            lb_rows_fn row_fn, void *ctx, lb_error *err);
 const lb_settings *lb_pool_settings(lb_pool *p); /* read-only, lives as long as the pool */
 /* Closes idle connections past idle_timeout/max_lifetime now (checkouts, checkins and
  * lb_pool_stats_get do it too; a timer may call it when the application is quiet). */

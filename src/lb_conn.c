@@ -338,6 +338,117 @@ static PGresult *send_failed(lb_conn *c, lb_error *err)
     return NULL;
 }
 
+/* Rows are handed over in batches: one protected call per batch on the caller's side instead
+ * of one per row. Small on purpose: a batch is freed at once, and 128 rows (~270 KB of PGresults)
+ * crossed malloc's trim threshold, so every batch gave pages back to the kernel and faulted them
+ * in again (LuaJIT W3 0.6 M rows/s against 1.3 M with 16). */
+#define ROW_BATCH 16
+
+static int deliver(lb_rows_fn fn, void *ctx, PGresult **batch, int *n, size_t *delivered)
+{
+    int i, rc = fn(ctx, batch, *n);
+    for (i = 0; i < *n; i++)
+        PQclear(batch[i]);
+    *delivered += (size_t)*n;
+    *n = 0;
+    return rc;
+}
+
+static void drop_batch(PGresult **batch, int *n)
+{
+    while (*n > 0)
+        PQclear(batch[--*n]);
+}
+
+/* collect() for single-row mode: rows go to fn as they arrive (a batch is handed over when
+ * full, or when the next row is not read yet, so the caller works while the server sends); the
+ * final result or the first error is returned as collect() does. After fn asks to stop, the
+ * rest is read and dropped so the connection is left clean. *delivered counts rows handed over. */
+static PGresult *collect_rows(lb_conn *c, lb_rows_fn fn, void *ctx, size_t *delivered,
+                              lb_error *err)
+{
+    PGresult *batch[ROW_BATCH], *res = NULL, *r;
+    int n = 0, failed = 0, stopped = 0;
+
+    *delivered = 0;
+    while ((r = PQgetResult(c->pg)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE) {
+            if (stopped || failed || res) {
+                PQclear(r);
+                continue;
+            }
+            batch[n++] = r;
+            if ((n == ROW_BATCH || PQisBusy(c->pg)) && deliver(fn, ctx, batch, &n, delivered))
+                stopped = 1;
+            continue;
+        }
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            PQclear(r);
+            PQclear(res);
+            drop_batch(batch, &n);
+            c->broken = 1;
+            lb_error_set(err, LB_ERR_QUERY, 0, "COPY ... FROM STDIN / TO STDOUT is not supported");
+            return NULL;
+        }
+        if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
+            drop_batch(batch, &n); /* the caller discards what it got anyway */
+            if (!failed) {
+                PQclear(res);
+                res = r;
+                failed = 1;
+                continue;
+            }
+        } else if (!res && !failed) {
+            if (n > 0 && !stopped && deliver(fn, ctx, batch, &n, delivered))
+                stopped = 1;
+            drop_batch(batch, &n);
+            res = r;
+            continue;
+        }
+        PQclear(r);
+    }
+    drop_batch(batch, &n);
+    if (!res || failed) {
+        if (!res)
+            c->retry_safe = *delivered == 0;
+        else {
+            const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            c->retry_safe = *delivered == 0 && st &&
+                            (strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+                             strcmp(st, "57P03") == 0);
+        }
+        result_error(c, res, err);
+        PQclear(res);
+        return NULL;
+    }
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        c->broken = 1;
+    if (stopped) {
+        PQclear(res);
+        lb_error_set(err, LB_ERR_QUERY, 0, "stopped by the row callback");
+        return NULL;
+    }
+    return res;
+}
+
+/* Waits for the answer of the statement just sent: whole (fn NULL) or row by row. */
+static PGresult *collect_any(lb_conn *c, lb_rows_fn fn, void *ctx, size_t *delivered,
+                             lb_error *err)
+{
+    *delivered = 0;
+    if (!fn)
+        return collect(c, err);
+    /* libpq refuses only when not called right after the send: never silently lose the rows. */
+    if (!PQsetSingleRowMode(c->pg)) {
+        PQclear(collect(c, err));
+        lb_error_clear(err);
+        lb_error_set(err, LB_ERR_QUERY, 0, "could not read the result row by row");
+        return NULL;
+    }
+    return collect_rows(c, fn, ctx, delivered, err);
+}
+
 static uint64_t stmt_hash(const char *sql, int n, const Oid *types)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
@@ -440,10 +551,11 @@ static int stale_statement(const lb_error *err)
             strstr(err->message, "cached plan must not change result type"));
 }
 
-PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *types,
-                       const char *const *values, const int *lengths, const int *formats,
-                       lb_error *err)
+static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *types,
+                          const char *const *values, const int *lengths, const int *formats,
+                          lb_rows_fn fn, void *ctx, lb_error *err)
 {
+    size_t delivered;
     uint64_t h;
     lb_stmt *st;
     int attempt;
@@ -458,7 +570,7 @@ PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *type
     if (!c->prepare) {
         if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0))
             return send_failed(c, err);
-        return collect(c, err);
+        return collect_any(c, fn, ctx, &delivered, err);
     }
 
     h = stmt_hash(sql, nparams, types);
@@ -470,8 +582,8 @@ PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *type
         st->last_use = ++c->clock;
         if (!PQsendQueryPrepared(c->pg, st->name, nparams, values, lengths, formats, 0))
             return send_failed(c, err);
-        res = collect(c, err);
-        if (res || c->broken || !stale_statement(err))
+        res = collect_any(c, fn, ctx, &delivered, err);
+        if (res || c->broken || delivered > 0 || !stale_statement(err))
             return res;
         stmt_drop(c, st);
         if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
@@ -479,6 +591,20 @@ PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *type
         lb_error_clear(err);
     }
     return NULL;
+}
+
+PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *types,
+                       const char *const *values, const int *lengths, const int *formats,
+                       lb_error *err)
+{
+    return exec_any(c, sql, nparams, types, values, lengths, formats, NULL, NULL, err);
+}
+
+PGresult *lb_conn_exec_rows(lb_conn *c, const char *sql, int nparams, const Oid *types,
+                            const char *const *values, const int *lengths, const int *formats,
+                            lb_rows_fn row_fn, void *ctx, lb_error *err)
+{
+    return exec_any(c, sql, nparams, types, values, lengths, formats, row_fn, ctx, err);
 }
 
 /* Scripts may throw away our prepared statements; forget them all to stay consistent. */

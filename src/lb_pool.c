@@ -451,6 +451,29 @@ PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *type
     return NULL;
 }
 
+PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid *types,
+                            const char *const *values, const int *lengths, const int *formats,
+                            lb_rows_fn row_fn, void *ctx, lb_error *err)
+{
+    int attempt;
+    for (attempt = 0; attempt < 2; attempt++) {
+        lb_conn *c = checkout(p, err);
+        PGresult *res;
+        int retry;
+        if (!c)
+            return NULL;
+        /* retry_safe is only set when no row reached row_fn (lb_conn_exec_rows) */
+        res = lb_conn_exec_rows(c, sql, nparams, types, values, lengths, formats, row_fn, ctx,
+                                err);
+        retry = !res && c->broken && c->retry_safe;
+        checkin(p, c);
+        if (res || !retry || attempt == 1)
+            return res;
+        lb_error_clear(err);
+    }
+    return NULL;
+}
+
 int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err)
 {
     int attempt;

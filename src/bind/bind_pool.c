@@ -8,8 +8,9 @@
  *   pool:closed(), tostring(pool)
  *   conn:query / query_params / exec_script as above, conn:in_transaction(), conn:status(),
  *   conn:release() (rolls back what is open, returns it; also __gc and __close)
- * Blocking work (connect, query) runs with no Lua API call in between and no lock held across
- * Lua code; the pool handle keeps one reference on the process-wide lb_pool. */
+ * No lock is held across Lua code: a query's rows are decoded (protected calls) while the server
+ * still sends them, on the checked-out connection, outside the pool mutex; the pool handle keeps
+ * one reference on the process-wide lb_pool. */
 #include "bind_result.h"
 
 #include <stdio.h>
@@ -73,20 +74,6 @@ static int push_param_array(lua_State *L, int idx)
     return n;
 }
 
-/* lb_push_result pauses the collector while it decodes a large result. Charge the collector up
- * front with the memory the rows are about to take (a step "as if" that much had been allocated):
- * the same work an unpaused collector would do during the decode, but done while the previous
- * result is already garbage, so its memory is reused instead of the heap growing by another result. */
-static void pay_gc_debt(lua_State *L, const PGresult *res)
-{
-    int nrows = PQntuples(res);
-    /* Not when the application stopped the collector (a step would restart it on LuaJIT). */
-    if (nrows >= 256 && lua_gc(L, LUA_GCISRUNNING, 0)) {
-        double kb = (double)nrows * (PQnfields(res) * 48.0 + 96.0) / 1024.0;
-        lua_gc(L, LUA_GCSTEP, kb > 1e6 ? 1000000 : (int)kb);
-    }
-}
-
 /* The SQL text at idx. libpq would silently cut it at a NUL byte: refuse that instead. */
 static const char *sql_arg(lua_State *L, int idx, lb_error *err)
 {
@@ -100,28 +87,103 @@ static const char *sql_arg(lua_State *L, int idx, lb_error *err)
     return sql;
 }
 
-/* Runs sql with the n values at first.. either on conn (when given) or on the pool. */
+/* Streaming decode (lb_*_exec_rows): each batch of rows is appended to the rows table inside a
+ * protected call, so a Lua memory error cannot skip the C core's cleanup (PGresults, draining the
+ * connection, checkin); the error object is kept and raised once the core is done. */
+typedef struct stream_ctx {
+    lua_State *L;
+    int rows_idx, fn_idx; /* stack slots of the rows table and of append_protected */
+    lua_Integer count;
+    PGresult *const *batch;
+    int n;
+    int lua_failed; /* the error object is on top of the stack */
+    int gc_paused;  /* we stopped the collector: restart it when the stream ends */
+} stream_ctx;
+
+/* Once a result turns out large, the collector pauses for the rest of the decode (every object
+ * built stays reachable from the rows, so its steps would be wasted work), after one step sized
+ * like the heap (at most GC_STEP_MAX_KB, so a big application heap does not pay a whole cycle per
+ * query): a previous, dropped result is freed first and its memory reused instead of the heap
+ * growing by another result. Not when the application stopped the collector. */
+#define LARGE_RESULT 256
+#define GC_STEP_MAX_KB 32768
+
+static int append_protected(lua_State *L)
+{
+    stream_ctx *s = (stream_ctx *)lua_touserdata(L, 1);
+    if (!s->gc_paused && s->count < LARGE_RESULT && s->count + s->n >= LARGE_RESULT &&
+        lua_gc(L, LUA_GCISRUNNING, 0)) {
+        int kb = lua_gc(L, LUA_GCCOUNT, 0);
+        lua_gc(L, LUA_GCSTEP, kb < GC_STEP_MAX_KB ? kb : GC_STEP_MAX_KB);
+        lua_gc(L, LUA_GCSTOP, 0);
+        s->gc_paused = 1;
+    }
+    lb_append_rows(L, 2, s->batch, s->n, &s->count);
+    return 0;
+}
+
+static int stream_rows(void *ctx, PGresult *const *rows, int n)
+{
+    stream_ctx *s = (stream_ctx *)ctx;
+    lua_State *L = s->L;
+    /* No allocation outside the protected call: the function was pushed once up front (LuaJIT
+     * allocates a closure per lua_pushcfunction) and the stack room checked. */
+    lua_pushvalue(L, s->fn_idx);
+    lua_pushlightuserdata(L, s);
+    lua_pushvalue(L, s->rows_idx);
+    s->batch = rows;
+    s->n = n;
+    if (lua_pcall(L, 2, 0, 0) != 0) {
+        s->lua_failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs sql with the n values at first.. either on conn (when given) or on the pool; rows are
+ * decoded while the server still sends them. */
 static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql, int first,
                      int n)
 {
     lb_error err = LB_ERROR_INIT;
     lb_params params;
+    stream_ctx s;
     PGresult *res;
+    char affected[32];
+
+    /* Everything that may raise comes before the parameters own memory. */
+    luaL_checkstack(L, 8, "too many parameters");
+    lua_createtable(L, 0, 1);
+    s.rows_idx = lua_gettop(L);
+    lua_pushcfunction(L, append_protected);
+    s.fn_idx = lua_gettop(L);
+    s.L = L;
+    s.count = 0;
+    s.lua_failed = 0;
+    s.gc_paused = 0;
 
     if (lb_params_collect(L, first, n, &params, &err) != 0)
         return lb_bind_fail(L, &err);
     if (conn)
-        res = lb_conn_exec(conn, sql, params.n, params.types, params.values, params.lengths,
-                           params.formats, &err);
+        res = lb_conn_exec_rows(conn, sql, params.n, params.types, params.values, params.lengths,
+                                params.formats, stream_rows, &s, &err);
     else
-        res = lb_pool_exec(pool, sql, params.n, params.types, params.values, params.lengths,
-                           params.formats, &err);
+        res = lb_pool_exec_rows(pool, sql, params.n, params.types, params.values, params.lengths,
+                                params.formats, stream_rows, &s, &err);
     lb_params_free(&params);
+    if (s.gc_paused)
+        lua_gc(L, LUA_GCRESTART, 0);
+    if (s.lua_failed) {
+        PQclear(res);
+        lb_error_clear(&err);
+        return lua_error(L); /* the same error object (out of memory) the decode raised */
+    }
     if (!res)
-        return lb_bind_fail(L, &err);
-    pay_gc_debt(L, res);
-    lb_push_result(L, res);
+        return lb_bind_fail(L, &err); /* the partial rows table is dropped */
+    snprintf(affected, sizeof affected, "%s", PQcmdTuples(res));
     PQclear(res);
+    lua_settop(L, s.rows_idx);
+    lb_set_affected_rows(L, s.rows_idx, affected);
     return 1;
 }
 

@@ -1079,60 +1079,96 @@ as_text:
 
 #define KINDS_ON_STACK 64
 
-static int push_rows(lua_State *L, const PGresult *res)
-{
-    int nrows = PQntuples(res), ncols = PQnfields(res), r, c, base, names;
-    const char *affected = PQcmdTuples((PGresult *)res);
-    unsigned char kinds_local[KINDS_ON_STACK], *kinds = kinds_local;
+/* What every row of one result shares: column names in stack slots (interned once, rows reuse
+ * them), decode kinds by column, the scratch buffer. Pushes the scratch slot and the names. */
+typedef struct row_shape {
     decoder d;
+    int ncols, names;
+    unsigned char kinds_local[KINDS_ON_STACK], *kinds;
+} row_shape;
 
+static void shape_begin(lua_State *L, row_shape *sh, const PGresult *res)
+{
+    int c, ncols = PQnfields(res);
     luaL_checkstack(L, ncols + 8, "too many columns");
-    lua_createtable(L, nrows, affected && *affected ? 1 : 0);
-    base = lua_gettop(L);
-
-    d.L = L;
-    d.scratch = NULL;
-    d.scratch_cap = 0;
+    sh->ncols = ncols;
+    sh->d.L = L;
+    sh->d.scratch = NULL;
+    sh->d.scratch_cap = 0;
     lua_pushnil(L);
-    d.scratch_idx = base + 1;
-
-    /* Column names once per result: rows reuse them from these stack slots. */
-    names = base + 2;
+    sh->d.scratch_idx = lua_gettop(L);
+    sh->names = sh->d.scratch_idx + 1;
     for (c = 0; c < ncols; c++)
         lua_pushstring(L, PQfname(res, c));
+    sh->kinds = sh->kinds_local;
     if (ncols > KINDS_ON_STACK)
-        kinds = lua_newuserdata(L, (size_t)ncols);
+        sh->kinds = lua_newuserdata(L, (size_t)ncols);
     for (c = 0; c < ncols; c++)
-        kinds[c] = (unsigned char)kind_of(PQftype(res, c));
+        sh->kinds[c] = (unsigned char)kind_of(PQftype(res, c));
+}
 
-    for (r = 0; r < nrows; r++) {
-        lua_createtable(L, 0, ncols);
-        for (c = 0; c < ncols; c++) {
-            lua_pushvalue(L, names + c);
-            if (PQgetisnull(res, r, c)) {
-                lua_pushlightuserdata(L, NULL);
-            } else {
-                const char *v = PQgetvalue(res, r, c);
-                size_t len = (size_t)PQgetlength(res, r, c);
-                if (kinds[c] >= K_ARRAY_BASE)
-                    push_array(&d, (col_kind)(kinds[c] - K_ARRAY_BASE), v, len);
-                else
-                    push_scalar(&d, (col_kind)kinds[c], v, len);
-            }
-            lua_rawset(L, -3);
+/* Pushes row r of res as a table keyed by column name. */
+static void push_row(lua_State *L, row_shape *sh, const PGresult *res, int r)
+{
+    int c, ncols = sh->ncols;
+    lua_createtable(L, 0, ncols);
+    for (c = 0; c < ncols; c++) {
+        lua_pushvalue(L, sh->names + c);
+        if (PQgetisnull(res, r, c)) {
+            lua_pushlightuserdata(L, NULL);
+        } else {
+            const char *v = PQgetvalue(res, r, c);
+            size_t len = (size_t)PQgetlength(res, r, c);
+            if (sh->kinds[c] >= K_ARRAY_BASE)
+                push_array(&sh->d, (col_kind)(sh->kinds[c] - K_ARRAY_BASE), v, len);
+            else
+                push_scalar(&sh->d, (col_kind)sh->kinds[c], v, len);
         }
+        lua_rawset(L, -3);
+    }
+}
+
+void lb_set_affected_rows(lua_State *L, int t, const char *affected)
+{
+    long long count;
+    if (affected && *affected && parse_int64(affected, strlen(affected), &count) == 0) {
+        lua_pushinteger(L, (lua_Integer)count);
+        lua_setfield(L, t, "affected_rows");
+    }
+}
+
+static int push_rows(lua_State *L, const PGresult *res)
+{
+    int nrows = PQntuples(res), r, base;
+    const char *affected = PQcmdTuples((PGresult *)res);
+    row_shape sh;
+
+    luaL_checkstack(L, 4, "too many columns");
+    lua_createtable(L, nrows, affected && *affected ? 1 : 0);
+    base = lua_gettop(L);
+    shape_begin(L, &sh, res);
+    for (r = 0; r < nrows; r++) {
+        push_row(L, &sh, res, r);
         lua_rawseti(L, base, r + 1);
     }
     lua_settop(L, base);
-
-    if (affected && *affected) {
-        long long count;
-        if (parse_int64(affected, strlen(affected), &count) == 0) {
-            lua_pushinteger(L, (lua_Integer)count);
-            lua_setfield(L, base, "affected_rows");
-        }
-    }
+    lb_set_affected_rows(L, base, affected);
     return 1;
+}
+
+void lb_append_rows(lua_State *L, int t, PGresult *const *rows, int n, lua_Integer *count)
+{
+    int top = lua_gettop(L), i;
+    row_shape sh;
+    if (n <= 0)
+        return;
+    t = abs_index(L, t);
+    shape_begin(L, &sh, rows[0]);
+    for (i = 0; i < n; i++) {
+        push_row(L, &sh, rows[i], 0);
+        lua_rawseti(L, t, (int)++*count);
+    }
+    lua_settop(L, top);
 }
 
 static int push_rows_protected(lua_State *L)

@@ -48,4 +48,12 @@ void lb_params_free(lb_params *p);
  * later column wins. */
 int lb_push_result(lua_State *L, const PGresult *res);
 
+/* Streaming: appends the rows of single-row results (libpq single-row mode, all from one
+ * statement) to the array at stack index t as t[*count + 1], ..., updating *count; decoded as
+ * lb_push_result does. Raises a Lua error when Lua runs out of memory: call it protected, the
+ * PGresults stay the caller's. */
+void lb_append_rows(lua_State *L, int t, PGresult *const *rows, int n, lua_Integer *count);
+/* Sets t.affected_rows (t a stack index) from PQcmdTuples text when it holds a count. */
+void lb_set_affected_rows(lua_State *L, int t, const char *cmd_tuples);
+
 #endif
