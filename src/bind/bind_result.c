@@ -826,7 +826,7 @@ static int jd_string(json_dec *j)
             continue;
         }
         if (q + 1 >= j->end)
-            return -1;
+            goto fail;
         switch (q[1]) {
         case '"': luaL_addchar(&B, '"'); break;
         case '\\': luaL_addchar(&B, '\\'); break;
@@ -838,7 +838,7 @@ static int jd_string(json_dec *j)
         case 't': luaL_addchar(&B, '\t'); break;
         case 'u':
             if (j->end - q < 6 || jd_hex4(q + 2, &cp) < 0)
-                return -1;
+                goto fail;
             q += 4;
             /* a surrogate pair is one code point; a lone surrogate is kept as its 3 bytes */
             if (cp >= 0xd800 && cp < 0xdc00 && j->end - q >= 8 && q[2] == '\\' && q[3] == 'u' &&
@@ -849,15 +849,20 @@ static int jd_string(json_dec *j)
             luaL_addlstring(&B, utf, utf8_encode(cp, utf));
             break;
         default:
-            return -1;
+            goto fail;
         }
         q += 2;
     }
     if (q >= j->end)
-        return -1;
+        goto fail;
     luaL_pushresult(&B);
     j->p = q + 1;
     return 0;
+fail:
+    /* Lua 5.4 keeps a grown buffer in a to-be-closed slot: close it the documented way (push the
+     * result) before the caller drops the stack back, or the slot dangles. */
+    luaL_pushresult(&B);
+    return -1;
 }
 
 static int jd_digits(json_dec *j)
