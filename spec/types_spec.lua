@@ -519,9 +519,29 @@ describe("types", function()
 
     it("lakebase.array refuses nested tables and NUL bytes", function()
       local err = fails("select $1::int[]", lakebase.array({ { 1, 2 }, { 3, 4 } }))
-      assert.matches("parameter $1: lakebase.array: element [1]", err.message, 1, true)
+      assert.matches("parameter $1: lakebase.array: element [1] is a table", err.message, 1, true)
+      err = fails("select $1::jsonb[]", lakebase.array({ lakebase.array({ 1 }) }, "jsonb"))
+      assert.matches("element [1] is a table", err.message, 1, true)
+      assert.has_error(function() lakebase.array({}, "int") end)
       err = fails("select $1::text[]", lakebase.array({ "ok", "a\0b" }))
       assert.matches("element [2] contains a NUL byte", err.message, 1, true)
+    end)
+
+    it("bytea[] and jsonb[] results go back through lakebase.array", function()
+      local r = one("select array['\\x00ff'::bytea, '\\x5c27'::bytea, null] as b,"
+        .. " array['{\"a\": [1, {}]}'::jsonb, '[]'::jsonb, null] as j")
+      assert.are.equal("\0\255", r.b[1])
+      local back = one("select $1::bytea[] = $2::bytea[] as same_b, $3::jsonb[] = $4::jsonb[] as same_j,"
+        .. " $1::bytea[] as b, $3::jsonb[] as j",
+        lakebase.array(r.b, "bytea"), lakebase.array({ "\0\255", "\\'", null }, "bytea"),
+        lakebase.array(r.j, "jsonb"), lakebase.array({ { a = { 1, lakebase.json.decode("{}") } }, lakebase.json.array(), null }, "jsonb"))
+      assert.is_true(back.same_b)
+      assert.is_true(back.same_j)
+      assert.are.same(r.b, back.b)
+      assert.are.equal("[]", lakebase.json.encode(back.j[2]))
+      -- lakebase.bytea elements in any array, without naming the type
+      local w = one("select $1::bytea[] as b", lakebase.array({ lakebase.bytea("a\0b") }))
+      assert.are.equal("a\0b", w.b[1])
     end)
 
     it("a 50 MB string parameter round-trips", function()

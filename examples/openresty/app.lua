@@ -17,31 +17,10 @@ local items = require("examples.schema").items
 
 local _M = {}
 
--- JSON: lua-cjson when present (OpenResty bundles it; its null is lakebase.null), else lakebase's
--- own small codec with the null sentinel mapped.
-local json_encode, json_decode
-do
-  local ok, cjson = pcall(require, "cjson.safe")
-  if ok then
-    cjson.encode_empty_table_as_object(false)
-    json_encode, json_decode = cjson.encode, cjson.decode
-  else
-    local codec = require("lakebase.json")
-    local function map(v, from, to)
-      if v == from then return to end
-      if type(v) ~= "table" then return v end
-      local out = {}
-      for k, x in pairs(v) do out[k] = map(x, from, to) end
-      return setmetatable(out, getmetatable(v))
-    end
-    json_encode = function(v) return codec.encode(map(v, lakebase.null, codec.null)) end
-    json_decode = function(s)
-      local ok2, v = pcall(codec.decode, s)
-      if not ok2 then return nil, v end
-      return map(v, codec.null, lakebase.null)
-    end
-  end
-end
+-- JSON: lakebase's own codec (the C core's), whatever cjson build is installed or none. Its null
+-- is lakebase.null (the same value as ngx.null); rows from the database are plain tables, so a
+-- list is marked with json.array to be written as [] when it is empty.
+local json = lakebase.json
 
 -- One db per worker process (the C pool behind it is process-wide); not per request. Inside nginx
 -- lakebase.new returns the thread-pool bridge (lakebase.ngx): same API, nothing blocks the loop.
@@ -62,7 +41,7 @@ end
 local function reply(status, body)
   ngx.status = status
   ngx.header["Content-Type"] = "application/json"
-  ngx.print(json_encode(body))
+  ngx.print(json.encode(body, { sort_keys = false }))
   return ngx.exit(status)
 end
 
@@ -118,7 +97,7 @@ local function read_json_body()
   if not raw or raw == "" then
     return nil, "a JSON object body is required"
   end
-  local body = json_decode(raw)
+  local body = json.decode(raw)
   if type(body) ~= "table" then
     return nil, "the body is not a JSON object"
   end
@@ -154,7 +133,7 @@ local function list_items()
   local rows, err = db:select(item_columns()):from(items):order_by(items.id:desc()):limit(limit):all()
   if not rows then return db_failure(err) end
   rows.affected_rows = nil
-  return reply(200, rows)
+  return reply(200, json.array(rows))
 end
 
 local function create_item()

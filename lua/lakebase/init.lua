@@ -13,7 +13,8 @@ local db = require("lakebase.db")
 local _M = { _VERSION = core._VERSION }
 
 _M.null = value.null
-_M.json = value.json
+-- lakebase.json(v) wraps a parameter; lakebase.json.encode/decode are the JSON codec.
+_M.json = require("lakebase.json")
 _M.array = value.array
 _M.bytea = value.bytea
 

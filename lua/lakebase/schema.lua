@@ -10,6 +10,7 @@
 --
 -- Arrays: `s.integer():array()` (one dimension). The SQL column name is the Lua key, verbatim.
 local value = require("lakebase.value")
+local json = require("lakebase.json")
 
 local _M = {}
 
@@ -69,60 +70,6 @@ local function quote_string(str)
     return "E'" .. str:gsub("\\", "\\\\"):gsub("'", "''") .. "'"
   end
   return "'" .. str:gsub("'", "''") .. "'"
-end
-
-local json_encode -- forward
-
-local function json_string(str)
-  return '"' .. str:gsub('[%c"\\]', function(c)
-    if c == '"' then return '\\"' end
-    if c == "\\" then return "\\\\" end
-    if c == "\n" then return "\\n" end
-    if c == "\t" then return "\\t" end
-    if c == "\r" then return "\\r" end
-    return string.format("\\u%04x", c:byte())
-  end) .. '"'
-end
-
-function json_encode(v, depth)
-  depth = depth or 0
-  if depth > 100 then error("JSON value nested too deeply", 0) end
-  local t = type(v)
-  if v == null or v == nil then return "null" end
-  if t == "boolean" then return tostring(v) end
-  if t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then
-      error("JSON cannot hold NaN or infinity", 0)
-    end
-    return (format_number(v))
-  end
-  if t == "string" then return json_string(v) end
-  if t == "table" then
-    if value.kind(v) == "json" then return json_encode(v.value, depth) end
-    local n, count = 0, 0
-    for k in pairs(v) do
-      count = count + 1
-      if type(k) == "number" and k >= 1 and k == math.floor(k) then
-        if k > n then n = k end
-      end
-    end
-    if count > 0 and n == count then
-      local out = {}
-      for i = 1, n do out[i] = json_encode(v[i], depth + 1) end
-      return "[" .. table.concat(out, ",") .. "]"
-    end
-    if count == 0 then return "{}" end
-    local keys = {}
-    for k in pairs(v) do
-      if type(k) ~= "string" then error("JSON object keys must be strings", 0) end
-      keys[#keys + 1] = k
-    end
-    table.sort(keys)
-    local out = {}
-    for i, k in ipairs(keys) do out[i] = json_string(k) .. ":" .. json_encode(v[k], depth + 1) end
-    return "{" .. table.concat(out, ",") .. "}"
-  end
-  error("cannot encode a " .. t .. " as JSON", 0)
 end
 
 -- Array literal text: {"a","b"} with every element double-quoted (backslash and quote escaped).
@@ -734,7 +681,7 @@ function _M.default_sql(c)
     end
     lit, err = quote_string(text)
   elseif c._kind == "json" then
-    local ok, text = pcall(json_encode, value.kind(v) == "json" and v.value or v)
+    local ok, text = pcall(json.encode, value.kind(v) == "json" and v.value or v)
     if not ok then error(label .. text, 2) end
     lit, err = quote_string(text)
   elseif c._kind == "bytea" then
@@ -899,7 +846,6 @@ function _M.columns(t)
   return out
 end
 
-_M.json_encode = function(v) return json_encode(v) end
 
 -- Expressions: plain data nodes the builder renders ------------------------------------------------------
 

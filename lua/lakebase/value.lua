@@ -26,12 +26,21 @@ function _M.json(v)
   return wrap("json", v)
 end
 
---- Send a Lua sequence as a one-dimension PostgreSQL array.
-function _M.array(t)
+local array_of = { bytea = true, json = true, jsonb = true }
+
+--- Send a Lua sequence as a one-dimension PostgreSQL array. `of` names the element type when
+-- the elements need it: "bytea" (strings are bytes), "json" or "jsonb" (tables are JSON values;
+-- they are sent as JSON text in any array).
+function _M.array(t, of)
   if type(t) ~= "table" then
     error("bad argument #1 to 'array' (table expected, got " .. type(t) .. ")", 2)
   end
-  return wrap("array", t)
+  if of ~= nil and not array_of[of] then
+    error("bad argument #2 to 'array' (\"bytea\", \"json\" or \"jsonb\" expected, got " .. tostring(of) .. ")", 2)
+  end
+  local w = wrap("array", t)
+  w.of = of
+  return w
 end
 
 --- Send a Lua string as binary bytea (NUL bytes allowed).

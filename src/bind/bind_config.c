@@ -1,6 +1,7 @@
 /* Lua binding of the settings: lb_bind_check_settings (reads an options table for every binding
  * that takes one) and core.config(opts) → validated settings table (secrets redacted) or nil, err. */
 #include "bind.h"
+#include "bind_number.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,24 +18,6 @@ static int ignored(const char *name, const char *const *ignore)
         if (strcmp(*ignore, name) == 0)
             return 1;
     return 0;
-}
-
-/* A number as the text a user would write: integers without ".0", others at full precision. */
-static void format_number(lua_State *L, int idx, char *buf, size_t len)
-{
-#if LB_HAS_INT64
-    if (lua_isinteger(L, idx)) {
-        snprintf(buf, len, "%lld", (long long)lua_tointeger(L, idx));
-        return;
-    }
-#endif
-    {
-        lua_Number n = lua_tonumber(L, idx);
-        if (n == n && n >= -9.2e18 && n <= 9.2e18 && n == (lua_Number)(long long)n)
-            snprintf(buf, len, "%lld", (long long)n);
-        else
-            snprintf(buf, len, "%.17g", (double)n);
-    }
 }
 
 /* Options collected from a table: lb_option entries plus the text buffers they point to. Values
@@ -132,7 +115,7 @@ lb_settings *lb_bind_check_settings(lua_State *L, int idx, const char *const *ig
         }
         case LUA_TNUMBER: {
             char buf[64];
-            format_number(L, -1, buf, sizeof buf);
+            lb_number_text(L, -1, buf, sizeof buf);
             if (!(owned = dup_text(buf)))
                 oom = 1;
             value = owned;
@@ -215,7 +198,7 @@ static int settings_tostring(lua_State *L)
             lua_pop(L, 1);
             lua_pushstring(L, v ? "true" : "false");
         } else if (t == LUA_TNUMBER) {
-            format_number(L, -1, tmp, sizeof tmp);
+            lb_number_text(L, -1, tmp, sizeof tmp);
             lua_pop(L, 1);
             lua_pushstring(L, tmp);
         } else if (t != LUA_TSTRING) {

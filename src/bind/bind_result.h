@@ -1,4 +1,5 @@
-/* Lua values <-> PostgreSQL: query parameters from Lua values, PGresult rows into Lua tables. */
+/* Lua values <-> PostgreSQL: query parameters from Lua values (bind_params.c), PGresult rows into
+ * Lua tables (bind_rows.c). */
 #ifndef LB_BIND_RESULT_H
 #define LB_BIND_RESULT_H
 
@@ -35,8 +36,10 @@ typedef struct lb_params {
  *   integer (5.4), integral double within 2^53 (LuaJIT)   int8 (20)
  *   other numbers                              float8 (701), 17 significant digits, NaN/Infinity
  *   string                                     unknown (0), text; an embedded NUL is an error
- *   lakebase.json(v)                           unknown (0), JSON text (see bind_result.c)
- *   lakebase.array(t)                          unknown (0), one-dimension array literal
+ *   lakebase.json(v)                           unknown (0), JSON text (bind_json.c)
+ *   lakebase.array(t [, of])                   one-dimension array literal: unknown (0), or
+ *                                              bytea[]/json[]/jsonb[] for of = "bytea"/"json"/"jsonb";
+ *                                              table elements go as JSON, lakebase.bytea as bytes
  *   lakebase.bytea(s)                          bytea (17), binary format, exact length
  *   plain table, function, userdata, thread    error */
 int lb_params_collect(lua_State *L, int first, int n, lb_params *p, lb_error *err);
@@ -55,5 +58,14 @@ int lb_push_result(lua_State *L, const PGresult *res);
 void lb_append_rows(lua_State *L, int t, PGresult *const *rows, int n, lua_Integer *count);
 /* Sets t.affected_rows (t a stack index) from PQcmdTuples text when it holds a count. */
 void lb_set_affected_rows(lua_State *L, int t, const char *cmd_tuples);
+
+/* Value wrappers (bind_params.c), shared with the JSON codec. */
+/* The wrapper kind of the table at idx ("json", "array", "bytea") or NULL; raw access only. */
+const char *lb_wrapper_kind(lua_State *L, int idx);
+/* Elements of an array wrapper's table: t.n when it is a non-negative integer (so trailing nils
+ * count), else the border #t. */
+size_t lb_array_length(lua_State *L, int idx);
+/* idx as a positive stack index. */
+int lb_abs_index(lua_State *L, int idx);
 
 #endif

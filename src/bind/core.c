@@ -1,5 +1,6 @@
 /* luaopen_lakebase_core: the module table of the C core for Lua. */
 #include "bind.h"
+#include "bind_json.h"
 
 int luaopen_lakebase_core(lua_State *L);
 
@@ -42,5 +43,6 @@ int luaopen_lakebase_core(lua_State *L)
     lb_bind_credential(L);
     lb_bind_pool(L);
     lb_bind_pin(L);
+    lb_bind_json(L);
     return 1;
 }
