@@ -157,6 +157,13 @@ location = /t/types {
       return "done"
     end)
     put("tx_swallowed", sw == nil and swerr.sqlstate)
+    -- the root cause, not 25P02 from the statements after it (the same rule as lakebase.db)
+    local rc, rcerr = db:transaction(function(tx)
+      tx:query("select 1/0")
+      tx:query("select 1")
+      return true
+    end)
+    put("tx_root", rc == nil and rcerr.sqlstate .. "+" .. tostring(rcerr.later_errors))
     local _, raised = db:transaction(function() error({ custom = "table" }) end)
     put("tx_raised", type(raised) == "table" and raised.custom)
     local nul_ok, nul_err = pcall(db.query, db, "select 1\0; drop table items")
@@ -496,7 +503,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
       err_mt = "true", err_kind = "query", err_sqlstate = "42P01", err_retriable = "false",
       err_str = "true", tx_err_mt = "true", tx_err_sqlstate = "42P01",
       tx_false = "42P01", sp_rolled_back = "true", tx_ret = "in tx", tx_ret_null = "true",
-      tx_raised = "table", tx_swallowed = "25P02", stats_max = got.stats_max,
+      tx_raised = "table", tx_swallowed = "42P01", tx_root = "22012+1", stats_max = got.stats_max,
       w_json = "20", w_bytea = "3", w_array = "3", w_null = "true", nul_refused = "true",
     }, got)
     assert.is_truthy(tonumber(got.stats_max))
@@ -753,7 +760,7 @@ describe("lakebase.ngx outside nginx (calls run directly)", function()
       return "ignored the error"
     end)
     assert.is_nil(r)
-    assert.are.equal("25P02", err.sqlstate)
+    assert.are.equal("42P01", err.sqlstate) -- the statement that failed, not 25P02
     assert.are.equal(core.error_mt, getmetatable(err))
     assert.are.equal(1, count())
   end)

@@ -92,6 +92,27 @@ describe("transactions", function()
     assert.equal(0, count("ignored"))
   end)
 
+  it("returns the first failure, not the 25P02 of the statements after it", function()
+    local res, err = db:transaction(function(tx)
+      tx:query("select 1/0")
+      local r2, e2 = tx:query("select 1")
+      assert.is_nil(r2)
+      assert.equal("25P02", e2.sqlstate)
+      return true
+    end)
+    assert.is_nil(res)
+    assert.equal("22012", err.sqlstate)
+    assert.equal(1, err.later_errors)
+    assert.matches("division by zero", err.message, 1, true)
+    assert.matches("1 later statement in the aborted transaction failed too", tostring(err), 1, true)
+    -- a parameter refused before anything was sent does not abort the transaction
+    res, err = db:transaction(function(tx)
+      assert.is_nil(tx:query("select $1::text", {}))
+      return tx:one("select 1 as n").n
+    end)
+    assert.equal(1, res, tostring(err))
+  end)
+
   it("returns a COMMIT failure (deferred constraint)", function()
     local t = h.unique("defer")
     assert(db:exec_script("create table " .. t .. " (a int, constraint u unique (a) deferrable initially deferred)"))

@@ -9,7 +9,8 @@
 -- Transactions: `db:transaction(fn, opts)` runs `fn(tx)` inside BEGIN ... COMMIT on one pinned
 -- connection and returns what `fn` returned. When `fn` raises an error, or returns `false`
 -- (optionally followed by a reason), the transaction is rolled back and `transaction` returns
--- `nil, err` (the raised value, the reason, or an error object of kind "query"). A failed COMMIT
+-- `nil, err` (the raised value, the reason, or the error of the statement that failed first when
+-- fn carried on after it). The OpenResty bridge runs the same rules (run_transaction). A failed COMMIT
 -- returns `nil, err` too. `tx:transaction(fn)` nests with a SAVEPOINT: only the inner work is
 -- rolled back. The connection always goes back to the pool clean (rolled back if needed), also
 -- when the tx object is garbage-collected or closed (`<close>`) without finishing.
@@ -161,6 +162,21 @@ function _M.begin_sql(opts, level)
   return sql
 end
 
+-- The error a failed transaction reports: the statement that failed first (its SQLSTATE, message,
+-- detail), naming how many statements failed after it in the aborted transaction.
+local function first_failure(tx)
+  local err = tx._first_error
+  if not err then
+    return make_error("query", "transaction rolled back: an earlier statement in it failed")
+  end
+  if tx._later_errors > 0 and type(err) == "table" and not err.later_errors then
+    err.later_errors = tx._later_errors
+    err.message = err.message .. " (" .. tx._later_errors .. " later statement"
+      .. (tx._later_errors > 1 and "s" or "") .. " in the aborted transaction failed too)"
+  end
+  return err
+end
+
 -- Finishes fn's outcome (a packed pcall result): commit (or release the savepoint) on success,
 -- roll back otherwise; returns what `transaction` returns.
 local function settle(res, conn, commit_sql, rollback_sql, tx)
@@ -168,8 +184,7 @@ local function settle(res, conn, commit_sql, rollback_sql, tx)
     if conn:status() == "failed" then
       -- A statement failed and fn went on: COMMIT would quietly roll back; say so instead.
       conn:exec_script(rollback_sql)
-      return nil, tx._last_error or make_error("query",
-        "transaction rolled back: an earlier statement in it failed")
+      return nil, first_failure(tx)
     end
     local ok, err = conn:exec_script(commit_sql)
     if not ok then
@@ -185,12 +200,20 @@ local function settle(res, conn, commit_sql, rollback_sql, tx)
   return nil, res[3] or make_error("query", "transaction rolled back: the function returned false")
 end
 
-local function new_tx(conn, db)
-  return setmetatable({ _conn = conn, _db = db, _depth = 0, _done = false }, tx_mt)
+local function new_tx(conn, db, depth)
+  return setmetatable({ _conn = conn, _db = db, _depth = depth or 0, _done = false,
+    _later_errors = 0 }, tx_mt)
 end
 
-local function run_fn(fn, tx)
-  return pack(pcall(fn, tx))
+--- Runs fn(tx) on `conn`, already inside BEGIN, and commits or rolls back by the outcome rules;
+-- returns what `transaction` returns. The caller releases conn. Any front end (the blocking db,
+-- the OpenResty bridge) brings a conn with query / query_params / exec_script / status
+-- ("failed" once a statement failed), so every path keeps one set of transaction rules.
+function _M.run_transaction(conn, db, fn)
+  local tx = new_tx(conn, db)
+  local res = pack(pcall(fn, tx))
+  tx._done = true
+  return settle(res, conn, "COMMIT", "ROLLBACK", tx)
 end
 
 --- Runs fn(tx) in a transaction; see the module comment for the outcome rules.
@@ -220,10 +243,7 @@ function db_methods:transaction(fn, opts)
   if not conn then
     return nil, err
   end
-  local tx = new_tx(conn, self)
-  local res = run_fn(fn, tx)
-  tx._done = true
-  local out = pack(settle(res, conn, "COMMIT", "ROLLBACK", tx))
+  local out = pack(_M.run_transaction(conn, self, fn))
   conn:release() -- rolls back anyway if COMMIT/ROLLBACK could not run
   return unpack(out, 1, out.n)
 end
@@ -239,10 +259,15 @@ local function conn_of(self)
   return self._conn
 end
 
--- Remembers the last failure, which is what a failed transaction reports at the end.
+-- Remembers the failure that aborted the transaction (the first statement the server refused),
+-- which is what a failed transaction reports at the end, and counts the ones after it.
 local function note(self, res, err)
   if res == nil and err ~= nil then
-    self._last_error = err
+    if self._first_error then
+      self._later_errors = self._later_errors + 1
+    elseif self._conn:status() == "failed" then
+      self._first_error = err
+    end
   end
   return res, err
 end
@@ -287,13 +312,17 @@ function tx_methods:transaction(fn, opts)
   if not ok then
     return nil, err
   end
-  local inner = setmetatable({ _conn = conn, _db = self._db, _depth = depth, _done = false }, tx_mt)
+  local inner = new_tx(conn, self._db, depth)
   self._done = true -- the outer tx waits while the inner one runs
-  local res = run_fn(fn, inner)
+  local res = pack(pcall(fn, inner))
   inner._done = true
   self._done = false
   return settle(res, conn, "RELEASE SAVEPOINT " .. name,
     "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name, inner)
+end
+
+function tx_methods:stats()
+  return self._db:stats()
 end
 
 tx_mt.__tostring = function(self)

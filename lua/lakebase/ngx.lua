@@ -22,7 +22,8 @@
 -- error objects get `core.error_mt` back here.
 --
 -- Transactions: one connection is pinned (lb_pin.c) under an integer id that every thread can use.
--- It is rolled back and returned when the function ends or raises, when the client aborts (via
+-- The transaction rules and the tx object are lakebase.db's (dbmod.run_transaction), driving the
+-- pin through a small conn adapter whose calls run in the thread pool. The pin is rolled back and returned when the function ends or raises, when the client aborts (via
 -- ngx.on_abort where `lua_check_client_abort on`), by the per-worker reaper once idle longer than
 -- `opts.lease` seconds (default 60; e.g. the request was ended with ngx.exit inside the
 -- transaction) and, last, by the server's idle_in_transaction_session_timeout (set to the lease).
@@ -164,22 +165,14 @@ local function do_pin_script(id, sql)
   return core.pin_exec_script(id, sql)
 end
 
--- COMMIT then release; on failure the release rolls back what is left. PostgreSQL answers COMMIT
--- of a failed transaction with a silent ROLLBACK: report that instead of a success.
-local function do_commit(id)
+-- The pinned connection's transaction status in lakebase.db's words ("failed" once a statement
+-- in it failed): what the shared transaction rules ask before COMMIT.
+local function do_pin_status(id)
   local status, err = core.pin_status(id)
   if status == "inerror" then
-    core.pin_release(id)
-    local e = make_error("query", "transaction rolled back: a statement in it failed")
-    e.sqlstate = "25P02"
-    return nil, e
+    return "failed"
   end
-  local ok
-  if status then
-    ok, err = core.pin_exec_script(id, "COMMIT")
-  end
-  core.pin_release(id)
-  return ok, err
+  return status, err
 end
 
 local function do_release(id)
@@ -192,7 +185,7 @@ function _M.t_exec_script(...) return protect(do_exec_script, ...) end
 function _M.t_begin(...) return protect(do_begin, ...) end
 function _M.t_pin_query(...) return protect(do_pin_query, ...) end
 function _M.t_pin_script(...) return protect(do_pin_script, ...) end
-function _M.t_commit(...) return protect(do_commit, ...) end
+function _M.t_pin_status(...) return protect(do_pin_status, ...) end
 function _M.t_release(...) return protect(do_release, ...) end
 function _M.t_reap() return protect(core.pin_reap) end
 
@@ -510,14 +503,9 @@ end
 
 local db_methods = {}
 local db_mt = { __index = db_methods }
-local tx_methods = {}
-local tx_mt = { __index = tx_methods }
 
 db_mt.__tostring = function(self)
   return "lakebase.ngx(" .. tostring(self.db) .. ")"
-end
-tx_mt.__tostring = function(self)
-  return "lakebase.ngx transaction " .. tostring(self.id) .. " (" .. tostring(self.owner.db) .. ")"
 end
 
 local function params_of(...)
@@ -571,55 +559,31 @@ function db_methods:close()
   return self.db:close()
 end
 
-local function pin_of(tx)
-  if tx.done then
-    error("attempt to use a finished lakebase transaction", 3)
-  end
-  return tx.id
+-- A pinned connection seen from the event loop: the conn that lakebase.db's transaction rules
+-- (dbmod.run_transaction, the tx object, savepoints) drive, each call run in the thread pool.
+local pin_conn_methods = {}
+local pin_conn_mt = { __index = pin_conn_methods }
+
+function pin_conn_methods:query(sql, ...)
+  return call(self.owner, "t_pin_query", nil, self.id, sql, params_of(...))
 end
 
-function tx_methods:query_params(sql, params)
-  check_sql(sql, 2)
-  local id = pin_of(self)
-  return call(self.owner, "t_pin_query", nil, id, sql, params or { n = 0 })
+function pin_conn_methods:query_params(sql, params)
+  return call(self.owner, "t_pin_query", nil, self.id, sql, params or { n = 0 })
 end
 
-function tx_methods:query(sql, ...)
-  check_sql(sql, 2)
-  local id = pin_of(self)
-  return call(self.owner, "t_pin_query", nil, id, sql, params_of(...))
+function pin_conn_methods:exec_script(sql)
+  return call(self.owner, "t_pin_script", nil, self.id, sql)
 end
 
-function tx_methods:one(sql, ...)
-  check_sql(sql, 2)
-  local id = pin_of(self)
-  local rows, err = call(self.owner, "t_pin_query", nil, id, sql, params_of(...))
-  if not rows then
-    return nil, err
-  end
-  return rows[1]
+function pin_conn_methods:status()
+  return call(self.owner, "t_pin_status", nil, self.id)
 end
 
-function tx_methods:exec_script(sql)
-  check_sql(sql, 2)
-  local id = pin_of(self)
-  return call(self.owner, "t_pin_script", nil, id, sql)
-end
-
-function tx_methods:stats()
-  return self.owner:stats()
-end
-
-local function rolled_back(res)
-  if not res[1] then
-    return nil, res[2]
-  end
-  return nil, res[3] or make_error("query", "transaction rolled back: the function returned false")
-end
-
---- Runs fn(tx) inside BEGIN ... COMMIT on one pinned connection, with lakebase.db's rules: returns
--- what fn returned; when fn raises, or returns false (optionally followed by a reason), the
--- transaction is rolled back and this returns nil, err. opts: isolation, read_only.
+--- Runs fn(tx) inside BEGIN ... COMMIT on one pinned connection, with lakebase.db's rules (the
+-- same code: dbmod.run_transaction): returns what fn returned; when fn raises, or returns false
+-- (optionally followed by a reason), or ignored a failed statement, the transaction is rolled
+-- back and this returns nil, err. opts: isolation, read_only.
 function db_methods:transaction(fn, opts)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
@@ -630,60 +594,14 @@ function db_methods:transaction(fn, opts)
     return nil, err
   end
   local pins = track(self, id)
-  local tx = setmetatable({ owner = self, id = id, depth = 0, done = false }, tx_mt)
-  local res = pack(pcall(fn, tx))
-  tx.done = true
-  local out
-  if res[1] and res[2] ~= false then
-    local ok, cerr = call(self, "t_commit", nil, id)
-    if ok then
-      out = pack(unpack(res, 2, res.n))
-    else
-      call(self, "t_release", nil, id) -- no-op unless the commit call itself never ran
-      out = pack(nil, cerr)
-    end
-  else
-    call(self, "t_release", nil, id) -- rolls back
-    out = pack(rolled_back(res))
-  end
+  local conn = setmetatable({ owner = self, id = id }, pin_conn_mt)
+  local out = pack(dbmod.run_transaction(conn, self, fn))
+  call(self, "t_release", nil, id) -- rolls back whatever COMMIT/ROLLBACK could not finish
   if pins then
     pins[id] = nil
   end
   gate_done(self.gate, id)
   return unpack(out, 1, out.n)
-end
-
---- Nested transaction: a SAVEPOINT; rolled back to it on error or `false`.
-function tx_methods:transaction(fn, opts)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
-  end
-  if opts ~= nil then
-    error("bad argument #2 to 'transaction' (a nested transaction (savepoint) takes no options)", 2)
-  end
-  local id = pin_of(self)
-  local depth = self.depth + 1
-  local name = "lakebase_sp_" .. depth
-  local undo = "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name
-  local ok, err = call(self.owner, "t_pin_script", nil, id, "SAVEPOINT " .. name)
-  if not ok then
-    return nil, err
-  end
-  local inner = setmetatable({ owner = self.owner, id = id, depth = depth, done = false }, tx_mt)
-  self.done = true -- the outer tx waits while the inner one runs
-  local res = pack(pcall(fn, inner))
-  inner.done = true
-  self.done = false
-  if res[1] and res[2] ~= false then
-    ok, err = call(self.owner, "t_pin_script", nil, id, "RELEASE SAVEPOINT " .. name)
-    if not ok then
-      call(self.owner, "t_pin_script", nil, id, undo)
-      return nil, err
-    end
-    return unpack(res, 2, res.n)
-  end
-  call(self.owner, "t_pin_script", nil, id, undo)
-  return rolled_back(res)
 end
 
 -- The builder's select/insert/update/delete go through query_params, hence through the pool.
@@ -696,10 +614,10 @@ local function install_builder()
     return
   end
   builder_installed = true
+  dbmod.install_builder() -- the tx objects are lakebase.db's
   local ok, builder = pcall(require, "lakebase.builder")
   if ok and type(builder) == "table" and builder.install then
     builder.install(db_methods)
-    builder.install(tx_methods)
   end
 end
 
