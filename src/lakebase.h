@@ -164,6 +164,7 @@ typedef struct lb_pool_stats {
     uint64_t connects, connect_failures;
     uint64_t credential_refreshes, credential_failures;
     double credential_expires_at;
+    int pooler_detected; /* a transaction-mode pooler answered: prepared statements are off */
 } lb_pool_stats;
 
 /* Process-wide pool for identical settings (same key): reference counted, shared by every

@@ -3,8 +3,11 @@
  * health checks the pool runs on checkout and checkin. */
 #include "lb_pool_int.h"
 
+#include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +67,14 @@ static void result_error(lb_conn *c, const PGresult *res, lb_error *err)
      * a cancel by an administrator stays a query error. */
     if (!lost && st && strcmp(st, "57014") == 0 && primary && strstr(primary, "timeout"))
         kind = LB_ERR_TIMEOUT;
+    if (!lost && st && strcmp(st, "57014") == 0 && c->cancelled) {
+        c->cancelled = 0;
+        lb_error_set(err, LB_ERR_TIMEOUT, 0, "canceling statement due to statement timeout "
+                     "(statement_timeout %d ms, enforced by lakebase: the pooler refused it as a "
+                     "startup option)", c->cancel_after_ms);
+        snprintf(err->sqlstate, sizeof err->sqlstate, "%s", st);
+        return;
+    }
     if (primary)
         lb_error_set(err, kind, lost || sqlstate_is_retriable(st), "%s", primary);
     else if (res && PQresultErrorMessage(res)[0])
@@ -109,11 +120,23 @@ static const char *libpq_sslmode(lb_sslmode m)
     }
 }
 
+/* A random number per connection for statement names: behind a transaction-mode pooler many
+ * clients share one server session, and a name derived from the SQL (or a counter) alone would
+ * let one client run another's statement. */
+static uint64_t connection_nonce(const lb_conn *c)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
+        v = (uint64_t)(uintptr_t)c ^ ((uint64_t)getpid() << 32) ^
+            (uint64_t)(lb_monotonic() * 1e9);
+    return v;
+}
+
 lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_failed, lb_error *err)
 {
     const char *kw[16], *val[16];
     char port[16], timeout[16], options[64];
-    int n = 0;
+    int n = 0, pooler;
     int verify = s->sslmode == LB_SSL_REQUIRE || s->sslmode == LB_SSL_VERIFY_FULL ||
                  s->sslmode == LB_SSL_VERIFY_CA;
     PGconn *pg;
@@ -137,13 +160,25 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
     kw[n] = "connect_timeout", val[n++] = timeout;
     kw[n] = "application_name", val[n++] = s->application_name ? s->application_name : "lakebase";
     kw[n] = "client_encoding", val[n++] = "UTF8";
-    if (s->statement_timeout > 0) {
+    /* statement_timeout travels as a startup option, which transaction-mode poolers refuse
+     * (PgBouncer: "unsupported startup parameter: options"). Lakebase's pooled hosts are named
+     * "-pooler.": there, and wherever the option is refused, the timeout is enforced here by
+     * cancelling the statement (collect), and prepared statements stay off. */
+    pooler = strstr(s->host, "-pooler.") != NULL;
+    if (s->statement_timeout > 0 && !pooler) {
         snprintf(options, sizeof options, "-c statement_timeout=%d", s->statement_timeout);
         kw[n] = "options", val[n++] = options;
     }
     kw[n] = NULL, val[n] = NULL;
 
     pg = PQconnectdbParams(kw, val, 0);
+    if (pg && PQstatus(pg) != CONNECTION_OK && !pooler && s->statement_timeout > 0 &&
+        strstr(PQerrorMessage(pg), "unsupported startup parameter")) {
+        PQfinish(pg);
+        pooler = 1;
+        kw[n - 1] = NULL, val[n - 1] = NULL;
+        pg = PQconnectdbParams(kw, val, 0);
+    }
     if (!pg) {
         lb_error_set(err, LB_ERR_CONNECT, 1, "out of memory opening a connection");
         return NULL;
@@ -190,6 +225,12 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
     PQsetNoticeReceiver(pg, quiet_notice, c);
     c->created = c->last_used = lb_monotonic();
     c->prepare = s->prepare;
+    c->nonce = connection_nonce(c);
+    if (pooler) {
+        c->pooler = 1;
+        c->prepare = 0;
+        c->cancel_after_ms = s->statement_timeout;
+    }
     return c;
 }
 
@@ -282,13 +323,56 @@ PGconn *lb_conn_pg(lb_conn *c)
  * Running statements
  * ---------------------------------------------------------------------------------------- */
 
+/* Where a pooler refused statement_timeout as a startup option (cancel_after_ms), waits for the
+ * next result up to the deadline, then asks the server to cancel the statement and keeps reading:
+ * the server answers 57014, which result_error reports as the timeout. Otherwise nothing: libpq's
+ * PQgetResult waits. */
+static void await_input(lb_conn *c, double deadline)
+{
+    int fd = PQsocket(c->pg);
+    if (c->cancel_after_ms <= 0 || fd < 0)
+        return;
+    while (PQisBusy(c->pg)) {
+        struct pollfd pfd;
+        int wait_ms = -1;
+        if (!c->cancelled) {
+            double left = deadline - lb_monotonic();
+            if (left <= 0) {
+                char why[256];
+                PGcancel *cancel = PQgetCancel(c->pg);
+                if (cancel) {
+                    PQcancel(cancel, why, sizeof why);
+                    PQfreeCancel(cancel);
+                }
+                c->cancelled = 1;
+                continue;
+            }
+            wait_ms = (int)(left * 1000) + 1;
+        }
+        pfd.fd = fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR)
+            return;
+        if (!PQconsumeInput(c->pg))
+            return;
+    }
+}
+
+static double statement_deadline(lb_conn *c)
+{
+    c->cancelled = 0;
+    return c->cancel_after_ms > 0 ? lb_monotonic() + c->cancel_after_ms / 1000.0 : 0;
+}
+
 /* Collects the results of the statement just sent; returns the first good one or the error. */
 static PGresult *collect(lb_conn *c, lb_error *err)
 {
     PGresult *res = NULL, *r;
     int failed = 0;
+    double deadline = statement_deadline(c);
 
-    while ((r = PQgetResult(c->pg)) != NULL) {
+    while ((await_input(c, deadline), r = PQgetResult(c->pg)) != NULL) {
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
             /* The protocol is now in COPY mode: this connection cannot be reused. */
@@ -369,9 +453,10 @@ static PGresult *collect_rows(lb_conn *c, lb_rows_fn fn, void *ctx, size_t *deli
 {
     PGresult *batch[ROW_BATCH], *res = NULL, *r;
     int n = 0, failed = 0, stopped = 0;
+    double deadline = statement_deadline(c);
 
     *delivered = 0;
-    while ((r = PQgetResult(c->pg)) != NULL) {
+    while ((await_input(c, deadline), r = PQgetResult(c->pg)) != NULL) {
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_SINGLE_TUPLE) {
             if (stopped || failed || res) {
@@ -483,7 +568,7 @@ static void stmt_drop(lb_conn *c, lb_stmt *st)
 {
     PGTransactionStatusType ts = PQtransactionStatus(c->pg);
     if (!c->broken && (ts == PQTRANS_IDLE || ts == PQTRANS_INTRANS)) {
-        char sql[48];
+        char sql[64];
         snprintf(sql, sizeof sql, "DEALLOCATE %s", st->name);
         PQclear(PQexec(c->pg, sql));
     }
@@ -514,7 +599,8 @@ static lb_stmt *stmt_prepare(lb_conn *c, uint64_t h, const char *sql, int n, con
     }
     st = &c->stmts[c->nstmts];
     memset(st, 0, sizeof *st);
-    snprintf(st->name, sizeof st->name, "lb_%llu", (unsigned long long)++c->next_name);
+    snprintf(st->name, sizeof st->name, "lb%016llx_%llu", (unsigned long long)c->nonce,
+             (unsigned long long)++c->next_name);
     st->sql = strdup(sql);
     st->types = n ? calloc((size_t)n, sizeof *st->types) : NULL;
     if (!st->sql || (n && !st->types)) {
@@ -542,13 +628,55 @@ static lb_stmt *stmt_prepare(lb_conn *c, uint64_t h, const char *sql, int n, con
     return st;
 }
 
-/* The statement changed under the cache (DDL altered the result type, or someone ran
- * DEALLOCATE/DISCARD): worth one retry when outside a transaction. */
+/* The statement changed under the cache (DDL altered the result type): worth one retry when
+ * outside a transaction. */
 static int stale_statement(const lb_error *err)
 {
-    return strcmp(err->sqlstate, "26000") == 0 ||
-           (strcmp(err->sqlstate, "0A000") == 0 && err->message &&
-            strstr(err->message, "cached plan must not change result type"));
+    return strcmp(err->sqlstate, "0A000") == 0 && err->message &&
+           strstr(err->message, "cached plan must not change result type");
+}
+
+/* The server does not know a statement this connection prepared (26000), or already has one by
+ * a name only this connection uses (42P05): the server session is not ours alone, so a
+ * transaction-mode pooler sits in the path, and prepared statements cannot work through it.
+ * (DEALLOCATE/DISCARD in our own scripts empty the cache first: script_discards.) */
+static int pooler_sign(const lb_error *err)
+{
+    return strcmp(err->sqlstate, "26000") == 0 || strcmp(err->sqlstate, "42P05") == 0;
+}
+
+void lb_conn_no_prepare(lb_conn *c)
+{
+    int i;
+    /* No DEALLOCATE: the server session behind a pooler is not ours. */
+    for (i = 0; i < c->nstmts; i++)
+        stmt_free(&c->stmts[i]);
+    c->nstmts = 0;
+    c->prepare = 0;
+}
+
+/* A pooler answered (pooler_sign): prepared statements go off for this connection (and, through
+ * the pool, for every later one). Outside a transaction the statement did not run: returns 1 so
+ * the caller runs it unprepared. Inside one the error aborted the transaction: err says so
+ * (retriable: the same transaction succeeds now) and 0 comes back. */
+static int pooler_found(lb_conn *c, lb_error *err)
+{
+    char state[6];
+    char *why;
+    c->pooler = 1;
+    lb_conn_no_prepare(c);
+    if (PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
+        lb_error_clear(err);
+        return 1;
+    }
+    memcpy(state, err->sqlstate, sizeof state);
+    why = err->message ? strdup(err->message) : NULL;
+    lb_error_set(err, LB_ERR_QUERY, 1, "a transaction-mode connection pooler is in the path "
+                 "(%s): prepared statements are now off for this pool; run the transaction "
+                 "again, and set prepare = false for this host", why ? why : "statement lost");
+    memcpy(err->sqlstate, state, sizeof state);
+    free(why);
+    return 0;
 }
 
 static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *types,
@@ -567,30 +695,42 @@ static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *t
         lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
         return NULL;
     }
-    if (!c->prepare) {
-        if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0))
-            return send_failed(c, err);
-        return collect_any(c, fn, ctx, &delivered, err);
-    }
+    if (!c->prepare)
+        goto unprepared;
 
     h = stmt_hash(sql, nparams, types);
     for (attempt = 0; attempt < 2; attempt++) {
         PGresult *res;
         st = stmt_find(c, h, sql, nparams, types);
-        if (!st && !(st = stmt_prepare(c, h, sql, nparams, types, err)))
+        if (!st && !(st = stmt_prepare(c, h, sql, nparams, types, err))) {
+            if (!c->broken && pooler_sign(err) && pooler_found(c, err))
+                goto unprepared;
             return NULL;
+        }
         st->last_use = ++c->clock;
         if (!PQsendQueryPrepared(c->pg, st->name, nparams, values, lengths, formats, 0))
             return send_failed(c, err);
         res = collect_any(c, fn, ctx, &delivered, err);
-        if (res || c->broken || delivered > 0 || !stale_statement(err))
+        if (res || c->broken || delivered > 0)
             return res;
+        if (pooler_sign(err)) {
+            if (pooler_found(c, err))
+                goto unprepared;
+            return NULL;
+        }
+        if (!stale_statement(err))
+            return NULL;
         stmt_drop(c, st);
         if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
             return NULL; /* the transaction is aborted: the caller must roll back */
         lb_error_clear(err);
     }
     return NULL;
+
+unprepared:
+    if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0))
+        return send_failed(c, err);
+    return collect_any(c, fn, ctx, &delivered, err);
 }
 
 PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *types,

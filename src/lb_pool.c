@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +34,7 @@ struct lb_pool {
     waiter *head, *tail;
     int nwaiting;
     int closed;
+    int pooler; /* a transaction-mode pooler was seen: no prepared statements from now on */
     uint64_t connects, connect_failures;
 };
 
@@ -162,6 +164,8 @@ static lb_conn *pool_connect(lb_pool *p, lb_error *err)
         }
         c = lb_conn_open(p->s, p->cred ? token : p->s->password, &auth_failed, err);
         pthread_mutex_lock(&p->mu);
+        if (c && p->pooler)
+            lb_conn_no_prepare(c);
         if (c)
             p->connects++;
         else
@@ -376,6 +380,21 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
     }
 }
 
+/* A connection found a pooler in the path: every connection of the pool stops preparing, and
+ * the process says once (stderr: nginx's error log under nginx) which setting avoids it. */
+static void note_pooler_locked(lb_pool *p, lb_conn *c)
+{
+    lb_conn *i;
+    if (!c->pooler || p->pooler)
+        return;
+    p->pooler = 1;
+    for (i = p->idle; i; i = i->next)
+        lb_conn_no_prepare(i);
+    fprintf(stderr, "lakebase: a transaction-mode connection pooler is in the path to %s:%d: "
+            "automatic prepared statements are off for this pool; set prepare = false for it\n",
+            p->s->host, p->s->port);
+}
+
 static void checkin(lb_pool *p, lb_conn *c)
 {
     lb_conn *swept = NULL;
@@ -384,6 +403,7 @@ static void checkin(lb_pool *p, lb_conn *c)
 
     pthread_mutex_lock(&p->mu);
     closed = p->closed;
+    note_pooler_locked(p, c);
     pthread_mutex_unlock(&p->mu);
 
     /* Never back dirty: roll back what is open, drop what is broken, busy or too old. */
@@ -517,6 +537,7 @@ void lb_pool_stats_get(lb_pool *p, lb_pool_stats *out)
     out->max = p->s->max;
     out->connects = p->connects;
     out->connect_failures = p->connect_failures;
+    out->pooler_detected = p->pooler;
     pthread_mutex_unlock(&p->mu);
     if (p->cred) {
         lb_credential_stats cs;

@@ -12,14 +12,18 @@ typedef struct lb_stmt {
     Oid *types;         /* nparams entries (0 = unknown), NULL when nparams is 0 */
     int nparams;
     uint64_t last_use;  /* LRU clock */
-    char name[24];
+    char name[40];      /* lb<connection nonce>_<n>: never the same in two connections */
 } lb_stmt;
 
 struct lb_conn {
     PGconn *pg;
     double created;     /* monotonic seconds */
     double last_used;
-    int prepare;        /* settings->prepare */
+    int prepare;        /* settings->prepare, off once a pooler is seen */
+    int pooler;         /* a transaction-mode pooler is in the path (see lb_conn.c) */
+    int cancel_after_ms; /* statement_timeout enforced here (a pooler refused it at startup) */
+    int cancelled;      /* the running statement was cancelled for cancel_after_ms */
+    uint64_t nonce;     /* random per connection: part of every statement name */
     int broken;         /* a connection-level failure was seen: never reuse */
     int goodbye;        /* the server sent FATAL while the connection was idle */
     int retry_safe;     /* the last failure happened before the server processed the statement */
@@ -40,5 +44,8 @@ int lb_conn_alive(lb_conn *c);
 /* Checkin cleanup: rolls back an open or failed transaction; 0 when the connection must be
  * discarded instead of reused. */
 int lb_conn_reset(lb_conn *c);
+/* Stops automatic prepared statements on c: a pooler is in the path (the pool saw it on another
+ * connection). */
+void lb_conn_no_prepare(lb_conn *c);
 
 #endif

@@ -10,7 +10,7 @@ packages=(
   libpq-dev libcurl4-openssl-dev libcjson-dev
   postgresql postgresql-client openssl curl python3 ca-certificates
   nginx libnginx-mod-http-lua lua-resty-core
-  lua-sql-postgres nodejs wrk
+  lua-sql-postgres nodejs wrk pgbouncer
 )
 case "$group" in
   bench) packages+=(hyperfine valgrind) ;;

@@ -305,7 +305,7 @@ static int pool_stats(lua_State *L)
     pool_ud *u = check_pool(L);
     lb_pool_stats st;
     lb_pool_stats_get(u->pool, &st);
-    lua_createtable(L, 0, 10);
+    lua_createtable(L, 0, 11);
     set_int(L, "total", st.total);
     set_int(L, "idle", st.idle);
     set_int(L, "in_use", st.in_use);
@@ -317,6 +317,8 @@ static int pool_stats(lua_State *L)
     set_int(L, "credential_failures", (double)st.credential_failures);
     lua_pushnumber(L, st.credential_expires_at);
     lua_setfield(L, -2, "credential_expires_at");
+    lua_pushboolean(L, st.pooler_detected);
+    lua_setfield(L, -2, "pooler_detected");
     return 1;
 }
 
