@@ -297,8 +297,17 @@ describe("lakebase.migrate (plain folders)", function()
         require("lakebase.core").sleep(seconds)
       end,
     }))
+    -- a db object without a core pool waits the same way, inside a transaction (the fallback)
+    local proxy = setmetatable({}, { __index = function(_, k)
+      local f = db[k]
+      if type(f) == "function" then return function(_, ...) return f(db, ...) end end
+    end })
+    local res2, err2 = migrate.up(proxy, opts({ lock_timeout = 0.2 }))
     holder:release()
     holder_db:close()
+    assert.is_nil(res2)
+    assert.equal("lock_timeout", err2.kind)
+    assert.equal(holder_pid, err2.holder.pid)
     assert.is_nil(res)
     assert.equal("lock_timeout", err.kind)
     local msg = tostring(err)
