@@ -324,6 +324,23 @@ describe("lakebase.migrate (plain folders)", function()
     assert.equal(1, #assert(migrate.up(db, opts({ lock_timeout = 0 }))).applied)
   end)
 
+  it("counts the sleeps when a db object does not return the server's clock", function()
+    local fake = {
+      stats = function() return { max = 10 } end,
+      transaction = function(self, fn) return fn(self) end,
+      query = function(_, sql)
+        if sql:find("pg_try_advisory_xact_lock", 1, true) then return { { got = false } } end
+        return {}
+      end,
+    }
+    local slept = 0
+    local res, err = migrate.up(fake, opts({ lock_timeout = 1, sleep = function(sec) slept = slept + sec end }))
+    assert.is_nil(res)
+    assert.equal("lock_timeout", err.kind)
+    assert.near(1, slept, 1e-9)
+    assert.matches("after 1%.0 s %(lock_timeout 1 s%): its holder released it just now", tostring(err))
+  end)
+
   it("refuses a bad lock_timeout as misuse", function()
     assert.has_error(function() migrate.up(db, opts({ lock_timeout = -1 })) end,
       "bad argument #2 (lock_timeout: seconds >= 0 expected, got -1)")

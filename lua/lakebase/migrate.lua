@@ -711,25 +711,29 @@ local function lock_timeout_error(conn, s, waited_ms)
 end
 
 -- Takes the runner lock with `try_sql` (pg_try_advisory_lock or its xact form) on conn, polling as
--- described above; times are read from the server's clock. Returns true, or nil, err.
+-- described above. The time waited is read from the server's clock (it counts slow round trips
+-- too), or is the sum of the sleeps when a db object does not return it. Returns true, or nil, err.
 local function acquire_lock(conn, s, try_sql)
   local sql = try_sql .. ", (extract(epoch from clock_timestamp()) * 1000)::bigint::text as now_ms"
-  local started, delay
+  local started_ms, slept_ms, delay = nil, 0, LOCK_POLL_FIRST
   while true do
     local rows, err = call(conn, "query", sql, s.lock_key)
     if not rows then
       return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(err), cause = err })
     end
     if truthy(rows[1] and rows[1].got) then return true end
-    local now = tonumber(rows[1].now_ms) or 0
-    if not started then
-      started, delay = now, LOCK_POLL_FIRST
+    local now_ms = tonumber(rows[1] and rows[1].now_ms)
+    if slept_ms == 0 then
+      started_ms = now_ms
       s.progress(string.format("waiting for another migration runner to finish (advisory lock on %s.%s, "
         .. "lock_timeout %g s)", s.schema, s.table, s.lock_timeout))
     end
-    local left = s.lock_timeout - (now - started) / 1000
-    if left <= 0 then return nil, lock_timeout_error(conn, s, now - started) end
-    s.sleep(math.min(delay, left))
+    local waited_ms = (now_ms and started_ms) and now_ms - started_ms or slept_ms
+    local left = s.lock_timeout - waited_ms / 1000
+    if left <= 0 then return nil, lock_timeout_error(conn, s, waited_ms) end
+    local pause = math.min(delay, left)
+    s.sleep(pause)
+    slept_ms = slept_ms + pause * 1000
     delay = math.min(delay * 2, LOCK_POLL_MAX)
   end
 end
