@@ -367,6 +367,25 @@ describe("lakebase CLI", function()
       assert.equal("2", h.psql("select count(*) from public." .. t .. "_track"))
     end)
 
+    it("gives up after --lock-timeout and names the session holding the lock, exit 1", function()
+      write(dir .. "/.env", m2m_env(), "600")
+      local t = h.unique("lbc")
+      os.execute("mkdir -p " .. h.shell_quote(dir .. "/m"))
+      write(dir .. "/m/0001_x.sql", "select 1;\n")
+      local holder_db = assert(require("lakebase").new(h.settings({ application_name = "cli spec holder" })))
+      local holder = assert(rawget(holder_db, "_pool"):begin())
+      local pid = assert(holder:query("select pg_backend_pid()::text as pid, pg_advisory_lock($1::bigint)",
+        require("lakebase.migrate").lock_key("public", t .. "_track")))[1].pid
+      local code, out, err = lakebase({ "migrate", "--dir", "m", "--tracking-table", "public." .. t .. "_track",
+        "--lock-timeout", "0.3" }, { cwd = dir })
+      holder:release()
+      holder_db:close()
+      assert.equal(1, code, out .. err)
+      assert.matches("waiting for another migration runner to finish %(advisory lock on public%." .. t .. "_track, lock_timeout 0%.3 s%)", out)
+      assert.matches("gave up waiting for the migration lock on public%." .. t .. "_track after 0%.%d s", err)
+      assert.matches("held by pid " .. pid .. " %(application_name \"cli spec holder\"", err)
+    end)
+
     it("reports a failing migration with its file and statement, exit 1", function()
       write(dir .. "/.env", m2m_env(), "600")
       local t = h.unique("lbc")
