@@ -298,3 +298,69 @@ describe("builder against PostgreSQL", function()
     assert.are.equal("committed", ok(db:select(items.name):where({ id = 1 }):one()).name)
   end)
 end)
+
+-- Issue 19 item 2: a raw fragment is one operand. An OR inside it must not escape the AND around it,
+-- and a -- comment at its end must not swallow what follows (ORDER BY, LIMIT, RETURNING).
+describe("builder raw fragments against PostgreSQL", function()
+  local db, acct
+
+  local function ids(rows)
+    local out = {}
+    for i, r in ipairs(rows) do out[i] = tonumber(r.id) end
+    table.sort(out)
+    return out
+  end
+
+  setup(function()
+    db = assert(lakebase.new(h.password_settings()))
+    acct = s.table(h.unique("b_acct"), {
+      id = s.integer():primary_key(),
+      tenant = s.integer():not_null(),
+      status = s.text():not_null(),
+    })
+    assert(db:exec_script(s.create_table_sql(acct)))
+  end)
+
+  teardown(function()
+    if db then
+      db:exec_script(s.drop_table_sql(acct, { if_exists = true }))
+      db:close()
+    end
+  end)
+
+  before_each(function()
+    assert(db:exec_script("TRUNCATE " .. s.meta(acct).qname))
+    assert(db:insert(acct):values({ id = 1, tenant = 1, status = "a" }, { id = 2, tenant = 2, status = "b" },
+      { id = 3, tenant = 1, status = "c" }, { id = 4, tenant = 1, status = "b" }):exec())
+  end)
+
+  local function tenant_one_a_or_b()
+    return s.and_(acct.tenant:eq(1), s.raw("status = $1 or status = $2", "a", "b"))
+  end
+
+  it("keeps an OR inside s.raw within the tenant filter (select)", function()
+    assert.are.same({ 1, 4 }, ids(assert(db:select(acct.id):where(tenant_one_a_or_b()):all())))
+    -- the same through two where() calls, and with the raw first
+    assert.are.same({ 1, 4 }, ids(assert(db:select(acct.id):where(acct.tenant:eq(1))
+      :where(s.raw("status = $1 or status = $2", "a", "b")):all())))
+    assert.are.same({ 1, 4 }, ids(assert(db:select(acct.id)
+      :where(s.and_(s.raw("status = $1 or status = $2", "a", "b"), { tenant = 1 })):all())))
+  end)
+
+  it("keeps an OR inside s.raw within the tenant filter (delete, update)", function()
+    assert.are.same({ 1, 4 }, ids(assert(db:delete(acct):where(tenant_one_a_or_b()):returning(acct.id):all())))
+    assert.are.same({ 2, 3 }, ids(assert(db:select(acct.id):all())))
+    assert.are.equal(0, assert(db:update(acct):set({ status = "x" }):where(tenant_one_a_or_b()):exec()))
+    assert.are.equal("b", assert(db:select(acct.status):where({ id = 2 }):one()).status)
+  end)
+
+  it("ends a raw fragment's trailing -- comment before ORDER BY, LIMIT and RETURNING", function()
+    local rows = assert(db:select(acct.id):where(s.raw("tenant = $1 -- tenant one only", 1))
+      :order_by(acct.id:desc()):limit(1):all())
+    assert.are.same({ 4 }, ids(rows))
+    rows = assert(db:select(acct.id):where(s.raw("status = $1 -- b", "b")):where(acct.tenant:eq(1)):all())
+    assert.are.same({ 4 }, ids(rows))
+    rows = assert(db:delete(acct):where(s.raw("id = $1 --", 3)):returning(acct.id):all())
+    assert.are.same({ 3 }, ids(rows))
+  end)
+end)

@@ -132,7 +132,7 @@ describe("builder select", function()
     check(db:select(items.name, orders.qty):from(items):inner_join(orders, orders.item_id:eq(items.id))
       :left_join(s.table("notes", { item = s.integer() }), s.raw('"notes"."item" = "items"."id"')),
       'SELECT "items"."name", "shop"."orders"."qty" FROM "items" INNER JOIN "shop"."orders"'
-      .. ' ON "shop"."orders"."item_id" = "items"."id" LEFT JOIN "notes" ON "notes"."item" = "items"."id"')
+      .. ' ON "shop"."orders"."item_id" = "items"."id" LEFT JOIN "notes" ON ("notes"."item" = "items"."id")')
     check(db:select(items.id):from(items):right_join(orders, orders.item_id:eq(items.id)):full_join(orders,
       orders.id:eq(1)):cross_join(orders),
       'SELECT "items"."id" FROM "items" RIGHT JOIN "shop"."orders" ON "shop"."orders"."item_id" = "items"."id"'
@@ -152,7 +152,7 @@ describe("builder select", function()
     check(db:select(items.id):order_by(items.price:asc():nulls_first(), items.name:desc():nulls_last())
       :order_by(s.raw("random()")):limit(10):offset(20),
       'SELECT "items"."id" FROM "items" ORDER BY "items"."price" ASC NULLS FIRST,'
-      .. ' "items"."name" DESC NULLS LAST, random() LIMIT $1 OFFSET $2', { 10, 20 })
+      .. ' "items"."name" DESC NULLS LAST, (random()) LIMIT $1 OFFSET $2', { 10, 20 })
   end)
 
   it("renders distinct, aliases and locks", function()
@@ -182,8 +182,8 @@ describe("builder select", function()
   it("renumbers raw fragments and reuses a repeated placeholder", function()
     check(db:select(items.id):where(items.id:gt(1)):where(s.raw("$2 = $1 OR $1 = '$1'", "a", "b"))
       :where(items.name:eq(s.raw("upper($1)", "c"))),
-      'SELECT "items"."id" FROM "items" WHERE "items"."id" > $1 AND $2 = $3 OR $3 = \'$1\''
-      .. ' AND "items"."name" = upper($4)', { 1, "b", "a", "c" })
+      'SELECT "items"."id" FROM "items" WHERE "items"."id" > $1 AND ($2 = $3 OR $3 = \'$1\')'
+      .. ' AND "items"."name" = (upper($4))', { 1, "b", "a", "c" })
     check(db:select(s.raw("1 AS one")), "SELECT 1 AS one")
     check(db:select(s.raw("$1::int AS x", null)), "SELECT $1::int AS x", { n = 1, null })
   end)
@@ -238,7 +238,7 @@ describe("builder insert", function()
   it("sends NULL, explicit DEFAULT, raw expressions, json and arrays", function()
     check(db:insert(items):values({ name = s.raw("upper($1)", "x"), price = null, created_at = s.DEFAULT,
       tags = { 1, 2 }, labels = {} }),
-      'INSERT INTO "items" ("name", "price", "tags", "labels", "created_at") VALUES (upper($1), $2, $3, $4, DEFAULT)',
+      'INSERT INTO "items" ("name", "price", "tags", "labels", "created_at") VALUES ((upper($1)), $2, $3, $4, DEFAULT)',
       { n = 4, "x", null, value.json({ 1, 2 }), value.array({}) })
   end)
 
@@ -263,7 +263,7 @@ describe("builder insert", function()
       :do_update({ name = s.excluded(items.name), price = s.raw('"items"."price" + $1', 1) },
         items.active:eq(true)):returning(items.id, items.price),
       'INSERT INTO "items" ("id", "name", "price") VALUES ($1, $2, $3) ON CONFLICT ("id") DO UPDATE SET'
-      .. ' "name" = EXCLUDED."name", "price" = "items"."price" + $4 WHERE "items"."active" = $5'
+      .. ' "name" = EXCLUDED."name", "price" = ("items"."price" + $4) WHERE "items"."active" = $5'
       .. ' RETURNING "items"."id", "items"."price"', { 1, "a", 3, 1, true })
   end)
 
@@ -280,7 +280,7 @@ describe("builder update and delete", function()
       'UPDATE "items" SET "name" = $1 WHERE "items"."id" = $2', { "z", 1 })
     check(db:update(items):set({ price = null, name = s.raw("upper(name)") }):set({ active = false })
       :where({ id = 2 }):returning(items.id),
-      'UPDATE "items" SET "name" = upper(name), "price" = $1, "active" = $2 WHERE "items"."id" = $3'
+      'UPDATE "items" SET "name" = (upper(name)), "price" = $1, "active" = $2 WHERE "items"."id" = $3'
       .. ' RETURNING "items"."id"', { n = 3, null, false, 2 })
     check(db:update(items):set({ price = items.id }):all_rows(), 'UPDATE "items" SET "price" = "items"."id"')
   end)
@@ -306,6 +306,84 @@ describe("builder update and delete", function()
       return db:delete(items):where(s.or_(items.id:eq(1), {})):to_sql() end))
     check(db:delete(items):where(s.not_({})), 'DELETE FROM "items" WHERE false')
     check(db:delete(items):where(s.and_({}, items.id:eq(3))), 'DELETE FROM "items" WHERE "items"."id" = $1', { 3 })
+  end)
+end)
+
+-- Issue 19 item 2: a raw fragment is one operand wherever it is placed.
+describe("builder raw fragments", function()
+  local a_or_b = function() return s.raw("status = $1 or status = $2", "a", "b") end
+  local acct = s.table("acct", { id = s.integer(), tenant = s.integer(), status = s.text() })
+
+  it("groups a raw fragment inside and_, or_ and not_", function()
+    check(db:select(acct.id):where(s.and_(acct.tenant:eq(1), a_or_b())),
+      'SELECT "acct"."id" FROM "acct" WHERE ("acct"."tenant" = $1 AND (status = $2 or status = $3))', { 1, "a", "b" })
+    check(db:select(acct.id):where(s.or_(s.raw("tenant = $1 and id = $2", 1, 2), acct.id:eq(3))),
+      'SELECT "acct"."id" FROM "acct" WHERE ((tenant = $1 and id = $2) OR "acct"."id" = $3)', { 1, 2, 3 })
+    check(db:select(acct.id):where(s.not_(a_or_b())),
+      'SELECT "acct"."id" FROM "acct" WHERE NOT ((status = $1 or status = $2))', { "a", "b" })
+    -- a lone raw, one of several where() calls, and a raw in a one-item and_
+    check(db:delete(acct):where(acct.tenant:eq(1)):where(a_or_b()),
+      'DELETE FROM "acct" WHERE "acct"."tenant" = $1 AND (status = $2 or status = $3)', { 1, "a", "b" })
+    check(db:delete(acct):where(s.and_(nil, a_or_b())),
+      'DELETE FROM "acct" WHERE (status = $1 or status = $2)', { "a", "b" })
+  end)
+
+  it("groups a raw fragment in having, join on, group by, order by and do_update where", function()
+    check(db:select(acct.tenant, s.count()):group_by(s.raw("tenant % $1", 10))
+      :having(s.raw("count(*) > $1 or true", 1)):having(s.count():lt(9)),
+      'SELECT "acct"."tenant", count(*) FROM "acct" GROUP BY (tenant % $1) HAVING (count(*) > $2 or true)'
+      .. ' AND count(*) < $3', { 10, 1, 9 })
+    check(db:select(acct.id):from(acct):inner_join(items, s.raw('"items"."id" = "acct"."id" or $1', true))
+      :where({ tenant = 1 }),
+      'SELECT "acct"."id" FROM "acct" INNER JOIN "items" ON ("items"."id" = "acct"."id" or $1)'
+      .. ' WHERE "acct"."tenant" = $2', { true, 1 })
+    check(db:select(acct.id):order_by(s.raw("status = $1", "a"):desc():nulls_last(), s.raw("id"):asc()),
+      'SELECT "acct"."id" FROM "acct" ORDER BY (status = $1) DESC NULLS LAST, (id) ASC', { "a" })
+    check(db:insert(acct):values({ id = 1 }):on_conflict(acct.id):do_update({ status = "x" }, a_or_b()),
+      'INSERT INTO "acct" ("id") VALUES ($1) ON CONFLICT ("id") DO UPDATE SET "status" = $2'
+      .. ' WHERE (status = $3 or status = $4)', { 1, "x", "a", "b" })
+  end)
+
+  it("groups a raw fragment as an operand of comparisons, between, like, in and aggregates", function()
+    check(db:select(acct.id):where(s.and_(acct.id:eq(s.raw("$1 + 1 or true", 1)),
+      acct.id:between(s.raw("1 and 2"), 3), acct.status:like(s.raw("'a' || 'b'")),
+      acct.id:in_({ 1, s.raw("2 or true") }), acct.tenant:in_(s.raw("select 1")))),
+      'SELECT "acct"."id" FROM "acct" WHERE ("acct"."id" = ($1 + 1 or true) AND "acct"."id" BETWEEN (1 and 2) AND $2'
+      .. ' AND "acct"."status" LIKE (\'a\' || \'b\') AND "acct"."id" IN ($3, (2 or true))'
+      .. ' AND "acct"."tenant" IN (select 1))', { 1, 3, 1 })
+    check(db:select(s.sum(s.raw("id * 2")):as("s")), 'SELECT sum((id * 2)) AS "s"')
+  end)
+
+  it("groups a raw value in set, values and do_update, so a comma cannot add a column", function()
+    check(db:update(acct):set({ status = s.raw("'x', tenant = 2") }):where({ id = 1 }),
+      'UPDATE "acct" SET "status" = (\'x\', tenant = 2) WHERE "acct"."id" = $1', { 1 })
+    check(db:insert(acct):values({ id = s.raw("1, 2") }), 'INSERT INTO "acct" ("id") VALUES ((1, 2))')
+  end)
+
+  it("keeps a raw select or returning item bare (it may carry its alias) and aliases a raw with :as()", function()
+    check(db:select(s.raw("1 AS one"), s.raw("$1::int", 2):as("two")), 'SELECT 1 AS one, ($1::int) AS "two"', { 2 })
+    check(db:delete(acct):where({ id = 1 }):returning(s.raw("id AS gone")),
+      'DELETE FROM "acct" WHERE "acct"."id" = $1 RETURNING id AS gone', { 1 })
+  end)
+
+  it("ends a trailing -- comment with a newline so it cannot swallow the rest of the statement", function()
+    check(db:select(acct.id):where(s.raw("tenant = $1 -- tenant one", 1)):order_by(acct.id):limit(1),
+      'SELECT "acct"."id" FROM "acct" WHERE (tenant = $1 -- tenant one\n) ORDER BY "acct"."id" LIMIT $2', { 1, 1 })
+    check(db:select(s.raw("id --"), acct.status):where({ tenant = 1 }),
+      'SELECT id --\n, "acct"."status" FROM "acct" WHERE "acct"."tenant" = $1', { 1 })
+    check(db:delete(acct):where(s.raw("id = $1 --", 3)):returning(acct.id),
+      'DELETE FROM "acct" WHERE (id = $1 --\n) RETURNING "acct"."id"', { 3 })
+    -- not a comment at the end: in a string, in a block comment, or a comment ended by a newline
+    assert.are.equal("x = '--'", s.raw("x = '--'").sql)
+    assert.are.equal("x /* -- */", s.raw("x /* -- */").sql)
+    assert.are.equal("x -- c\n  and y", s.raw("x -- c\n  and y").sql)
+    assert.are.equal("now() -- c\n", s.raw("now() -- c").sql)
+    assert.are.same({ "a -- $1" }, s.split_placeholders("a -- $1", 0))
+    assert.is_true(select(2, s.split_placeholders("a -- $1", 0)))
+    assert.is_false(select(2, s.split_placeholders("a -- $1\n", 0)))
+    -- the same in DDL: the comma after a column's DEFAULT survives
+    local t = s.table("t", { a = s.timestamptz():default(s.raw("now() -- c")), b = s.integer() })
+    assert.matches('DEFAULT now%(%) %-%- c\n,\n  "b" integer', s.create_table_sql(t))
   end)
 end)
 

@@ -110,6 +110,9 @@ describe("lakebase CLI", function()
       code, _, err = lakebase({ "migrate", "--bogus" }, { cwd = dir })
       assert.equal(2, code)
       assert.matches("unknown option %-%-bogus", err)
+      code, _, err = lakebase({ "migrate", "--lock-timeout", "soon" }, { cwd = dir })
+      assert.equal(2, code)
+      assert.matches("%-%-lock%-timeout expects a number of seconds >= 0", err)
       code = lakebase({}, { cwd = dir })
       assert.equal(2, code)
       code, _, err = lakebase({ "new" }, { cwd = dir })
@@ -330,6 +333,57 @@ describe("lakebase CLI", function()
       assert.equal(0, code, out)
       assert.matches("applied%s+0002_ancient_mathemanic%.sql", out)
       assert.matches("3 applied, 0 pending", out)
+    end)
+
+    -- Issue 19 item 1: a runner waiting for the lock must hold no snapshot, or the other runner's
+    -- CREATE INDEX CONCURRENTLY waits for it while it waits for the lock (a cycle PostgreSQL cannot see).
+    it("runs two concurrent migrate processes through a no-transaction CREATE INDEX CONCURRENTLY", function()
+      write(dir .. "/.env", m2m_env(), "600")
+      local t = h.unique("lbc")
+      track_dropped = "drop table if exists " .. t .. "; drop table if exists public." .. t .. "_track"
+      os.execute("mkdir -p " .. h.shell_quote(dir .. "/m"))
+      -- the sleep keeps the first runner busy until the second is surely waiting for the lock
+      write(dir .. "/m/0001_t.sql", "create table " .. t .. " (id int primary key, v int);\n"
+        .. "insert into " .. t .. " select g, g % 100 from generate_series(1, 20000) g;\nselect pg_sleep(1);\n")
+      write(dir .. "/m/0002_i.sql", "-- lakebase:no-transaction\ncreate index concurrently " .. t .. "_v on " .. t .. " (v);\n")
+      local env = "cd " .. h.shell_quote(dir) .. " && env -i PATH=" .. h.shell_quote(os.getenv("PATH"))
+        .. " HOME=" .. h.shell_quote(dir) .. " LUA_PATH=" .. h.shell_quote(os.getenv("LUA_PATH") or "")
+        .. " LUA_CPATH=" .. h.shell_quote(os.getenv("LUA_CPATH") or "")
+      -- a hard timeout: a regression fails here (exit 124) instead of hanging the suite
+      local one = "timeout -s KILL 40 " .. interp .. " " .. h.shell_quote(BIN) .. " migrate --dir m --tracking-table public."
+        .. t .. "_track"
+      local code, out = sh_run(env .. " && { " .. one .. " > out1 2>&1; echo \"rc1=$?\" >> out1; } & "
+        .. env .. " && sleep 0.3 && { " .. one .. " > out2 2>&1; echo \"rc2=$?\" >> out2; } & wait")
+      assert.equal(0, code, out)
+      local out1, out2 = read(dir .. "/out1") or "", read(dir .. "/out2") or ""
+      -- whatever a failed run left behind must not block the next specs
+      h.psql("select pg_terminate_backend(pid) from pg_stat_activity where pid <> pg_backend_pid()"
+        .. " and (query like '%advisory_lock%' or query like '%concurrently%')")
+      assert.matches("rc1=0", out1, out1 .. out2)
+      assert.matches("rc2=0", out2, out1 .. out2)
+      assert.matches("waiting for another migration runner", out2)
+      assert.matches("done: 0 applied, 2 were already applied", out2)
+      assert.equal("t", h.psql("select indisvalid from pg_index where indexrelid = to_regclass('" .. t .. "_v')"))
+      assert.equal("2", h.psql("select count(*) from public." .. t .. "_track"))
+    end)
+
+    it("gives up after --lock-timeout and names the session holding the lock, exit 1", function()
+      write(dir .. "/.env", m2m_env(), "600")
+      local t = h.unique("lbc")
+      os.execute("mkdir -p " .. h.shell_quote(dir .. "/m"))
+      write(dir .. "/m/0001_x.sql", "select 1;\n")
+      local holder_db = assert(require("lakebase").new(h.settings({ application_name = "cli spec holder" })))
+      local holder = assert(rawget(holder_db, "_pool"):begin())
+      local pid = assert(holder:query("select pg_backend_pid()::text as pid, pg_advisory_lock($1::bigint)",
+        require("lakebase.migrate").lock_key("public", t .. "_track")))[1].pid
+      local code, out, err = lakebase({ "migrate", "--dir", "m", "--tracking-table", "public." .. t .. "_track",
+        "--lock-timeout", "0.3" }, { cwd = dir })
+      holder:release()
+      holder_db:close()
+      assert.equal(1, code, out .. err)
+      assert.matches("waiting for another migration runner to finish %(advisory lock on public%." .. t .. "_track, lock_timeout 0%.3 s%)", out)
+      assert.matches("gave up waiting for the migration lock on public%." .. t .. "_track after 0%.%d s", err)
+      assert.matches("held by pid " .. pid .. " %(application_name \"cli spec holder\"", err)
     end)
 
     it("reports a failing migration with its file and statement, exit 1", function()

@@ -277,6 +277,77 @@ describe("lakebase.migrate (plain folders)", function()
     assert.matches("migrate needs a pool of at least 2 connections", tostring(err))
   end)
 
+  it("waits for the lock without holding a snapshot, then gives up after lock_timeout naming the holder", function()
+    write(dir .. "/0001_x.sql", "select 1;\n")
+    local holder_db = assert(require("lakebase").new(h.settings({ application_name = "spec lock holder" })))
+    local holder = assert(rawget(holder_db, "_pool"):begin())
+    local rows = assert(holder:query("select pg_backend_pid()::text as pid, pg_advisory_lock($1::bigint)",
+      migrate.lock_key("public", track)))
+    local holder_pid = tonumber(rows[1].pid)
+    local messages, sleeps, waiter_xmins = {}, {}, {}
+    local res, err = migrate.up(db, opts({
+      lock_timeout = 0.6,
+      progress = function(m) messages[#messages + 1] = m end,
+      sleep = function(seconds)
+        sleeps[#sleeps + 1] = seconds
+        -- the waiting session, seen from outside between two polls: idle, no snapshot
+        local r = assert(holder:query("select coalesce(backend_xmin::text, 'none') as xmin from pg_stat_activity"
+          .. " where query like '%pg_try_advisory_lock%' and pid <> pg_backend_pid()"))
+        waiter_xmins[#waiter_xmins + 1] = r[1] and r[1].xmin or "no waiter"
+        require("lakebase.core").sleep(seconds)
+      end,
+    }))
+    -- a db object without a core pool waits the same way, inside a transaction (the fallback)
+    local proxy = setmetatable({}, { __index = function(_, k)
+      local f = db[k]
+      if type(f) == "function" then return function(_, ...) return f(db, ...) end end
+    end })
+    local res2, err2 = migrate.up(proxy, opts({ lock_timeout = 0.2 }))
+    holder:release()
+    holder_db:close()
+    assert.is_nil(res2)
+    assert.equal("lock_timeout", err2.kind)
+    assert.equal(holder_pid, err2.holder.pid)
+    assert.is_nil(res)
+    assert.equal("lock_timeout", err.kind)
+    local msg = tostring(err)
+    assert.matches("gave up waiting for the migration lock on public%." .. track .. " after 0%.%d s %(lock_timeout 0%.6 s%)", msg)
+    assert.matches("held by pid " .. holder_pid .. " %(application_name \"spec lock holder\", user [^,]+, client [^,]+, since %d%d%d%d%-", msg)
+    assert.equal(holder_pid, err.holder.pid)
+    assert.matches("waiting for another migration runner to finish", messages[1])
+    assert.is_true(#sleeps >= 3)
+    assert.equal(0.05, sleeps[1])
+    for _, x in ipairs(waiter_xmins) do assert.equal("none", x) end
+    -- nothing ran: the tracking table was not even created
+    assert.equal("f", h.psql("select to_regclass('" .. track .. "') is not null"))
+    -- the lock is free again: the same call now applies the migration
+    assert.equal(1, #assert(migrate.up(db, opts({ lock_timeout = 0 }))).applied)
+  end)
+
+  it("counts the sleeps when a db object does not return the server's clock", function()
+    local fake = {
+      stats = function() return { max = 10 } end,
+      transaction = function(self, fn) return fn(self) end,
+      query = function(_, sql)
+        if sql:find("pg_try_advisory_xact_lock", 1, true) then return { { got = false } } end
+        return {}
+      end,
+    }
+    local slept = 0
+    local res, err = migrate.up(fake, opts({ lock_timeout = 1, sleep = function(sec) slept = slept + sec end }))
+    assert.is_nil(res)
+    assert.equal("lock_timeout", err.kind)
+    assert.near(1, slept, 1e-9)
+    assert.matches("after 1%.0 s %(lock_timeout 1 s%): its holder released it just now", tostring(err))
+  end)
+
+  it("refuses a bad lock_timeout as misuse", function()
+    assert.has_error(function() migrate.up(db, opts({ lock_timeout = -1 })) end,
+      "bad argument #2 (lock_timeout: seconds >= 0 expected, got -1)")
+    assert.has_error(function() migrate.up(db, opts({ lock_timeout = "5" })) end,
+      "bad argument #2 (lock_timeout: seconds >= 0 expected, got 5)")
+  end)
+
   it("creates the next numbered file with new()", function()
     assert.equal(dir .. "/0001_init.sql", assert(migrate.new(dir, "init")))
     write(dir .. "/0041_x.sql", "")

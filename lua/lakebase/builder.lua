@@ -51,6 +51,8 @@ end
 
 local render, compile_select
 
+-- A raw fragment as written (its `$n` renumbered). Placed in a query it is grouped by render():
+-- see there.
 local function render_raw(ctx, r)
   local out, slots = {}, {}
   for i, piece in ipairs(r.pieces) do
@@ -95,7 +97,7 @@ end
 
 function renderers.in_(ctx, e)
   if e.sub then
-    local inner = s.is_raw(e.sub) and ("(" .. render_raw(ctx, e.sub) .. ")") or subquery(ctx, e.sub)
+    local inner = s.is_raw(e.sub) and render(ctx, e.sub) or subquery(ctx, e.sub)
     return render(ctx, e.col) .. (e.neg and " NOT IN " or " IN ") .. inner
   end
   if #e.items == 0 then return e.neg and "true" or "false" end
@@ -141,10 +143,13 @@ function renderers.exists(ctx, e)
   return "EXISTS " .. subquery(ctx, e.sub)
 end
 
+-- A raw fragment is always one operand: in parentheses, so an OR (or a comma, or a lower-precedence
+-- operator) inside it cannot bind to the SQL around it, e.g. the AND of a tenant filter (issue 19).
+-- The only place it stands bare is a whole select or returning item (render_items).
 function render(ctx, e)
   if is_column(e) then return e.qname end
   if s.is_expr(e) then return renderers[e.op](ctx, e) end
-  if s.is_raw(e) then return render_raw(ctx, e) end
+  if s.is_raw(e) then return "(" .. render_raw(ctx, e) .. ")" end
   if s.is_query(e) then return subquery(ctx, e) end
   if type(e) == "table" and e.value ~= nil then return param(ctx, e.value) end
   if e == s.DEFAULT then return "DEFAULT" end
@@ -286,11 +291,15 @@ local function check_item(v, what)
   fail(what .. ": column, table or expression expected, got " .. tostring(v))
 end
 
+-- A raw item stands bare: it is a whole list item and may carry its own alias (s.raw("1 AS one")),
+-- and nothing binds looser than the comma after it.
 local function render_items(ctx, items)
   local out = {}
   for _, v in ipairs(items) do
     if s.is_table(v) then
       for _, c in ipairs(meta_of(v).columns) do out[#out + 1] = c.qname end
+    elseif s.is_raw(v) then
+      out[#out + 1] = render_raw(ctx, v)
     else
       out[#out + 1] = render(ctx, v)
     end

@@ -71,13 +71,14 @@ PGPASSWORD where `ps` could show it. sslmode=require is passed to psql as verify
 connects.]],
   migrate = [[
 usage: lakebase migrate [--dir D] [--dry-run] [--allow-out-of-order] [--allow-changed]
-                        [--tracking-table SCHEMA.TABLE] [--env-file PATH]
+                        [--tracking-table SCHEMA.TABLE] [--lock-timeout SECONDS] [--env-file PATH]
        lakebase migrate status [--dir D] [--tracking-table SCHEMA.TABLE] [--env-file PATH]
 
 Applies pending migrations from D (default ./migrations): a plain folder of NNNN_name.sql / .lua files
 (tracked in public.lakebase_migrations) or a drizzle-kit folder with meta/_journal.json (tracked in
 drizzle.__drizzle_migrations exactly as drizzle-orm does). Each migration runs in its own transaction
-(unless its first line is `-- lakebase:no-transaction`); concurrent runners wait on an advisory lock.
+(unless its first line is `-- lakebase:no-transaction`); concurrent runners wait on an advisory lock
+for at most --lock-timeout seconds (default 600), then fail naming the session that holds it.
 A changed applied migration, or a pending one older than the newest applied, is refused unless
 --allow-changed / --allow-out-of-order. --dry-run lists what would run. --tracking-table SCHEMA.TABLE
 records elsewhere (as drizzle-orm's migrationsSchema / migrationsTable).]],
@@ -422,8 +423,16 @@ end
 
 function commands.migrate(ctx, args)
   local flags, rest = parse_flags(ctx, args, { ["--dir"] = "value", ["--dry-run"] = "bool",
-    ["--allow-out-of-order"] = "bool", ["--allow-changed"] = "bool", ["--tracking-table"] = "value" })
+    ["--allow-out-of-order"] = "bool", ["--allow-changed"] = "bool", ["--tracking-table"] = "value",
+    ["--lock-timeout"] = "value" })
   if not flags then return rest end
+  local lock_timeout = flags["--lock-timeout"]
+  if lock_timeout ~= nil then
+    lock_timeout = tonumber(lock_timeout)
+    if not lock_timeout or lock_timeout < 0 or lock_timeout == math.huge then
+      return ctx:usage("--lock-timeout expects a number of seconds >= 0")
+    end
+  end
   local tschema, ttable
   if flags["--tracking-table"] then
     tschema, ttable = flags["--tracking-table"]:match("^([^.]+)%.([^.]+)$")
@@ -434,7 +443,8 @@ function commands.migrate(ctx, args)
   if #rest > 1 then return ctx:usage("unexpected argument " .. rest[2]) end
   local dir = flags["--dir"] or ctx:getenv("LAKEBASE_MIGRATIONS_DIR") or "migrations"
   local migrate = require("lakebase.migrate")
-  local db, err = ctx:connect({ max = 2 })
+  -- the name another runner's lock timeout error shows for this session
+  local db, err = ctx:connect({ max = 2, application_name = "lakebase migrate" })
   if not db then
     ctx:err(tostring(err))
     return 1
@@ -451,7 +461,7 @@ function commands.migrate(ctx, args)
   local res, merr = migrate.up(db, {
     dir = dir, schema = tschema, table = ttable,
     dry_run = flags["--dry-run"], allow_out_of_order = flags["--allow-out-of-order"],
-    allow_changed = flags["--allow-changed"],
+    allow_changed = flags["--allow-changed"], lock_timeout = lock_timeout,
     progress = function(msg) ctx:out(msg) end,
   })
   if not res then return done(ctx:fail(merr)) end

@@ -10,9 +10,10 @@
 -- service running drizzle-orm's migrate() and a Lua service share one folder and one database.
 --
 -- How a run works:
--- * A connection pinned for the whole run holds `pg_advisory_lock(<key of the tracking table>)`
---   (session level, outside any transaction); a second runner blocks there, and when it gets the lock
---   it re-reads the tracking table and finds nothing left to do. The lock goes away with the
+-- * A connection pinned for the whole run holds the advisory lock `lock_key(<tracking table>)`
+--   (session level, outside any transaction); a second runner polls for it without holding a
+--   snapshot (see acquire_lock) for up to `lock_timeout` seconds, and when it gets the lock it
+--   re-reads the tracking table and finds nothing left to do. The lock goes away with the
 --   connection (a killed runner cannot leave it behind). The migrations run on other pool
 --   connections, so the pool needs at least 2 connections (the default is 10).
 -- * Each migration runs in its own transaction (drizzle-orm uses one for all; per migration means a
@@ -324,7 +325,16 @@ local function settings(opts)
     allow_out_of_order = opts.allow_out_of_order and true or false,
     allow_changed = opts.allow_changed and true or false,
     dry_run = opts.dry_run and true or false,
+    lock_timeout = opts.lock_timeout or _M.DEFAULT_LOCK_TIMEOUT,
+    sleep = opts.sleep or require("lakebase.core").sleep,
   }
+  local lt = s.lock_timeout
+  if type(lt) ~= "number" or lt ~= lt or lt < 0 or lt == math.huge then
+    error("bad argument #2 (lock_timeout: seconds >= 0 expected, got " .. tostring(lt) .. ")", 3)
+  end
+  if type(s.sleep) ~= "function" then
+    error("bad argument #2 (sleep: function(seconds) expected, got " .. type(s.sleep) .. ")", 3)
+  end
   if is_drizzle then
     s.schema = opts.schema or drizzle.DEFAULT_SCHEMA
     s.table = opts.table or drizzle.DEFAULT_TABLE
@@ -334,8 +344,7 @@ local function settings(opts)
   end
   s.qualified = quote_ident(s.schema) .. "." .. quote_ident(s.table)
   -- One lock per tracking table: runners on different tables do not wait for each other.
-  local h = sha256.hex("lakebase.migrate:" .. s.schema .. "." .. s.table)
-  s.lock_key = string.format("%.0f", tonumber(h:sub(1, 12), 16))
+  s.lock_key = _M.lock_key(s.schema, s.table)
   return s
 end
 
@@ -648,12 +657,93 @@ local function apply_one(db, s, m)
   end)
 end
 
+-- How a runner waits for another one's lock: it polls pg_try_advisory_lock and sleeps in between
+-- (doubling from LOCK_POLL_FIRST up to LOCK_POLL_MAX seconds). A blocking pg_advisory_lock would sit
+-- in a statement, holding a snapshot, for as long as it waits; CREATE INDEX CONCURRENTLY in the
+-- holder's no-transaction migration waits for every older snapshot to go away, so the two would wait
+-- for each other forever (issue 19). Between polls the waiting connection is idle: no snapshot.
+_M.DEFAULT_LOCK_TIMEOUT = 600
+local LOCK_POLL_FIRST, LOCK_POLL_MAX = 0.05, 1
+
+--- The advisory lock key (a decimal string, < 2^48) of the runner lock for a tracking table.
+function _M.lock_key(schema, tbl)
+  local h = sha256.hex("lakebase.migrate:" .. schema .. "." .. tbl)
+  return string.format("%.0f", tonumber(h:sub(1, 12), 16))
+end
+
+-- Who holds the runner lock, from pg_locks and pg_stat_activity (a bigint advisory key is stored as
+-- classid = high 32 bits, objid = low 32 bits, objsubid = 1). Fields the server hides from this role
+-- stay nil.
+local function lock_holder(conn, s)
+  local rows = call(conn, "query", [[
+    select l.pid::text as pid, a.application_name, host(a.client_addr) as client_addr,
+      coalesce(a.xact_start, a.query_start)::text as since, a.usename::text as usename
+    from pg_locks l left join pg_stat_activity a on a.pid = l.pid
+    where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+      and l.classid = ($1::bigint >> 32)::oid and l.objid = ($1::bigint & 4294967295)::oid
+      and l.database = (select oid from pg_database where datname = current_database())
+    limit 1]], s.lock_key)
+  local r = type(rows) == "table" and rows[1]
+  if not r then return nil end
+  local function field(v) return type(v) == "string" and v or nil end
+  return { pid = tonumber(r.pid), application_name = field(r.application_name),
+    client_addr = field(r.client_addr), since = field(r.since), user = field(r.usename) }
+end
+
+local function lock_timeout_error(conn, s, waited_ms)
+  local holder = lock_holder(conn, s)
+  local who
+  if holder then
+    -- a session that connected over a Unix socket has no client address
+    who = string.format("held by pid %d (application_name %s, user %s, client %s, since %s); "
+      .. "if that runner is stuck, end it with select pg_terminate_backend(%d)",
+      holder.pid, string.format("%q", holder.application_name or "?"), holder.user or "?",
+      holder.client_addr or "local socket or hidden", holder.since or "?", holder.pid)
+  else
+    who = "its holder released it just now; run again"
+  end
+  return mkerr({
+    kind = "lock_timeout",
+    message = string.format("gave up waiting for the migration lock on %s.%s after %.1f s (lock_timeout %g s): %s",
+      s.schema, s.table, waited_ms / 1000, s.lock_timeout, who),
+    holder = holder,
+  })
+end
+
+-- Takes the runner lock with `try_sql` (pg_try_advisory_lock or its xact form) on conn, polling as
+-- described above. The time waited is read from the server's clock (it counts slow round trips
+-- too), or is the sum of the sleeps when a db object does not return it. Returns true, or nil, err.
+local function acquire_lock(conn, s, try_sql)
+  local sql = try_sql .. ", (extract(epoch from clock_timestamp()) * 1000)::bigint::text as now_ms"
+  local started_ms, slept_ms, delay = nil, 0, LOCK_POLL_FIRST
+  while true do
+    local rows, err = call(conn, "query", sql, s.lock_key)
+    if not rows then
+      return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(err), cause = err })
+    end
+    if truthy(rows[1] and rows[1].got) then return true end
+    local now_ms = tonumber(rows[1] and rows[1].now_ms)
+    if slept_ms == 0 then
+      started_ms = now_ms
+      s.progress(string.format("waiting for another migration runner to finish (advisory lock on %s.%s, "
+        .. "lock_timeout %g s)", s.schema, s.table, s.lock_timeout))
+    end
+    local waited_ms = (now_ms and started_ms) and now_ms - started_ms or slept_ms
+    local left = s.lock_timeout - waited_ms / 1000
+    if left <= 0 then return nil, lock_timeout_error(conn, s, waited_ms) end
+    local pause = math.min(delay, left)
+    s.sleep(pause)
+    slept_ms = slept_ms + pause * 1000
+    delay = math.min(delay * 2, LOCK_POLL_MAX)
+  end
+end
+
 -- Runs fn() while holding the runner lock (see the module comment).
--- Preferred: a session-level pg_advisory_lock on a connection pinned from the core pool
--- (`pool:begin()`, the documented core call behind db:transaction) and idle outside any transaction,
--- so it holds no snapshot: CREATE INDEX CONCURRENTLY in a no-transaction migration would otherwise
--- wait for it forever. Fallback for db objects without a core pool: pg_advisory_xact_lock in an open
--- transaction (no-transaction migrations that wait for older snapshots cannot run then).
+-- Preferred: a session-level advisory lock on a connection pinned from the core pool
+-- (`pool:begin()`, the documented core call behind db:transaction) that runs nothing else, so it is
+-- idle outside any transaction and holds no snapshot while the migrations run on other connections;
+-- its pg_stat_activity.query_start is then when it took the lock. Fallback for db objects without a
+-- core pool: the transaction-level lock in an open transaction, idle between statements.
 local function with_lock(db, s, fn)
   local okst, st = pcall(function() return db:stats() end)
   if okst and type(st) == "table" and tonumber(st.max) and tonumber(st.max) < 2 then
@@ -671,15 +761,10 @@ local function with_lock(db, s, fn)
     local function release()
       pcall(function() conn:release() end)
     end
-    local rows, qerr = call(conn, "query", "select pg_try_advisory_lock($1::bigint) as got", s.lock_key)
-    if rows and not truthy(rows[1] and rows[1].got) then
-      s.progress("waiting for another migration runner to finish (advisory lock on "
-        .. s.schema .. "." .. s.table .. ")")
-      rows, qerr = call(conn, "query", "select pg_advisory_lock($1::bigint)", s.lock_key)
-    end
-    if not rows then
+    local got, lerr = acquire_lock(conn, s, "select pg_try_advisory_lock($1::bigint) as got")
+    if not got then
       release()
-      return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(qerr), cause = qerr })
+      return nil, lerr
     end
     local ok, r1, r2 = pcall(fn)
     call(conn, "query", "select pg_advisory_unlock($1::bigint)", s.lock_key)
@@ -690,18 +775,13 @@ local function with_lock(db, s, fn)
 
   local result, ferr
   local ok, err = in_transaction(db, function(tx)
-    local rows, qerr = call(tx, "query", "select pg_try_advisory_xact_lock($1::bigint) as got", s.lock_key)
-    if not rows then return nil, qerr end
-    if not truthy(rows[1] and rows[1].got) then
-      s.progress("waiting for another migration runner to finish (advisory lock on "
-        .. s.schema .. "." .. s.table .. ")")
-      local r2, e2 = call(tx, "query", "select pg_advisory_xact_lock($1::bigint)", s.lock_key)
-      if not r2 then return nil, e2 end
-    end
+    local got, lerr = acquire_lock(tx, s, "select pg_try_advisory_xact_lock($1::bigint) as got")
+    if not got then return nil, lerr end
     result, ferr = fn()
     return true
   end)
   if not ok then
+    if type(err) == "table" and getmetatable(err) == err_mt then return nil, err end
     return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(err), cause = err })
   end
   return result, ferr
@@ -722,7 +802,10 @@ local function describe(m)
 end
 
 --- Applies pending migrations. Options: `dir` (default "migrations"), `dry_run`, `allow_out_of_order`,
--- `allow_changed`, `schema`/`table` (tracking table), `progress` (function(msg)).
+-- `allow_changed`, `schema`/`table` (tracking table), `progress` (function(msg)), `lock_timeout`
+-- (seconds to wait for another runner, default 600; then `nil, err` with `err.kind == "lock_timeout"`
+-- and `err.holder = { pid, application_name, user, client_addr, since }`), `sleep` (function(seconds)
+-- used between lock polls; default lakebase.core.sleep, pass ngx.sleep under OpenResty).
 -- Returns `{ kind, dir, table, applied = { {file, version, name, duration_ms}... }, pending, already, ... }`
 -- (with `dry_run`: nothing applied, `pending` lists what would run), or `nil, err` (`err.message`,
 -- `err.file`, `err.statement`, `err.cause`; tostring(err) gives the message). On a failure part-way,

@@ -281,10 +281,12 @@ _M.raw_mt = raw_mt
 local IDENT_BYTE = "[%w_$\128-\255]"
 
 --- Split SQL text at its placeholders `$1..$n` (outside quotes, dollar quotes and comments).
--- Returns a list alternating text and argument numbers, or nil, err when a placeholder is out of
--- range, an argument is never used (PostgreSQL could not type it) or a quote is unterminated.
+-- Returns a list alternating text and argument numbers, and true when the text ends inside a `--`
+-- comment; or nil, err when a placeholder is out of range, an argument is never used (PostgreSQL
+-- could not type it) or a quote is unterminated.
 function _M.split_placeholders(sql, nargs)
   local pieces, used = {}, {}
+  local in_line_comment = false
   local i, len, start = 1, #sql, 1
   local function prev_ident(at)
     return at > 1 and sql:sub(at - 1, at - 1):match(IDENT_BYTE) ~= nil
@@ -317,6 +319,7 @@ function _M.split_placeholders(sql, nargs)
       if not closed then return nil, "unterminated quoted identifier" end
     elseif c == "-" and sql:sub(i + 1, i + 1) == "-" then
       local j = sql:find("\n", i, true)
+      in_line_comment = j == nil
       i = j and j + 1 or len + 1
     elseif c == "/" and sql:sub(i + 1, i + 1) == "*" then
       local depth = 1
@@ -359,7 +362,7 @@ function _M.split_placeholders(sql, nargs)
   for k = 1, nargs do
     if not used[k] then return nil, "argument " .. k .. " is not used as $" .. k end
   end
-  return pieces
+  return pieces, in_line_comment
 end
 
 --- A SQL fragment with its own parameters `$1..$n` (renumbered when it is placed in a query).
@@ -384,8 +387,14 @@ function _M.raw(sql, ...)
       error("bad argument #" .. (i + 1) .. " to 'raw' (" .. type(v) .. " cannot be a parameter)", 2)
     end
   end
-  local pieces, err = _M.split_placeholders(sql, n)
-  if not pieces then error("bad argument #1 to 'raw' (" .. err .. ")", 2) end
+  local pieces, err_or_comment = _M.split_placeholders(sql, n)
+  if not pieces then error("bad argument #1 to 'raw' (" .. err_or_comment .. ")", 2) end
+  if err_or_comment then
+    -- A `--` comment at the end would swallow the SQL placed after the fragment (ORDER BY, LIMIT,
+    -- RETURNING, the rest of a column definition): a newline ends it.
+    sql = sql .. "\n"
+    pieces[#pieces] = pieces[#pieces] .. "\n"
+  end
   return setmetatable({ sql = sql, args = args, pieces = pieces }, raw_mt)
 end
 
@@ -995,6 +1004,10 @@ end
 
 function Expr:asc() return order(self, "ASC") end
 function Expr:desc() return order(self, "DESC") end
+
+-- A raw fragment is an expression too (the builder wraps it in parentheses): it takes a direction
+-- in order_by and an alias in a select list, s.raw("lower(name)"):desc(), s.raw("now()"):as("t").
+raw_mt.__index = { asc = Expr.asc, desc = Expr.desc, as = Expr.as }
 
 -- Aggregates compare with plain values (no column type): count():gt(5) in having().
 for method, sym in pairs(CMP) do

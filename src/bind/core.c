@@ -1,6 +1,7 @@
 /* luaopen_lakebase_core: the module table of the C core for Lua. */
 #include "bind.h"
 #include "bind_json.h"
+#include "../lb_time.h"
 
 int luaopen_lakebase_core(lua_State *L);
 
@@ -24,6 +25,14 @@ static int core_sha256_hex(lua_State *L)
     return 1;
 }
 
+/* core.sleep(seconds): blocks the calling thread (the migration runner's backoff while it waits for
+ * another runner's lock; plain Lua has no sub-second sleep). */
+static int core_sleep(lua_State *L)
+{
+    lb_time_sleep(luaL_checknumber(L, 1));
+    return 0;
+}
+
 int luaopen_lakebase_core(lua_State *L)
 {
     lua_newtable(L);
@@ -37,6 +46,9 @@ int luaopen_lakebase_core(lua_State *L)
 
     lua_pushcfunction(L, core_sha256_hex);
     lua_setfield(L, -2, "sha256_hex");
+
+    lua_pushcfunction(L, core_sleep);
+    lua_setfield(L, -2, "sleep");
 
     lb_bind_error(L);
     lb_bind_config(L);
