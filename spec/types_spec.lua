@@ -534,7 +534,8 @@ describe("types", function()
       local back = one("select $1::bytea[] = $2::bytea[] as same_b, $3::jsonb[] = $4::jsonb[] as same_j,"
         .. " $1::bytea[] as b, $3::jsonb[] as j",
         lakebase.array(r.b, "bytea"), lakebase.array({ "\0\255", "\\'", null }, "bytea"),
-        lakebase.array(r.j, "jsonb"), lakebase.array({ { a = { 1, lakebase.json.decode("{}") } }, lakebase.json.array(), null }, "jsonb"))
+        lakebase.array(r.j, "jsonb"),
+        lakebase.array({ { a = { 1, lakebase.json.decode("{}") } }, lakebase.json.array(), null }, "jsonb"))
       assert.is_true(back.same_b)
       assert.is_true(back.same_j)
       assert.are.same(r.b, back.b)

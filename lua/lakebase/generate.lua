@@ -18,17 +18,16 @@
 -- written commented out under a TODO, and the migration starts with a guard statement that raises an
 -- error until someone resolves the TODO and deletes the guard.
 local json = require("lakebase.json")
+local sqltext = require("lakebase.sql")
 local migrate = require("lakebase.migrate")
 local drizzle = require("lakebase.drizzle")
 
 local _M = {}
 
 _M.SNAPSHOT = "meta/lakebase_snapshot.json"
-local MAX_IDENT = 63
+local MAX_IDENT = sqltext.MAX_IDENT
 
-local function q(name)
-  return '"' .. name:gsub('"', '""') .. '"'
-end
+local q = sqltext.quote_ident
 
 local function qtable(t)
   return (t.schema and (q(t.schema) .. ".") or "") .. q(t.name)
@@ -38,11 +37,7 @@ local function key_of(name, schema)
   return (schema and (schema .. ".") or "") .. name
 end
 
-local function ident_list(cols)
-  local out = {}
-  for i, c in ipairs(cols) do out[i] = q(c) end
-  return table.concat(out, ", ")
-end
+local ident_list = sqltext.ident_list
 
 local function default_name(tname, cols, suffix)
   return (tname .. "_" .. (cols and (table.concat(cols, "_") .. "_") or "") .. suffix):sub(1, MAX_IDENT)

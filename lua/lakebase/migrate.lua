@@ -30,6 +30,8 @@
 --   refused unless `allow_out_of_order` (drizzle-orm would skip it silently).
 local sha256 = require("lakebase.sha256")
 local drizzle = require("lakebase.drizzle")
+local sqltext = require("lakebase.sql")
+local quote_ident = sqltext.quote_ident
 
 local _M = {}
 
@@ -60,10 +62,6 @@ local function cause_text(e)
 end
 
 ---------------------------------------------------------------- small helpers
-
-local function quote_ident(s)
-  return '"' .. s:gsub('"', '""') .. '"'
-end
 
 local function read_file(path)
   local f, err = io.open(path, "rb")
@@ -141,142 +139,8 @@ local function in_transaction(db, fn)
   return r == nil and true or r
 end
 
----------------------------------------------------------------- SQL statement splitter
-
-local function lower_code_has_atomic(code)
-  return code:lower():find("%f[%w_]begin%s+atomic%f[^%w_]") ~= nil
-end
-
--- Depth of BEGIN ATOMIC ... END blocks still open in `code` (strings and comments removed).
-local function atomic_depth(code)
-  local l = code:lower()
-  local depth = 0
-  for word in l:gmatch("%f[%w_][%w_]+") do
-    if word == "atomic" then
-      depth = depth + 1
-    elseif word == "case" then
-      if depth > 0 then depth = depth + 1 end
-    elseif word == "end" then
-      if depth > 0 then depth = depth - 1 end
-    end
-  end
-  return depth
-end
-
---- Splits a SQL script into statements, respecting quotes ('...', E'...', "..."), dollar quoting,
--- -- and nested /* */ comments, and BEGIN ATOMIC bodies. Returns a list of
--- `{ sql = text, line = first line of code, summary = first code line (shortened) }`.
-function _M.split_statements(sql)
-  local out = {}
-  local n = #sql
-  local i = 1
-  local stmt_start = 1
-  local code = {}          -- the statement without strings/comments, for BEGIN ATOMIC detection
-  local first_code = nil   -- position of the statement's first code character
-  local line = 1
-  local first_line = nil
-
-  local function mark()
-    if not first_code then first_code, first_line = i, line end
-  end
-
-  local function finish(stop)
-    if first_code then
-      local text = sql:sub(stmt_start, stop)
-      local summary = sql:sub(first_code, stop):match("^[^\n]*"):gsub("%s+$", "")
-      if #summary > 100 then summary = summary:sub(1, 97) .. "..." end
-      out[#out + 1] = { sql = text, line = first_line, summary = summary }
-    end
-    code, first_code, first_line = {}, nil, nil
-  end
-
-  while i <= n do
-    local c = sql:sub(i, i)
-    if c == "\n" then
-      line = line + 1
-      i = i + 1
-    elseif c == "-" and sql:sub(i + 1, i + 1) == "-" then
-      local e = sql:find("\n", i, true) or n + 1
-      i = e
-    elseif c == "/" and sql:sub(i + 1, i + 1) == "*" then
-      local depth, j = 1, i + 2
-      while j <= n and depth > 0 do
-        local two = sql:sub(j, j + 1)
-        if two == "/*" then depth, j = depth + 1, j + 2
-        elseif two == "*/" then depth, j = depth - 1, j + 2
-        else
-          if sql:sub(j, j) == "\n" then line = line + 1 end
-          j = j + 1
-        end
-      end
-      i = j
-    elseif c == "'" then
-      mark()
-      local prev = sql:sub(i - 1, i - 1)
-      local escapes = (prev == "E" or prev == "e") and not sql:sub(i - 2, i - 2):match("[%w_]")
-      local j = i + 1
-      while j <= n do
-        local d = sql:sub(j, j)
-        if d == "\\" and escapes then
-          if sql:sub(j + 1, j + 1) == "\n" then line = line + 1 end
-          j = j + 2
-        elseif d == "'" then
-          if sql:sub(j + 1, j + 1) == "'" then j = j + 2 else break end
-        else
-          if d == "\n" then line = line + 1 end
-          j = j + 1
-        end
-      end
-      code[#code + 1] = " '' "
-      i = j + 1
-    elseif c == '"' then
-      mark()
-      local j = i + 1
-      while j <= n do
-        local d = sql:sub(j, j)
-        if d == '"' then
-          if sql:sub(j + 1, j + 1) == '"' then j = j + 2 else break end
-        else
-          if d == "\n" then line = line + 1 end
-          j = j + 1
-        end
-      end
-      code[#code + 1] = ' "" '
-      i = j + 1
-    elseif c == "$" and not sql:sub(i - 1, i - 1):match("[%w_$]") and sql:match("^%$[%a_]?[%w_]*%$", i) then
-      mark()
-      local tag = sql:match("^%$[%a_]?[%w_]*%$", i)
-      local s, e = sql:find(tag, i + #tag, true)
-      local stop = e or n
-      local body = sql:sub(i, stop)
-      local _, nl = body:gsub("\n", "")
-      line = line + nl
-      code[#code + 1] = " $$ "
-      i = stop + 1
-      if not s then i = n + 1 end
-    elseif c == ";" then
-      local text = table.concat(code)
-      if lower_code_has_atomic(text) and atomic_depth(text) > 0 then
-        code[#code + 1] = ";"
-        i = i + 1
-      else
-        finish(i - 1)
-        i = i + 1
-        stmt_start = i
-      end
-    else
-      if not c:match("%s") then mark() end
-      code[#code + 1] = c
-      i = i + 1
-    end
-  end
-  finish(n)
-  -- the text of each statement starts after the previous semicolon: trim leading blank lines
-  for _, st in ipairs(out) do
-    st.sql = st.sql:gsub("^%s*\n", "")
-  end
-  return out
-end
+--- Splits a SQL script into statements (lakebase.sql.split_statements).
+_M.split_statements = sqltext.split_statements
 
 ---------------------------------------------------------------- reading folders
 

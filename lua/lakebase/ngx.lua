@@ -23,10 +23,11 @@
 --
 -- Transactions: one connection is pinned (lb_pin.c) under an integer id that every thread can use.
 -- The transaction rules and the tx object are lakebase.db's (dbmod.run_transaction), driving the
--- pin through a small conn adapter whose calls run in the thread pool. The pin is rolled back and returned when the function ends or raises, when the client aborts (via
--- ngx.on_abort where `lua_check_client_abort on`), by the per-worker reaper once idle longer than
--- `opts.lease` seconds (default 60; e.g. the request was ended with ngx.exit inside the
--- transaction) and, last, by the server's idle_in_transaction_session_timeout (set to the lease).
+-- pin through a small conn adapter whose calls run in the thread pool. The pin is rolled back
+-- and returned when the function ends or raises, when the client aborts (via ngx.on_abort where
+-- `lua_check_client_abort on`), by the per-worker reaper once idle longer than `opts.lease`
+-- seconds (default 60; e.g. the request was ended with ngx.exit inside the transaction) and,
+-- last, by the server's idle_in_transaction_session_timeout (set to the lease).
 --
 -- Connections are rationed per nginx worker on the event loop (ngx.semaphore with the pool's
 -- `max` permits, up to `acquire_timeout`): a thread-pool thread never waits inside the C pool for a

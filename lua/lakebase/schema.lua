@@ -11,6 +11,7 @@
 -- Arrays: `s.integer():array()` (one dimension). The SQL column name is the Lua key, verbatim.
 local value = require("lakebase.value")
 local json = require("lakebase.json")
+local sqltext = require("lakebase.sql")
 
 local _M = {}
 
@@ -19,28 +20,11 @@ local META = setmetatable({}, { __tostring = function() return "lakebase.schema.
 
 -- Identifiers -----------------------------------------------------------------------------------
 
-local MAX_IDENT = 63 -- PostgreSQL's NAMEDATALEN - 1: longer names would be truncated silently
+local MAX_IDENT = sqltext.MAX_IDENT
+local check_ident = sqltext.check_ident
 
-local function check_ident(name, what, level)
-  if type(name) ~= "string" then
-    error("bad " .. what .. " (string expected, got " .. type(name) .. ")", level + 1)
-  end
-  if name == "" then
-    error("bad " .. what .. " (empty name)", level + 1)
-  end
-  if name:find("\0", 1, true) then
-    error("bad " .. what .. " (name contains a NUL byte)", level + 1)
-  end
-  if #name > MAX_IDENT then
-    error("bad " .. what .. " '" .. name .. "' (longer than " .. MAX_IDENT .. " bytes)", level + 1)
-  end
-end
-
---- Quote an identifier for SQL: `"name"` with embedded `"` doubled.
-function _M.quote_ident(name)
-  check_ident(name, "identifier", 2)
-  return '"' .. name:gsub('"', '""') .. '"'
-end
+--- Quote an identifier for SQL (lakebase.sql.quote_ident).
+_M.quote_ident = sqltext.quote_ident
 local quote_ident = _M.quote_ident
 
 -- Literals (DDL cannot take parameters) --------------------------------------------------------
@@ -278,92 +262,8 @@ end
 local raw_mt = {}
 _M.raw_mt = raw_mt
 
-local IDENT_BYTE = "[%w_$\128-\255]"
-
---- Split SQL text at its placeholders `$1..$n` (outside quotes, dollar quotes and comments).
--- Returns a list alternating text and argument numbers, and true when the text ends inside a `--`
--- comment; or nil, err when a placeholder is out of range, an argument is never used (PostgreSQL
--- could not type it) or a quote is unterminated.
-function _M.split_placeholders(sql, nargs)
-  local pieces, used = {}, {}
-  local in_line_comment = false
-  local i, len, start = 1, #sql, 1
-  local function prev_ident(at)
-    return at > 1 and sql:sub(at - 1, at - 1):match(IDENT_BYTE) ~= nil
-  end
-  while i <= len do
-    local c = sql:sub(i, i)
-    if c == "'" then
-      local esc = i > 1 and sql:sub(i - 1, i - 1):match("[eE]") and not prev_ident(i - 1)
-      i = i + 1
-      local closed = false
-      while i <= len do
-        local d = sql:sub(i, i)
-        if esc and d == "\\" then
-          i = i + 2
-        elseif d == "'" then
-          if sql:sub(i + 1, i + 1) == "'" then i = i + 2 else closed = true; i = i + 1; break end
-        else
-          i = i + 1
-        end
-      end
-      if not closed then return nil, "unterminated quoted string" end
-    elseif c == '"' then
-      i = i + 1
-      local closed = false
-      while i <= len do
-        local j = sql:find('"', i, true)
-        if not j then break end
-        if sql:sub(j + 1, j + 1) == '"' then i = j + 2 else closed = true; i = j + 1; break end
-      end
-      if not closed then return nil, "unterminated quoted identifier" end
-    elseif c == "-" and sql:sub(i + 1, i + 1) == "-" then
-      local j = sql:find("\n", i, true)
-      in_line_comment = j == nil
-      i = j and j + 1 or len + 1
-    elseif c == "/" and sql:sub(i + 1, i + 1) == "*" then
-      local depth = 1
-      i = i + 2
-      while i <= len and depth > 0 do
-        local two = sql:sub(i, i + 1)
-        if two == "/*" then depth = depth + 1; i = i + 2
-        elseif two == "*/" then depth = depth - 1; i = i + 2
-        else i = i + 1 end
-      end
-      if depth > 0 then return nil, "unterminated comment" end
-    elseif c == "$" and not prev_ident(i) then
-      local digits = sql:match("^%d+", i + 1)
-      if digits then
-        local k = tonumber(digits)
-        if k < 1 or k > nargs then
-          return nil, "placeholder $" .. digits .. " but " .. nargs .. " argument(s)"
-        end
-        pieces[#pieces + 1] = sql:sub(start, i - 1)
-        pieces[#pieces + 1] = k
-        used[k] = true
-        i = i + 1 + #digits
-        start = i
-      else
-        local tag = sql:match("^%$([%a_\128-\255][%w_\128-\255]*)%$", i) or (sql:sub(i, i + 1) == "$$" and "")
-        if tag then
-          local close = "$" .. tag .. "$"
-          local j = sql:find(close, i + #close, true)
-          if not j then return nil, "unterminated dollar-quoted string" end
-          i = j + #close
-        else
-          i = i + 1
-        end
-      end
-    else
-      i = i + 1
-    end
-  end
-  pieces[#pieces + 1] = sql:sub(start)
-  for k = 1, nargs do
-    if not used[k] then return nil, "argument " .. k .. " is not used as $" .. k end
-  end
-  return pieces, in_line_comment
-end
+--- Split SQL text at its placeholders (lakebase.sql.split_placeholders).
+_M.split_placeholders = sqltext.split_placeholders
 
 --- A SQL fragment with its own parameters `$1..$n` (renumbered when it is placed in a query).
 function _M.raw(sql, ...)
@@ -734,11 +634,7 @@ local function column_sql(c, meta)
   return table.concat(parts, " ")
 end
 
-local function ident_list(names)
-  local out = {}
-  for i, n in ipairs(names) do out[i] = quote_ident(n) end
-  return table.concat(out, ", ")
-end
+local ident_list = sqltext.ident_list
 
 local function check_table_arg(t, fname)
   if not is_table(t) then
