@@ -269,3 +269,53 @@ M.posts = s.table("P_posts", {
     end)
   end)
 end)
+
+describe("lakebase.schema and lakebase.generate", function()
+  it("write the same DDL: the tables each one creates are identical in the catalog", function()
+    local lakebase = require("lakebase")
+    local s = require("lakebase.schema")
+    local db = assert(lakebase.new(h.settings()))
+    local users = s.table("agree_users", { id = s.bigserial():primary_key(), email = s.text():not_null():unique() })
+    local posts = s.table("agree_posts", {
+      id = s.serial():primary_key(),
+      author = s.bigint():not_null():references(users.id, { on_delete = "cascade" }),
+      title = s.varchar(80):default("untitled"),
+      tags = s.text():array():default({ "a", "b" }),
+      data = s.jsonb():default({ k = 1 }),
+      score = s.numeric(10, 2):default(0),
+      made = s.timestamptz():default_now(),
+    }, { unique = { { "author", "title" } }, indexes = { { "author" }, { columns = { "data" }, using = "gin" } } })
+    local by_schema = generate.diff(nil, assert(generate.snapshot({ users, posts }))).sql
+    local by_create = s.create_table_sql(users) .. "\n" .. s.create_table_sql(posts)
+    local a, b = h.unique("agree_a"), h.unique("agree_b")
+    for schema_name, ddl in pairs({ [a] = by_create, [b] = by_schema }) do
+      assert(db:exec_script("create schema " .. schema_name))
+      assert(db:transaction(function(tx)
+        assert(tx:exec_script("set local search_path to " .. schema_name))
+        assert(tx:exec_script(ddl))
+        return true
+      end))
+    end
+    -- the catalog of one schema, its own name taken out
+    local function catalog(schema_name)
+      local rows = assert(db:query([[
+        select 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' '
+               || coalesce(column_default, '-') as line
+          from information_schema.columns where table_schema = $1
+        union all
+        select 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+          from pg_constraint where connamespace = $1::regnamespace
+        union all
+        select 'index ' || indexname || ' ' || indexdef from pg_indexes where schemaname = $1
+        order by 1]], schema_name))
+      local out = {}
+      for i, r in ipairs(rows) do out[i] = r.line:gsub(schema_name:gsub("%W", "%%%0"), "S") end
+      return out
+    end
+    local ca, cb = catalog(a), catalog(b)
+    assert.is_true(#ca > 15)
+    assert.are.same(ca, cb)
+    assert(db:exec_script("drop schema " .. a .. " cascade; drop schema " .. b .. " cascade"))
+    db:close()
+  end)
+end)

@@ -1,4 +1,5 @@
 -- lakebase.schema: column types, modifiers, table options, DDL text, describe(). No database needed.
+-- luacheck: max line length 140
 local s = require("lakebase.schema")
 local value = require("lakebase.value")
 
@@ -79,19 +80,23 @@ describe("schema modifiers", function()
       score = s.integer():default(0),
       editor = s.bigint():references(users.id, { on_delete = "set_null" }),
     }, { schema = "blog" })
+    -- the DDL lakebase.ddl writes for `lakebase generate` too: constraints under PostgreSQL's names
     assert.are.equal('CREATE TABLE "blog"."posts" (\n'
       .. '  "id" serial PRIMARY KEY,\n'
-      .. '  "author" bigint NOT NULL REFERENCES "users"("id") ON DELETE CASCADE ON UPDATE NO ACTION,\n'
-      .. '  "slug" text NOT NULL UNIQUE,\n'
+      .. '  "author" bigint NOT NULL,\n'
+      .. '  "slug" text NOT NULL,\n'
       .. '  "score" integer DEFAULT 0,\n'
-      .. '  "editor" bigint REFERENCES "users"("id") ON DELETE SET NULL\n'
+      .. '  "editor" bigint,\n'
+      .. '  CONSTRAINT "posts_slug_key" UNIQUE ("slug"),\n'
+      .. '  CONSTRAINT "posts_author_fkey" FOREIGN KEY ("author") REFERENCES "users" ("id") ON DELETE CASCADE ON UPDATE NO ACTION,\n'
+      .. '  CONSTRAINT "posts_editor_fkey" FOREIGN KEY ("editor") REFERENCES "users" ("id") ON DELETE SET NULL\n'
       .. ');', (s.create_table_sql(ok_t)))
   end)
 
   it("gives one column's definition for ALTER TABLE", function()
     local users = s.table("users", { id = s.bigserial():primary_key() }, { schema = "auth" })
     local t = s.table("t", { owner = s.bigint():not_null():default(1):references(users.id, { on_delete = "cascade" }) })
-    assert.are.equal('"owner" bigint NOT NULL DEFAULT 1 REFERENCES "auth"."users"("id") ON DELETE CASCADE',
+    assert.are.equal('"owner" bigint NOT NULL DEFAULT 1 CONSTRAINT "t_owner_fkey" REFERENCES "auth"."users" ("id") ON DELETE CASCADE',
       s.column_sql(t.owner))
     assert.matches("column of a table expected", errmsg(s.column_sql, s.text()))
   end)
@@ -102,8 +107,9 @@ describe("schema modifiers", function()
       id = s.serial():primary_key(),
       parent = s.integer():references(function() return nodes.id end, { on_delete = "SET NULL" }),
     })
-    assert.are.equal('CREATE TABLE "nodes" (\n  "id" serial PRIMARY KEY,\n'
-      .. '  "parent" integer REFERENCES "nodes"("id") ON DELETE SET NULL\n);', (s.create_table_sql(nodes)))
+    assert.are.equal('CREATE TABLE "nodes" (\n  "id" serial PRIMARY KEY,\n  "parent" integer,\n'
+      .. '  CONSTRAINT "nodes_parent_fkey" FOREIGN KEY ("parent") REFERENCES "nodes" ("id") ON DELETE SET NULL\n);',
+      (s.create_table_sql(nodes)))
     local ref = s.describe(nodes).columns[2].references
     assert.are.same({ table = "nodes", column = "id", on_delete = "SET NULL" }, ref)
   end)
@@ -222,17 +228,17 @@ describe("schema tables", function()
     local text, stmts = s.create_table_sql(t, { if_not_exists = true })
     assert.are.equal('CREATE TABLE IF NOT EXISTS "app"."memberships" (\n'
       .. '  "org" integer NOT NULL,\n  "member" integer NOT NULL,\n  "role" text,\n  "data" jsonb,\n'
-      .. '  PRIMARY KEY ("org", "member"),\n'
-      .. '  UNIQUE ("member", "role"),\n'
+      .. '  CONSTRAINT "memberships_pkey" PRIMARY KEY ("org", "member"),\n'
+      .. '  CONSTRAINT "memberships_member_role_key" UNIQUE ("member", "role"),\n'
       .. '  CONSTRAINT "one_role" UNIQUE ("role")\n);\n'
-      .. 'CREATE INDEX IF NOT EXISTS "memberships_role_idx" ON "app"."memberships" ("role");\n'
       .. 'CREATE INDEX IF NOT EXISTS "m_data" ON "app"."memberships" USING gin ("data");\n'
-      .. 'CREATE UNIQUE INDEX IF NOT EXISTS "memberships_org_role_idx" ON "app"."memberships" ("org", "role");',
+      .. 'CREATE UNIQUE INDEX IF NOT EXISTS "memberships_org_role_idx" ON "app"."memberships" ("org", "role");\n'
+      .. 'CREATE INDEX IF NOT EXISTS "memberships_role_idx" ON "app"."memberships" ("role");',
       text)
     assert.are.equal(4, #stmts)
-    assert.are.same({ 'CREATE INDEX "memberships_role_idx" ON "app"."memberships" ("role")',
-      'CREATE INDEX "m_data" ON "app"."memberships" USING gin ("data")',
-      'CREATE UNIQUE INDEX "memberships_org_role_idx" ON "app"."memberships" ("org", "role")' },
+    assert.are.same({ 'CREATE INDEX "m_data" ON "app"."memberships" USING gin ("data")',
+      'CREATE UNIQUE INDEX "memberships_org_role_idx" ON "app"."memberships" ("org", "role")',
+      'CREATE INDEX "memberships_role_idx" ON "app"."memberships" ("role")' },
       s.create_index_sql(t))
     assert.are.equal('DROP TABLE IF EXISTS "app"."memberships" CASCADE',
       s.drop_table_sql(t, { if_exists = true, cascade = true }))

@@ -19,80 +19,29 @@
 -- error until someone resolves the TODO and deletes the guard.
 local json = require("lakebase.json")
 local sqltext = require("lakebase.sql")
+local ddl = require("lakebase.ddl")
 local migrate = require("lakebase.migrate")
 local drizzle = require("lakebase.drizzle")
 
 local _M = {}
 
 _M.SNAPSHOT = "meta/lakebase_snapshot.json"
-local MAX_IDENT = sqltext.MAX_IDENT
-
-local q = sqltext.quote_ident
-
-local function qtable(t)
-  return (t.schema and (q(t.schema) .. ".") or "") .. q(t.name)
-end
+local q, ident_list = sqltext.quote_ident, sqltext.ident_list
+local qtable = ddl.qtable
+local sorted_keys, ordered_columns = ddl.sorted_keys, ddl.ordered_columns
 
 local function key_of(name, schema)
   return (schema and (schema .. ".") or "") .. name
-end
-
-local ident_list = sqltext.ident_list
-
-local function default_name(tname, cols, suffix)
-  return (tname .. "_" .. (cols and (table.concat(cols, "_") .. "_") or "") .. suffix):sub(1, MAX_IDENT)
-end
-
-local function copy_list(l)
-  local out = json.array()
-  for i, v in ipairs(l or {}) do out[i] = v end
-  return out
 end
 
 local function same(a, b)
   return json.encode(a) == json.encode(b)
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
-
 ---------------------------------------------------------------- schema -> snapshot
 
 --- Snapshot entry of one lakebase.schema table (from schema.describe).
-function _M.table_snapshot(d)
-  local t = { name = d.name, schema = d.schema, columns = {}, uniques = {}, foreign_keys = {}, indexes = {} }
-  for i, c in ipairs(d.columns) do
-    t.columns[c.name] = { order = i, type = c.type, not_null = c.not_null and true or false, default = c.default }
-    if c.unique then
-      t.uniques[default_name(d.name, { c.name }, "key")] = { columns = copy_list({ c.name }) }
-    end
-    if c.references then
-      local r = c.references
-      t.foreign_keys[default_name(d.name, { c.name }, "fkey")] = {
-        columns = copy_list({ c.name }), ref_schema = r.schema, ref_table = r.table,
-        ref_columns = copy_list({ r.column }), on_delete = r.on_delete, on_update = r.on_update,
-      }
-    end
-  end
-  for _, con in ipairs(d.constraints or {}) do
-    if con.kind == "primary_key" then
-      t.primary_key = { name = con.name or default_name(d.name, nil, "pkey"), columns = copy_list(con.columns) }
-    elseif con.kind == "unique" then
-      t.uniques[con.name or default_name(d.name, con.columns, "key")] = { columns = copy_list(con.columns) }
-    end
-  end
-  if not t.primary_key and d.primary_key and #d.primary_key > 0 then
-    t.primary_key = { name = default_name(d.name, nil, "pkey"), columns = copy_list(d.primary_key) }
-  end
-  for _, ix in ipairs(d.indexes or {}) do
-    t.indexes[ix.name] = { columns = copy_list(ix.columns), unique = ix.unique and true or false, using = ix.using }
-  end
-  return t
-end
+_M.table_snapshot = ddl.table_snapshot
 
 --- Snapshot of a list of lakebase.schema tables. Returns the snapshot or nil, err.
 function _M.snapshot(tables)
@@ -163,61 +112,23 @@ end
 
 ---------------------------------------------------------------- diff -> SQL
 
-local function column_def(name, c, inline_pk)
-  local parts = { q(name), c.type }
-  if inline_pk then
-    parts[#parts + 1] = "PRIMARY KEY"
-  elseif c.not_null then
-    parts[#parts + 1] = "NOT NULL"
-  end
-  if c.default ~= nil and c.default ~= json.null then parts[#parts + 1] = "DEFAULT " .. c.default end
-  return table.concat(parts, " ")
-end
+-- The statements of a migration end in ";".
+local column_def = ddl.column_def
 
-local function ordered_columns(t)
-  local names = sorted_keys(t.columns)
-  table.sort(names, function(a, b)
-    local oa, ob = t.columns[a].order or 0, t.columns[b].order or 0
-    if oa ~= ob then return oa < ob end
-    return a < b
-  end)
-  return names
+local function create_table_sql(t)
+  return ddl.create_table(t) .. ";"
 end
 
 local function fk_sql(t, name, fk)
-  local ref = (fk.ref_schema and fk.ref_schema ~= json.null and (q(fk.ref_schema) .. ".") or "") .. q(fk.ref_table)
-  local s = "ALTER TABLE " .. qtable(t) .. " ADD CONSTRAINT " .. q(name) .. " FOREIGN KEY (" .. ident_list(fk.columns)
-    .. ") REFERENCES " .. ref .. " (" .. ident_list(fk.ref_columns) .. ")"
-  if fk.on_delete and fk.on_delete ~= json.null then s = s .. " ON DELETE " .. fk.on_delete end
-  if fk.on_update and fk.on_update ~= json.null then s = s .. " ON UPDATE " .. fk.on_update end
-  return s .. ";"
+  return ddl.add_foreign_key(t, name, fk) .. ";"
 end
 
 local function index_sql(t, name, ix)
-  return "CREATE " .. (ix.unique and "UNIQUE " or "") .. "INDEX " .. q(name) .. " ON " .. qtable(t)
-    .. ((ix.using and ix.using ~= json.null) and (" USING " .. ix.using) or "")
-    .. " (" .. ident_list(ix.columns) .. ");"
+  return ddl.create_index(t, name, ix) .. ";"
 end
 
 local function drop_index_sql(t, name)
-  return "DROP INDEX " .. (t.schema and (q(t.schema) .. ".") or "") .. q(name) .. ";"
-end
-
-local function create_table_sql(t)
-  local lines = {}
-  local pk = t.primary_key
-  local inline = pk and #pk.columns == 1 and pk.name == default_name(t.name, nil, "pkey")
-    and #(t.name .. "_pkey") <= MAX_IDENT
-  for _, name in ipairs(ordered_columns(t)) do
-    lines[#lines + 1] = "  " .. column_def(name, t.columns[name], inline and pk.columns[1] == name)
-  end
-  if pk and not inline then
-    lines[#lines + 1] = "  CONSTRAINT " .. q(pk.name) .. " PRIMARY KEY (" .. ident_list(pk.columns) .. ")"
-  end
-  for _, name in ipairs(sorted_keys(t.uniques)) do
-    lines[#lines + 1] = "  CONSTRAINT " .. q(name) .. " UNIQUE (" .. ident_list(t.uniques[name].columns) .. ")"
-  end
-  return "CREATE TABLE " .. qtable(t) .. " (\n" .. table.concat(lines, ",\n") .. "\n);"
+  return ddl.drop_index(t, name) .. ";"
 end
 
 local function column_signature(t)

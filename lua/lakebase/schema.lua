@@ -12,6 +12,7 @@
 local value = require("lakebase.value")
 local json = require("lakebase.json")
 local sqltext = require("lakebase.sql")
+local ddl = require("lakebase.ddl")
 
 local _M = {}
 
@@ -617,25 +618,6 @@ local function resolve_ref(c)
   return target, r
 end
 
-local function column_sql(c, meta)
-  local parts = { quote_ident(c.name), col_type_sql(c) }
-  if c._pk and not meta.pk_table then parts[#parts + 1] = "PRIMARY KEY" end
-  if c._nn then parts[#parts + 1] = "NOT NULL" end
-  if c._unique then parts[#parts + 1] = "UNIQUE" end
-  local d = _M.default_sql(c)
-  if d then parts[#parts + 1] = "DEFAULT " .. d end
-  local target, r = resolve_ref(c)
-  if target then
-    local tm = rawget(rawget(target, "table"), META)
-    parts[#parts + 1] = "REFERENCES " .. tm.qname .. "(" .. quote_ident(target.name) .. ")"
-    if r.on_delete then parts[#parts + 1] = "ON DELETE " .. r.on_delete end
-    if r.on_update then parts[#parts + 1] = "ON UPDATE " .. r.on_update end
-  end
-  return table.concat(parts, " ")
-end
-
-local ident_list = sqltext.ident_list
-
 local function check_table_arg(t, fname)
   if not is_table(t) then
     error("bad argument #1 to '" .. fname .. "' (table from s.table expected)", 3)
@@ -643,51 +625,50 @@ local function check_table_arg(t, fname)
   return rawget(t, META)
 end
 
---- CREATE INDEX statements of a table (a list, each without the trailing semicolon).
-function _M.create_index_sql(t, opts)
-  local meta = check_table_arg(t, "create_index_sql")
-  opts = opts or {}
+-- DDL is written by lakebase.ddl from the table's snapshot form (the same writer as `lakebase
+-- generate`, so both create the same table).
+local function snapshot_of(t)
+  return ddl.table_snapshot(_M.describe(t))
+end
+
+local function index_statements(snap, opts)
   local out = {}
-  for i, ix in ipairs(meta.indexes) do
-    out[i] = "CREATE " .. (ix.unique and "UNIQUE " or "") .. "INDEX "
-      .. (opts.if_not_exists and "IF NOT EXISTS " or "") .. quote_ident(ix.name) .. " ON " .. meta.qname
-      .. (ix.using and (" USING " .. ix.using) or "") .. " (" .. ident_list(ix.columns) .. ")"
+  for _, name in ipairs(ddl.sorted_keys(snap.indexes)) do
+    out[#out + 1] = ddl.create_index(snap, name, snap.indexes[name], opts)
   end
   return out
 end
 
---- The DDL of a table: CREATE TABLE then its CREATE INDEX statements, each ending in ";".
+--- CREATE INDEX statements of a table (a list, each without the trailing semicolon).
+function _M.create_index_sql(t, opts)
+  check_table_arg(t, "create_index_sql")
+  return index_statements(snapshot_of(t), opts)
+end
+
+--- The DDL of a table: CREATE TABLE (constraints and foreign keys inside) then its CREATE INDEX
+-- statements, each ending in ";".
 -- @param opts `{ if_not_exists = true }` (applies to the table and its indexes)
 -- @return the DDL text, and the list of statements (without semicolons)
 function _M.create_table_sql(t, opts)
-  local meta = check_table_arg(t, "create_table_sql")
+  check_table_arg(t, "create_table_sql")
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #2 to 'create_table_sql' (options table expected)", 2)
   end
   opts = opts or {}
-  local lines = {}
-  for i, c in ipairs(meta.columns) do lines[i] = "  " .. column_sql(c, meta) end
-  if meta.pk_table then
-    lines[#lines + 1] = "  PRIMARY KEY (" .. ident_list(meta.primary_key) .. ")"
-  end
-  for _, u in ipairs(meta.uniques) do
-    lines[#lines + 1] = "  " .. (u.name and ("CONSTRAINT " .. quote_ident(u.name) .. " ") or "")
-      .. "UNIQUE (" .. ident_list(u.columns) .. ")"
-  end
-  local stmts = { "CREATE TABLE " .. (opts.if_not_exists and "IF NOT EXISTS " or "") .. meta.qname
-    .. " (\n" .. table.concat(lines, ",\n") .. "\n)" }
-  for _, s in ipairs(_M.create_index_sql(t, opts)) do stmts[#stmts + 1] = s end
+  local snap = snapshot_of(t)
+  local stmts = { ddl.create_table(snap, { if_not_exists = opts.if_not_exists, foreign_keys = true }) }
+  for _, stmt in ipairs(index_statements(snap, opts)) do stmts[#stmts + 1] = stmt end
   local text = {}
-  for i, s in ipairs(stmts) do text[i] = s .. ";" end
+  for i, stmt in ipairs(stmts) do text[i] = stmt .. ";" end
   return table.concat(text, "\n"), stmts
 end
 
---- One column's definition as in CREATE TABLE (for ALTER TABLE ... ADD COLUMN): `"name" type NOT NULL ...`.
+--- One column's definition for ALTER TABLE ... ADD COLUMN: `"name" type NOT NULL ... CONSTRAINT ...`.
 function _M.column_sql(c)
   if not is_column(c) or not rawget(c, "table") then
     error("bad argument #1 to 'column_sql' (column of a table expected)", 2)
   end
-  return column_sql(c, rawget(rawget(c, "table"), META))
+  return ddl.column_with_constraints(snapshot_of(rawget(c, "table")), c.name)
 end
 
 --- DROP TABLE for a table. opts: `{ if_exists = true, cascade = true }`.
