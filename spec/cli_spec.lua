@@ -139,6 +139,35 @@ describe("lakebase CLI", function()
       end
       assert.matches("DATABRICKS_CLIENT_SECRET", out)
     end)
+
+    it("env-example and the repository's .env.example are the same text, from the settings table", function()
+      local code, out = lakebase({ "env-example" }, { cwd = dir })
+      assert.equal(0, code)
+      assert.equal(h.read_file(h.root() .. "/.env.example"), out)
+      for _, o in ipairs(require("lakebase.core").options) do
+        if o.env then assert.matches(o.env .. "=", out, 1, true) end
+      end
+    end)
+
+    it("the README's settings table names every setting of the settings table, with its variable", function()
+      local readme = assert(h.read_file(h.root() .. "/README.md"))
+      local section = assert(readme:match("\n## Settings\n(.-)\n## "))
+      local documented = {}
+      for names, envs in section:gmatch("\n|([^|\n]*)|([^|\n]*)|") do
+        local n, e = {}, {}
+        for x in names:gmatch("`([%w_]+)`") do n[#n + 1] = x end
+        for x in envs:gmatch("`([%w_]+)`") do e[#e + 1] = x end
+        for i, x in ipairs(n) do documented[x] = e[i] or false end
+      end
+      local known = {}
+      for _, o in ipairs(require("lakebase.core").options) do
+        known[o.name] = true
+        assert.are.equal(o.env or false, documented[o.name], "README settings table: " .. o.name)
+      end
+      for name in pairs(documented) do
+        assert.is_true(known[name] ~= nil, "README documents an unknown setting: " .. name)
+      end
+    end)
   end)
 
   describe("check", function()

@@ -78,6 +78,21 @@ typedef struct lb_option {
     const char *bad_type;
 } lb_option;
 
+/* What the library knows of each setting (one table in lb_config.c): its option name, its
+ * environment variable (NULL: options only), whether it is secret, what a valid value is, an
+ * example value for .env files (NULL: none) and a one-line description. */
+typedef struct lb_option_info {
+    const char *name;
+    const char *env;
+    int secret;
+    const char *expect;
+    const char *example;
+    const char *doc;
+} lb_option_info;
+
+/* The settings table, in the order settings are reported; *count entries. */
+const lb_option_info *lb_options(int *count);
+
 typedef struct lb_settings {
     char *host;
     int port;
@@ -100,7 +115,9 @@ typedef struct lb_settings {
     int statement_timeout;  /* milliseconds, 0 = server default */
     char *application_name; /* NULL = "lakebase" */
     int prepare;            /* 1 (default): per-connection prepared statement cache */
-    char *key;              /* identity of pool/credential: equal keys share them (holds no secret in clear) */
+    char *key;              /* identity of a pool: equal keys share it (holds no secret in clear) */
+    char *credential_key;   /* identity of a credential: workspace, endpoint, auth identity (pool
+                             * sizes and timeouts do not matter); equal keys share one */
 } lb_settings;
 
 /* Resolves options > environment > ~/.databrickscfg profile, validates every rule, and on

@@ -30,32 +30,60 @@ enum {
     O_COUNT
 };
 
-static const struct {
-    const char *name;
-    const char *env;     /* NULL: options only */
-    int secret;          /* never echoed */
-} spec[O_COUNT] = {
-    [O_HOST] = {"host", "PGHOST", 0},
-    [O_PORT] = {"port", "PGPORT", 0},
-    [O_DATABASE] = {"database", "PGDATABASE", 0},
-    [O_USER] = {"user", "PGUSER", 0},
-    [O_SSLMODE] = {"sslmode", "PGSSLMODE", 0},
-    [O_SSLROOTCERT] = {"sslrootcert", "PGSSLROOTCERT", 0},
-    [O_ENDPOINT] = {"endpoint", "LAKEBASE_ENDPOINT", 0},
-    [O_DATABRICKS_HOST] = {"databricks_host", "DATABRICKS_HOST", 0},
-    [O_TOKEN] = {"token", "DATABRICKS_TOKEN", 1},
-    [O_CLIENT_ID] = {"client_id", "DATABRICKS_CLIENT_ID", 0},
-    [O_CLIENT_SECRET] = {"client_secret", "DATABRICKS_CLIENT_SECRET", 1},
-    [O_PASSWORD] = {"password", "PGPASSWORD", 1},
-    [O_MAX] = {"max", NULL, 0},
-    [O_IDLE_TIMEOUT] = {"idle_timeout", NULL, 0},
-    [O_CONNECT_TIMEOUT] = {"connect_timeout", NULL, 0},
-    [O_ACQUIRE_TIMEOUT] = {"acquire_timeout", NULL, 0},
-    [O_STATEMENT_TIMEOUT] = {"statement_timeout", NULL, 0},
-    [O_APPLICATION_NAME] = {"application_name", NULL, 0},
-    [O_MAX_LIFETIME] = {"max_lifetime", NULL, 0},
-    [O_PREPARE] = {"prepare", NULL, 0},
+/* One row per setting: everything else (validation messages, `describe`, core.options, the
+ * CLI's env-file list, `lakebase env-example`, .env.example, the README table check) is derived
+ * from it. `example` is the value env-example writes (NULL: the line is written commented out). */
+static const lb_option_info spec[O_COUNT] = {
+    [O_HOST] = {"host", "PGHOST", 0, "a string", "ep-example-123456.database.cloud.databricks.com",
+                "Postgres host of the endpoint (databricks postgres get-endpoint <endpoint>)"},
+    [O_PORT] = {"port", "PGPORT", 0, "an integer 1-65535", "5432", "Postgres port (default 5432)"},
+    [O_DATABASE] = {"database", "PGDATABASE", 0, "a string", "databricks_postgres", "database name"},
+    [O_USER] = {"user", "PGUSER", 0, "a string", "you@example.com",
+                "your Databricks user name, or the service principal's client id (default: "
+                "DATABRICKS_CLIENT_ID)"},
+    [O_SSLMODE] = {"sslmode", "PGSSLMODE", 0,
+                   "one of require, prefer, disable, verify-full, verify-ca", "require",
+                   "require = encrypted and verified (default); verify-full, verify-ca, prefer, disable"},
+    [O_SSLROOTCERT] = {"sslrootcert", "PGSSLROOTCERT", 0, "a readable CA bundle file", NULL,
+                       "CA bundle that signs the server's certificate (default: the system's)"},
+    [O_ENDPOINT] = {"endpoint", "LAKEBASE_ENDPOINT", 0,
+                    "projects/<project>/branches/<branch>/endpoints/<endpoint>",
+                    "projects/my-project/branches/production/endpoints/primary",
+                    "Lakebase endpoint resource (databricks postgres list-endpoints)"},
+    [O_DATABRICKS_HOST] = {"databricks_host", "DATABRICKS_HOST", 0, "an https:// URL",
+                           "https://my-workspace.cloud.databricks.com", "workspace URL"},
+    [O_TOKEN] = {"token", "DATABRICKS_TOKEN", 1, "a string", "",
+                 "local development: a workspace token (refresh it with `lakebase refresh-token`)"},
+    [O_CLIENT_ID] = {"client_id", "DATABRICKS_CLIENT_ID", 0, "a string", NULL,
+                     "production: OAuth M2M with a service principal"},
+    [O_CLIENT_SECRET] = {"client_secret", "DATABRICKS_CLIENT_SECRET", 1, "a string", NULL,
+                         "the service principal's OAuth secret"},
+    [O_PASSWORD] = {"password", "PGPASSWORD", 1, "a string", NULL,
+                    "or a native Postgres password (no Databricks calls)"},
+    [O_MAX] = {"max", NULL, 0, "an integer 1-1000", "10", "pool size"},
+    [O_IDLE_TIMEOUT] = {"idle_timeout", NULL, 0, "a number of seconds > 0 and <= 86400", "30",
+                        "seconds an idle connection is kept"},
+    [O_CONNECT_TIMEOUT] = {"connect_timeout", NULL, 0, "a number of seconds > 0 and <= 3600", "10",
+                           "seconds to connect (and to fetch a credential)"},
+    [O_ACQUIRE_TIMEOUT] = {"acquire_timeout", NULL, 0, "a number of seconds > 0 and <= 3600", "10",
+                           "seconds to wait for a free connection"},
+    [O_STATEMENT_TIMEOUT] = {"statement_timeout", NULL, 0,
+                             "an integer number of milliseconds 0-2147483647", "0",
+                             "milliseconds a statement may run (0: the server's default)"},
+    [O_APPLICATION_NAME] = {"application_name", NULL, 0, "printable ASCII, at most 63 bytes",
+                            "lakebase", "application_name shown in pg_stat_activity"},
+    [O_MAX_LIFETIME] = {"max_lifetime", NULL, 0, "a number of seconds 0-31536000 (0 = unlimited)",
+                        "0", "seconds a connection may live (0: unlimited)"},
+    [O_PREPARE] = {"prepare", NULL, 0, "a boolean", "true",
+                   "automatic per-connection prepared statements"},
 };
+
+const lb_option_info *lb_options(int *count)
+{
+    if (count)
+        *count = O_COUNT;
+    return spec;
+}
 
 enum source { SRC_NONE = 0, SRC_OPTION, SRC_ENV, SRC_PROFILE };
 
@@ -640,6 +668,7 @@ void lb_settings_free(lb_settings *s)
     wipe_free(s->password);
     free(s->application_name);
     free(s->key);
+    free(s->credential_key);
     free(s);
 }
 
@@ -673,6 +702,7 @@ lb_settings *lb_settings_copy(const lb_settings *s)
     bad |= dup_field(&c->password, s->password);
     bad |= dup_field(&c->application_name, s->application_name);
     bad |= dup_field(&c->key, s->key);
+    bad |= dup_field(&c->credential_key, s->credential_key);
     if (bad) {
         lb_settings_free(c);
         return NULL;
@@ -822,20 +852,21 @@ static void key_field(sbuf *b, const char *v)
         sb_printf(b, "%zu:%s,", strlen(v), v);
 }
 
-static char *make_key(const lb_settings *s)
+/* A salted digest of the secret that authenticates (never the secret itself), as hex. */
+static void secret_digest(const lb_settings *s, char hex[33])
 {
     const char *secret = s->auth == LB_AUTH_PASSWORD ? s->password
                          : s->auth == LB_AUTH_TOKEN  ? s->token
                                                      : s->client_secret;
     unsigned char digest[32], *buf;
     size_t n = secret ? strlen(secret) : 0;
-    sbuf b = {0};
     int i;
 
     pthread_once(&salt_once, salt_init);
+    hex[0] = '\0';
     buf = malloc(sizeof salt + 1 + n);
     if (!buf)
-        return NULL;
+        return;
     memcpy(buf, salt, sizeof salt);
     buf[sizeof salt] = (unsigned char)s->auth;
     if (n)
@@ -843,6 +874,34 @@ static char *make_key(const lb_settings *s)
     lb_sha256(buf, sizeof salt + 1 + n, digest);
     explicit_bzero(buf, sizeof salt + 1 + n);
     free(buf);
+    for (i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    explicit_bzero(digest, sizeof digest);
+}
+
+/* Who asks for the credential, and for what: the workspace, the endpoint and the identity (auth
+ * kind, client id, secret digest). Pool size, timeouts and the like leave it unchanged, so every
+ * pool of one identity shares one credential. */
+static char *make_credential_key(const lb_settings *s, const char *digest)
+{
+    sbuf b = {0};
+    key_field(&b, s->databricks_host);
+    key_field(&b, s->endpoint);
+    sb_printf(&b, "%s,", auth_name(s->auth));
+    key_field(&b, s->client_id);
+    if (s->auth == LB_AUTH_PASSWORD) { /* the password is the credential: per server and role */
+        key_field(&b, s->host);
+        sb_printf(&b, "%d,", s->port);
+        key_field(&b, s->user);
+    }
+    sb_printf(&b, "%s", digest);
+    return sb_take(&b);
+}
+
+/* Every setting of a pool. */
+static char *make_key(const lb_settings *s, const char *digest)
+{
+    sbuf b = {0};
 
     key_field(&b, s->host);
     sb_printf(&b, "%d,", s->port);
@@ -858,9 +917,7 @@ static char *make_key(const lb_settings *s)
               s->acquire_timeout, s->max_lifetime, s->statement_timeout);
     key_field(&b, s->application_name);
     sb_printf(&b, "%d,", s->prepare);
-    for (i = 0; i < 16; i++)
-        sb_printf(&b, "%02x", digest[i]);
-    explicit_bzero(digest, sizeof digest);
+    sb_printf(&b, "%s", digest);
     return sb_take(&b);
 }
 
@@ -880,17 +937,7 @@ static int find_option(const char *name)
 
 static const char *expectation(int o)
 {
-    switch (o) {
-    case O_PORT: return "an integer 1-65535";
-    case O_MAX: return "an integer 1-1000";
-    case O_STATEMENT_TIMEOUT: return "an integer number of milliseconds 0-2147483647";
-    case O_IDLE_TIMEOUT: return "a number of seconds > 0 and <= 86400";
-    case O_CONNECT_TIMEOUT:
-    case O_ACQUIRE_TIMEOUT: return "a number of seconds > 0 and <= 3600";
-    case O_MAX_LIFETIME: return "a number of seconds 0-31536000 (0 = unlimited)";
-    case O_PREPARE: return "a boolean";
-    default: return "a string";
-    }
+    return spec[o].expect;
 }
 
 /* Validates one present value into s. Returns 0 when fine (problems are added otherwise). */
@@ -1159,7 +1206,14 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
         wipe_free(s->client_secret); /* token wins over M2M */
         s->client_secret = NULL;
     }
-    if (!(s->key = make_key(s))) {
+    {
+        char digest[33];
+        secret_digest(s, digest);
+        s->key = make_key(s, digest);
+        s->credential_key = s->key ? make_credential_key(s, digest) : NULL;
+        explicit_bzero(digest, sizeof digest);
+    }
+    if (!s->key || !s->credential_key) {
         lb_settings_free(s);
         lb_error_set(err, LB_ERR_CONFIG, 0, "out of memory");
         return NULL;

@@ -1,4 +1,5 @@
-/* The Lakebase credential cache: a process-wide registry of entries keyed by settings->key,
+/* The Lakebase credential cache: a process-wide registry of entries keyed by
+ * settings->credential_key (workspace, endpoint, identity),
  * each holding the current Postgres credential, the M2M workspace token and the refresh state.
  *
  * Rules (SPEC §3):
@@ -693,9 +694,9 @@ static lb_credentials *entry_new(const lb_settings *s, lb_error *err)
     c->refs = 1;
     c->auth = s->auth;
     c->connect_timeout = s->connect_timeout > 0 ? s->connect_timeout : 10.0;
-    c->key = dup_or_null(s->key);
-    c->shared = s->key != NULL;
-    oom |= s->key && !c->key;
+    c->key = dup_or_null(s->credential_key);
+    c->shared = s->credential_key != NULL;
+    oom |= s->credential_key && !c->key;
     if (s->auth == LB_AUTH_PASSWORD) {
         oom |= !(c->password = strdup(s->password));
     } else {
@@ -743,11 +744,11 @@ lb_credentials *lb_credentials_acquire(const lb_settings *s, lb_error *err)
 
     if (check_settings(s, err) != 0)
         return NULL;
-    if (!s->key) /* no identity to share under: a private entry */
+    if (!s->credential_key) /* no identity to share under: a private entry */
         return entry_new(s, err);
     pthread_mutex_lock(&registry_mu);
     for (c = registry; c; c = c->next) {
-        if (strcmp(c->key, s->key) == 0) {
+        if (strcmp(c->key, s->credential_key) == 0) {
             c->refs++;
             pthread_mutex_unlock(&registry_mu);
             return c;

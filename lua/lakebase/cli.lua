@@ -17,14 +17,15 @@ local dotenv = require("lakebase.dotenv")
 
 local _M = {}
 
--- SPEC §2: environment variable -> lakebase option.
-_M.ENV_OPTIONS = {
-  { "PGHOST", "host" }, { "PGPORT", "port" }, { "PGDATABASE", "database" }, { "PGUSER", "user" },
-  { "PGSSLMODE", "sslmode" }, { "PGSSLROOTCERT", "sslrootcert" }, { "LAKEBASE_ENDPOINT", "endpoint" },
-  { "DATABRICKS_HOST", "databricks_host" }, { "DATABRICKS_TOKEN", "token" },
-  { "DATABRICKS_CLIENT_ID", "client_id" }, { "DATABRICKS_CLIENT_SECRET", "client_secret" },
-  { "PGPASSWORD", "password" },
-}
+-- Environment variable -> lakebase option pairs, from the C core's settings table (core.options):
+-- the one list of settings.
+function _M.env_options()
+  local out = {}
+  for _, o in ipairs(require("lakebase.core").options) do
+    if o.env then out[#out + 1] = { o.env, o.name } end
+  end
+  return out
+end
 
 local USAGE = [[
 usage: lakebase [--env-file PATH] <command> [options]
@@ -109,33 +110,26 @@ usage: lakebase env-example
 Prints an example .env with every setting the library reads (redirect it to a file).]],
 }
 
-local ENV_EXAMPLE = [[
-# lakebase settings. The lakebase CLI reads ./.env.local and ./.env (or --env-file PATH);
-# the library reads only the process environment. Values already set in the environment win.
-
-# Postgres endpoint (databricks postgres get-endpoint <endpoint>)
-PGHOST=ep-example-123456.database.cloud.databricks.com
-PGPORT=5432
-PGDATABASE=databricks_postgres
-# Your Databricks user name, or the service principal's client id (default: DATABRICKS_CLIENT_ID)
-PGUSER=you@example.com
-# require = encrypted and verified (default); prefer; disable
-PGSSLMODE=require
-# PGSSLROOTCERT=/path/to/ca.pem
-
-# Lakebase endpoint resource and workspace
-LAKEBASE_ENDPOINT=projects/my-project/branches/production/endpoints/primary
-DATABRICKS_HOST=https://my-workspace.cloud.databricks.com
-
-# Local development: a workspace token (refresh it with `lakebase refresh-token`)
-DATABRICKS_TOKEN=
-# DATABRICKS_CONFIG_PROFILE=DEFAULT
-# Production: OAuth M2M with a service principal
-# DATABRICKS_CLIENT_ID=
-# DATABRICKS_CLIENT_SECRET=
-# Or a native Postgres password (no Databricks calls)
-# PGPASSWORD=
-]]
+--- The example .env (`lakebase env-example`, and .env.example in the repository): one entry per
+-- setting that has an environment variable, from core.options.
+function _M.env_example()
+  local lines = {
+    "# lakebase settings (`lakebase env-example`). The lakebase CLI reads ./.env.local and ./.env",
+    "# (or --env-file PATH); the library reads only the process environment. Values already set in",
+    "# the environment win.",
+  }
+  for _, o in ipairs(require("lakebase.core").options) do
+    if o.env then
+      lines[#lines + 1] = ""
+      lines[#lines + 1] = "# " .. o.doc
+      lines[#lines + 1] = (o.example and "" or "# ") .. o.env .. "=" .. (o.example or "")
+    end
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "# a profile of the Databricks config file (~/.databrickscfg) for the workspace settings"
+  lines[#lines + 1] = "# DATABRICKS_CONFIG_PROFILE=DEFAULT"
+  return table.concat(lines, "\n") .. "\n"
+end
 
 ---------------------------------------------------------------- helpers
 
@@ -196,7 +190,7 @@ end
 --- lakebase options carrying the env-file values (the C core reads the real environment itself).
 function Ctx:options(extra)
   local opts = {}
-  for _, pair in ipairs(_M.ENV_OPTIONS) do
+  for _, pair in ipairs(_M.env_options()) do
     local v = self.overlay[pair[1]]
     if v ~= nil and v ~= "" then opts[pair[2]] = v end
   end
@@ -635,7 +629,7 @@ end
 
 function commands.env_example(ctx, args)
   if #args > 0 then return ctx:usage("unexpected argument " .. args[1]) end
-  ctx.stdout:write(ENV_EXAMPLE)
+  ctx.stdout:write(_M.env_example())
   return 0
 end
 commands["env-example"] = commands.env_example

@@ -1,5 +1,6 @@
 /* Lua binding of the settings: lb_bind_check_settings (reads an options table for every binding
- * that takes one) and core.config(opts) → validated settings table (secrets redacted) or nil, err. */
+ * that takes one), core.config(opts) → validated settings table (secrets redacted) or nil, err,
+ * and core.options (the settings table of lb_config.c). */
 #include "bind.h"
 #include "bind_number.h"
 
@@ -292,6 +293,34 @@ static int l_config(lua_State *L)
     return 1;
 }
 
+static void set_text(lua_State *L, const char *field, const char *v)
+{
+    if (!v)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, field);
+}
+
+/* core.options: the settings table as a Lua array of { name, env, secret, expect, example, doc }
+ * (env and example absent when the setting has none). */
+static void push_options(lua_State *L)
+{
+    int i, n;
+    const lb_option_info *info = lb_options(&n);
+    lua_createtable(L, n, 0);
+    for (i = 0; i < n; i++) {
+        lua_createtable(L, 0, 6);
+        set_text(L, "name", info[i].name);
+        set_text(L, "env", info[i].env);
+        lua_pushboolean(L, info[i].secret);
+        lua_setfield(L, -2, "secret");
+        set_text(L, "expect", info[i].expect);
+        set_text(L, "example", info[i].example);
+        set_text(L, "doc", info[i].doc);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
 void lb_bind_config(lua_State *L)
 {
     lua_pushlightuserdata(L, (void *)&settings_mt_key);
@@ -310,4 +339,6 @@ void lb_bind_config(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_config);
     lua_setfield(L, -2, "config");
+    push_options(L);
+    lua_setfield(L, -2, "options");
 }

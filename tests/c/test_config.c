@@ -604,6 +604,28 @@ static void test_key(void)
     o.o[1].value = "mapp";
     c = load(&o, &err);
     ok(c && strcmp(a->key, c->key) != 0, "key: fields cannot run into each other");
+    lb_settings_free(c);
+
+    /* The credential is the workspace's, the endpoint's and the identity's: pool size and
+     * timeouts make another pool but not another credential. */
+    base(&o);
+    put(&o, "max", "3");
+    put(&o, "connect_timeout", "2");
+    put(&o, "application_name", "other");
+    c = load(&o, &err);
+    ok(c && strcmp(a->key, c->key) != 0 && strcmp(a->credential_key, c->credential_key) == 0,
+       "credential key: max, timeouts and application_name do not change it");
+    lb_settings_free(c);
+    base(&o);
+    o.o[3].value = "projects/p1/branches/main/endpoints/ep-2";
+    c = load(&o, &err);
+    ok(c && strcmp(a->credential_key, c->credential_key) != 0, "credential key: another endpoint, another credential");
+    lb_settings_free(c);
+    base(&o);
+    o.o[5].value = "dapiOTHERTOKEN";
+    c = load(&o, &err);
+    ok(c && strcmp(a->credential_key, c->credential_key) != 0 && !strstr(c->credential_key, "dapiOTHERTOKEN"),
+       "credential key: another token, another credential; the token is not in it");
     lb_settings_free(a);
     lb_settings_free(b);
     lb_settings_free(c);
@@ -672,7 +694,7 @@ int main(void)
         return 2;
     }
     clean_env();
-    printf("1..68\n");
+    printf("1..71\n");
     test_defaults();
     test_port();
     test_sslmode();
@@ -694,7 +716,7 @@ int main(void)
         if (system(cmd) != 0)
             fprintf(stderr, "# could not remove %s\n", tmpdir);
     }
-    if (test_no != 68)
-        printf("# planned 68, ran %d\n", test_no);
+    if (test_no != 71)
+        printf("# planned 71, ran %d\n", test_no);
     return failures ? 1 : 0;
 }

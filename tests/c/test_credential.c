@@ -136,6 +136,7 @@ static lb_settings *settings(lb_auth auth)
     snprintf(key, sizeof key, "test-credential-%d-%d", (int)auth, ++key_seq);
     s->auth = auth;
     s->key = strdup(key);
+    s->credential_key = strdup(key);
     s->connect_timeout = 10;
     s->databricks_host = strdup(env("LAKEBASE_TEST_DATABRICKS_HOST") ? env("LAKEBASE_TEST_DATABRICKS_HOST") : "http://127.0.0.1:1");
     s->endpoint = strdup(env("LAKEBASE_TEST_ENDPOINT") ? env("LAKEBASE_TEST_ENDPOINT") : "projects/p/branches/b/endpoints/e");
@@ -153,6 +154,7 @@ static lb_settings *settings(lb_auth auth)
 static void settings_free(lb_settings *s)
 {
     free(s->key);
+    free(s->credential_key);
     free(s->databricks_host);
     free(s->endpoint);
     free(s->token);
