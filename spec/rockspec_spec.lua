@@ -55,6 +55,45 @@ local function readme_lines()
   return lines
 end
 
+-- The lines of the README's ```sh block in "OpenResty / nginx", comments removed.
+local function openresty_lines()
+  local text = assert(read(root .. "/README.md"))
+  local section = assert(text:match("\n## OpenResty / nginx\n(.-)\n## "), "README: OpenResty section not found")
+  local lines = {}
+  for line in assert(section:match("```sh\n(.-)```")):gmatch("[^\n]+") do
+    lines[#lines + 1] = line:gsub("%s+#.*$", "")
+  end
+  return lines
+end
+
+-- Starts Debian's nginx with lua-nginx-module in `dir` with `http` inside its http block and one
+-- location running `lua`; returns the response body, then stops nginx.
+local function nginx_get(dir, http, lua)
+  local port = run("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0));"
+    .. " print(s.getsockname()[1])'")
+  port = port:gsub("\n$", "")
+  assert(os.execute("mkdir -p " .. q(dir .. "/logs") .. " " .. q(dir .. "/conf")))
+  local f = assert(io.open(dir .. "/conf/nginx.conf", "w"))
+  f:write(table.concat({
+    "load_module /usr/lib/nginx/modules/ndk_http_module.so;",
+    "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+    "worker_processes 1;", "error_log logs/error.log warn;", "pid logs/nginx.pid;",
+    run("id -u") == "0\n" and "user root;" or "",
+    "events { worker_connections 64; }",
+    "http {", "  access_log off;", "  " .. http,
+    "  server { listen 127.0.0.1:" .. port .. "; location / { content_by_lua_block { " .. lua .. " } } }",
+    "}", "" }, "\n"))
+  f:close()
+  -- In the foreground, in a session of its own (as examples/openresty/run.sh does); stopped by pid.
+  local out, ok = run("cd " .. q(dir) .. " && (setsid nginx -p " .. q(dir) .. " -c conf/nginx.conf -g 'daemon off;'"
+    .. " </dev/null >logs/start.log 2>&1 &) && (for i in $(seq 1 50); do"
+    .. " curl -fsS -m 2 http://127.0.0.1:" .. port .. "/ 2>/dev/null && exit 0; sleep 0.1; done;"
+    .. " cat logs/start.log logs/error.log; exit 1)")
+  run("kill $(cat " .. q(dir .. "/logs/nginx.pid") .. ") 2>/dev/null; sleep 0.2")
+  assert(ok, out)
+  return out
+end
+
 -- The README commands that install for one interpreter: the lines that name its --lua-version, the
 -- LuaJIT ones (LuaRocks' 5.1 made LuaJIT, then the install) also luajit; `a && b` split, apt-get
 -- left out (spec/support/deps.sh installs the packages; the first test checks the names).
@@ -211,6 +250,55 @@ describe("make rock, then the README's install lines", function()
       assert.matches('lua_package_cpath "' .. (tree .. "/lib/lua/" .. v):gsub("%p", "%%%0") .. '/%?%.so;;";', pout)
       local cout, cok = run("cd / && . " .. q(pg_env) .. " && " .. clean .. q(launcher) .. " check")
       assert.is_true(cok, cout)
+    end)
+  end
+
+  if interp == "luajit" then
+    it("OpenResty and opm-style layouts, and Debian's nginx-lua finding the install (README lines)", function()
+      local lines = openresty_lines()
+      local function line(pat)
+        for _, l in ipairs(lines) do if l:find(pat, 1, true) then return l end end
+        error("README: no OpenResty line with " .. pat)
+      end
+      -- OpenResty's LuaJIT prefix, as /usr/local/openresty/luajit lays it out (bin/, include/luajit-2.1).
+      local lj, tree = tmp .. "/openresty/luajit", tmp .. "/tree-openresty"
+      assert(os.execute("mkdir -p " .. q(lj .. "/bin") .. " " .. q(lj .. "/include") .. " && ln -s "
+        .. "$(command -v luajit) " .. q(lj .. "/bin/luajit") .. " && ln -s /usr/include/luajit-2.1 "
+        .. q(lj .. "/include/luajit-2.1")))
+      local c = line("--lua-dir="):gsub("/usr/local/openresty/luajit", lj)
+        :gsub("^luarocks ", "luarocks --tree " .. q(tree) .. " ")
+      local out, ok = run("cd " .. q(tmp) .. " && " .. c)
+      assert.is_true(ok, c .. "\n" .. out)
+      assert.truthy(out:find("-I" .. lj .. "/include/luajit-2.1 ", 1, true), out)
+      local launcher = tree .. "/bin/lakebase"
+      assert.equal(lj .. "/bin/luajit", read(launcher):match("exec '([^']+)' "))
+
+      -- `lakebase --paths` into an nginx include file: nginx loads the tree's copy.
+      local ngx_dir = tmp .. "/nginx-paths"
+      assert(os.execute("mkdir -p " .. q(ngx_dir .. "/conf")))
+      c = line("--paths"):gsub("^lakebase ", q(launcher) .. " "):gsub("/etc/nginx/", ngx_dir .. "/conf/")
+      out, ok = run("cd / && env -u LUA_PATH -u LUA_CPATH " .. c)
+      assert.is_true(ok, out)
+      local body = nginx_get(ngx_dir, "include lakebase-paths.conf;",
+        [[local l = require("lakebase"); ngx.say(l._VERSION, " ", package.searchpath("lakebase.core", package.cpath))]])
+      assert.equal("0.1.0 " .. tree .. "/lib/lua/5.1/lakebase/core.so\n", body)
+
+      -- opm-style: the two folders copied into site/lualib, which OpenResty searches by default
+      -- (here given as a directive: Debian's nginx is not OpenResty); `;;` keeps LuaJIT's defaults,
+      -- which hold /usr/local, where a root install for LuaJIT goes.
+      local lualib = tmp .. "/openresty/site/lualib"
+      assert(os.execute("mkdir -p " .. q(lualib)))
+      c = line("cp -r "):gsub("/usr/local/openresty/site/lualib", lualib):gsub("/usr/local/", tree .. "/")
+      out, ok = run(c)
+      assert.is_true(ok, c .. "\n" .. out)
+      local dirs = ('lua_package_path "%s/?.lua;%s/?/init.lua;;"; lua_package_cpath "%s/?.so;;";')
+        :format(lualib, lualib, lualib)
+      body = nginx_get(tmp .. "/nginx-opm", dirs, [[local l = require("lakebase");
+        ngx.say(l._VERSION, " ", package.searchpath("lakebase.core", package.cpath), " ",
+          package.searchpath("lakebase", package.path));
+        ngx.say(package.path:find("/usr/local/share/lua/5.1/?/init.lua", 1, true) ~= nil,
+          " ", package.cpath:find("/usr/local/lib/lua/5.1/?.so", 1, true) ~= nil)]])
+      assert.equal("0.1.0 " .. lualib .. "/lakebase/core.so " .. lualib .. "/lakebase/init.lua\ntrue true\n", body)
     end)
   end
 
