@@ -45,12 +45,10 @@ local function load_rockspec(name)
   return env
 end
 
--- The lines of the README's install blocks: the ```sh blocks between "Install with LuaRocks" and
--- the paragraph on libraries elsewhere, comments removed.
-local function readme_lines()
+-- The lines of the ```sh blocks in the part of the README that `pattern` captures, comments removed.
+local function readme_sh_lines(pattern, what)
   local text = assert(read(root .. "/README.md"))
-  local section = assert(text:match("\nInstall with LuaRocks(.-)\nlibpq, libcurl or cJSON elsewhere"),
-    "README: install section not found")
+  local section = assert(text:match(pattern), "README: " .. what .. " not found")
   local lines = {}
   for block in section:gmatch("```sh\n(.-)```") do
     for line in block:gmatch("[^\n]+") do lines[#lines + 1] = line:gsub("%s+#.*$", "") end
@@ -58,15 +56,13 @@ local function readme_lines()
   return lines
 end
 
--- The lines of the README's ```sh block in "OpenResty / nginx", comments removed.
+-- The install blocks: between "Install with LuaRocks" and the paragraph on libraries elsewhere.
+local function readme_lines()
+  return readme_sh_lines("\nInstall with LuaRocks(.-)\nlibpq, libcurl or cJSON elsewhere", "install section")
+end
+
 local function openresty_lines()
-  local text = assert(read(root .. "/README.md"))
-  local section = assert(text:match("\n## OpenResty / nginx\n(.-)\n## "), "README: OpenResty section not found")
-  local lines = {}
-  for line in assert(section:match("```sh\n(.-)```")):gmatch("[^\n]+") do
-    lines[#lines + 1] = line:gsub("%s+#.*$", "")
-  end
-  return lines
+  return readme_sh_lines("\n## OpenResty / nginx\n(.-)\n## ", "OpenResty section")
 end
 
 -- Starts Debian's nginx with lua-nginx-module in `dir` with `http` inside its http block and one
@@ -140,7 +136,7 @@ describe("rockspecs", function()
     assert.same(want, got)
     assert.same({ "pq", "curl", "cjson" }, core.libraries)
     want, got = {}, {}
-    for f in run("cd " .. q(root) .. " && ls lua/lakebase/*.lua"):gmatch("[^\n]+") do want[#want + 1] = f end
+    for f in run("cd " .. q(root) .. " && find lua/lakebase -name '*.lua'"):gmatch("[^\n]+") do want[#want + 1] = f end
     for name, f in pairs(released.build.modules) do
       if name ~= "lakebase.core" then
         got[#got + 1] = f
