@@ -275,6 +275,10 @@ describe("types", function()
     end)
 
     it("decoding a large result leaves the collector as it found it", function()
+      if _VERSION == "Lua 5.1" and not jit then -- PUC Lua 5.1 cannot tell (the decoder leaves it alone)
+        assert.are.equal(3000, #assert(db:query("select g from generate_series(1, 3000) g")))
+        return
+      end
       assert.is_true(collectgarbage("isrunning"))
       assert.are.equal(3000, #assert(db:query("select g from generate_series(1, 3000) g")))
       assert.is_true(collectgarbage("isrunning"))

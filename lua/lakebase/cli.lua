@@ -48,6 +48,7 @@ options for every command:
   --env-file PATH       read settings from PATH (repeatable) instead of ./.env.local and ./.env
   -h, --help            help for the command
   --version             print the version
+  --paths               print lua_package_path / lua_package_cpath for nginx: where this copy is
 
 exit status: 0 ok, 1 failed, 2 usage error]]
 
@@ -635,6 +636,46 @@ end
 commands["env-example"] = commands.env_example
 commands.env_example = nil
 
+---------------------------------------------------------------- --paths
+
+-- package.searchpath, which PUC Lua 5.1 lacks.
+local function search(path, name)
+  if package.searchpath then return package.searchpath(name, path) end
+  local file = name:gsub("%.", "/")
+  for template in path:gmatch("[^;]+") do
+    local candidate = template:gsub("%?", file)
+    local f = io.open(candidate, "r")
+    if f then
+      f:close()
+      return candidate
+    end
+  end
+end
+
+--- Prints where this interpreter finds lakebase, as nginx directives for the http block (OpenResty
+-- or Debian's nginx-lua), so that `lakebase --paths` run from the tree installed for LuaJIT can go
+-- into an nginx include file. Lines starting with # are nginx comments.
+local function print_paths(ctx)
+  local mod = search(package.path, "lakebase")
+  local core = search(package.cpath, "lakebase.core")
+  local jit = rawget(_G, "jit")
+  local interp = type(jit) == "table" and jit.version or _VERSION
+  if not mod or not core then
+    ctx:err("lakebase --paths: ", interp, " finds ", mod and "no lakebase.core" or "no lakebase module",
+      " (install with luarocks, see README)")
+    return 1
+  end
+  local lua_root = mod:match("^(.*)/lakebase/init%.lua$") or mod:match("^(.*)/lakebase%.lua$")
+  local core_root, ext = core:match("^(.*)/lakebase/core(%.[^/]*)$")
+  ctx:out("# lakebase ", tostring(require("lakebase")._VERSION), " for ", interp, ": ", core)
+  if type(jit) ~= "table" then
+    ctx:out("# nginx runs LuaJIT: use the paths of a LuaJIT (Lua 5.1) install in nginx")
+  end
+  ctx:out('lua_package_path  "', lua_root, "/?.lua;", lua_root, '/?/init.lua;;";')
+  ctx:out('lua_package_cpath "', core_root, "/?", ext, ';;";')
+  return 0
+end
+
 ---------------------------------------------------------------- entry point
 
 --- Runs the CLI with an argument list; returns the exit status.
@@ -663,6 +704,8 @@ function _M.main(argv, io_, self_cmd)
       local ok, lakebase = pcall(require, "lakebase")
       ctx:out("lakebase ", ok and tostring(lakebase._VERSION) or "(module not found)")
       return ok and 0 or 1
+    elseif a == "--paths" and not cmd then
+      return print_paths(ctx)
     elseif not cmd and a:sub(1, 1) ~= "-" then
       cmd = a
     elseif cmd == "psql" and a == "--" then

@@ -35,6 +35,8 @@ local quote_ident = sqltext.quote_ident
 
 local _M = {}
 
+local load_string = loadstring or load -- PUC Lua 5.1's load takes only a function
+
 _M.NO_TRANSACTION = "-- lakebase:no-transaction"
 _M.DEFAULT_SCHEMA = "public"
 _M.DEFAULT_TABLE = "lakebase_migrations"
@@ -478,7 +480,7 @@ end
 local function apply_one(db, s, m)
   local t0 = server_ms(db)
   if m.kind == "lua" then
-    local chunk, lerr = load(m.text, "@" .. m.path)
+    local chunk, lerr = load_string(m.text, "@" .. m.path)
     if not chunk then return nil, fail_statement(m, nil, nil, lerr) end
     local ok, fn = pcall(chunk)
     if not ok or type(fn) ~= "function" then

@@ -112,7 +112,7 @@ static int append_protected(lua_State *L)
 {
     stream_ctx *s = (stream_ctx *)lua_touserdata(L, 1);
     if (!s->gc_paused && s->count < LARGE_RESULT && s->count + s->n >= LARGE_RESULT &&
-        lua_gc(L, LUA_GCISRUNNING, 0)) {
+        lb_gc_isrunning(L)) {
         int kb = lua_gc(L, LUA_GCCOUNT, 0);
         lua_gc(L, LUA_GCSTEP, kb < GC_STEP_MAX_KB ? kb : GC_STEP_MAX_KB);
         lua_gc(L, LUA_GCSTOP, 0);

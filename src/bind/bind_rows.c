@@ -286,7 +286,7 @@ static int push_rows_protected(lua_State *L)
 int lb_push_result(lua_State *L, const PGresult *res)
 {
     int status;
-    if (PQntuples(res) < 256 || !lua_gc(L, LUA_GCISRUNNING, 0))
+    if (PQntuples(res) < 256 || !lb_gc_isrunning(L))
         return push_rows(L, res);
     lua_pushcfunction(L, push_rows_protected);
     lua_pushlightuserdata(L, (void *)res);
