@@ -69,6 +69,7 @@ build = {
     ["lakebase.ddl"] = "lua/lakebase/ddl.lua",
     ["lakebase.dotenv"] = "lua/lakebase/dotenv.lua",
     ["lakebase.drizzle"] = "lua/lakebase/drizzle.lua",
+    ["lakebase.errors"] = "lua/lakebase/errors.lua",
     ["lakebase.generate"] = "lua/lakebase/generate.lua",
     ["lakebase"] = "lua/lakebase/init.lua",
     ["lakebase.json"] = "lua/lakebase/json.lua",

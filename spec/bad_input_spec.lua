@@ -217,14 +217,14 @@ end)
 describe("bad workspace answers", function()
   local function pat(overrides)
     local o = h.pat_settings(overrides)
-    o.application_name = o.application_name or h.unique("bad")
+    o.endpoint = (overrides or {}).endpoint or h.endpoint_for(h.unique("bad")) -- a credential cache entry of its own
     o.connect_timeout = o.connect_timeout or 1
     return o
   end
 
   local function m2m(overrides)
     local o = h.settings(overrides)
-    o.application_name = o.application_name or h.unique("bad")
+    o.endpoint = (overrides or {}).endpoint or h.endpoint_for(h.unique("bad"))
     o.connect_timeout = o.connect_timeout or 1
     return o
   end

@@ -8,16 +8,17 @@ local core = require("lakebase.core")
 local ws = h.workspace
 local CRED, OAUTH = h.CRED_PATH, h.TOKEN_PATH
 
--- Every case gets its own cache entry: application_name is part of the settings key.
+-- Every case gets its own credential cache entry: its own endpoint (the cache key is workspace,
+-- endpoint and identity; application_name, max or timeouts do not change it).
 local function pat(overrides)
   local o = h.pat_settings(overrides)
-  o.application_name = o.application_name or h.unique("cred")
+  o.endpoint = (overrides or {}).endpoint or h.endpoint_for(h.unique("cred"))
   return o
 end
 
 local function m2m(overrides)
   local o = h.settings(overrides)
-  o.application_name = o.application_name or h.unique("cred")
+  o.endpoint = (overrides or {}).endpoint or h.endpoint_for(h.unique("cred"))
   return o
 end
 

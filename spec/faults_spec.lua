@@ -30,7 +30,8 @@ local function report(row)
 end
 
 local function new_db(name, extra)
-  local opts = h.settings({ application_name = "faults_" .. name, max = 4 })
+  local opts = h.settings({ application_name = "faults_" .. name, max = 4,
+    endpoint = h.endpoint_for("faults_" .. name) }) -- a credential of its own
   for k, v in pairs(extra or {}) do opts[k] = v end
   local db, err = lakebase.new(opts)
   assert(db, tostring(err))

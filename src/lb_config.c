@@ -2,6 +2,8 @@
  * problem reported at once (one line per setting, naming the env variable and the option),
  * secrets never echoed. See lakebase.h for the contract. */
 #include "lakebase.h"
+#include "lb_buf.h"
+#include "lb_http.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,35 +100,16 @@ typedef struct resolved {
  * ---------------------------------------------------------------------------------------- */
 
 typedef struct problems {
-    char *buf;
-    size_t len, cap;
+    lb_buf text;  /* "\nline\nline...": one line per problem */
     int count;
-    int oom;
+    int oom;      /* out of memory elsewhere while checking */
     const char *profile_name; /* for labels of profile-sourced values */
 } problems;
 
 static void add_raw(problems *pr, const char *fmt, va_list ap)
 {
-    va_list cp;
-    int n;
-
-    va_copy(cp, ap);
-    n = vsnprintf(NULL, 0, fmt, cp);
-    va_end(cp);
-    if (n < 0 || pr->oom)
-        return;
-    if (pr->len + (size_t)n + 2 > pr->cap) {
-        size_t cap = (pr->cap ? pr->cap * 2 : 256) + (size_t)n + 2;
-        char *b = realloc(pr->buf, cap);
-        if (!b) {
-            pr->oom = 1;
-            return;
-        }
-        pr->buf = b, pr->cap = cap;
-    }
-    pr->buf[pr->len++] = '\n';
-    vsnprintf(pr->buf + pr->len, (size_t)n + 1, fmt, ap);
-    pr->len += (size_t)n;
+    lb_buf_putc(&pr->text, '\n');
+    lb_buf_vprintf(&pr->text, fmt, ap);
 }
 
 static void add_line(problems *pr, const char *fmt, ...)
@@ -371,24 +354,6 @@ static int good_endpoint(const char *v)
     return 1;
 }
 
-static int is_loopback(const char *host)
-{
-    const char *p;
-    int dots = 0;
-
-    if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
-        return 1;
-    if (strncmp(host, "127.", 4) != 0)
-        return 0;
-    for (p = host; *p; p++) {
-        if (*p == '.')
-            dots++;
-        else if (*p < '0' || *p > '9')
-            return 0;
-    }
-    return dots == 3;
-}
-
 /* Normalises a workspace URL the way the Databricks SDKs do: a bare host name gets https://,
  * scheme and host are lowercased, any path/query/fragment and trailing slash are dropped.
  * Returns a malloc'd "scheme://host[:port]" or NULL with *why set; *no_echo is set when the
@@ -484,7 +449,7 @@ static char *normalise_host(const char *v, const char **why, int *no_echo)
     for (size_t j = 0; j < hn; j++)
         out[i + j] = (char)((hb[j] >= 'A' && hb[j] <= 'Z') ? hb[j] + 32 : hb[j]);
     out[i + hn] = '\0';
-    if (strcmp(scheme, "http") == 0 && !is_loopback(out + i)) {
+    if (strcmp(scheme, "http") == 0 && !lb_host_is_loopback(out + i)) {
         free(out);
         *why = "expected an https:// URL (plain http:// only for loopback hosts: localhost, 127.x.x.x, [::1])";
         return NULL;
@@ -644,14 +609,6 @@ static void load_profile(problems *pr, resolved *r, lb_profile *prof, char **pat
  * Settings objects
  * ---------------------------------------------------------------------------------------- */
 
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 void lb_settings_free(lb_settings *s)
 {
     if (!s)
@@ -662,10 +619,10 @@ void lb_settings_free(lb_settings *s)
     free(s->sslrootcert);
     free(s->endpoint);
     free(s->databricks_host);
-    wipe_free(s->token);
+    lb_wipe_free(s->token);
     free(s->client_id);
-    wipe_free(s->client_secret);
-    wipe_free(s->password);
+    lb_wipe_free(s->client_secret);
+    lb_wipe_free(s->password);
     free(s->application_name);
     free(s->key);
     free(s->credential_key);
@@ -732,90 +689,41 @@ static const char *auth_name(lb_auth a)
     return "?";
 }
 
-/* A growing string for describe() and the key. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->oom)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = 1;
-        return;
-    }
-    if (b->len + (size_t)n + 1 > b->cap) {
-        size_t cap = b->cap * 2 + (size_t)n + 64;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p, b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static char *sb_take(sbuf *b)
-{
-    if (b->oom || !b->p) {
-        free(b->p);
-        return NULL;
-    }
-    return b->p;
-}
-
 char *lb_settings_describe(const lb_settings *s)
 {
-    sbuf b = {0};
+    lb_buf b;
+
+    lb_buf_init(&b);
 
     if (!s)
         return NULL;
-    sb_printf(&b, "host=%s port=%d database=%s user=%s sslmode=%s", s->host, s->port, s->database,
+    lb_buf_printf(&b, "host=%s port=%d database=%s user=%s sslmode=%s", s->host, s->port, s->database,
               s->user, sslmode_name(s->sslmode));
     if (s->sslrootcert)
-        sb_printf(&b, " sslrootcert=%s", s->sslrootcert);
+        lb_buf_printf(&b, " sslrootcert=%s", s->sslrootcert);
     if (s->endpoint)
-        sb_printf(&b, " endpoint=%s", s->endpoint);
+        lb_buf_printf(&b, " endpoint=%s", s->endpoint);
     if (s->databricks_host)
-        sb_printf(&b, " databricks_host=%s", s->databricks_host);
-    sb_printf(&b, " auth=%s", auth_name(s->auth));
+        lb_buf_printf(&b, " databricks_host=%s", s->databricks_host);
+    lb_buf_printf(&b, " auth=%s", auth_name(s->auth));
     if (s->token)
-        sb_printf(&b, " token=(set)");
+        lb_buf_printf(&b, " token=(set)");
     if (s->client_id)
-        sb_printf(&b, " client_id=%s", s->client_id);
+        lb_buf_printf(&b, " client_id=%s", s->client_id);
     if (s->client_secret)
-        sb_printf(&b, " client_secret=(set)");
+        lb_buf_printf(&b, " client_secret=(set)");
     if (s->password)
-        sb_printf(&b, " password=(set)");
-    sb_printf(&b, " max=%d idle_timeout=%g connect_timeout=%g acquire_timeout=%g", s->max,
+        lb_buf_printf(&b, " password=(set)");
+    lb_buf_printf(&b, " max=%d idle_timeout=%g connect_timeout=%g acquire_timeout=%g", s->max,
               s->idle_timeout, s->connect_timeout, s->acquire_timeout);
     if (s->max_lifetime > 0)
-        sb_printf(&b, " max_lifetime=%g", s->max_lifetime);
+        lb_buf_printf(&b, " max_lifetime=%g", s->max_lifetime);
     if (s->statement_timeout > 0)
-        sb_printf(&b, " statement_timeout=%d", s->statement_timeout);
-    sb_printf(&b, " application_name=%s prepare=%s",
+        lb_buf_printf(&b, " statement_timeout=%d", s->statement_timeout);
+    lb_buf_printf(&b, " application_name=%s prepare=%s",
               s->application_name ? s->application_name : "lakebase",
               s->prepare ? "true" : "false");
-    return sb_take(&b);
+    return lb_buf_take(&b);
 }
 
 /* A per-process random salt, so the secret's fingerprint in the key cannot be checked against
@@ -844,12 +752,12 @@ static void salt_init(void)
 }
 
 /* Netstring-style "len:value," so no two different settings can produce the same key. */
-static void key_field(sbuf *b, const char *v)
+static void key_field(lb_buf *b, const char *v)
 {
     if (!v)
-        sb_printf(b, "-,");
+        lb_buf_printf(b, "-,");
     else
-        sb_printf(b, "%zu:%s,", strlen(v), v);
+        lb_buf_printf(b, "%zu:%s,", strlen(v), v);
 }
 
 /* A salted digest of the secret that authenticates (never the secret itself), as hex. */
@@ -884,41 +792,45 @@ static void secret_digest(const lb_settings *s, char hex[33])
  * pool of one identity shares one credential. */
 static char *make_credential_key(const lb_settings *s, const char *digest)
 {
-    sbuf b = {0};
+    lb_buf b;
+
+    lb_buf_init(&b);
     key_field(&b, s->databricks_host);
     key_field(&b, s->endpoint);
-    sb_printf(&b, "%s,", auth_name(s->auth));
+    lb_buf_printf(&b, "%s,", auth_name(s->auth));
     key_field(&b, s->client_id);
     if (s->auth == LB_AUTH_PASSWORD) { /* the password is the credential: per server and role */
         key_field(&b, s->host);
-        sb_printf(&b, "%d,", s->port);
+        lb_buf_printf(&b, "%d,", s->port);
         key_field(&b, s->user);
     }
-    sb_printf(&b, "%s", digest);
-    return sb_take(&b);
+    lb_buf_printf(&b, "%s", digest);
+    return lb_buf_take(&b);
 }
 
 /* Every setting of a pool. */
 static char *make_key(const lb_settings *s, const char *digest)
 {
-    sbuf b = {0};
+    lb_buf b;
+
+    lb_buf_init(&b);
 
     key_field(&b, s->host);
-    sb_printf(&b, "%d,", s->port);
+    lb_buf_printf(&b, "%d,", s->port);
     key_field(&b, s->database);
     key_field(&b, s->user);
-    sb_printf(&b, "%s,", sslmode_name(s->sslmode));
+    lb_buf_printf(&b, "%s,", sslmode_name(s->sslmode));
     key_field(&b, s->sslrootcert);
     key_field(&b, s->endpoint);
     key_field(&b, s->databricks_host);
-    sb_printf(&b, "%s,", auth_name(s->auth));
+    lb_buf_printf(&b, "%s,", auth_name(s->auth));
     key_field(&b, s->client_id);
-    sb_printf(&b, "%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->idle_timeout, s->connect_timeout,
+    lb_buf_printf(&b, "%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->idle_timeout, s->connect_timeout,
               s->acquire_timeout, s->max_lifetime, s->statement_timeout);
     key_field(&b, s->application_name);
-    sb_printf(&b, "%d,", s->prepare);
-    sb_printf(&b, "%s", digest);
-    return sb_take(&b);
+    lb_buf_printf(&b, "%d,", s->prepare);
+    lb_buf_printf(&b, "%s", digest);
+    return lb_buf_take(&b);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1135,7 +1047,7 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
     if (!(s = calloc(1, sizeof *s))) {
         lb_profile_clear(&prof);
         free(profile_path);
-        free(pr.buf);
+        lb_buf_free(&pr.text);
         lb_error_set(err, LB_ERR_CONFIG, 0, "out of memory");
         return NULL;
     }
@@ -1186,24 +1098,24 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
 
     lb_profile_clear(&prof);
     free(profile_path);
-    if (pr.count || pr.oom || oom) {
-        if (pr.oom || oom || !pr.buf)
+    if (pr.count || pr.oom || pr.text.oom || oom) {
+        if (pr.oom || pr.text.oom || oom || !pr.text.data)
             lb_error_set(err, LB_ERR_CONFIG, 0, "invalid settings (out of memory while checking them)");
         else
             lb_error_set(err, LB_ERR_CONFIG, 0, "invalid settings (%d problem%s):%s", pr.count,
-                         pr.count == 1 ? "" : "s", pr.buf);
-        free(pr.buf);
+                         pr.count == 1 ? "" : "s", pr.text.data);
+        lb_buf_free(&pr.text);
         lb_settings_free(s);
         return NULL;
     }
-    free(pr.buf);
+    lb_buf_free(&pr.text);
     if (s->auth == LB_AUTH_PASSWORD) {
         /* No Databricks calls at all: drop workspace secrets the pool would never use. */
-        wipe_free(s->token);
-        wipe_free(s->client_secret);
+        lb_wipe_free(s->token);
+        lb_wipe_free(s->client_secret);
         s->token = s->client_secret = NULL;
     } else if (s->auth == LB_AUTH_TOKEN) {
-        wipe_free(s->client_secret); /* token wins over M2M */
+        lb_wipe_free(s->client_secret); /* token wins over M2M */
         s->client_secret = NULL;
     }
     {

@@ -8,24 +8,7 @@
 #define LB_DECODE_H
 
 #include <stddef.h>
-
-/* ------------------------------------------------------------------------------------------
- * Growable byte buffer (lb_pgarray.c). One owner: whoever called lb_buf_init frees data.
- * ---------------------------------------------------------------------------------------- */
-
-typedef struct lb_buf {
-    char *data; /* NUL-terminated after every successful append; NULL until the first one */
-    size_t len;
-    size_t cap;
-} lb_buf;
-
-void lb_buf_init(lb_buf *b);
-int lb_buf_reserve(lb_buf *b, size_t extra); /* 0, or -1 when out of memory */
-int lb_buf_append(lb_buf *b, const char *s, size_t len);
-int lb_buf_putc(lb_buf *b, char c);
-void lb_buf_free(lb_buf *b);
-/* Hands data over to the caller (who free()s it); the buffer is empty afterwards. */
-char *lb_buf_take(lb_buf *b);
+#include "lb_buf.h"
 
 /* ------------------------------------------------------------------------------------------
  * Array literals (lb_pgarray.c)

@@ -2,6 +2,7 @@
  * Secrets (bearer token, Basic password) only travel in the request; they are wiped from our
  * buffers afterwards and never reach an error message. */
 #include "lb_http.h"
+#include "lb_buf.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -21,7 +22,7 @@ static void global_init(void)
 
 /* ---- URL policy ---------------------------------------------------------------------------- */
 
-static int host_is_loopback(const char *host)
+int lb_host_is_loopback(const char *host)
 {
     struct in_addr a4;
 
@@ -46,7 +47,7 @@ int lb_http_url_allowed(const char *url)
         if (strcasecmp(scheme, "https") == 0)
             ok = 1;
         else if (strcasecmp(scheme, "http") == 0)
-            ok = host_is_loopback(host);
+            ok = lb_host_is_loopback(host);
     }
     curl_free(scheme);
     curl_free(host);
@@ -57,8 +58,8 @@ int lb_http_url_allowed(const char *url)
 /* ---- response body ------------------------------------------------------------------------- */
 
 typedef struct body_buf {
-    char *data;
-    size_t len, cap, max;
+    lb_buf text;
+    size_t max;
     int too_large;
 } body_buf;
 
@@ -67,24 +68,11 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     body_buf *b = userdata;
     size_t n = size * nmemb;
 
-    if (n > b->max - b->len) {
+    if (n > b->max - b->text.len) {
         b->too_large = 1;
         return 0; /* makes curl abort with CURLE_WRITE_ERROR */
     }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        if (!(p = realloc(b->data, cap)))
-            return 0;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
+    return lb_buf_append(&b->text, ptr, n) == 0 ? n : 0;
 }
 
 /* ---- request ------------------------------------------------------------------------------- */
@@ -149,13 +137,15 @@ lb_http_result lb_http_do(const lb_http_request *req, lb_http_response *resp, lb
     CURL *curl;
     CURLcode rc;
     struct curl_slist *headers = NULL;
-    body_buf body = { NULL, 0, 0, 0, 0 };
+    body_buf body;
     char errbuf[CURL_ERROR_SIZE];
     lb_http_result result = LB_HTTP_OK;
     int oom;
 
     memset(resp, 0, sizeof *resp);
     resp->retry_after = -1;
+    lb_buf_init(&body.text);
+    body.too_large = 0;
     body.max = req->max_body ? req->max_body : LB_HTTP_MAX_BODY;
 
     if (!lb_http_url_allowed(req->url)) {
@@ -215,12 +205,11 @@ lb_http_result lb_http_do(const lb_http_request *req, lb_http_response *resp, lb
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp->status);
         if (curl_easy_getinfo(curl, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0)
             resp->retry_after = (double)retry_after;
-        if (!body.data && !(body.data = calloc(1, 1))) {
+        if (lb_buf_reserve(&body.text, 0) < 0) { /* an empty body is "" too */
             rc = CURLE_OUT_OF_MEMORY;
         } else {
-            resp->body = body.data;
-            resp->body_len = body.len;
-            body.data = NULL;
+            resp->body_len = body.text.len;
+            resp->body = lb_buf_take(&body.text);
         }
     }
     if (rc != CURLE_OK) {
@@ -239,7 +228,7 @@ lb_http_result lb_http_do(const lb_http_request *req, lb_http_response *resp, lb
         memset(resp, 0, sizeof *resp);
         resp->retry_after = -1;
     }
-    free(body.data);
+    lb_buf_wipe(&body.text); /* what is left of an answer that may hold a token */
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
     free_headers(headers);
     curl_easy_cleanup(curl);

@@ -47,6 +47,9 @@ lb_http_result lb_http_do(const lb_http_request *req, lb_http_response *resp, lb
 void lb_http_response_free(lb_http_response *resp);
 
 /* 1 when the URL is https://, or http:// to a loopback host (localhost, 127.0.0.0/8, ::1). */
+/* localhost, [::1]/::1 or 127.0.0.0/8: where plain http:// is allowed (tests, local proxies). */
+int lb_host_is_loopback(const char *host);
+
 int lb_http_url_allowed(const char *url);
 
 #endif

@@ -1,69 +1,8 @@
 /* One-dimension PostgreSQL array literals: reading the server's text output element by element
- * (zero copy unless an element holds escapes) and writing quoted elements for parameters.
- * Also the small growable buffer the writers share. */
+ * (zero copy unless an element holds escapes) and writing quoted elements for parameters. */
 #include <stdlib.h>
 #include <string.h>
 #include "lb_decode.h"
-
-/* ---------------------------------------------------------------------------------------------
- * lb_buf
- * ------------------------------------------------------------------------------------------- */
-
-void lb_buf_init(lb_buf *b)
-{
-    b->data = NULL;
-    b->len = 0;
-    b->cap = 0;
-}
-
-int lb_buf_reserve(lb_buf *b, size_t extra)
-{
-    size_t need, cap;
-    char *d;
-    if (extra > (size_t)-1 - b->len - 1)
-        return -1;
-    need = b->len + extra + 1; /* room for the terminating NUL */
-    if (need <= b->cap)
-        return 0;
-    cap = b->cap ? b->cap : 64;
-    while (cap < need)
-        cap = cap > (size_t)-1 / 2 ? need : cap * 2;
-    d = realloc(b->data, cap);
-    if (!d)
-        return -1;
-    b->data = d;
-    b->cap = cap;
-    return 0;
-}
-
-int lb_buf_append(lb_buf *b, const char *s, size_t len)
-{
-    if (lb_buf_reserve(b, len) < 0)
-        return -1;
-    if (len)
-        memcpy(b->data + b->len, s, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-int lb_buf_putc(lb_buf *b, char c)
-{
-    return lb_buf_append(b, &c, 1);
-}
-
-void lb_buf_free(lb_buf *b)
-{
-    free(b->data);
-    lb_buf_init(b);
-}
-
-char *lb_buf_take(lb_buf *b)
-{
-    char *d = b->data;
-    lb_buf_init(b);
-    return d;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Reading literals

@@ -15,6 +15,7 @@
 -- rolled back. The connection always goes back to the pool clean (rolled back if needed), also
 -- when the tx object is garbage-collected or closed (`<close>`) without finishing.
 local core = require("lakebase.core")
+local errors = require("lakebase.errors")
 
 local _M = {}
 
@@ -34,9 +35,7 @@ local function pack(...)
   return { n = select("#", ...), ... }
 end
 
-local function make_error(kind, message)
-  return setmetatable({ kind = kind, message = message, retriable = false }, core.error_mt)
-end
+local make_error = errors.new
 _M.make_error = make_error
 
 local function check_sql(sql, fname)

@@ -31,6 +31,7 @@
 local sha256 = require("lakebase.sha256")
 local drizzle = require("lakebase.drizzle")
 local sqltext = require("lakebase.sql")
+local errors = require("lakebase.errors")
 local quote_ident = sqltext.quote_ident
 
 local _M = {}
@@ -43,13 +44,17 @@ _M.DEFAULT_TABLE = "lakebase_migrations"
 
 ---------------------------------------------------------------- errors
 
-local err_mt = {
-  __tostring = function(e) return e.message end,
-}
+-- Migration errors are lakebase error objects (lakebase.errors) of kind "migration" unless
+-- the fields name another, carrying file, statement, line, cause... as fields.
+local OWN_KINDS = { migration = true, lock_timeout = true }
 
 local function mkerr(fields)
-  fields.kind = fields.kind or "migration"
-  return setmetatable(fields, err_mt)
+  return errors.new(fields.kind or "migration", fields.message, fields)
+end
+
+-- An error this module made (it already names the file, statement or lock), not one to wrap.
+local function own_error(e)
+  return errors.is(e) and OWN_KINDS[e.kind] == true
 end
 
 local function cause_text(e)
@@ -647,7 +652,7 @@ local function with_lock(db, s, fn)
     return true
   end)
   if not ok then
-    if type(err) == "table" and getmetatable(err) == err_mt then return nil, err end
+    if own_error(err) then return nil, err end
     return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(err), cause = err })
   end
   return result, ferr
@@ -711,7 +716,7 @@ function _M.up(db, opts)
       s.progress(string.format("applying %s (%d/%d)", describe(m), i, #p.pending))
       local dur, aerr = apply_one(db, s, m)
       if not dur then
-        if type(aerr) ~= "table" or getmetatable(aerr) ~= err_mt then aerr = fail_statement(m, nil, nil, aerr) end
+        if not own_error(aerr) then aerr = fail_statement(m, nil, nil, aerr) end
         aerr.applied = out.applied
         return nil, aerr
       end

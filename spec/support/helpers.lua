@@ -228,6 +228,13 @@ function _M.clock()
 end
 
 local unique_n = 0
+-- An endpoint of the fake workspace of its own (the fake serves any id under its project and
+-- branch): the credential cache is keyed by workspace, endpoint and identity, so a case that needs
+-- a credential of its own (counting fetches, faults) names its own endpoint.
+function _M.endpoint_for(name)
+  return "projects/p/branches/b/endpoints/" .. tostring(name):gsub("[^%w._-]", "-")
+end
+
 function _M.unique(prefix)
   unique_n = unique_n + 1
   -- os.tmpname creates a file with a name unique on this machine: its suffix tells processes apart.
