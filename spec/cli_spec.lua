@@ -467,6 +467,8 @@ describe("lakebase CLI", function()
         "#!/bin/sh",
         "for a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$FAKE_ARGS\"",
         "if [ -n \"$FAKE_FAIL\" ]; then echo 'Error: cannot load profile' >&2; exit 3; fi",
+        "if [ -n \"$FAKE_HANG\" ]; then exec sleep 100; fi",
+        "if [ -n \"$FAKE_BIG\" ]; then exec head -c 10000000 /dev/zero; fi",
         "printf '{\\n  \"access_token\": \"dapi-new-token-123\",\\n  \"token_type\": \"Bearer\",\\n  \"expiry\": \"2030-01-01T00:00:00Z\"\\n}\\n'",
       }, "\n"), "755")
     end)
@@ -529,6 +531,23 @@ describe("lakebase CLI", function()
         env = { FAKE_ARGS = dir .. "/args", FAKE_FAIL = "1" } })
       assert.equal(1, code)
       assert.matches("databricks auth token failed %(exit 3%): Error: cannot load profile", err)
+      assert.equal("DATABRICKS_TOKEN=old\n", read(dir .. "/.env.local"))
+    end)
+
+    it("kills a databricks that hangs or prints 10 MB, and leaves the file alone", function()
+      write(dir .. "/.env.local", "DATABRICKS_TOKEN=old\n", "600")
+      local t0 = h.clock()
+      local code, _, err = lakebase({ "refresh-token", "--timeout", "1" }, { cwd = dir, path = path(),
+        env = { FAKE_ARGS = dir .. "/args", FAKE_HANG = "1" } })
+      assert.equal(1, code)
+      assert.matches("did not finish within 1 s %(killed", err)
+      assert.is_true(h.clock() - t0 < 10)
+      local _, ps = sh_run("ps -eo args | grep -c '^sleep 100$' || true")
+      assert.equal("0", (ps:gsub("%s", "")))
+      code, _, err = lakebase({ "refresh-token" }, { cwd = dir, path = path(),
+        env = { FAKE_ARGS = dir .. "/args", FAKE_BIG = "1" } })
+      assert.equal(1, code)
+      assert.matches("printed more than 1 MiB %(killed%)", err)
       assert.equal("DATABRICKS_TOKEN=old\n", read(dir .. "/.env.local"))
     end)
   end)

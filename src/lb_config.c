@@ -1,4 +1,4 @@
-/* Settings: options > environment > ~/.databrickscfg profile, every rule of SPEC §2, every
+/* Settings: options > environment > ~/.databrickscfg profile, every rule of README "Settings", every
  * problem reported at once (one line per setting, naming the env variable and the option),
  * secrets never echoed. See lakebase.h for the contract. */
 #include "lakebase.h"
@@ -543,7 +543,7 @@ static const char *getenv_set(const char *name)
     return v && *v ? v : NULL; /* an empty variable counts as unset, as in most shells' intent */
 }
 
-/* Loads the profile when SPEC §2 says so: DATABRICKS_CONFIG_PROFILE is set, or no auth is
+/* Loads the profile when README "Settings" says so: DATABRICKS_CONFIG_PROFILE is set, or no auth is
  * complete otherwise and the file has [DEFAULT]. Fills r[] for the four profile keys that
  * options and env left empty. */
 static void load_profile(problems *pr, resolved *r, lb_profile *prof, char **path_out)

@@ -113,7 +113,7 @@ static const char *libpq_sslmode(lb_sslmode m)
         return "disable";
     case LB_SSL_VERIFY_CA:
         return "verify-ca";
-    case LB_SSL_REQUIRE: /* "require" means encrypted and verified (SPEC §2) */
+    case LB_SSL_REQUIRE: /* "require" means encrypted and verified (README "Settings") */
     case LB_SSL_VERIFY_FULL:
     default:
         return "verify-full";

@@ -2,7 +2,7 @@
  * settings->credential_key (workspace, endpoint, identity),
  * each holding the current Postgres credential, the M2M workspace token and the refresh state.
  *
- * Rules (SPEC §3):
+ * Rules (README "Credentials"):
  * - a credential is served while more than REFRESH_BUFFER seconds remain; after that the next
  *   caller refreshes it, and while a refresh is in flight the others get the cached one if it
  *   is still valid, or wait for the refresh (single flight: mutex + condition variable);

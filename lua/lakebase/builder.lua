@@ -144,7 +144,7 @@ function renderers.exists(ctx, e)
 end
 
 -- A raw fragment is always one operand: in parentheses, so an OR (or a comma, or a lower-precedence
--- operator) inside it cannot bind to the SQL around it, e.g. the AND of a tenant filter (issue 19).
+-- operator) inside it cannot bind to the SQL around it, e.g. the AND of a tenant filter.
 -- The only place it stands bare is a whole select or returning item (render_items).
 function render(ctx, e)
   if is_column(e) then return e.qname end

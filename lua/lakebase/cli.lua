@@ -4,8 +4,8 @@
 -- when given, only those files are read), otherwise `./.env.local` and `./.env` when present (in
 -- that order: the first that sets a key wins, as `refresh-token` writes `.env.local`). A value in a
 -- file never overrides a variable already set in the environment (see lakebase.dotenv). Lua cannot
--- change its own environment, so file values reach the library as `lakebase.new` options (SPEC §2
--- table) and reach child processes (psql) through their environment. DATABRICKS_CONFIG_PROFILE and
+-- change its own environment, so file values reach the library as `lakebase.new` options (the
+-- env names of core.options) and reach child processes (psql) through their environment. DATABRICKS_CONFIG_PROFILE and
 -- DATABRICKS_CONFIG_FILE are not options: when a file sets them, the command runs itself again with
 -- those two exported. `psql` gets the credential in a private PGPASSFILE (0600, removed afterwards),
 -- not in PGPASSWORD or on a command line where `ps` would show it; `refresh-token` quotes every
@@ -99,12 +99,13 @@ written as a commented TODO behind a guard statement that fails until the TODO i
 guessed. --dry-run prints the SQL instead of writing files. --baseline only records the snapshot (for
 a folder whose existing migrations already create the current schema).]],
   ["refresh-token"] = [[
-usage: lakebase refresh-token [FILE] [--profile P]
+usage: lakebase refresh-token [FILE] [--profile P] [--timeout SECONDS]
 
 Runs `databricks auth token --profile P -o json` (P from --profile or DATABRICKS_CONFIG_PROFILE; without
-either, `--host $DATABRICKS_HOST` when that is set, else the databricks CLI's defaults) without a shell
-interpreting any argument, and replaces or appends
-DATABRICKS_TOKEN="..." in FILE (default .env.local), atomically and keeping the file's mode.]],
+either, `--host $DATABRICKS_HOST` when that is set, else the databricks CLI's defaults) with no shell
+at all (the program is started with its argument list), killed after --timeout seconds (default 60)
+or 1 MiB of output, and replaces or appends DATABRICKS_TOKEN="..." in FILE (default .env.local),
+atomically and keeping the file's mode.]],
   ["env-example"] = [[
 usage: lakebase env-example
 
@@ -199,37 +200,19 @@ function Ctx:options(extra)
   return opts
 end
 
-local function lib()
-  local lakebase = require("lakebase")
-  local ok, core = pcall(require, "lakebase.core")
-  local function pick(name)
-    if type(lakebase[name]) == "function" then return lakebase[name] end
-    if ok and type(core) == "table" and type(core[name]) == "function" then return core[name] end
-    return nil
-  end
-  return {
-    lakebase = lakebase,
-    config = pick("config"),
-    token = pick("token"),
-    new = type(lakebase.new) == "function" and lakebase.new or nil,
-  }
-end
-
 function Ctx:settings()
-  local l = lib()
-  if not l.config then return nil, "this build has no lakebase.config" end
+  local lakebase = require("lakebase")
   local opts = self:options()
-  local s, err = l.config(opts)
+  local s, err = lakebase.config(opts)
   if not s then return nil, err end
-  return s, nil, opts, l
+  return s, nil, opts
 end
 
 function Ctx:connect(extra)
-  local s, err, opts, l = self:settings()
+  local s, err, opts = self:settings()
   if not s then return nil, err end
-  if not l.new then return nil, "this build has no lakebase.new (the pool has not landed)" end
   for k, v in pairs(extra or {}) do opts[k] = v end
-  local db, derr = l.new(opts)
+  local db, derr = require("lakebase").new(opts)
   if not db then return nil, derr end
   return db, nil, s
 end
@@ -249,13 +232,12 @@ end
 
 -- Fetches the credential: token, expires_at, settings | nil, err. Password auth: the password itself.
 function Ctx:credential()
-  local s, err, opts, l = self:settings()
+  local s, err, opts = self:settings()
   if not s then return nil, err end
   if s.auth == "password" then
     return self:getenv("PGPASSWORD"), nil, s
   end
-  if not l.token then return nil, "this build has no lakebase.token (the credential binding has not landed)" end
-  local tok, exp = l.token(opts)
+  local tok, exp = require("lakebase").token(opts)
   if not tok then return nil, exp end
   return tok, exp, s
 end
@@ -548,9 +530,13 @@ local function file_mode(path)
 end
 
 commands["refresh-token"] = function(ctx, args)
-  local flags, rest = parse_flags(ctx, args, { ["--profile"] = "value" })
+  local flags, rest = parse_flags(ctx, args, { ["--profile"] = "value", ["--timeout"] = "value" })
   if not flags then return rest end
   if #rest > 1 then return ctx:usage("expected at most one FILE") end
+  local timeout = tonumber(flags["--timeout"] or "60")
+  if not timeout or timeout <= 0 or timeout > 3600 then
+    return ctx:usage("--timeout expects seconds (0 < s <= 3600)")
+  end
   local file = rest[1] or ".env.local"
   local profile = flags["--profile"] or ctx:getenv("DATABRICKS_CONFIG_PROFILE")
   if profile == "" then profile = nil end
@@ -561,16 +547,7 @@ commands["refresh-token"] = function(ctx, args)
   local text = f:read("*a")
   f:close()
   local bin = ctx:getenv("LAKEBASE_DATABRICKS_CLI") or "databricks"
-  -- No shell parses the profile: every argument goes through single-quote escaping.
-  local p = io.popen("command -v " .. sh_quote(bin) .. " 2>/dev/null")
-  local found = p:read("*l")
-  p:close()
-  if not found or found == "" then
-    return ctx:fail("the databricks CLI (" .. bin .. ") is not on PATH; "
-      .. "install it: https://docs.databricks.com/dev-tools/cli/install.html")
-  end
-  local argv = { sh_quote(found), "auth", "token" }
-  local shown = { "databricks", "auth", "token" }
+  local argv = { bin, "auth", "token" }
   -- Without a profile, the workspace comes from DATABRICKS_HOST (an env file's value does not reach
   -- the child's environment, so it is passed as --host).
   local host = not profile and ctx:getenv("DATABRICKS_HOST") or nil
@@ -578,30 +555,28 @@ commands["refresh-token"] = function(ctx, args)
   for _, pair in ipairs({ { "--profile", profile }, { "--host", host } }) do
     if pair[2] then
       argv[#argv + 1] = pair[1]
-      argv[#argv + 1] = sh_quote(pair[2])
-      shown[#shown + 1] = pair[1] .. " " .. pair[2]
+      argv[#argv + 1] = pair[2]
     end
   end
   argv[#argv + 1] = "-o"
   argv[#argv + 1] = "json"
-  local errfile = os.tmpname()
-  ctx:out("running ", table.concat(shown, " "), " -o json")
-  -- The exit status travels in the output: LuaJIT's popen close does not report it.
-  p = io.popen("{ " .. table.concat(argv, " ") .. " </dev/null 2>" .. sh_quote(errfile) .. "; }; echo \"__rc=$?\"")
-  local raw = p:read("*a")
-  p:close()
-  local out, rc = raw:match("^(.-)__rc=(%d+)\n?$")
-  local code = tonumber(rc) or 1
-  out = out or ""
-  local ef = io.open(errfile, "rb")
-  local errtext = ef and ef:read("*a") or ""
-  if ef then ef:close() end
-  os.remove(errfile)
-  if code ~= 0 then
-    errtext = errtext:gsub("%s+$", "")
-    return ctx:fail("databricks auth token failed (exit " .. tostring(code) .. ")"
-      .. (errtext ~= "" and (": " .. errtext) or ""))
+  ctx:out("running ", table.concat(argv, " "))
+  -- No shell: the C core spawns the program with this argv, kills it at the timeout or 1 MiB of output.
+  local run, xerr = require("lakebase.core").exec(argv, { timeout = timeout, max_output = 1048576 })
+  if not run then return ctx:fail(tostring(xerr)) end
+  if run.not_found then
+    return ctx:fail("the databricks CLI (" .. bin .. ") is not on PATH; "
+      .. "install it: https://docs.databricks.com/dev-tools/cli/install.html")
   end
+  if run.timed_out then
+    return ctx:fail("databricks auth token did not finish within " .. timeout .. " s (killed; --timeout)")
+  end
+  if run.too_large then return ctx:fail("databricks auth token printed more than 1 MiB (killed)") end
+  if run.code ~= 0 then
+    return ctx:fail("databricks auth token failed (exit " .. tostring(run.code) .. ")"
+      .. (run.stderr and (": " .. run.stderr) or ""))
+  end
+  local out = run.stdout or ""
   local reply = require("lakebase.json").decode(out)
   local tok = type(reply) == "table" and reply.access_token
   if type(tok) ~= "string" or tok == "" or tok:find("[%c%s]") then

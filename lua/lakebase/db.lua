@@ -116,6 +116,26 @@ function db_methods:stats()
   return pool_of(self):stats()
 end
 
+--- Runs fn(conn) on one connection of the pool, outside any transaction, and gives it back
+-- afterwards (rolled back if fn left a transaction open): for session-level work, such as the
+-- advisory lock lakebase.migrate holds on one connection while others run the migrations.
+-- conn has query, query_params and exec_script. Returns what fn returned; re-raises its error.
+function db_methods:with_connection(fn)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'with_connection' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local conn, err = pool_of(self):begin()
+  if not conn then
+    return nil, err
+  end
+  local res = pack(pcall(fn, conn))
+  conn:release()
+  if not res[1] then
+    error(res[2], 0)
+  end
+  return unpack(res, 2, res.n)
+end
+
 --- Lets go of this db's share of the pool (connections close when no db uses it any more).
 function db_methods:close()
   self._pool:close()

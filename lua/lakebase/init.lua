@@ -18,17 +18,11 @@ _M.json = require("lakebase.json")
 _M.array = value.array
 _M.bytea = value.bytea
 
-local function missing(name)
-  return function()
-    return nil, db.make_error("config", "lakebase." .. name .. " is not available in this build")
-  end
-end
-
 --- Validated settings (secrets redacted when printed) or nil, err.
-_M.config = core.config or missing("config")
+_M.config = core.config
 
 --- The Lakebase credential for tools such as psql: token, expires_at (epoch seconds) or nil, err.
-_M.token = core.token or missing("token")
+_M.token = core.token
 
 -- Inside an nginx worker (OpenResty with worker threads), queries must not block the event loop.
 local function in_nginx()

@@ -532,7 +532,7 @@ end
 -- (doubling from LOCK_POLL_FIRST up to LOCK_POLL_MAX seconds). A blocking pg_advisory_lock would sit
 -- in a statement, holding a snapshot, for as long as it waits; CREATE INDEX CONCURRENTLY in the
 -- holder's no-transaction migration waits for every older snapshot to go away, so the two would wait
--- for each other forever (issue 19). Between polls the waiting connection is idle: no snapshot.
+-- for each other forever. Between polls the waiting connection is idle: no snapshot.
 _M.DEFAULT_LOCK_TIMEOUT = 600
 local LOCK_POLL_FIRST, LOCK_POLL_MAX = 0.05, 1
 
@@ -610,37 +610,32 @@ local function acquire_lock(conn, s, try_sql)
 end
 
 -- Runs fn() while holding the runner lock (see the module comment).
--- Preferred: a session-level advisory lock on a connection pinned from the core pool
--- (`pool:begin()`, the documented core call behind db:transaction) that runs nothing else, so it is
--- idle outside any transaction and holds no snapshot while the migrations run on other connections;
--- its pg_stat_activity.query_start is then when it took the lock. Fallback for db objects without a
--- core pool: the transaction-level lock in an open transaction, idle between statements.
+-- Preferred: a session-level advisory lock on one connection of the pool (db:with_connection)
+-- that runs nothing else, so it is idle outside any transaction and holds no snapshot while the
+-- migrations run on other connections; its pg_stat_activity.query_start is then when it took the
+-- lock. Fallback for db objects without with_connection (the nginx bridge): the transaction-level
+-- lock in an open transaction, idle between statements.
 local function with_lock(db, s, fn)
   local okst, st = pcall(function() return db:stats() end)
   if okst and type(st) == "table" and tonumber(st.max) and tonumber(st.max) < 2 then
     return nil, mkerr({ message = "migrate needs a pool of at least 2 connections (one holds the lock, "
       .. "another runs the migrations); this db has max = " .. tostring(st.max) })
   end
-  local pool = type(db) == "table" and rawget(db, "_pool") or nil
-  local okb, begin = pcall(function() return pool and pool.begin end)
-  if okb and type(begin) == "function" then
-    local okc, conn, cerr = pcall(begin, pool)
-    if not okc or not conn then
-      local e = okc and cerr or conn
-      return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(e), cause = e })
+  if type(db) == "table" and type(db.with_connection) == "function" then
+    local connected = false
+    local okc, r1, r2 = pcall(db.with_connection, db, function(conn)
+      connected = true
+      local got, lerr = acquire_lock(conn, s, "select pg_try_advisory_lock($1::bigint) as got")
+      if not got then return nil, lerr end
+      local ok, f1, f2 = pcall(fn)
+      call(conn, "query", "select pg_advisory_unlock($1::bigint)", s.lock_key)
+      if not ok then error(f1, 0) end
+      return f1, f2
+    end)
+    if not okc then error(r1, 0) end
+    if not connected then -- no connection for the lock
+      return nil, mkerr({ message = "cannot take the migration lock: " .. cause_text(r2), cause = r2 })
     end
-    local function release()
-      pcall(function() conn:release() end)
-    end
-    local got, lerr = acquire_lock(conn, s, "select pg_try_advisory_lock($1::bigint) as got")
-    if not got then
-      release()
-      return nil, lerr
-    end
-    local ok, r1, r2 = pcall(fn)
-    call(conn, "query", "select pg_advisory_unlock($1::bigint)", s.lock_key)
-    release()
-    if not ok then error(r1, 0) end
     return r1, r2
   end
 
