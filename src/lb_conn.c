@@ -2,6 +2,7 @@
  * automatic per-connection prepared statement cache, errors with SQLSTATE/detail/hint, and the
  * health checks the pool runs on checkout and checkin. */
 #include "lb_pool_int.h"
+#include "lb_time.h"
 
 #include <errno.h>
 #include <math.h>
@@ -15,13 +16,6 @@
 
 #define STMT_CACHE_MAX 256
 #define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
-
-double lb_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ------------------------------------------------------------------------------------------
  * Errors
@@ -128,7 +122,7 @@ static uint64_t connection_nonce(const lb_conn *c)
     uint64_t v = 0;
     if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
         v = (uint64_t)(uintptr_t)c ^ ((uint64_t)getpid() << 32) ^
-            (uint64_t)(lb_monotonic() * 1e9);
+            (uint64_t)(lb_time_mono() * 1e9);
     return v;
 }
 
@@ -223,7 +217,7 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
     }
     c->pg = pg;
     PQsetNoticeReceiver(pg, quiet_notice, c);
-    c->created = c->last_used = lb_monotonic();
+    c->created = c->last_used = lb_time_mono();
     c->prepare = s->prepare;
     c->nonce = connection_nonce(c);
     if (pooler) {
@@ -336,7 +330,7 @@ static void await_input(lb_conn *c, double deadline)
         struct pollfd pfd;
         int wait_ms = -1;
         if (!c->cancelled) {
-            double left = deadline - lb_monotonic();
+            double left = deadline - lb_time_mono();
             if (left <= 0) {
                 char why[256];
                 PGcancel *cancel = PQgetCancel(c->pg);
@@ -362,7 +356,7 @@ static void await_input(lb_conn *c, double deadline)
 static double statement_deadline(lb_conn *c)
 {
     c->cancelled = 0;
-    return c->cancel_after_ms > 0 ? lb_monotonic() + c->cancel_after_ms / 1000.0 : 0;
+    return c->cancel_after_ms > 0 ? lb_time_mono() + c->cancel_after_ms / 1000.0 : 0;
 }
 
 /* Collects the results of the statement just sent; returns the first good one or the error. */

@@ -13,6 +13,7 @@
  * - expiry is decided on the monotonic clock, anchored once when the credential arrives.
  * Secrets (PAT, client secret, workspace token, credential) never enter an error message. */
 #include "lakebase.h"
+#include "lb_buf.h"
 #include "lb_credential.h"
 #include "lb_http.h"
 #include "lb_time.h"
@@ -72,14 +73,6 @@ static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static lb_credentials *registry;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -298,7 +291,7 @@ static int fetch_ws_token(lb_credentials *c, attempt *a, lb_error *err)
     json_free(j);
     if (rc != 0)
         return -1;
-    wipe_free(c->ws_token);
+    lb_wipe_free(c->ws_token);
     c->ws_token = token;
     /* Renew a minute early; a short-lived token at half its life. */
     c->ws_expires_mono = lb_time_mono() + (life > 2 * WS_BUFFER ? life - WS_BUFFER : life / 2);
@@ -413,7 +406,7 @@ static int fetch_once(lb_credentials *c, attempt *a, fetched *out, lb_error *err
     if (a->status != 401 || !cached_ws)
         return -1;
     /* The workspace revoked or rotated the token before expires_in: renew it once. */
-    wipe_free(c->ws_token);
+    lb_wipe_free(c->ws_token);
     c->ws_token = NULL;
     if (fetch_ws_token(c, a, err) != 0)
         return -1;
@@ -562,7 +555,7 @@ int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_e
         c->fetching = 0;
         c->generation++;
         if (rc == 0) {
-            wipe_free(c->cred);
+            lb_wipe_free(c->cred);
             c->cred = f.token;
             c->cred_expires_wall = f.expires_wall;
             c->cred_expires_mono = f.expires_mono;
@@ -599,7 +592,7 @@ void lb_credentials_invalidate(lb_credentials *c, const char *token)
         return;
     pthread_mutex_lock(&c->mu);
     if (c->cred && strcmp(c->cred, token) == 0) {
-        wipe_free(c->cred);
+        lb_wipe_free(c->cred);
         c->cred = NULL;
         c->cred_expires_wall = 0;
         c->cred_expires_mono = 0;
@@ -629,14 +622,14 @@ static void entry_free(lb_credentials *c)
     free(c->key);
     free(c->databricks_host);
     free(c->endpoint);
-    wipe_free(c->pat);
+    lb_wipe_free(c->pat);
     free(c->client_id);
-    wipe_free(c->client_secret);
-    wipe_free(c->password);
+    lb_wipe_free(c->client_secret);
+    lb_wipe_free(c->password);
     free(c->oauth_url);
     free(c->cred_url);
-    wipe_free(c->cred);
-    wipe_free(c->ws_token);
+    lb_wipe_free(c->cred);
+    lb_wipe_free(c->ws_token);
     lb_error_clear(&c->last_err);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);

@@ -5,6 +5,8 @@
  * Locking: registry_mu guards the registry and every pool's refs; p->mu guards the rest of a pool.
  * Nothing slow (connecting, PQfinish, queries, credential fetches) runs under either lock. */
 #include "lb_pool_int.h"
+#include "lb_time.h"
+#include "lb_buf.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -134,16 +136,6 @@ const lb_settings *lb_pool_settings(lb_pool *p)
  * Connecting
  * ---------------------------------------------------------------------------------------- */
 
-static void wipe_free(char *secret)
-{
-    if (secret) {
-        volatile char *v = secret;
-        while (*v)
-            *v++ = 0;
-        free(secret);
-    }
-}
-
 /* Opens one connection with the current credential; an authentication failure invalidates the
  * credential and tries once more with a fresh one. */
 static lb_conn *pool_connect(lb_pool *p, lb_error *err)
@@ -172,11 +164,11 @@ static lb_conn *pool_connect(lb_pool *p, lb_error *err)
             p->connect_failures++;
         pthread_mutex_unlock(&p->mu);
         if (c || !auth_failed || !p->cred || attempt == 1) {
-            wipe_free(token);
+            lb_wipe_free(token);
             return c;
         }
         lb_credentials_invalidate(p->cred, token);
-        wipe_free(token);
+        lb_wipe_free(token);
         lb_error_clear(err);
     }
     return NULL;
@@ -334,7 +326,7 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
     for (;;) {
         lb_conn *c = NULL, *swept = NULL;
         int slot = 0;
-        double now = lb_monotonic();
+        double now = lb_time_mono();
 
         pthread_mutex_lock(&p->mu);
         if (p->closed) {
@@ -398,7 +390,7 @@ static void note_pooler_locked(lb_pool *p, lb_conn *c)
 static void checkin(lb_pool *p, lb_conn *c)
 {
     lb_conn *swept = NULL;
-    double now = lb_monotonic();
+    double now = lb_time_mono();
     int closed;
 
     pthread_mutex_lock(&p->mu);
@@ -520,7 +512,7 @@ void lb_pool_sweep(lb_pool *p)
 {
     lb_conn *swept = NULL;
     pthread_mutex_lock(&p->mu);
-    sweep_locked(p, lb_monotonic(), &swept);
+    sweep_locked(p, lb_time_mono(), &swept);
     pthread_mutex_unlock(&p->mu);
     close_list(swept);
 }

@@ -33,7 +33,6 @@ struct lb_conn {
     struct lb_conn *next; /* idle list link */
 };
 
-double lb_monotonic(void);
 /* Opens a connection with the given password (may be NULL). On failure sets err (kind connect)
  * and *auth_failed when the server refused the password. */
 lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_failed, lb_error *err);

@@ -2,27 +2,20 @@
  * Only the four keys lakebase uses are kept (host, token, client_id, client_secret). Error
  * messages carry line numbers, never file content: the file holds tokens. */
 #include "lakebase.h"
+#include "lb_buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 void lb_profile_clear(lb_profile *p)
 {
     if (!p)
         return;
-    wipe_free(p->host);
-    wipe_free(p->token);
-    wipe_free(p->client_id);
-    wipe_free(p->client_secret);
+    lb_wipe_free(p->host);
+    lb_wipe_free(p->token);
+    lb_wipe_free(p->client_id);
+    lb_wipe_free(p->client_secret);
     memset(p, 0, sizeof *p);
 }
 
@@ -77,7 +70,7 @@ static int append_line(char **slot, const char *b, const char *e)
     s[old] = '\n';
     memcpy(s + old + 1, b, n);
     s[old + 1 + n] = '\0';
-    wipe_free(*slot);
+    lb_wipe_free(*slot);
     *slot = s;
     return 0;
 }
@@ -163,7 +156,7 @@ int lb_profile_parse(const char *text, size_t len, const char *section, lb_profi
             last = NULL;
             if (!in_wanted || !(slot = slot_for(out, kb, ke)))
                 continue;
-            wipe_free(*slot); /* a repeated key: the last one wins */
+            lb_wipe_free(*slot); /* a repeated key: the last one wins */
             if (!(*slot = dup_range(vb, ve)))
                 return fail(out, errbuf, errlen, "line %zu: out of memory", lineno);
             last = slot;
