@@ -180,6 +180,13 @@ function Ctx:fail(msg)
   return 1
 end
 
+-- A library error object already starts with its kind ("credential: ...", "connect: ..."); only a
+-- plain message gets the step's name in front, so no prefix is said twice.
+local function step_error(step, err)
+  if type(err) == "table" and err.kind then return tostring(err) end
+  return step .. ": " .. tostring(err)
+end
+
 function Ctx:usage(msg)
   self:err("lakebase ", self.command or "", self.command and ": " or "", msg)
   self:err("(see lakebase ", self.command or "", self.command and " " or "", "--help)")
@@ -278,7 +285,7 @@ function commands.check(ctx, args)
   end
   ctx:out("settings: ", tostring(s))
   local tok, exp = ctx:credential()
-  if not tok then return ctx:fail("credential: " .. tostring(exp)) end
+  if not tok then return ctx:fail(step_error("credential", exp)) end
   if s.auth == "password" then
     ctx:out("credential: native Postgres password (PGPASSWORD), no expiry")
   else
@@ -286,13 +293,13 @@ function commands.check(ctx, args)
       format_time(exp))
   end
   local db, derr = ctx:connect({ max = 1 })
-  if not db then return ctx:fail("connect: " .. tostring(derr)) end
+  if not db then return ctx:fail(step_error("connect", derr)) end
   local ok, rows, qerr = pcall(db.query, db, [[
     select current_user::text as "user", version() as server, s.ssl, s.version as tls, s.cipher
       from pg_stat_ssl s where s.pid = pg_backend_pid()]])
   if not ok then rows, qerr = nil, rows end
   if type(db.close) == "function" then pcall(db.close, db) end
-  if not rows then return ctx:fail("query: " .. tostring(qerr)) end
+  if not rows then return ctx:fail(step_error("query", qerr)) end
   local r = rows[1] or {}
   ctx:out("connected: user ", tostring(r.user), " on ", s.host, ":", tostring(s.port), "/", s.database)
   ctx:out("server: ", tostring(r.server))
