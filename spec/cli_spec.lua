@@ -489,9 +489,10 @@ describe("lakebase CLI", function()
     end)
 
     it("fails clearly when the file or the databricks binary is missing, or databricks fails", function()
-      local code, _, err = lakebase({ "refresh-token" }, { cwd = dir, path = path(), env = { FAKE_ARGS = dir .. "/args" } })
+      local code, _, err = lakebase({ "refresh-token", "custom.env" }, { cwd = dir, path = path(),
+        env = { FAKE_ARGS = dir .. "/args" } })
       assert.equal(1, code)
-      assert.matches("%.env%.local not found", err)
+      assert.matches("custom%.env not found: name an existing env file, or run `lakebase refresh%-token` without FILE", err)
       write(dir .. "/.env.local", "DATABRICKS_TOKEN=old\n", "600")
       code, _, err = lakebase({ "refresh-token" }, { cwd = dir, path = "/usr/bin:/bin" })
       assert.equal(1, code)

@@ -26,6 +26,17 @@ _M.ENV_OPTIONS = {
   { "PGPASSWORD", "password" },
 }
 
+-- Other variables the CLI reads; with ENV_OPTIONS, the names an env file may set without a warning.
+_M.ENV_OTHER = { "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CONFIG_FILE", "LAKEBASE_MIGRATIONS_DIR",
+  "LAKEBASE_SCHEMA", "LAKEBASE_DATABRICKS_CLI" }
+
+local function known_env_names()
+  local names = {}
+  for _, pair in ipairs(_M.ENV_OPTIONS) do names[#names + 1] = pair[1] end
+  for _, n in ipairs(_M.ENV_OTHER) do names[#names + 1] = n end
+  return names
+end
+
 local USAGE = [[
 usage: lakebase [--env-file PATH] <command> [options]
 
@@ -102,7 +113,9 @@ usage: lakebase refresh-token [FILE] [--profile P]
 Runs `databricks auth token --profile P -o json` (P from --profile or DATABRICKS_CONFIG_PROFILE; without
 either, `--host $DATABRICKS_HOST` when that is set, else the databricks CLI's defaults) without a shell
 interpreting any argument, and replaces or appends
-DATABRICKS_TOKEN="..." in FILE (default .env.local), atomically and keeping the file's mode.]],
+DATABRICKS_TOKEN="..." in FILE (default .env.local), atomically and keeping the file's mode. Without
+FILE and without a .env.local, it creates .env.local (mode 0600) holding only the token: the CLI reads
+.env.local before .env, so the token wins and the settings in .env stay as they are.]],
   ["env-example"] = [[
 usage: lakebase env-example
 
@@ -567,11 +580,18 @@ commands["refresh-token"] = function(ctx, args)
   local profile = flags["--profile"] or ctx:getenv("DATABRICKS_CONFIG_PROFILE")
   if profile == "" then profile = nil end
   local f = io.open(file, "rb")
-  if not f then
-    return ctx:fail(file .. " not found: create it first (e.g. `lakebase env-example > " .. file .. "`)")
+  local text, created = "", false
+  if f then
+    text = f:read("*a")
+    f:close()
+  elseif rest[1] then
+    return ctx:fail(file .. " not found: name an existing env file, or run `lakebase refresh-token` "
+      .. "without FILE to keep the token in .env.local")
+  else
+    -- .env.local is read before .env: it holds only the token, so no placeholder in it can hide a
+    -- real value in .env.
+    created = true
   end
-  local text = f:read("*a")
-  f:close()
   local bin = ctx:getenv("LAKEBASE_DATABRICKS_CLI") or "databricks"
   -- No shell parses the profile: every argument goes through single-quote escaping.
   local p = io.popen("command -v " .. sh_quote(bin) .. " 2>/dev/null")
@@ -620,7 +640,7 @@ commands["refresh-token"] = function(ctx, args)
     return ctx:fail("databricks auth token printed no access_token (expected JSON with \"access_token\")")
   end
   local new = _M.replace_token(text, tok)
-  local mode = file_mode(file) or "600"
+  local mode = not created and file_mode(file) or "600"
   -- Atomic: a private temporary file in the same folder, then rename over the original.
   local tmp = file .. ".tmp." .. tostring(os.time()) .. "." .. tostring(math.random(1e6))
   local okc = os.execute("umask 077 && : > " .. sh_quote(tmp))
@@ -636,7 +656,12 @@ commands["refresh-token"] = function(ctx, args)
     return ctx:fail("cannot replace " .. file .. ": " .. tostring(rerr))
   end
   local expiry = type(reply.expiry) == "string" and (", expires " .. reply.expiry) or ""
-  ctx:out("DATABRICKS_TOKEN updated in ", file, expiry)
+  if created then
+    ctx:out("DATABRICKS_TOKEN written to a new ", file, expiry,
+      " (only the token: the CLI reads it before .env, where your other settings stay)")
+  else
+    ctx:out("DATABRICKS_TOKEN updated in ", file, expiry)
+  end
   return 0
 end
 
@@ -708,9 +733,18 @@ function _M.main(argv, io_, self_cmd)
   else
     files = { { path = ".env.local", optional = true }, { path = ".env", optional = true } }
   end
-  local overlay, lerr = dotenv.overlay(files)
-  if not overlay then return ctx:fail(lerr) end
+  local overlay, loaded, keys = dotenv.overlay(files)
+  if not overlay then return ctx:fail(loaded) end
   ctx.overlay = overlay
+  -- A misspelt key would otherwise be ignored without a word (the re-run child has said it already).
+  if not os.getenv("LAKEBASE_CLI_REEXEC") then
+    local known = known_env_names()
+    for n, path in ipairs(loaded) do
+      for _, msg in ipairs(dotenv.unknown_keys(path, keys[n], known, { "PG", "LAKEBASE_", "DATABRICKS_" })) do
+        ctx:err("lakebase: warning: ", msg)
+      end
+    end
+  end
   -- The C core reads DATABRICKS_CONFIG_PROFILE / DATABRICKS_CONFIG_FILE only from the process
   -- environment (they are not options). When an env file sets them, run this command again with
   -- those two (non-secret) variables exported; everything else still travels as options.
