@@ -389,6 +389,9 @@ local function print_status(ctx, st)
     if m.state == "applied" and m.applied_at then
       extra = "  " .. tostring(m.applied_at) .. (m.duration_ms and (" (" .. m.duration_ms .. " ms)") or "")
     end
+    if m.state == "clash" then
+      extra = "  (never applied: version " .. m.version .. " is recorded for " .. tostring(m.recorded) .. ")"
+    end
     ctx:out(string.format("  %-13s %s%s", m.state, m.file, extra))
   end
   for _, u in ipairs(st.unknown or {}) do
@@ -397,9 +400,11 @@ local function print_status(ctx, st)
   end
   local pending = 0
   for _, m in ipairs(st.migrations) do if m.state ~= "applied" then pending = pending + 1 end end
-  ctx:out(string.format("%d applied, %d pending, %d changed, %d out of order",
-    #st.applied, #st.pending, #st.changed, #st.out_of_order))
-  return (#st.changed > 0 or #st.out_of_order > 0) and 1 or 0
+  local clashes = #(st.clashes or {})
+  ctx:out(string.format("%d applied, %d pending, %d changed, %d out of order%s",
+    #st.applied, #st.pending, #st.changed, #st.out_of_order,
+    clashes > 0 and string.format(", %d with a number taken by another migration", clashes) or ""))
+  return (#st.changed > 0 or #st.out_of_order > 0 or clashes > 0) and 1 or 0
 end
 
 local function parse_flags(ctx, args, spec)
@@ -473,8 +478,9 @@ function commands.migrate(ctx, args)
     if type(db.close) == "function" then pcall(db.close, db) end
     return code
   end
+  local function warn(msg) ctx:err("lakebase migrate: warning: ", msg) end
   if sub == "status" then
-    local st, serr = migrate.status(db, { dir = dir, schema = tschema, table = ttable })
+    local st, serr = migrate.status(db, { dir = dir, schema = tschema, table = ttable, warn = warn })
     if not st then return done(ctx:fail(serr)) end
     return done(print_status(ctx, st))
   end
@@ -482,13 +488,13 @@ function commands.migrate(ctx, args)
     dir = dir, schema = tschema, table = ttable,
     dry_run = flags["--dry-run"], allow_out_of_order = flags["--allow-out-of-order"],
     allow_changed = flags["--allow-changed"], lock_timeout = lock_timeout,
-    progress = function(msg) ctx:out(msg) end,
+    progress = function(msg) ctx:out(msg) end, warn = warn,
   })
   if not res then return done(ctx:fail(merr)) end
   if res.dry_run then
     ctx:out(string.format("dry run: %d pending in %s (%s)", #res.pending, dir, res.kind))
   else
-    ctx:out(string.format("done: %d applied, %d were already applied (%s, %s)", #res.applied, res.already,
+    ctx:out(string.format("done: %d applied, %d already applied before (%s, %s)", #res.applied, res.already,
       res.kind, res.table))
   end
   return done(0)
