@@ -49,7 +49,7 @@ commands:
   migrate status [--dir D]
                         list applied, pending, changed and out-of-order migrations
   new NAME [--dir D]    create the next empty migration file D/NNNN_NAME.sql
-  generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline]
+  generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline] [--allow-destructive]
                         write the next migration from Lua schema modules (diff against the snapshot)
   refresh-token [FILE]  run `databricks auth token` and write DATABRICKS_TOKEN into FILE (.env.local)
   env-example           print an example .env
@@ -99,14 +99,17 @@ usage: lakebase new NAME [--dir D]
 Creates D/NNNN_NAME.sql (D defaults to ./migrations), numbered after the last migration.]],
   generate = [[
 usage: lakebase generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline]
+                         [--allow-destructive]
 
 Loads the Lua schema modules (default ./schema.lua; each returns tables made with lakebase.schema),
 compares them with the snapshot D/meta/lakebase_snapshot.json and writes the next migration
 D/NNNN_NAME.sql (create table, add/drop column, create/drop index, add/drop constraint) and the new
 snapshot. A change that may be a rename (a column dropped and another added with the same type) is
 written as a commented TODO behind a guard statement that fails until the TODO is resolved, never
-guessed. --dry-run prints the SQL instead of writing files. --baseline only records the snapshot (for
-a folder whose existing migrations already create the current schema).]],
+guessed. Destructive steps (dropping a table or a column, a type change that may not keep every
+value) are written behind the same guard, as TODOs to confirm, unless --allow-destructive.
+--dry-run prints the SQL instead of writing files. --baseline only records the snapshot (for a folder
+whose existing migrations already create the current schema).]],
   ["refresh-token"] = [[
 usage: lakebase refresh-token [FILE] [--profile P]
 
@@ -514,7 +517,7 @@ end
 
 function commands.generate(ctx, args)
   local flags, rest = parse_flags(ctx, args, { ["--dir"] = "value", ["--schema"] = "list",
-    ["--name"] = "value", ["--dry-run"] = "bool", ["--baseline"] = "bool" })
+    ["--name"] = "value", ["--dry-run"] = "bool", ["--baseline"] = "bool", ["--allow-destructive"] = "bool" })
   if not flags then return rest end
   if #rest > 0 then return ctx:usage("unexpected argument " .. rest[1]) end
   local dir = flags["--dir"] or ctx:getenv("LAKEBASE_MIGRATIONS_DIR") or "migrations"
@@ -522,7 +525,7 @@ function commands.generate(ctx, args)
   local generate = require("lakebase.generate")
   local res, err = generate.run({
     dir = dir, schemas = schemas, name = flags["--name"], dry_run = flags["--dry-run"],
-    baseline = flags["--baseline"],
+    baseline = flags["--baseline"], allow_destructive = flags["--allow-destructive"],
   })
   if not res then return ctx:fail(err) end
   if flags["--dry-run"] then
@@ -539,6 +542,11 @@ function commands.generate(ctx, args)
   end
   ctx:out("wrote ", res.path, " (", res.changes, " change", res.changes == 1 and "" or "s",
     res.todos > 0 and (", " .. res.todos .. " TODO to review") or "", ") and ", res.snapshot_path)
+  if res.todos > 0 then
+    ctx:err("lakebase generate: ", res.path, " stops at its guard until you resolve ", res.todos == 1 and "its TODO"
+      or ("its " .. res.todos .. " TODOs"), res.destructive > 0 and " (destructive steps: drops or type changes)" or "",
+      " and delete the guard")
+  end
   return 0
 end
 
