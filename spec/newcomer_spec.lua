@@ -205,6 +205,20 @@ return { a = s.table("nc_a", { id = s.serial():primary_key() }) }
     assert.not_matches(h.env().TOKEN, out .. err, 1, true)
   end)
 
+  it("docs and help agree: .env.example is `lakebase env-example`, every command's help names --env-file", function()
+    local code, out = lakebase({ "env-example" }, { cwd = dir })
+    assert.equal(0, code)
+    assert.equal(h.read_file(root .. "/.env.example"), out)
+    for _, cmd in ipairs({ "check", "token", "psql", "migrate", "new", "generate", "refresh-token", "env-example" }) do
+      local _, help = lakebase({ cmd, "--help" }, { cwd = dir })
+      assert.matches("^usage: lakebase " .. cmd:gsub("%-", "%%-"), help)
+      assert.matches("--env-file PATH", help, 1, true)
+    end
+    local _, help = lakebase({ "migrate", "status", "--help" }, { cwd = dir })
+    assert.matches("^usage: lakebase migrate status ", help)
+    assert.matches("--tracking-table", help, 1, true)
+  end)
+
   it("a credential failure is said once, not `credential: credential:`", function()
     write(dir .. "/.env", pat_env(h.env().PGUSER) .. "DATABRICKS_TOKEN=dapi-not-a-valid-token\n", "600")
     local code, out, err = lakebase({ "check" }, { cwd = dir })

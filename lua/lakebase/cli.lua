@@ -94,12 +94,12 @@ A changed applied migration, or a pending one older than the newest applied, is 
 --allow-changed / --allow-out-of-order. --dry-run lists what would run. --tracking-table SCHEMA.TABLE
 records elsewhere (as drizzle-orm's migrationsSchema / migrationsTable).]],
   new = [[
-usage: lakebase new NAME [--dir D]
+usage: lakebase new NAME [--dir D] [--env-file PATH]
 
 Creates D/NNNN_NAME.sql (D defaults to ./migrations), numbered after the last migration.]],
   generate = [[
 usage: lakebase generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline]
-                         [--allow-destructive]
+                         [--allow-destructive] [--env-file PATH]
 
 Loads the Lua schema modules (default ./schema.lua; each returns tables made with lakebase.schema),
 compares them with the snapshot D/meta/lakebase_snapshot.json and writes the next migration
@@ -111,7 +111,7 @@ value) are written behind the same guard, as TODOs to confirm, unless --allow-de
 --dry-run prints the SQL instead of writing files. --baseline only records the snapshot (for a folder
 whose existing migrations already create the current schema).]],
   ["refresh-token"] = [[
-usage: lakebase refresh-token [FILE] [--profile P]
+usage: lakebase refresh-token [FILE] [--profile P] [--env-file PATH]
 
 Runs `databricks auth token --profile P -o json` (P from --profile or DATABRICKS_CONFIG_PROFILE; without
 either, `--host $DATABRICKS_HOST` when that is set, else the databricks CLI's defaults) without a shell
@@ -120,22 +120,36 @@ DATABRICKS_TOKEN="..." in FILE (default .env.local), atomically and keeping the 
 FILE and without a .env.local, it creates .env.local (mode 0600) holding only the token: the CLI reads
 .env.local before .env, so the token wins and the settings in .env stay as they are.]],
   ["env-example"] = [[
-usage: lakebase env-example
+usage: lakebase env-example [--env-file PATH]
 
-Prints an example .env with every setting the library reads (redirect it to a file).]],
+Prints an example .env with every setting the library reads (redirect it to a file); the same text
+as .env.example in the source tree.]],
+  ["migrate status"] = [[
+usage: lakebase migrate status [--dir D] [--tracking-table SCHEMA.TABLE] [--env-file PATH]
+
+Compares the migrations folder D (default ./migrations) with the tracking table without changing
+anything: one line per migration (applied with its time and duration, pending, changed, out_of_order,
+clash: its number was recorded for another migration), then the counts. Exit status 1 when a
+migration changed after it was applied, is out of order or clashes, else 0.]],
 }
 
 local ENV_EXAMPLE = [[
-# lakebase settings. The lakebase CLI reads ./.env.local and ./.env (or --env-file PATH);
-# the library reads only the process environment. Values already set in the environment win.
+# lakebase settings: copy to .env (cp .env.example .env, or lakebase env-example > .env) and fill in.
+# The lakebase CLI reads ./.env.local, then ./.env (or --env-file PATH): the first file that sets a key
+# wins, and a variable already set in the environment wins over both. The library reads only the
+# process environment. Find the values with the databricks CLI:
+#   databricks postgres list-endpoints projects/<project>/branches/<branch>   -> LAKEBASE_ENDPOINT
+#   databricks postgres get-endpoint <endpoint>                               -> PGHOST
+#   databricks current-user me                                                -> PGUSER (your user name)
 
-# Postgres endpoint (databricks postgres get-endpoint <endpoint>)
+# Postgres endpoint
 PGHOST=ep-example-123456.database.cloud.databricks.com
 PGPORT=5432
 PGDATABASE=databricks_postgres
-# Your Databricks user name, or the service principal's client id (default: DATABRICKS_CLIENT_ID)
+# The identity the token belongs to: your Databricks user name, or the service principal's client id
+# (the default when PGUSER is unset). A Postgres role for it must exist in Lakebase.
 PGUSER=you@example.com
-# require = encrypted and verified (default); prefer; disable
+# require = encrypted and verified (default); verify-full; verify-ca; prefer; disable
 PGSSLMODE=require
 # PGSSLROOTCERT=/path/to/ca.pem
 
@@ -143,10 +157,11 @@ PGSSLMODE=require
 LAKEBASE_ENDPOINT=projects/my-project/branches/production/endpoints/primary
 DATABRICKS_HOST=https://my-workspace.cloud.databricks.com
 
-# Local development: a workspace token (refresh it with `lakebase refresh-token`)
+# Local development: a workspace token. `lakebase refresh-token` keeps a fresh one in .env.local,
+# which is read before this file.
 DATABRICKS_TOKEN=
 # DATABRICKS_CONFIG_PROFILE=DEFAULT
-# Production: OAuth M2M with a service principal
+# Production: OAuth M2M with a service principal (PGUSER defaults to the client id)
 # DATABRICKS_CLIENT_ID=
 # DATABRICKS_CLIENT_SECRET=
 # Or a native Postgres password (no Databricks calls)
@@ -738,7 +753,7 @@ function _M.main(argv, io_, self_cmd)
   end
   ctx.command = cmd
   if help then
-    ctx.stdout:write(HELP[cmd], "\n")
+    ctx.stdout:write(HELP[cmd .. " " .. tostring(rest[1])] or HELP[cmd], "\n")
     return 0
   end
   local files
