@@ -51,16 +51,9 @@ step() {
 
 step "start a local PostgreSQL and a local fake Databricks workspace" "$logs/fixtures.log" \
   bash spec/support/fixtures.sh start
-# shellcheck disable=SC1091
-. "$run_dir/env.sh"
-
-# The SPEC §2 variables, as a real deployment would set them (OAuth M2M: the Postgres role is the
-# service principal's client id, so PGUSER is left unset and falls back to DATABRICKS_CLIENT_ID).
-export PGHOST=$LAKEBASE_TEST_PGHOST PGPORT=$LAKEBASE_TEST_PGPORT PGDATABASE=$LAKEBASE_TEST_PGDATABASE
-export PGSSLMODE=require PGSSLROOTCERT=$LAKEBASE_TEST_SSLROOTCERT
-export LAKEBASE_ENDPOINT=$LAKEBASE_TEST_ENDPOINT DATABRICKS_HOST=$LAKEBASE_TEST_DATABRICKS_HOST
-export DATABRICKS_CLIENT_ID=$LAKEBASE_TEST_CLIENT_ID DATABRICKS_CLIENT_SECRET=$LAKEBASE_TEST_CLIENT_SECRET
-unset PGUSER PGPASSWORD DATABRICKS_TOKEN DATABRICKS_CONFIG_PROFILE
+# The SPEC §2 variables, as a real deployment would set them.
+# shellcheck source=examples/fixture_env.sh
+LAKEBASE_RUN_DIR=$run_dir . examples/fixture_env.sh
 export HOME=$LAKEBASE_TEST_RUNDIR   # no ~/.databrickscfg of this machine gets in the way
 
 step "lakebase check" "$logs/check.log" lua5.4 bin/lakebase check
