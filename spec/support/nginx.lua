@@ -54,12 +54,14 @@ function _M.error_log(srv)
   return h.read_file(srv.prefix .. "/logs/error.log") or ""
 end
 
---- Starts nginx and waits until `url` answers (any status). `env` is a shell prefix of assignments.
+--- Starts nginx and waits until `url` answers (any status). `env`: a shell prefix, assignments
+-- (`A=1 B=2`) or a command list ending in `&&` (`. settings.sh &&`).
 -- Returns true | nil, what went wrong (with the error log).
 function _M.start(srv, url, env)
   local pidfile = srv.prefix .. "/nginx.pid"
-  os.execute((env or "") .. " setsid " .. cmd(srv) .. " </dev/null >" .. q(srv.prefix .. "/logs/start.log")
-    .. " 2>&1 & echo $! > " .. q(srv.prefix .. "/launcher.pid"))
+  -- exec: the background job's pid is nginx's master (setsid does not fork outside a group leader).
+  os.execute("( " .. (env or "") .. " exec setsid " .. cmd(srv) .. " </dev/null >" .. q(srv.prefix .. "/logs/start.log")
+    .. " 2>&1 ) & echo $! > " .. q(srv.prefix .. "/launcher.pid"))
   srv.pidfile = pidfile
   for _ = 1, 100 do
     local code = sh("env -u LD_PRELOAD curl -s -o /dev/null -m 1 " .. q(url))
