@@ -54,6 +54,9 @@ describe("the docs run as written", function()
   local database = "docs_" .. h.unique("t"):gsub("[^%w_]", "_")
   local port = nginx.free_port()
   local settings_file = dir .. "/settings.sh"
+  -- What a real workspace does not need and the fixtures do (a port, a private CA), and the token the
+  -- fake databricks CLI hands out: all a block that sets its own settings gets.
+  local transport_file = dir .. "/transport.sh"
 
   -- SUBSTITUTE: the workspace-specific values of the docs, and what the spec runs instead.
   local SUBSTITUTE = {
@@ -88,13 +91,17 @@ describe("the docs run as written", function()
       "export DATABRICKS_CLIENT_ID=" .. q(e.CLIENT_ID), "export DATABRICKS_CLIENT_SECRET=" .. q(e.CLIENT_SECRET),
       "export FAKE_TOKEN=" .. q(e.TOKEN), "",
     }, "\n"), "600")
+    h.write_file(transport_file, table.concat({
+      "export PGPORT=" .. q(e.PGPORT), "export PGSSLROOTCERT=" .. q(e.SSLROOTCERT),
+      "export FAKE_TOKEN=" .. q(e.TOKEN), "",
+    }, "\n"), "600")
   end
 
-  -- Runs a bash script in `cwd` with a clean environment (plus the settings when `with_settings`).
+  -- Runs a bash script in `cwd` with a clean environment plus the variables of `env_file` (if any).
   -- Returns ok, output (stdout and stderr).
-  local function bash(script, cwd, with_settings, extra_env)
+  local function bash(script, cwd, env_file, extra_env)
     local path = dir .. "/block.sh"
-    h.write_file(path, "set -euo pipefail\n" .. (with_settings and (". " .. q(settings_file) .. "\n") or "") .. script)
+    h.write_file(path, "set -euo pipefail\n" .. (env_file and (". " .. q(env_file) .. "\n") or "") .. script)
     local env = { "PATH=" .. q(fakebin .. ":" .. os.getenv("PATH")), "HOME=" .. q(dir),
       "LUA_PATH=" .. q(os.getenv("LUA_PATH") or ""), "LUA_CPATH=" .. q(os.getenv("LUA_CPATH") or ""),
       "LAKEBASE_TEST_INTERP=" .. interp }
@@ -161,9 +168,12 @@ esac
       if b.lang == "sh" then
         -- The example's own walk-through starts fixtures of its own, in a run dir of its own.
         local own_fixtures = text:find("fixtures.sh start", 1, true)
-        local ok, out = bash(text, cwd, not own_fixtures, own_fixtures and { LAKEBASE_RUN_DIR = dir .. "/run" } or nil)
+        -- A block that sets the settings itself starts from nothing but the transport; the later ones
+        -- find the settings in place, as the reader who followed the README has them.
+        local env_file = own_fixtures and nil or (kind == "substitute" and transport_file or settings_file)
+        local ok, out = bash(text, cwd, env_file, own_fixtures and { LAKEBASE_RUN_DIR = dir .. "/run" } or nil)
         if own_fixtures then
-          bash("bash examples/openresty/run.sh stop; bash spec/support/fixtures.sh stop", root, false,
+          bash("bash examples/openresty/run.sh stop; bash spec/support/fixtures.sh stop", root, nil,
             { LAKEBASE_RUN_DIR = dir .. "/run" })
           assert.matches('"name":"flat white"', out, 1, true)
         end
@@ -175,7 +185,7 @@ esac
         local prelude = kind == "prelude" and (b.marker.value .. "\n") or ""
         -- Blocks use `db` as the README's first one made it.
         h.write_file(dir .. "/block.lua", prelude .. 'local db = assert(require("lakebase").new())\n' .. text)
-        local ok, out = bash(interp .. " " .. q(dir .. "/block.lua"), cwd, true)
+        local ok, out = bash(interp .. " " .. q(dir .. "/block.lua"), cwd, settings_file)
         assert(ok, b.file .. ":" .. b.line .. " failed:\n" .. out)
       elseif b.lang == "nginx" then
         local srv = nginx.new(dir .. "/nginx", text)
