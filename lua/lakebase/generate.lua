@@ -462,7 +462,8 @@ function _M.diff(old, new, opts)
       "-- lakebase generate needs your decision on " .. table.concat(what, " and ")
         .. " (see the TODO blocks below).",
       "-- Resolve them, then delete this guard, which stops the migration from running as it is:",
-      "DO $$ BEGIN RAISE EXCEPTION 'unresolved TODO from lakebase generate in this migration'; END $$;",
+      "DO $$ BEGIN RAISE EXCEPTION 'unresolved TODO from lakebase generate in this migration: "
+        .. "read its TODO blocks, decide, then delete this guard'; END $$;",
     }, "\n")
   end
   for _, group in ipairs({ "drops_fk", "drops_index", "drops_constraint", "drops_column", "drops_table", "todos",
