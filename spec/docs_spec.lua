@@ -19,6 +19,10 @@ local build = os.getenv("LAKEBASE_BUILD") or "build"
 if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
 
 local DOCS = { "README.md", "examples/openresty/README.md" }
+-- Commands a spec must never run on the machine (installs, the suite itself): a block with one of
+-- these and no skip marker fails instead (e.g. when a merge lost the marker).
+local NEVER_RUN = { { "%f[%w]apt%-get ", "apt-get" }, { "%f[%w]luarocks ", "luarocks" }, { "make test", "make test" },
+  { "make demo", "make demo" } }
 local RUN = { sh = true, nginx = true, lua = true }
 
 --- The blocks of a Markdown file: { file, line, lang, text, marker = { kind, value } | nil }.
@@ -166,6 +170,10 @@ esac
       local text = substitute(b.text)
       local cwd = kind == "project" and projdir or root
       if b.lang == "sh" then
+        for _, never in ipairs(NEVER_RUN) do
+          assert(not text:find(never[1]), b.file .. ":" .. b.line .. " would run " .. never[2]
+            .. ": mark it <!-- docs-test: skip: where it runs instead -->")
+        end
         -- The example's own walk-through starts fixtures of its own, in a run dir of its own.
         local own_fixtures = text:find("fixtures.sh start", 1, true)
         -- A block that sets the settings itself starts from nothing but the transport; the later ones
