@@ -294,8 +294,8 @@ function _M.read_plain(dir)
     local looks_like = fname:match("%.[sS][qQ][lL]$") or fname:match("^%d.*%.[lL][uU][aA]$")
     if looks_like and not (num and (ext == "sql" or ext == "lua")) then
       -- A typo in the name would otherwise skip the migration without a word.
-      local lead, rest_ = fname:match("^(%d+)[^%w_]+(.+)$")
-      local suggestion = lead and (" (e.g. " .. lead .. "_" .. rest_:gsub("%.(%a+)$", function(e)
+      local lead, tail = fname:match("^(%d+)[^%w_]+(.+)$")
+      local suggestion = lead and (" (e.g. " .. lead .. "_" .. tail:gsub("%.(%a+)$", function(e)
         return "." .. e:lower() end) .. ")") or ""
       list.skipped[#list.skipped + 1] = {
         file = fname,
@@ -529,11 +529,12 @@ local function check_plan(p, s)
   if #p.clashes > 0 then
     local m = p.clashes[1]
     return nil, mkerr({
-      message = string.format("%s has version %d, but %s records version %d as %s (applied %s): "
-        .. "%s was never applied. Two migrations got the same number (e.g. from two branches); "
-        .. "renumber %s after the newest migration (lakebase new gives the next number)%s",
+      message = string.format("%s has version %d, but %s records version %d as %s (applied %s), "
+        .. "another name and content: %s has not run. Two migrations got the same number (e.g. from "
+        .. "two branches): renumber %s after the newest migration (lakebase new gives the next number); "
+        .. "if it is %s renamed and edited, restore that file%s",
         m.file, m.version, s.schema .. "." .. s.table, m.version, m.recorded, tostring(m.applied_at),
-        m.file, m.file, #p.clashes > 1 and string.format(" (%d files in all)", #p.clashes) or ""),
+        m.file, m.file, m.recorded, #p.clashes > 1 and string.format(" (%d files in all)", #p.clashes) or ""),
       file = m.file, recorded = m.recorded, clashes = p.clashes,
     })
   end
