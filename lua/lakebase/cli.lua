@@ -44,15 +44,17 @@ commands:
   check                 validate settings, fetch a credential, connect; print user, server, TLS
   token [--show]        fetch a Lakebase credential (printed only with --show)
   psql [ARGS...]        run psql with a fresh credential (passed in a private PGPASSFILE)
-  migrate [--dir D] [--dry-run] [--allow-out-of-order] [--allow-changed]
+  migrate [--dir D] [--dry-run] [--allow-out-of-order] [--allow-changed] [--tracking-table S.T]
+          [--lock-timeout SECONDS]
                         apply pending migrations (plain NNNN_name.sql folders or drizzle-kit folders)
-  migrate status [--dir D]
-                        list applied, pending, changed and out-of-order migrations
+  migrate status [--dir D] [--tracking-table S.T]
+                        list applied, pending, changed, out-of-order and clashing migrations
   new NAME [--dir D]    create the next empty migration file D/NNNN_NAME.sql
   generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline] [--allow-destructive]
                         write the next migration from Lua schema modules (diff against the snapshot)
-  refresh-token [FILE]  run `databricks auth token` and write DATABRICKS_TOKEN into FILE (.env.local)
-  env-example           print an example .env
+  refresh-token [FILE] [--profile P]
+                        run `databricks auth token` and write DATABRICKS_TOKEN into FILE (.env.local)
+  env-example           print an example .env (the text of .env.example)
 
 options for every command:
   --env-file PATH       read settings from PATH (repeatable) instead of ./.env.local and ./.env
