@@ -1,6 +1,7 @@
 -- The docs are tested: every ```sh, ```nginx and ```lua block of README.md and
 -- examples/openresty/README.md runs against the fixtures, in file order, as a reader would run it.
--- nginx blocks must pass `nginx -t` and serve a request; sh blocks exit 0; lua blocks run to the end.
+-- nginx blocks must pass `nginx -t` and serve a request; sh blocks exit 0; lua blocks run to the end;
+-- a plain block that starts with `$ command` shows that command's output, and must go on showing it.
 -- A block that is deliberately not runnable has a marker on the line before it:
 --   <!-- docs-test: skip: why -->                  not run (the reason says where it runs instead)
 --   <!-- docs-test: project: ... -->               run in a project folder: migrations/, app/schema.lua
@@ -117,7 +118,7 @@ describe("the docs run as written", function()
   local all = {}
   for _, file in ipairs(DOCS) do
     for _, b in ipairs(blocks_of(file)) do
-      if RUN[b.lang] then all[#all + 1] = b end
+      if RUN[b.lang] or (b.lang == "" and b.text:match("^%$ ")) then all[#all + 1] = b end
     end
   end
 
@@ -164,7 +165,7 @@ esac
 
   for _, b in ipairs(all) do
     local kind = b.marker and b.marker.kind
-    local name = string.format("%s:%d (%s)%s", b.file, b.line, b.lang, kind == "skip" and (" is not run: " .. b.marker.value) or "")
+    local name = string.format("%s:%d (%s)%s", b.file, b.line, b.lang == "" and "output" or b.lang, kind == "skip" and (" is not run: " .. b.marker.value) or "")
     it(name, function()
       if kind == "skip" then return end
       local text = substitute(b.text)
@@ -195,6 +196,11 @@ esac
         h.write_file(dir .. "/block.lua", prelude .. 'local db = assert(require("lakebase").new())\n' .. text)
         local ok, out = bash(interp .. " " .. q(dir .. "/block.lua"), cwd, settings_file)
         assert(ok, b.file .. ":" .. b.line .. " failed:\n" .. out)
+      elseif b.lang == "" then
+        local command, shown = text:match("^%$ ([^\n]*)\n(.*)$")
+        os.execute("mkdir -p " .. q(dir .. "/empty"))
+        local _, out = bash(command, dir .. "/empty", nil)
+        assert.equal(shown, out)
       elseif b.lang == "nginx" then
         local srv = nginx.new(dir .. "/nginx", text)
         local ok, out = nginx.test(srv)
