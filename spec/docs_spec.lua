@@ -165,7 +165,8 @@ esac
 
   for _, b in ipairs(all) do
     local kind = b.marker and b.marker.kind
-    local name = string.format("%s:%d (%s)%s", b.file, b.line, b.lang == "" and "output" or b.lang, kind == "skip" and (" is not run: " .. b.marker.value) or "")
+    local name = string.format("%s:%d (%s)%s", b.file, b.line, b.lang == "" and "output" or b.lang,
+      kind == "skip" and (" is not run: " .. b.marker.value) or "")
     it(name, function()
       if kind == "skip" then return end
       local text = substitute(b.text)
