@@ -12,6 +12,8 @@ local q = h.shell_quote
 local interp = os.getenv("LAKEBASE_TEST_INTERP") or "lua5.4"
 local root = os.getenv("PWD")
 local BIN = root .. "/bin/lakebase"
+local build = os.getenv("LAKEBASE_BUILD") or "build"
+if build:sub(1, 1) ~= "/" then build = root .. "/" .. build end
 
 local write = h.write_file
 
@@ -62,7 +64,7 @@ describe("a newcomer's mistake gets a message that says what to do:", function()
       "events { worker_connections 64; }",
       "http {",
       '  lua_package_path "' .. root .. '/lua/?.lua;' .. root .. '/lua/?/init.lua;;";',
-      '  lua_package_cpath "' .. root .. '/' .. (os.getenv("LAKEBASE_BUILD") or "build") .. '/luajit/?.so;;";',
+      '  lua_package_cpath "' .. build .. '/luajit/?.so;;";',
       "  client_body_temp_path " .. dir .. "/nginx/body;",
       "  server {",
       "    listen 127.0.0.1:" .. port .. ";",
