@@ -125,7 +125,7 @@ M.t = s.table("P_t", {
   d = s.timestamptz():default_now(),
 }, { indexes = { { columns = { "b", "c" }, name = "P_t_bc", unique = true } } })
 ]])
-    local res = assert(gen({ name = "second" }))
+    local res = assert(gen({ name = "second", allow_destructive = true }))
     assert.equal(dir .. "/0002_second.sql", res.path)
     local want = ([[
 DROP INDEX "P_t_b_idx";
@@ -163,6 +163,43 @@ CREATE UNIQUE INDEX "P_t_bc" ON "P_t" ("b", "c");
     end
     -- a different type is not ambiguous: a plain type change
     assert.matches('ALTER TABLE "' .. P .. '_t" ALTER COLUMN "n" SET DATA TYPE bigint;', sql)
+  end)
+
+  it("writes destructive steps (drop table, drop column, narrowing type) as TODOs behind the guard", function()
+    schema([[
+M.t = s.table("P_t", { id = s.serial():primary_key(), gone = s.text(), code = s.varchar(20), n = s.integer() })
+M.old = s.table("P_old", { id = s.serial():primary_key() })
+]])
+    assert(gen())
+    schema([[M.t = s.table("P_t", { id = s.serial():primary_key(), code = s.varchar(5), n = s.bigint() })]])
+    local res = assert(gen())
+    assert.equal(3, res.todos)
+    assert.equal(3, res.destructive)
+    local sql = read(res.path)
+    assert.matches("needs your decision on 3 destructive steps", sql)
+    assert.matches("DO %$%$ BEGIN RAISE EXCEPTION 'unresolved TODO from lakebase generate", sql)
+    assert.matches("%-%- TODO: destructive: table " .. P .. "_old is no longer in the schema modules: this drops it with every row%.\n"
+      .. ".-\nDROP TABLE \"" .. P .. "_old\";", sql)
+    assert.matches("%-%- TODO: destructive: column " .. P .. "_t%.gone is no longer in the schema modules", sql)
+    assert.matches("%-%- TODO: destructive: column " .. P .. "_t%.code changes from varchar%(20%) to varchar%(5%)", sql)
+    -- the guard comes before every statement
+    assert.truthy(sql:find("RAISE EXCEPTION", 1, true) < sql:find("DROP TABLE", 1, true))
+    -- a widening change is not destructive
+    assert.not_matches("TODO: destructive: column " .. P .. "_t%.n ", sql)
+    -- with the flag: plain statements, no guard
+    schema([[M.t = s.table("P_t", { id = s.serial():primary_key(), code = s.varchar(5), n = s.bigint() })]])
+    local d = assert(gen({ dry_run = true, allow_destructive = true, baseline = false }))
+    assert.equal(0, d.changes) -- the snapshot already has them
+    assert.is_true(generate.widens("integer", "bigint"))
+    assert.is_true(generate.widens("varchar(5)", "text"))
+    assert.is_true(generate.widens("numeric(10, 2)", "numeric(12, 2)"))
+    assert.is_false(generate.widens("numeric(10, 2)", "numeric(12, 1)"))
+    assert.is_false(generate.widens("bigint", "integer"))
+    assert.is_false(generate.widens("text", "integer"))
+    local plain = generate.diff({ tables = { x = { name = "x", columns = { a = { order = 1, type = "text" } },
+      uniques = {}, foreign_keys = {}, indexes = {} } } }, { tables = {} }, { allow_destructive = true })
+    assert.equal(0, plain.todos)
+    assert.equal('DROP TABLE "x";\n', plain.sql)
   end)
 
   it("writes a possible table rename as a TODO", function()
@@ -264,7 +301,8 @@ M.posts = s.table("P_posts", {
       assert.equal(1, g3.todos)
       local r3, err = migrate.up(db, { dir = dir, table = track })
       assert.is_nil(r3)
-      assert.matches("unresolved TODO from lakebase generate", tostring(err))
+      assert.matches("unresolved TODO from lakebase generate in this migration: read its TODO blocks, decide, then delete this guard",
+        tostring(err), 1, true)
       assert.equal("t", h.psql("select count(*) = 1 from information_schema.columns where table_name = '" .. P .. "_posts' and column_name = 'title'"))
     end)
   end)

@@ -41,8 +41,9 @@ static const lb_option_info spec[O_COUNT] = {
     [O_PORT] = {"port", "PGPORT", 0, "an integer 1-65535", "5432", "Postgres port (default 5432)"},
     [O_DATABASE] = {"database", "PGDATABASE", 0, "a string", "databricks_postgres", "database name"},
     [O_USER] = {"user", "PGUSER", 0, "a string", "you@example.com",
-                "your Databricks user name, or the service principal's client id (default: "
-                "DATABRICKS_CLIENT_ID)"},
+                "the identity the token belongs to: your Databricks user name, or the service "
+                "principal's client id (the default when PGUSER is unset); a Postgres role for it "
+                "must exist in Lakebase"},
     [O_SSLMODE] = {"sslmode", "PGSSLMODE", 0,
                    "one of require, prefer, disable, verify-full, verify-ca", "require",
                    "require = encrypted and verified (default); verify-full, verify-ca, prefer, disable"},
@@ -55,9 +56,10 @@ static const lb_option_info spec[O_COUNT] = {
     [O_DATABRICKS_HOST] = {"databricks_host", "DATABRICKS_HOST", 0, "an https:// URL",
                            "https://my-workspace.cloud.databricks.com", "workspace URL"},
     [O_TOKEN] = {"token", "DATABRICKS_TOKEN", 1, "a string", "",
-                 "local development: a workspace token (refresh it with `lakebase refresh-token`)"},
+                 "local development: a workspace token; `lakebase refresh-token` keeps a fresh one "
+                 "in .env.local, which is read before this file"},
     [O_CLIENT_ID] = {"client_id", "DATABRICKS_CLIENT_ID", 0, "a string", NULL,
-                     "production: OAuth M2M with a service principal"},
+                     "production: OAuth M2M with a service principal (PGUSER defaults to it)"},
     [O_CLIENT_SECRET] = {"client_secret", "DATABRICKS_CLIENT_SECRET", 1, "a string", NULL,
                          "the service principal's OAuth secret"},
     [O_PASSWORD] = {"password", "PGPASSWORD", 1, "a string", NULL,

@@ -185,6 +185,16 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
             *auth_failed = 1;
             set_trimmed(err, LB_ERR_CONNECT, 1, "", msg);
             strcpy(err->sqlstate, "28P01");
+            /* libpq says only "password authentication failed": the usual cause is the user name. */
+            lb_error_set_field(&err->hint, s->auth == LB_AUTH_PASSWORD
+                ? "check PGUSER (user) and PGPASSWORD (password)"
+                : s->auth == LB_AUTH_M2M
+                ? "PGUSER (user) must be the service principal's client id (the default when PGUSER "
+                  "is unset), and a Postgres role for it must exist in Lakebase (the project's "
+                  "Roles page, or databricks postgres create-role)"
+                : "PGUSER (user) must be the identity DATABRICKS_TOKEN belongs to (your Databricks "
+                  "user name, e.g. you@example.com), and a Postgres role for it must exist in "
+                  "Lakebase (the project's Roles page, or databricks postgres create-role)");
         } else if (verify && (strstr(msg, "certificate verify failed") ||
                               strstr(msg, "root certificate file"))) {
             /* libpq's wording is terse; say what was checked. Retrying cannot fix a certificate. */

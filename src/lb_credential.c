@@ -163,6 +163,14 @@ static void http_status_error(const char *step, const lb_http_response *resp, lb
     cJSON_Delete(j);
     lb_error_set(err, LB_ERR_CREDENTIAL, retriable, "%s: HTTP %ld%s%s%s%s", step, resp->status,
                  code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
+    /* A 401 is nearly always the setting itself: say which one and how to renew it. */
+    if (resp->status == 401)
+        lb_error_set_field(&err->hint, strcmp(step, STEP_OAUTH) == 0
+            ? "the workspace refused DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET: check both, and "
+              "that the service principal belongs to the workspace at DATABRICKS_HOST"
+            : "the workspace refused the token: a DATABRICKS_TOKEN that expired or belongs to another "
+              "workspace than DATABRICKS_HOST (for local development, lakebase refresh-token "
+              "writes a fresh one)");
 }
 
 /* One request with the time left until a->deadline. Returns the parsed JSON object of a 2xx

@@ -36,16 +36,11 @@ stop() {
 
 map_fixture_env() {
   [ -n "${PGHOST:-}" ] && return 0
-  if [ -z "${LAKEBASE_TEST_PGPORT:-}" ]; then
-    [ -f "$run_dir/env.sh" ] || die "PGHOST is not set and no fixtures env at $run_dir/env.sh"
-    # shellcheck disable=SC1091
-    . "$run_dir/env.sh"
+  if [ -z "${LAKEBASE_TEST_PGPORT:-}" ] && [ ! -f "$run_dir/env.sh" ]; then
+    die "PGHOST is not set and no fixtures env at $run_dir/env.sh"
   fi
-  export PGHOST=$LAKEBASE_TEST_PGHOST PGPORT=$LAKEBASE_TEST_PGPORT PGDATABASE=$LAKEBASE_TEST_PGDATABASE
-  export PGSSLMODE=require PGSSLROOTCERT=$LAKEBASE_TEST_SSLROOTCERT
-  export LAKEBASE_ENDPOINT=$LAKEBASE_TEST_ENDPOINT DATABRICKS_HOST=$LAKEBASE_TEST_DATABRICKS_HOST
-  export DATABRICKS_CLIENT_ID=$LAKEBASE_TEST_CLIENT_ID DATABRICKS_CLIENT_SECRET=$LAKEBASE_TEST_CLIENT_SECRET
-  unset PGUSER PGPASSWORD DATABRICKS_TOKEN DATABRICKS_CONFIG_PROFILE
+  # shellcheck source=examples/fixture_env.sh
+  LAKEBASE_RUN_DIR=$run_dir . "$root/examples/fixture_env.sh"
   export HOME=$LAKEBASE_TEST_RUNDIR # no ~/.databrickscfg of this machine gets in the way
 }
 

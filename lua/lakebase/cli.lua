@@ -27,6 +27,17 @@ function _M.env_options()
   return out
 end
 
+-- Other variables the CLI reads; with env_options(), the names an env file may set without a warning.
+_M.ENV_OTHER = { "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CONFIG_FILE", "LAKEBASE_MIGRATIONS_DIR",
+  "LAKEBASE_SCHEMA", "LAKEBASE_DATABRICKS_CLI" }
+
+local function known_env_names()
+  local names = {}
+  for _, pair in ipairs(_M.env_options()) do names[#names + 1] = pair[1] end
+  for _, n in ipairs(_M.ENV_OTHER) do names[#names + 1] = n end
+  return names
+end
+
 local USAGE = [[
 usage: lakebase [--env-file PATH] <command> [options]
 
@@ -34,15 +45,17 @@ commands:
   check                 validate settings, fetch a credential, connect; print user, server, TLS
   token [--show]        fetch a Lakebase credential (printed only with --show)
   psql [ARGS...]        run psql with a fresh credential (passed in a private PGPASSFILE)
-  migrate [--dir D] [--dry-run] [--allow-out-of-order] [--allow-changed]
+  migrate [--dir D] [--dry-run] [--allow-out-of-order] [--allow-changed] [--tracking-table S.T]
+          [--lock-timeout SECONDS]
                         apply pending migrations (plain NNNN_name.sql folders or drizzle-kit folders)
-  migrate status [--dir D]
-                        list applied, pending, changed and out-of-order migrations
+  migrate status [--dir D] [--tracking-table S.T]
+                        list applied, pending, changed, out-of-order and clashing migrations
   new NAME [--dir D]    create the next empty migration file D/NNNN_NAME.sql
-  generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline]
+  generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline] [--allow-destructive]
                         write the next migration from Lua schema modules (diff against the snapshot)
-  refresh-token [FILE]  run `databricks auth token` and write DATABRICKS_TOKEN into FILE (.env.local)
-  env-example           print an example .env
+  refresh-token [FILE] [--profile P]
+                        run `databricks auth token` and write DATABRICKS_TOKEN into FILE (.env.local)
+  env-example           print an example .env (the text of .env.example)
 
 options for every command:
   --env-file PATH       read settings from PATH (repeatable) instead of ./.env.local and ./.env
@@ -85,45 +98,73 @@ A changed applied migration, or a pending one older than the newest applied, is 
 --allow-changed / --allow-out-of-order. --dry-run lists what would run. --tracking-table SCHEMA.TABLE
 records elsewhere (as drizzle-orm's migrationsSchema / migrationsTable).]],
   new = [[
-usage: lakebase new NAME [--dir D]
+usage: lakebase new NAME [--dir D] [--env-file PATH]
 
 Creates D/NNNN_NAME.sql (D defaults to ./migrations), numbered after the last migration.]],
   generate = [[
 usage: lakebase generate [--dir D] [--schema FILE]... [--name NAME] [--dry-run] [--baseline]
+                         [--allow-destructive] [--env-file PATH]
 
 Loads the Lua schema modules (default ./schema.lua; each returns tables made with lakebase.schema),
 compares them with the snapshot D/meta/lakebase_snapshot.json and writes the next migration
 D/NNNN_NAME.sql (create table, add/drop column, create/drop index, add/drop constraint) and the new
 snapshot. A change that may be a rename (a column dropped and another added with the same type) is
 written as a commented TODO behind a guard statement that fails until the TODO is resolved, never
-guessed. --dry-run prints the SQL instead of writing files. --baseline only records the snapshot (for
-a folder whose existing migrations already create the current schema).]],
+guessed. Destructive steps (dropping a table or a column, a type change that may not keep every
+value) are written behind the same guard, as TODOs to confirm, unless --allow-destructive.
+--dry-run prints the SQL instead of writing files. --baseline only records the snapshot (for a folder
+whose existing migrations already create the current schema).]],
   ["refresh-token"] = [[
-usage: lakebase refresh-token [FILE] [--profile P] [--timeout SECONDS]
+usage: lakebase refresh-token [FILE] [--profile P] [--timeout SECONDS] [--env-file PATH]
 
 Runs `databricks auth token --profile P -o json` (P from --profile or DATABRICKS_CONFIG_PROFILE; without
 either, `--host $DATABRICKS_HOST` when that is set, else the databricks CLI's defaults) with no shell
 at all (the program is started with its argument list), killed after --timeout seconds (default 60)
 or 1 MiB of output, and replaces or appends DATABRICKS_TOKEN="..." in FILE (default .env.local),
-atomically and keeping the file's mode.]],
+atomically and keeping the file's mode. Without FILE and without a .env.local, it creates .env.local
+(mode 0600) holding only the token: the CLI reads .env.local before .env, so the token wins and the
+settings in .env stay as they are.]],
   ["env-example"] = [[
-usage: lakebase env-example
+usage: lakebase env-example [--env-file PATH]
 
-Prints an example .env with every setting the library reads (redirect it to a file).]],
+Prints an example .env with every setting the library reads (redirect it to a file); the same text
+as .env.example in the source tree.]],
+  ["migrate status"] = [[
+usage: lakebase migrate status [--dir D] [--tracking-table SCHEMA.TABLE] [--env-file PATH]
+
+Compares the migrations folder D (default ./migrations) with the tracking table without changing
+anything: one line per migration (applied with its time and duration, pending, changed, out_of_order,
+clash: its number was recorded for another migration), then the counts. Exit status 1 when a
+migration changed after it was applied, is out of order or clashes, else 0.]],
 }
 
 --- The example .env (`lakebase env-example`, and .env.example in the repository): one entry per
 -- setting that has an environment variable, from core.options.
 function _M.env_example()
   local lines = {
-    "# lakebase settings (`lakebase env-example`). The lakebase CLI reads ./.env.local and ./.env",
-    "# (or --env-file PATH); the library reads only the process environment. Values already set in",
-    "# the environment win.",
+    "# lakebase settings: copy to .env (cp .env.example .env, or lakebase env-example > .env) and fill in.",
+    "# The lakebase CLI reads ./.env.local, then ./.env (or --env-file PATH): the first file that sets a key",
+    "# wins, and a variable already set in the environment wins over both. The library reads only the",
+    "# process environment. Find the values with the databricks CLI:",
+    "#   databricks postgres list-endpoints projects/<project>/branches/<branch>   -> LAKEBASE_ENDPOINT",
+    "#   databricks postgres get-endpoint <endpoint>                               -> PGHOST",
+    "#   databricks current-user me                                                -> PGUSER (your user name)",
   }
+  local function comment(text) -- "# " lines of at most 100 columns
+    local line = "#"
+    for word in text:gmatch("%S+") do
+      if #line + 1 + #word > 100 then
+        lines[#lines + 1] = line
+        line = "#"
+      end
+      line = line .. " " .. word
+    end
+    lines[#lines + 1] = line
+  end
   for _, o in ipairs(require("lakebase.core").options) do
     if o.env then
       lines[#lines + 1] = ""
-      lines[#lines + 1] = "# " .. o.doc
+      comment(o.doc)
       lines[#lines + 1] = (o.example and "" or "# ") .. o.env .. "=" .. (o.example or "")
     end
   end
@@ -174,6 +215,13 @@ end
 function Ctx:fail(msg)
   self:err("lakebase ", self.command or "", self.command and ": " or "", tostring(msg))
   return 1
+end
+
+-- A library error object already starts with its kind ("credential: ...", "connect: ..."); only a
+-- plain message gets the step's name in front, so no prefix is said twice.
+local function step_error(step, err)
+  if type(err) == "table" and err.kind then return tostring(err) end
+  return step .. ": " .. tostring(err)
 end
 
 function Ctx:usage(msg)
@@ -255,7 +303,7 @@ function commands.check(ctx, args)
   end
   ctx:out("settings: ", tostring(s))
   local tok, exp = ctx:credential()
-  if not tok then return ctx:fail("credential: " .. tostring(exp)) end
+  if not tok then return ctx:fail(step_error("credential", exp)) end
   if s.auth == "password" then
     ctx:out("credential: native Postgres password (PGPASSWORD), no expiry")
   else
@@ -263,13 +311,13 @@ function commands.check(ctx, args)
       format_time(exp))
   end
   local db, derr = ctx:connect({ max = 1 })
-  if not db then return ctx:fail("connect: " .. tostring(derr)) end
+  if not db then return ctx:fail(step_error("connect", derr)) end
   local ok, rows, qerr = pcall(db.query, db, [[
     select current_user::text as "user", version() as server, s.ssl, s.version as tls, s.cipher
       from pg_stat_ssl s where s.pid = pg_backend_pid()]])
   if not ok then rows, qerr = nil, rows end
   if type(db.close) == "function" then pcall(db.close, db) end
-  if not rows then return ctx:fail("query: " .. tostring(qerr)) end
+  if not rows then return ctx:fail(step_error("query", qerr)) end
   local r = rows[1] or {}
   ctx:out("connected: user ", tostring(r.user), " on ", s.host, ":", tostring(s.port), "/", s.database)
   ctx:out("server: ", tostring(r.server))
@@ -346,6 +394,9 @@ local function print_status(ctx, st)
     if m.state == "applied" and m.applied_at then
       extra = "  " .. tostring(m.applied_at) .. (m.duration_ms and (" (" .. m.duration_ms .. " ms)") or "")
     end
+    if m.state == "clash" then
+      extra = "  (never applied: version " .. m.version .. " is recorded for " .. tostring(m.recorded) .. ")"
+    end
     ctx:out(string.format("  %-13s %s%s", m.state, m.file, extra))
   end
   for _, u in ipairs(st.unknown or {}) do
@@ -354,9 +405,11 @@ local function print_status(ctx, st)
   end
   local pending = 0
   for _, m in ipairs(st.migrations) do if m.state ~= "applied" then pending = pending + 1 end end
-  ctx:out(string.format("%d applied, %d pending, %d changed, %d out of order",
-    #st.applied, #st.pending, #st.changed, #st.out_of_order))
-  return (#st.changed > 0 or #st.out_of_order > 0) and 1 or 0
+  local clashes = #(st.clashes or {})
+  ctx:out(string.format("%d applied, %d pending, %d changed, %d out of order%s",
+    #st.applied, #st.pending, #st.changed, #st.out_of_order,
+    clashes > 0 and string.format(", %d with a number taken by another migration", clashes) or ""))
+  return (#st.changed > 0 or #st.out_of_order > 0 or clashes > 0) and 1 or 0
 end
 
 local function parse_flags(ctx, args, spec)
@@ -430,8 +483,9 @@ function commands.migrate(ctx, args)
     if type(db.close) == "function" then pcall(db.close, db) end
     return code
   end
+  local function warn(msg) ctx:err("lakebase migrate: warning: ", msg) end
   if sub == "status" then
-    local st, serr = migrate.status(db, { dir = dir, schema = tschema, table = ttable })
+    local st, serr = migrate.status(db, { dir = dir, schema = tschema, table = ttable, warn = warn })
     if not st then return done(ctx:fail(serr)) end
     return done(print_status(ctx, st))
   end
@@ -439,13 +493,13 @@ function commands.migrate(ctx, args)
     dir = dir, schema = tschema, table = ttable,
     dry_run = flags["--dry-run"], allow_out_of_order = flags["--allow-out-of-order"],
     allow_changed = flags["--allow-changed"], lock_timeout = lock_timeout,
-    progress = function(msg) ctx:out(msg) end,
+    progress = function(msg) ctx:out(msg) end, warn = warn,
   })
   if not res then return done(ctx:fail(merr)) end
   if res.dry_run then
     ctx:out(string.format("dry run: %d pending in %s (%s)", #res.pending, dir, res.kind))
   else
-    ctx:out(string.format("done: %d applied, %d were already applied (%s, %s)", #res.applied, res.already,
+    ctx:out(string.format("done: %d applied, %d already applied before (%s, %s)", #res.applied, res.already,
       res.kind, res.table))
   end
   return done(0)
@@ -465,7 +519,7 @@ end
 
 function commands.generate(ctx, args)
   local flags, rest = parse_flags(ctx, args, { ["--dir"] = "value", ["--schema"] = "list",
-    ["--name"] = "value", ["--dry-run"] = "bool", ["--baseline"] = "bool" })
+    ["--name"] = "value", ["--dry-run"] = "bool", ["--baseline"] = "bool", ["--allow-destructive"] = "bool" })
   if not flags then return rest end
   if #rest > 0 then return ctx:usage("unexpected argument " .. rest[1]) end
   local dir = flags["--dir"] or ctx:getenv("LAKEBASE_MIGRATIONS_DIR") or "migrations"
@@ -473,7 +527,7 @@ function commands.generate(ctx, args)
   local generate = require("lakebase.generate")
   local res, err = generate.run({
     dir = dir, schemas = schemas, name = flags["--name"], dry_run = flags["--dry-run"],
-    baseline = flags["--baseline"],
+    baseline = flags["--baseline"], allow_destructive = flags["--allow-destructive"],
   })
   if not res then return ctx:fail(err) end
   if flags["--dry-run"] then
@@ -490,6 +544,11 @@ function commands.generate(ctx, args)
   end
   ctx:out("wrote ", res.path, " (", res.changes, " change", res.changes == 1 and "" or "s",
     res.todos > 0 and (", " .. res.todos .. " TODO to review") or "", ") and ", res.snapshot_path)
+  if res.todos > 0 then
+    ctx:err("lakebase generate: ", res.path, " stops at its guard until you resolve ", res.todos == 1 and "its TODO"
+      or ("its " .. res.todos .. " TODOs"), res.destructive > 0 and " (destructive steps: drops or type changes)" or "",
+      " and delete the guard")
+  end
   return 0
 end
 
@@ -541,11 +600,18 @@ commands["refresh-token"] = function(ctx, args)
   local profile = flags["--profile"] or ctx:getenv("DATABRICKS_CONFIG_PROFILE")
   if profile == "" then profile = nil end
   local f = io.open(file, "rb")
-  if not f then
-    return ctx:fail(file .. " not found: create it first (e.g. `lakebase env-example > " .. file .. "`)")
+  local text, created = "", false
+  if f then
+    text = f:read("*a")
+    f:close()
+  elseif rest[1] then
+    return ctx:fail(file .. " not found: name an existing env file, or run `lakebase refresh-token` "
+      .. "without FILE to keep the token in .env.local")
+  else
+    -- .env.local is read before .env: it holds only the token, so no placeholder in it can hide a
+    -- real value in .env.
+    created = true
   end
-  local text = f:read("*a")
-  f:close()
   local bin = ctx:getenv("LAKEBASE_DATABRICKS_CLI") or "databricks"
   local argv = { bin, "auth", "token" }
   -- Without a profile, the workspace comes from DATABRICKS_HOST (an env file's value does not reach
@@ -583,7 +649,7 @@ commands["refresh-token"] = function(ctx, args)
     return ctx:fail("databricks auth token printed no access_token (expected JSON with \"access_token\")")
   end
   local new = _M.replace_token(text, tok)
-  local mode = file_mode(file) or "600"
+  local mode = not created and file_mode(file) or "600"
   -- Atomic: a private temporary file in the same folder, then rename over the original.
   local tmp = file .. ".tmp." .. tostring(os.time()) .. "." .. tostring(math.random(1e6))
   local okc = os.execute("umask 077 && : > " .. sh_quote(tmp))
@@ -599,7 +665,12 @@ commands["refresh-token"] = function(ctx, args)
     return ctx:fail("cannot replace " .. file .. ": " .. tostring(rerr))
   end
   local expiry = type(reply.expiry) == "string" and (", expires " .. reply.expiry) or ""
-  ctx:out("DATABRICKS_TOKEN updated in ", file, expiry)
+  if created then
+    ctx:out("DATABRICKS_TOKEN written to a new ", file, expiry,
+      " (only the token: the CLI reads it before .env, where your other settings stay)")
+  else
+    ctx:out("DATABRICKS_TOKEN updated in ", file, expiry)
+  end
   return 0
 end
 
@@ -704,7 +775,7 @@ function _M.main(argv, io_, self_cmd)
   end
   ctx.command = cmd
   if help then
-    ctx.stdout:write(HELP[cmd], "\n")
+    ctx.stdout:write(HELP[cmd .. " " .. tostring(rest[1])] or HELP[cmd], "\n")
     return 0
   end
   local files
@@ -713,9 +784,18 @@ function _M.main(argv, io_, self_cmd)
   else
     files = { { path = ".env.local", optional = true }, { path = ".env", optional = true } }
   end
-  local overlay, lerr = dotenv.overlay(files)
-  if not overlay then return ctx:fail(lerr) end
+  local overlay, loaded, keys = dotenv.overlay(files)
+  if not overlay then return ctx:fail(loaded) end
   ctx.overlay = overlay
+  -- A misspelt key would otherwise be ignored without a word (the re-run child has said it already).
+  if not os.getenv("LAKEBASE_CLI_REEXEC") then
+    local known = known_env_names()
+    for n, path in ipairs(loaded) do
+      for _, msg in ipairs(dotenv.unknown_keys(path, keys[n], known, { "PG", "LAKEBASE_", "DATABRICKS_" })) do
+        ctx:err("lakebase: warning: ", msg)
+      end
+    end
+  end
   -- The C core reads DATABRICKS_CONFIG_PROFILE / DATABRICKS_CONFIG_FILE only from the process
   -- environment (they are not options). When an env file sets them, run this command again with
   -- those two (non-secret) variables exported; everything else still travels as options.

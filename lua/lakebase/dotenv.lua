@@ -6,8 +6,8 @@
 --
 -- Precedence (decided here, as Node's dotenv does): a value in the file never overrides a variable
 -- that is already set in the real environment, even to an empty string. Between several files, the
--- first one that sets a key wins. Lua cannot change its own environment, so the result is an overlay
--- table the CLI passes on (as lakebase options, or into a child's environment).
+-- first one that sets a key to a non-empty value wins. Lua cannot change its own environment, so the
+-- result is an overlay table the CLI passes on (as lakebase options, or into a child's environment).
 --
 -- Errors name the file and line, never the value (it may be a secret).
 local _M = {}
@@ -107,12 +107,13 @@ function _M.read(path)
 end
 
 --- Builds the overlay from several files: keys set in the real environment (`getenv`, default
--- os.getenv) are left out; among the files the first that sets a key wins.
--- Returns `overlay, loaded_paths` or `nil, err`. Paths with `optional = true` entries may be missing:
+-- os.getenv) are left out; among the files the first that sets a key to a non-empty value wins.
+-- Returns `overlay, loaded_paths, keys` (keys[i]: the keys of loaded_paths[i], in file order) or
+-- `nil, err`. Paths with `optional = true` entries may be missing:
 -- `files` is a list of `{ path = ..., optional = bool }` or plain path strings (required).
 function _M.overlay(files, getenv)
   getenv = getenv or os.getenv
-  local overlay, loaded = {}, {}
+  local overlay, loaded, keys = {}, {}, {}
   for _, entry in ipairs(files) do
     local path, optional = entry, false
     if type(entry) == "table" then path, optional = entry.path, entry.optional end
@@ -122,14 +123,71 @@ function _M.overlay(files, getenv)
       local vars, order = _M.read(path)
       if not vars then return nil, order end
       for _, k in ipairs(order) do
-        if overlay[k] == nil and getenv(k) == nil then overlay[k] = vars[k] end
+        -- An empty value counts as unset (as in the settings): a placeholder such as
+        -- `DATABRICKS_TOKEN=` in .env.local must not hide the real token in .env.
+        if (overlay[k] == nil or overlay[k] == "") and getenv(k) == nil then overlay[k] = vars[k] end
       end
       loaded[#loaded + 1] = path
+      keys[#loaded] = order
     elseif not optional then
       return nil, "env file not found: " .. path
     end
   end
-  return overlay, loaded
+  return overlay, loaded, keys
+end
+
+-- Optimal string alignment distance (a swap of two neighbours counts as one edit: PGHOTS).
+local function distance(a, b)
+  local prev2, prev = {}, {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local d = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        d = math.min(d, prev2[j - 2] + 1)
+      end
+      cur[j] = d
+    end
+    prev2, prev = prev, cur
+  end
+  return prev[#b]
+end
+
+--- The known name nearest to `name` (case-insensitive, at most 2 edits), or nil.
+function _M.suggest(name, known)
+  local best, best_d
+  local upper = name:upper()
+  for _, k in ipairs(known) do
+    local d = distance(upper, k:upper())
+    if d <= 2 and d < #k / 2 and (not best_d or d < best_d) then best, best_d = k, d end
+  end
+  return best
+end
+
+--- Warnings for keys that look like settings but are not among `known`: a key near a known name
+-- (a typo such as PGHOTS), or one with a prefix of `prefixes` (PG, DATABRICKS_, ...). Other keys
+-- are the application's own and pass silently. Returns a list of messages.
+function _M.unknown_keys(path, order, known, prefixes)
+  local is_known, out = {}, {}
+  for _, k in ipairs(known) do is_known[k] = true end
+  for _, key in ipairs(order) do
+    if not is_known[key] then
+      local near = _M.suggest(key, known)
+      local ours = false
+      for _, p in ipairs(prefixes or {}) do
+        if key:sub(1, #p) == p then ours = true end
+      end
+      if near then
+        out[#out + 1] = string.format("%s: %s is not a setting lakebase reads (ignored); did you mean %s?",
+          path, key, near)
+      elseif ours then
+        out[#out + 1] = string.format("%s: %s is not a setting lakebase reads (ignored)", path, key)
+      end
+    end
+  end
+  return out
 end
 
 return _M

@@ -16,7 +16,9 @@
 -- Ambiguous changes are never guessed: a column dropped while another of the same type is added (or
 -- a table dropped while one with the same columns is added) may be a rename. The statements are then
 -- written commented out under a TODO, and the migration starts with a guard statement that raises an
--- error until someone resolves the TODO and deletes the guard.
+-- error until someone resolves the TODO and deletes the guard. Destructive steps (drop table, drop
+-- column, a type change that may not keep every value) are guarded the same way, written as they
+-- would run, unless the caller allows them (`allow_destructive`, CLI --allow-destructive).
 local json = require("lakebase.json")
 local sqltext = require("lakebase.sql")
 local ddl = require("lakebase.ddl")
@@ -141,9 +143,44 @@ local function comment_out(sql)
   return (sql:gsub("[^\n]+", "-- %0"))
 end
 
+local INT_RANK = { smallint = 1, integer = 2, bigint = 3 }
+
+-- True when every value of type `from` fits `to` unchanged (PostgreSQL casts it implicitly and
+-- nothing is cut): a wider integer, real to double, a longer varchar or text, more numeric digits.
+local function widens(from, to)
+  if INT_RANK[from] and INT_RANK[to] then return INT_RANK[to] > INT_RANK[from] end
+  if INT_RANK[from] and to == "numeric" then return true end
+  if from == "real" and to == "double precision" then return true end
+  local vn = from:match("^varchar%((%d+)%)$")
+  if (vn or from == "varchar") and to == "text" then return true end
+  local vm = to:match("^varchar%((%d+)%)$")
+  if vn and vm then return tonumber(vm) >= tonumber(vn) end
+  if vn and to == "varchar" then return true end
+  local p1, s1 = from:match("^numeric%((%d+),%s*(%d+)%)$")
+  if p1 and to == "numeric" then return true end
+  local p2, s2 = to:match("^numeric%((%d+),%s*(%d+)%)$")
+  if p1 and p2 then return s1 == s2 and tonumber(p2) >= tonumber(p1) end
+  return false
+end
+_M.widens = widens
+
+-- A destructive step (data may be lost) as a TODO: the statement is written as it would run, and
+-- the guard at the top of the migration stops it until someone confirms.
+local function destructive_todo(what, sql)
+  return table.concat({
+    "-- TODO: destructive: " .. what .. ".",
+    "-- If that is intended, keep the statement and delete the guard at the top; otherwise change the",
+    "-- schema modules and generate again (lakebase generate --allow-destructive writes it without a guard).",
+    sql,
+  }, "\n")
+end
+
 --- Compares two snapshots. Returns `{ sql = text or nil, changes = n, todos = n, summary = {...} }`.
-function _M.diff(old, new)
+-- Destructive steps (drop table, drop column, a type change that may not keep the data) are TODOs
+-- behind the guard unless `opts.allow_destructive`.
+function _M.diff(old, new, opts)
   old = old or { tables = {} }
+  local allow_destructive = opts and opts.allow_destructive
   local out = {
     drops_fk = {}, drops_index = {}, drops_constraint = {}, drops_column = {}, drops_table = {},
     creates = {}, add_columns = {}, alter_columns = {}, add_constraints = {}, add_fks = {}, add_indexes = {},
@@ -151,10 +188,17 @@ function _M.diff(old, new)
   }
   local changes = 0
   local summary = {}
+  local renames, destructive = 0, 0
   local function add(list, sql, what)
     list[#list + 1] = sql
     changes = changes + 1
     if what then summary[#summary + 1] = what end
+  end
+  -- A destructive statement stays in its place in the order, but as a TODO under the guard.
+  local function add_destructive(list, sql, what, description)
+    if allow_destructive then return add(list, sql, what) end
+    destructive = destructive + 1
+    add(list, destructive_todo(description, sql), what)
   end
 
   local old_t, new_t = old.tables or {}, new.tables or {}
@@ -178,6 +222,7 @@ function _M.diff(old, new)
           comment_out(create_table_sql(nt)),
         }, "\n")
         changes = changes + 1
+        renames = renames + 1
         summary[#summary + 1] = "todo_" .. nt.name
         break
       end
@@ -186,7 +231,8 @@ function _M.diff(old, new)
 
   for _, k in ipairs(removed) do
     if not ambiguous_t[k] then
-      add(out.drops_table, "DROP TABLE " .. qtable(old_t[k]) .. ";", "drop_" .. old_t[k].name)
+      add_destructive(out.drops_table, "DROP TABLE " .. qtable(old_t[k]) .. ";", "drop_" .. old_t[k].name,
+        "table " .. k .. " is no longer in the schema modules: this drops it with every row")
     end
   end
   for _, k in ipairs(added) do
@@ -242,6 +288,7 @@ function _M.diff(old, new)
               comment_out("ALTER TABLE " .. qt .. " ADD COLUMN " .. column_def(an, nt.columns[an]) .. ";"),
             }, "\n")
             changes = changes + 1
+            renames = renames + 1
             summary[#summary + 1] = "todo_" .. an
             break
           end
@@ -249,7 +296,8 @@ function _M.diff(old, new)
       end
       for _, n in ipairs(cdrop) do
         if not amb[n] then
-          add(out.drops_column, "ALTER TABLE " .. qt .. " DROP COLUMN " .. q(n) .. ";", "drop_" .. n)
+          add_destructive(out.drops_column, "ALTER TABLE " .. qt .. " DROP COLUMN " .. q(n) .. ";", "drop_" .. n,
+            "column " .. k .. "." .. n .. " is no longer in the schema modules: this drops it and its data")
         end
       end
       for _, n in ipairs(cadd) do
@@ -263,9 +311,15 @@ function _M.diff(old, new)
         if oc then
           local pre = "ALTER TABLE " .. qt .. " ALTER COLUMN " .. q(n)
           if oc.type ~= nc.type then
-            add(out.alter_columns, "-- the type of " .. n .. " changes from " .. oc.type
+            local stmt = "-- the type of " .. n .. " changes from " .. oc.type
               .. "; add USING <expr> if PostgreSQL cannot cast it\n"
-              .. pre .. " SET DATA TYPE " .. nc.type .. ";", "alter_" .. n)
+              .. pre .. " SET DATA TYPE " .. nc.type .. ";"
+            if widens(oc.type, nc.type) then
+              add(out.alter_columns, stmt, "alter_" .. n)
+            else
+              add_destructive(out.alter_columns, stmt, "alter_" .. n, "column " .. k .. "." .. n .. " changes from "
+                .. oc.type .. " to " .. nc.type .. ", which may not hold every value (cut, rounded or refused)")
+            end
           end
           local od = oc.default ~= json.null and oc.default or nil
           local nd = nc.default ~= json.null and nc.default or nil
@@ -303,19 +357,27 @@ function _M.diff(old, new)
 
   if changes == 0 then return { changes = 0, todos = 0, summary = {} } end
   local parts = {}
-  if #out.todos > 0 then
+  local todos = renames + destructive
+  if todos > 0 then
+    local what = {}
+    if renames > 0 then what[#what + 1] = renames .. " possible rename" .. (renames == 1 and "" or "s") end
+    if destructive > 0 then
+      what[#what + 1] = destructive .. " destructive step" .. (destructive == 1 and "" or "s")
+    end
     parts[#parts + 1] = table.concat({
-      "-- lakebase generate could not decide " .. (#out.todos == 1 and "one change" or (#out.todos .. " changes"))
+      "-- lakebase generate needs your decision on " .. table.concat(what, " and ")
         .. " (see the TODO blocks below).",
       "-- Resolve them, then delete this guard, which stops the migration from running as it is:",
-      "DO $$ BEGIN RAISE EXCEPTION 'unresolved TODO from lakebase generate in this migration'; END $$;",
+      "DO $$ BEGIN RAISE EXCEPTION 'unresolved TODO from lakebase generate in this migration: "
+        .. "read its TODO blocks, decide, then delete this guard'; END $$;",
     }, "\n")
   end
   for _, group in ipairs({ "drops_fk", "drops_index", "drops_constraint", "drops_column", "drops_table", "todos",
     "creates", "add_columns", "alter_columns", "add_constraints", "add_fks", "add_indexes" }) do
     for _, stmt in ipairs(out[group]) do parts[#parts + 1] = stmt end
   end
-  return { sql = table.concat(parts, "\n\n") .. "\n", changes = changes, todos = #out.todos, summary = summary }
+  return { sql = table.concat(parts, "\n\n") .. "\n", changes = changes, todos = todos, destructive = destructive,
+    summary = summary }
 end
 
 ---------------------------------------------------------------- files
@@ -361,8 +423,10 @@ end
 
 --- Generates the next migration. opts: `dir`, `schemas` (list of files or module names), `name`,
 -- `dry_run` (return the SQL, write nothing), `baseline` (only record the snapshot: for a folder
--- whose migrations already create the current schema).
--- Returns `{ sql, path, snapshot_path, changes, todos }` (`path` nil when nothing changed) or nil, err.
+-- whose migrations already create the current schema), `allow_destructive` (drops and narrowing type
+-- changes without the guard).
+-- Returns `{ sql, path, snapshot_path, changes, todos, destructive }` (`path` nil when nothing
+-- changed) or nil, err.
 function _M.run(opts)
   local dir = opts.dir or "migrations"
   if drizzle.is_folder(dir) then
@@ -375,8 +439,9 @@ function _M.run(opts)
   local snap_path = dir .. "/" .. _M.SNAPSHOT
   local old, rerr = read_snapshot(snap_path)
   if not old then return nil, rerr end
-  local d = _M.diff(opts.baseline and new or old, new)
-  local res = { sql = d.sql, changes = d.changes, todos = d.todos, snapshot_path = snap_path }
+  local d = _M.diff(opts.baseline and new or old, new, { allow_destructive = opts.allow_destructive })
+  local res = { sql = d.sql, changes = d.changes, todos = d.todos, destructive = d.destructive or 0,
+    snapshot_path = snap_path }
   if opts.dry_run then return res end
   if d.changes == 0 and not opts.baseline then return res end
   os.execute("mkdir -p '" .. (dir .. "/meta"):gsub("'", "'\\''") .. "'")

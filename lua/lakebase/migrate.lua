@@ -26,8 +26,9 @@
 --   outside a transaction (for CREATE INDEX CONCURRENTLY and the like); it is recorded only when every
 --   statement succeeded.
 -- * What is pending is decided by set difference. A changed applied file is refused (its checksum or
---   drizzle hash differs). A pending migration older than one already applied (a merged branch) is
---   refused unless `allow_out_of_order` (drizzle-orm would skip it silently).
+--   drizzle hash differs); a file whose number was recorded for another migration (name and checksum
+--   differ) never ran and is refused naming both. A pending migration older than one already applied
+--   (a merged branch) is refused unless `allow_out_of_order` (drizzle-orm would skip it silently).
 local sha256 = require("lakebase.sha256")
 local drizzle = require("lakebase.drizzle")
 local sqltext = require("lakebase.sql")
@@ -157,9 +158,22 @@ function _M.read_plain(dir)
   local names, err = list_dir(dir)
   if not names then return nil, err end
   local list, by_version = {}, {}
+  list.skipped = {}
   for _, fname in ipairs(names) do
     local num, name, ext = fname:match("^(%d+)_(.+)%.(%a+)$")
-    if num and (ext == "sql" or ext == "lua") then
+    -- Any .sql file, and a .lua file with a leading number (other Lua files may be helpers).
+    local looks_like = fname:match("%.[sS][qQ][lL]$") or fname:match("^%d.*%.[lL][uU][aA]$")
+    if looks_like and not (num and (ext == "sql" or ext == "lua")) then
+      -- A typo in the name would otherwise skip the migration without a word.
+      local lead, tail = fname:match("^(%d+)[^%w_]+(.+)$")
+      local suggestion = lead and (" (e.g. " .. lead .. "_" .. tail:gsub("%.(%a+)$", function(e)
+        return "." .. e:lower() end) .. ")") or ""
+      list.skipped[#list.skipped + 1] = {
+        file = fname,
+        message = string.format("%s/%s is not run: a migration is named NNNN_name.sql or NNNN_name.lua; "
+          .. "rename it%s", dir, fname, suggestion),
+      }
+    elseif num and (ext == "sql" or ext == "lua") then
       local version = tonumber(num)
       if by_version[version] then
         return nil, mkerr({ message = string.format("two migrations have version %d: %s and %s", version,
@@ -193,6 +207,7 @@ local function settings(opts)
     dir = dir,
     drizzle = is_drizzle,
     progress = opts.progress or function() end,
+    warn = opts.warn or function(msg) io.stderr:write("lakebase migrate: warning: ", msg, "\n") end,
     allow_out_of_order = opts.allow_out_of_order and true or false,
     allow_changed = opts.allow_changed and true or false,
     dry_run = opts.dry_run and true or false,
@@ -282,7 +297,8 @@ end
 local function plan_plain(list, rows)
   local by_version = {}
   for _, r in ipairs(rows) do by_version[tonumber(r.version)] = r end
-  local p = { migrations = list, applied = {}, pending = {}, changed = {}, out_of_order = {}, unknown = {} }
+  local p = { migrations = list, applied = {}, pending = {}, changed = {}, out_of_order = {}, unknown = {},
+    clashes = {} }
   local max_applied = nil
   for _, r in ipairs(rows) do
     local v = tonumber(r.version)
@@ -292,7 +308,12 @@ local function plan_plain(list, rows)
   for _, m in ipairs(list) do
     in_folder[m.version] = true
     local r = by_version[m.version]
-    if r then
+    if r and r.name ~= m.name and r.checksum ~= m.checksum then
+      -- The number was taken by another migration (another branch or folder): this file never ran.
+      m.recorded = string.format("%04d_%s", m.version, tostring(r.name))
+      m.applied_at = r.applied_at
+      p.clashes[#p.clashes + 1] = m
+    elseif r then
       m.applied_at, m.duration_ms = r.applied_at, tonumber(r.duration_ms)
       p.applied[#p.applied + 1] = m
       if r.checksum ~= m.checksum then p.changed[#p.changed + 1] = m end
@@ -320,7 +341,8 @@ local function plan_drizzle(list, rows)
     end
     by_hash[r.hash] = by_hash[r.hash] or r
   end
-  local p = { migrations = list, applied = {}, pending = {}, changed = {}, out_of_order = {}, unknown = {} }
+  local p = { migrations = list, applied = {}, pending = {}, changed = {}, out_of_order = {}, unknown = {},
+    clashes = {} }
   local used = {}
   for _, m in ipairs(list) do
     m.version, m.name = m.idx, m.tag
@@ -358,6 +380,7 @@ end
 local function make_plan(db, s)
   local list, err = read_folder(s)
   if not list then return nil, err end
+  for _, sk in ipairs(list.skipped or {}) do s.warn(sk.message) end
   local rows, rerr = applied_rows(db, s)
   if not rows then
     return nil, mkerr({ message = "cannot read the tracking table " .. s.schema .. "." .. s.table .. ": "
@@ -374,6 +397,18 @@ end
 
 -- Refusals before anything is applied.
 local function check_plan(p, s)
+  if #p.clashes > 0 then
+    local m = p.clashes[1]
+    return nil, mkerr({
+      message = string.format("%s has version %d, but %s records version %d as %s (applied %s), "
+        .. "another name and content: %s has not run. Two migrations got the same number (e.g. from "
+        .. "two branches): renumber %s after the newest migration (lakebase new gives the next number); "
+        .. "if it is %s renamed and edited, restore that file%s",
+        m.file, m.version, s.schema .. "." .. s.table, m.version, m.recorded, tostring(m.applied_at),
+        m.file, m.file, m.recorded, #p.clashes > 1 and string.format(" (%d files in all)", #p.clashes) or ""),
+      file = m.file, recorded = m.recorded, clashes = p.clashes,
+    })
+  end
   if #p.changed > 0 and not s.allow_changed then
     local what = s.drizzle and "its sha256 no longer matches the hash drizzle recorded"
       or "its checksum no longer matches the one recorded"
@@ -659,7 +694,8 @@ local function summary_of(p, s)
     dir = s.dir,
     table = s.schema .. "." .. s.table,
     applied = {}, pending = p.pending, already = #p.applied,
-    changed = p.changed, out_of_order = p.out_of_order, unknown = p.unknown,
+    changed = p.changed, out_of_order = p.out_of_order, unknown = p.unknown, clashes = p.clashes,
+    skipped = p.migrations.skipped or {},
   }
 end
 
@@ -668,7 +704,8 @@ local function describe(m)
 end
 
 --- Applies pending migrations. Options: `dir` (default "migrations"), `dry_run`, `allow_out_of_order`,
--- `allow_changed`, `schema`/`table` (tracking table), `progress` (function(msg)), `lock_timeout`
+-- `allow_changed`, `schema`/`table` (tracking table), `progress` (function(msg)), `warn` (function(msg)
+-- for files skipped because of their name; default: a line on stderr), `lock_timeout`
 -- (seconds to wait for another runner, default 600; then `nil, err` with `err.kind == "lock_timeout"`
 -- and `err.holder = { pid, application_name, user, client_addr, since }`), `sleep` (function(seconds)
 -- used between lock polls; default lakebase.core.sleep, pass ngx.sleep under OpenResty).
@@ -725,7 +762,9 @@ end
 
 --- Compares the folder with the database without changing anything.
 -- Returns `{ kind, dir, table, migrations = { {file, version, name, state = "applied"|"pending"|"changed"|
--- "out_of_order", applied_at, duration_ms}... }, applied, pending, changed, out_of_order, unknown }` or nil, err.
+-- "out_of_order"|"clash", applied_at, duration_ms, recorded}... }, applied, pending, changed, out_of_order,
+-- unknown, clashes, skipped }` or nil, err. "clash": another migration (`recorded`) was applied under
+-- this file's number; `skipped`: files that look like migrations but are not named NNNN_name.sql/.lua.
 function _M.status(db, opts)
   if type(db) ~= "table" and type(db) ~= "userdata" then
     error("bad argument #1 to 'migrate.status' (db expected)", 2)
@@ -736,6 +775,7 @@ function _M.status(db, opts)
   local flag = {}
   for _, m in ipairs(p.changed) do flag[m] = "changed" end
   for _, m in ipairs(p.out_of_order) do flag[m] = "out_of_order" end
+  for _, m in ipairs(p.clashes) do flag[m] = "clash" end
   local applied = {}
   for _, m in ipairs(p.applied) do applied[m] = true end
   local rows = {}
@@ -743,7 +783,7 @@ function _M.status(db, opts)
     rows[#rows + 1] = {
       file = m.file, version = m.version, name = m.name,
       state = flag[m] or (applied[m] and "applied" or "pending"),
-      applied_at = m.applied_at, duration_ms = m.duration_ms,
+      applied_at = m.applied_at, duration_ms = m.duration_ms, recorded = m.recorded,
     }
   end
   local out = summary_of(p, s)

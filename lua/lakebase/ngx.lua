@@ -661,6 +661,31 @@ end
 
 --- lakebase.new for nginx: a db whose queries never block the event loop. Outside nginx (no
 -- ngx.run_worker_thread) it is plain lakebase.new.
+-- nginx clears its workers' environment: a setting reported missing although it is set in the
+-- shell almost always lacks its `env NAME;` line. Names the lines to add (in a hint).
+local function explain_cleared_env(err)
+  if type(err) ~= "table" or err.kind ~= "config" or type(err.message) ~= "string" then return err end
+  local names, seen = {}, {}
+  local function want(name)
+    if not seen[name] and os.getenv(name) == nil then
+      seen[name] = true
+      names[#names + 1] = "env " .. name .. ";"
+    end
+  end
+  for line in err.message:gmatch("[^\n]+") do
+    local name = line:match("^([%u_]+) %([%w_]+%): required")
+    if name then want(name) end
+    if line:match("^Set DATABRICKS_TOKEN or both") then
+      for _, n in ipairs({ "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET" }) do want(n) end
+    end
+  end
+  if #names == 0 then return err end
+  err.hint = "inside nginx: nginx clears its workers' environment, so a variable set in the shell or "
+    .. "the service manager reaches lakebase only through an `env` line in nginx.conf (main context, "
+    .. "outside http): " .. table.concat(names, " ")
+  return err
+end
+
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
@@ -668,6 +693,7 @@ function _M.new(opts)
   opts = opts or {}
   local db, err = _M.plain_new(opts)
   if not db then
+    if ngx and ngx.config and ngx.config.nginx_version then err = explain_cleared_env(err) end
     return nil, err
   end
   if not (ngx and ngx.run_worker_thread) then
