@@ -67,7 +67,9 @@ typedef enum lb_sslmode {
 typedef enum lb_auth {
     LB_AUTH_PASSWORD = 0, /* native Postgres password: no Databricks calls */
     LB_AUTH_TOKEN,        /* workspace token (PAT) */
-    LB_AUTH_M2M           /* OAuth client credentials */
+    LB_AUTH_M2M,          /* OAuth client credentials */
+    LB_AUTH_CLI           /* the databricks CLI's token (`databricks auth token`): what
+                           * `databricks auth login` sets up */
 } lb_auth;
 
 /* One user-supplied option (from a Lua table, a CLI, a test). value NULL = not given.
@@ -114,6 +116,8 @@ typedef struct lb_settings {
     double max_lifetime;    /* seconds, 0 = unlimited */
     int statement_timeout;  /* milliseconds, 0 = server default */
     char *application_name; /* NULL = "lakebase" */
+    char *profile;          /* the config-file profile the workspace settings came from, or NULL */
+    char *databricks_cli_path; /* the databricks CLI for databricks-cli auth (NULL: "databricks") */
     int prepare;            /* 1 (default): per-connection prepared statement cache */
     char *key;              /* identity of a pool: equal keys share it (holds no secret in clear) */
     char *credential_key;   /* identity of a credential: workspace, endpoint, auth identity (pool
@@ -126,6 +130,9 @@ typedef struct lb_settings {
 lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err);
 lb_settings *lb_settings_copy(const lb_settings *s);
 void lb_settings_free(lb_settings *s);
+/* Names as settings and messages spell them. */
+const char *lb_auth_name(lb_auth a);
+const char *lb_sslmode_name(lb_sslmode m);
 /* Human-readable, secrets redacted; malloc'd. */
 char *lb_settings_describe(const lb_settings *s);
 
@@ -134,6 +141,8 @@ char *lb_settings_describe(const lb_settings *s);
  * lines, keys case-insensitive, indented lines continue a value; no inheritance from [DEFAULT]. */
 typedef struct lb_profile {
     char *host, *token, *client_id, *client_secret; /* malloc'd or NULL */
+    char *auth_type;       /* `auth_type = databricks-cli` as `databricks auth login` writes it */
+    char *default_profile; /* [__settings__] default_profile (read with section "__settings__") */
     int found;       /* the requested section exists */
     int has_default; /* the text has a [DEFAULT] section */
 } lb_profile;

@@ -49,6 +49,7 @@ struct lb_credentials {
     /* immutable after creation */
     lb_auth auth;
     char *databricks_host, *endpoint, *pat, *client_id, *client_secret, *password;
+    char *profile, *cli_path; /* databricks-cli auth */
     char *oauth_url, *cred_url;
     double connect_timeout;
 
@@ -276,7 +277,24 @@ int lb_credential_parse_oauth(const char *body, size_t len, char **token, double
     return rc;
 }
 
-/* OAuth M2M: a workspace access token for the client id/secret (HTTP Basic, as the SDKs do). */
+/* databricks-cli: the token `databricks auth login` keeps, from `databricks auth token` (given
+ * connect_timeout, like every other step of a fetch). */
+static int fetch_cli_token(lb_credentials *c, lb_error *err)
+{
+    double expires_at, life;
+    char *token;
+    if (lb_cli_token(c->cli_path, c->profile, c->profile ? NULL : c->databricks_host,
+                     c->connect_timeout, &token, &expires_at, err) != 0)
+        return -1;
+    lb_wipe_free(c->ws_token);
+    c->ws_token = token;
+    life = expires_at - lb_time_wall();
+    c->ws_expires_mono = lb_time_mono() + (life > 2 * WS_BUFFER ? life - WS_BUFFER : life / 2);
+    return 0;
+}
+
+/* The workspace token for M2M (OAuth, client id/secret as HTTP Basic, as the SDKs do) or for
+ * databricks-cli auth. */
 static int fetch_ws_token(lb_credentials *c, attempt *a, lb_error *err)
 {
     static const char form[] = "grant_type=client_credentials&scope=all-apis";
@@ -286,6 +304,8 @@ static int fetch_ws_token(lb_credentials *c, attempt *a, lb_error *err)
     cJSON *j;
     int rc;
 
+    if (c->auth == LB_AUTH_CLI)
+        return fetch_cli_token(c, err);
     req.method = "POST";
     req.url = c->oauth_url;
     req.content_type = "application/x-www-form-urlencoded";
@@ -636,6 +656,8 @@ static void entry_free(lb_credentials *c)
     lb_wipe_free(c->password);
     free(c->oauth_url);
     free(c->cred_url);
+    free(c->profile);
+    free(c->cli_path);
     lb_wipe_free(c->cred);
     lb_wipe_free(c->ws_token);
     lb_error_clear(&c->last_err);
@@ -707,6 +729,10 @@ static lb_credentials *entry_new(const lb_settings *s, lb_error *err)
         oom |= !(c->cred_url = concat(s->databricks_host, "/api/2.0/postgres/credentials"));
         if (s->auth == LB_AUTH_TOKEN) {
             oom |= !(c->pat = strdup(s->token));
+        } else if (s->auth == LB_AUTH_CLI) {
+            c->profile = dup_or_null(s->profile);
+            c->cli_path = dup_or_null(s->databricks_cli_path);
+            oom |= (s->profile && !c->profile) || (s->databricks_cli_path && !c->cli_path);
         } else {
             oom |= !(c->client_id = strdup(s->client_id));
             oom |= !(c->client_secret = strdup(s->client_secret));

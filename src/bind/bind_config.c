@@ -175,7 +175,7 @@ static int settings_tostring(lua_State *L)
      * Pieces are pushed and concatenated once (no luaL_Buffer: the stack use is unbalanced). */
     static const char *const fields[] = {
         "host", "port", "database", "user", "sslmode", "sslrootcert", "endpoint",
-        "databricks_host", "auth", "token", "client_id", "client_secret", "password", "max",
+        "databricks_host", "auth", "profile", "token", "client_id", "client_secret", "password", "max",
         "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
         "application_name", "prepare", NULL};
     int i, n = 1;
@@ -232,18 +232,6 @@ static void set_num(lua_State *L, const char *field, double value)
     lua_setfield(L, -2, field);
 }
 
-static const char *sslmode_text(lb_sslmode m)
-{
-    switch (m) {
-    case LB_SSL_REQUIRE: return "require";
-    case LB_SSL_PREFER: return "prefer";
-    case LB_SSL_DISABLE: return "disable";
-    case LB_SSL_VERIFY_FULL: return "verify-full";
-    case LB_SSL_VERIFY_CA: return "verify-ca";
-    }
-    return "?";
-}
-
 static void push_settings(lua_State *L, const lb_settings *s)
 {
     lua_createtable(L, 0, 24);
@@ -251,13 +239,12 @@ static void push_settings(lua_State *L, const lb_settings *s)
     set_num(L, "port", s->port);
     set_str(L, "database", s->database);
     set_str(L, "user", s->user);
-    set_str(L, "sslmode", sslmode_text(s->sslmode));
+    set_str(L, "sslmode", lb_sslmode_name(s->sslmode));
     set_str(L, "sslrootcert", s->sslrootcert);
     set_str(L, "endpoint", s->endpoint);
     set_str(L, "databricks_host", s->databricks_host);
-    set_str(L, "auth", s->auth == LB_AUTH_PASSWORD ? "password"
-                       : s->auth == LB_AUTH_TOKEN  ? "token"
-                                                   : "m2m");
+    set_str(L, "auth", lb_auth_name(s->auth));
+    set_str(L, "profile", s->profile);
     set_str(L, "token", s->token ? "(set)" : NULL);
     set_str(L, "client_id", s->client_id);
     set_str(L, "client_secret", s->client_secret ? "(set)" : NULL);
