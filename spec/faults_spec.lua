@@ -89,8 +89,12 @@ while h.now() < stop do
   i = i + 1
   local t0 = h.now()
   local r, err = db:query("insert into " .. t .. " (seq) values ($1)", base + i)
-  f:write(string.format("%d %.4f %.4f %s %s\n", base + i, t0, h.now(), r and "ok" or "fail",
-    r and "-" or tostring(type(err) == "table" and err.kind or err)))
+  local kind = r and "-" or tostring(type(err) == "table" and err.kind or err)
+  -- in flight when the connection died: retriable, "may or may not have run" (counted apart)
+  if not r and type(err) == "table" and err.retriable and tostring(err.message):find("may or may not have run") then
+    kind = "in_doubt"
+  end
+  f:write(string.format("%d %.4f %.4f %s %s\n", base + i, t0, h.now(), r and "ok" or "fail", kind))
   h.sleep(0.01)
 end
 f:close()
@@ -168,12 +172,16 @@ local function background_pg(delay, steps)
   end
 end
 
-local ERROR_KINDS = { connect = true, query = true, timeout = true, credential = true, pool = true }
+local ERROR_KINDS = { connect = true, query = true, timeout = true, credential = true, pool = true,
+  in_doubt = true }
 
 local function analyse(log, start, up)
-  local r = { total = #log, ok = 0, before = 0, during = 0, after = 0, kinds = {}, first_fail = nil, back = nil }
+  local r = { total = #log, ok = 0, before = 0, during = 0, after = 0, in_doubt = 0, kinds = {}, first_fail = nil,
+    back = nil }
   for _, q in ipairs(log) do
-    if q.ok then
+    if q.err and q.err.kind == "in_doubt" then
+      r.in_doubt = r.in_doubt + 1 -- in flight at the termination: counted apart
+    elseif q.ok then
       r.ok = r.ok + 1
       if r.first_fail and not r.back and q.t0 > r.first_fail then r.back = q.t1 end
     else
@@ -245,20 +253,25 @@ describe("faults #faults", function()
       local r = analyse(log, start, up)
       local t_first, t_last = math.huge, 0
       for _, q in ipairs(log) do t_first = math.min(t_first, q.t0); t_last = math.max(t_last, q.t1) end
+      local slowest = 0
+      for _, q in ipairs(log) do slowest = math.max(slowest, q.t1 - q.t0) end
       report({
         scenario = case.name,
         load = string.format("%d inserts in %.1f s (%d client processes)", r.total, t_last - t_first, WORKERS),
         during = r.during, after = r.after, lost = lost,
-        notes = string.format("server down %s s; app saw errors for %s s (%s); %d unacknowledged but committed",
-          fmt(up - start), r.first_fail and fmt((r.back or t_last) - r.first_fail) or "0",
-          kinds_summary(r.kinds), ambiguous),
+        notes = string.format("server down %s s; slowest insert %s s (waited for the server); errors: %s; "
+          .. "%d in flight at the termination (retriable, 'may or may not have run', counted apart), "
+          .. "of which %d committed",
+          fmt(up - start), fmt(slowest), kinds_summary(r.kinds), r.in_doubt, ambiguous),
       })
       check_errors(r.kinds)
       assert.equal(0, r.before)
+      assert.equal(0, r.during, kinds_summary(r.kinds))
       assert.equal(0, r.after)
       assert.equal(0, lost)
+      assert.truthy(r.in_doubt <= WORKERS * 2, "in flight: " .. r.in_doubt) -- at most 1 per connection
       assert.truthy(r.ok > 0)
-      assert.truthy(r.during > 0 or up - start < 0.05, "the fault was never seen by the load")
+      assert.truthy(slowest > 0.1 or up - start < 0.05, "the fault was never seen by the load")
     end)
   end
 
@@ -433,6 +446,117 @@ describe("faults #faults", function()
     })
     assert.is_string(e.PGUSER)
     db:close()
+  end)
+
+  describe("through the fault proxy", function()
+    local proxy
+    before_each(function() proxy = h.proxy_start() end)
+    after_each(function() proxy:stop() end)
+
+    it("wake-up: refused 2 s, then 57P03 for 1 s: the first query waits about 3 s and succeeds", function()
+      local db = new_db("wakeup", { port = proxy.port })
+      local t = make_table(db) -- a warm connection through the proxy, which the compute's sleep ends
+      local before = db:stats()
+      proxy:schedule("drop 0\nrefuse 2\nstarting 1\npass")
+      local fault_at = proxy:wait_mode("refuse")
+      local log = run_load(db, t, 4.5)
+      local marks = proxy:marks()
+      local lost = lost_rows(t, log)
+      drop_table(t)
+      local r = analyse(log, math.huge, math.huge)
+      local first = log[1]
+      local st = db:stats()
+      local pass_at = marks[#marks].at
+      report({
+        scenario = "wake-up: proxy refuses 2 s, then answers 57P03 for 1 s, then forwards",
+        load = string.format("%d inserts in %.1f s (1 client)", r.total, log[#log].t1 - log[1].t0),
+        during = r.total - r.ok, after = 0, lost = lost,
+        notes = string.format("first insert succeeded after %s s (compute answering again after %s s); "
+          .. "%d connect attempts failed meanwhile", fmt(first.t1 - fault_at), fmt(pass_at - fault_at),
+          st.connect_failures - before.connect_failures),
+      })
+      assert.equal(0, r.total - r.ok, kinds_summary(r.kinds))
+      assert.equal(0, lost)
+      assert.equal("pass", marks[#marks].mode)
+      assert.truthy(first.ok and first.t1 - fault_at >= 2.8 and first.t1 - fault_at < 4.5,
+        "first query after " .. (first.t1 - fault_at))
+      assert.truthy(st.connect_failures - before.connect_failures >= 2)
+      db:close()
+    end)
+
+    it("outage longer than acquire_timeout: each query fails at acquire_timeout with a retriable error", function()
+      local db = new_db("outage", { port = proxy.port, acquire_timeout = 2 })
+      assert(db:query("select 1"))
+      proxy:schedule("drop 0\nrefuse 6\npass")
+      proxy:wait_mode("refuse")
+      local took, errs = {}, {}
+      for i = 1, 2 do
+        local t0 = h.clock()
+        local r, err = db:query("select 1")
+        took[i] = h.clock() - t0
+        errs[i] = err
+        assert.is_nil(r)
+        assert.equal("connect", err.kind)
+        assert.is_true(err.retriable)
+        assert.matches("acquire_timeout", err.message)
+        -- ±10% of 2 s, with a little room for a loaded 2-core machine on the late side
+        assert.truthy(took[i] >= 1.8 and took[i] <= 2.4, "failed after " .. took[i])
+      end
+      proxy:wait_mode("pass", 10)
+      local t0 = h.clock()
+      assert(db:query("select 1"))
+      local back = h.clock() - t0
+      report({
+        scenario = "outage longer than acquire_timeout (2 s): proxy refuses for 6 s",
+        load = "1 client, 2 queries during the outage",
+        during = 2, after = 0, lost = 0,
+        notes = string.format("failed after %s s and %s s (acquire_timeout 2 s): \"%s\"; the next query after "
+          .. "the outage took %s s", fmt(took[1]), fmt(took[2]), (errs[1].message:gsub("[\r\n|]", " ")):sub(1, 200),
+          fmt(back)),
+      })
+      db:close()
+    end)
+
+    it("connection cut while a statement runs: may or may not have run; idempotent ones are retried", function()
+      local db = new_db("inflight", { port = proxy.port })
+      assert(db:query("select 1"))
+      -- not idempotent: the caller hears that it may or may not have run
+      proxy:schedule("pass 0.5\ndrop 0\npass")
+      local t0 = h.clock()
+      local r, err = db:query("select pg_sleep(1.5)")
+      local t_fail = h.clock() - t0
+      assert.is_nil(r)
+      assert.equal("connect", err.kind)
+      assert.is_true(err.retriable)
+      assert.matches("may or may not have run", err.message)
+      -- idempotent: retried on a fresh connection
+      proxy:schedule("pass 0.5\ndrop 0\npass")
+      t0 = h.clock()
+      local rows, err2 = db:query_params("select 42 as v from pg_sleep(1.5)", nil, { idempotent = true })
+      local t_idem = h.clock() - t0
+      assert.is_nil(err2)
+      assert.equal(42, rows[1].v)
+      -- inside a transaction nothing is retried: the transaction fails as a whole, retriable
+      proxy:schedule("pass 0.5\ndrop 0\npass")
+      local ok, terr = db:transaction(function(tx)
+        assert(tx:query("select 1"))
+        local _, e = tx:query_params("select pg_sleep(1.5)", nil, { idempotent = true })
+        if e then error(e) end
+        return true
+      end)
+      assert.is_nil(ok)
+      assert.is_true(terr.retriable)
+      assert(db:query("select 1")) -- and the pool carries on
+      report({
+        scenario = "connection cut (proxy reset) while a statement runs",
+        load = "1 client: a plain statement, an idempotent one, one inside a transaction",
+        during = 2, after = 0, lost = 0,
+        notes = string.format("plain: retriable error after %s s (\"%s\"); idempotent: retried, succeeded "
+          .. "after %s s; transaction: failed as a whole, retriable", fmt(t_fail),
+          (err.message:gsub("[\r\n|]", " ")):sub(1, 120), fmt(t_idem)),
+      })
+      db:close()
+    end)
   end)
 
   it("pool exhaustion with a waiter: a pool error after acquire_timeout, then normal service", function()

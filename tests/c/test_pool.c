@@ -450,6 +450,106 @@ static void test_registry_threads(void)
     lb_settings_free(s);
 }
 
+/* ---- 200 callers and a server that refuses: the pool's attempts stay bounded ----------------- */
+
+#define STORM_CALLERS 200
+#define STORM_MAX "4"
+
+typedef struct storm {
+    lb_pool *pool;
+    double took;
+    int kind, retriable;
+} storm;
+
+static void *storm_run(void *arg)
+{
+    storm *st = arg;
+    lb_error err = LB_ERROR_INIT;
+    double t0 = now();
+    PGresult *res = lb_pool_exec(st->pool, "select 1", 0, NULL, NULL, NULL, NULL, &err);
+    st->took = now() - t0;
+    st->kind = res ? LB_OK : (int)err.kind;
+    st->retriable = err.retriable;
+    PQclear(res);
+    lb_error_clear(&err);
+    return NULL;
+}
+
+/* A port where nothing listens (bound once, then closed): every connect is refused at once. */
+static int closed_port(void)
+{
+    char cmd[] = "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); "
+                 "print(s.getsockname()[1])'";
+    FILE *f = popen(cmd, "r");
+    int port = 0;
+    if (f) {
+        if (fscanf(f, "%d", &port) != 1)
+            port = 0;
+        pclose(f);
+    }
+    return port;
+}
+
+static void test_connect_storm(void)
+{
+    char port[16];
+    lb_option opts[] = {
+        { "host", "127.0.0.1", NULL },
+        { "port", port, NULL },
+        { "database", "d", NULL },
+        { "user", "u", NULL },
+        { "password", "p", NULL },
+        { "sslmode", "disable", NULL },
+        { "max", STORM_MAX, NULL },
+        { "acquire_timeout", "2", NULL },
+        { "application_name", "lb_c_storm", NULL },
+    };
+    static storm st[STORM_CALLERS];
+    pthread_t th[STORM_CALLERS];
+    lb_error err = LB_ERROR_INIT;
+    lb_settings *s;
+    lb_pool *p;
+    lb_pool_stats ps;
+    int i, connect_errors = 0, retriable = 0;
+    double slowest = 0, fastest = 1e9;
+    uint64_t attempts;
+
+    snprintf(port, sizeof port, "%d", closed_port());
+    s = lb_settings_load(opts, sizeof opts / sizeof opts[0], &err);
+    if (!ok(s != NULL, "settings for the connect storm"))
+        return;
+    p = lb_pool_acquire(s, &err);
+    lb_settings_free(s);
+    if (!ok(p != NULL, "pool for the connect storm"))
+        return;
+    for (i = 0; i < STORM_CALLERS; i++) {
+        st[i].pool = p;
+        pthread_create(&th[i], NULL, storm_run, &st[i]);
+    }
+    for (i = 0; i < STORM_CALLERS; i++) {
+        pthread_join(th[i], NULL);
+        connect_errors += st[i].kind == LB_ERR_CONNECT;
+        retriable += st[i].retriable;
+        slowest = st[i].took > slowest ? st[i].took : slowest;
+        fastest = st[i].took < fastest ? st[i].took : fastest;
+    }
+    lb_pool_stats_get(p, &ps);
+    attempts = ps.connects + ps.connect_failures;
+    ok(connect_errors == STORM_CALLERS && retriable == STORM_CALLERS,
+       "%d callers, server refusing: every one gets a retriable connect error (%d connect, %d "
+       "retriable)", STORM_CALLERS, connect_errors, retriable);
+    ok(fastest >= 1.8 && slowest < 3.5,
+       "each gives up at acquire_timeout 2 s (fastest %.2f s, slowest %.2f s)", fastest, slowest);
+    /* Backoff steps of 0.025-0.5 s shared by the pool: about 12 steps in 2 s, at most max (4)
+     * attempts each. Without the shared backoff it would be hundreds. */
+    ok(attempts >= 4 && attempts <= 4 * 16,
+       "connect attempts bounded by the shared backoff: %llu in 2 s for %d callers (max %s)",
+       (unsigned long long)attempts, STORM_CALLERS, STORM_MAX);
+    printf("# connect storm: %llu attempts, %d callers, fastest %.2f s, slowest %.2f s\n",
+           (unsigned long long)attempts, STORM_CALLERS, fastest, slowest);
+    lb_pool_release(p);
+}
+
 int main(void)
 {
     if (!env("LAKEBASE_TEST_PGPORT") || !env("LAKEBASE_TEST_ADMIN_PASSWORD")) {
@@ -463,6 +563,7 @@ int main(void)
     test_terminated();
     test_registry_close();
     test_registry_threads();
+    test_connect_storm();
     printf("1..%d\n", test_no);
     return failures ? 1 : 0;
 }
