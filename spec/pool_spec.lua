@@ -221,6 +221,28 @@ describe("pool", function()
     d:close()
   end)
 
+  it("turns TCP keepalives on by default, with the configured idle time", function()
+    local pid = assert(h.read_file("/proc/self/stat")):match("^(%d+)")
+    local function keepalive_timers(opts)
+      local d = assert(lakebase.new(h.password_settings(opts)))
+      assert(d:one("select 1 as one"))
+      local out = h.run("ss -tnop state established '( dport = :" .. h.env().PGPORT .. " )'")
+      d:close()
+      local timers = {}
+      for line in out:gmatch("[^\n]+") do
+        if line:find("pid=" .. pid .. ",", 1, true) then
+          timers[#timers + 1] = line:match("timer:%(keepalive,([%d%.]+)") or "none"
+        end
+      end
+      return timers
+    end
+    local on = keepalive_timers({ application_name = app(), keepalives_idle = 7 })
+    assert.equal(1, #on)
+    assert.truthy(tonumber(on[1]) and tonumber(on[1]) <= 7, "keepalive timer " .. tostring(on[1]))
+    local off = keepalive_timers({ application_name = app(), keepalives = false })
+    assert.same({ "none" }, off)
+  end)
+
   it("replaces a connection the server terminated while it was idle", function()
     local name = app()
     local d = assert(lakebase.new(h.password_settings({ application_name = name })))

@@ -100,6 +100,11 @@ typedef struct lb_settings {
     int statement_timeout;  /* milliseconds, 0 = server default */
     char *application_name; /* NULL = "lakebase" */
     int prepare;            /* 1 (default): per-connection prepared statement cache */
+    int keepalives;         /* 1 (default): TCP keepalives on every connection */
+    int keepalives_idle;    /* seconds idle before the first probe */
+    int keepalives_interval; /* seconds between probes */
+    int keepalives_count;   /* unanswered probes before the connection counts as dead */
+    double tcp_user_timeout; /* seconds sent data may stay unacknowledged, 0 = the OS default */
     char *key;              /* identity of pool/credential: equal keys share them (holds no secret in clear) */
 } lb_settings;
 

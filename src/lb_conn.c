@@ -221,7 +221,7 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, double deadlin
                       lb_error *err)
 {
     const char *kw[24], *val[24];
-    char port[16], timeout[16], options[64];
+    char port[16], timeout[16], options[64], ka_idle[16], ka_interval[16], ka_count[16], user_to[24];
     int n = 0, timed_out = 0;
     int verify = s->sslmode == LB_SSL_REQUIRE || s->sslmode == LB_SSL_VERIFY_FULL ||
                  s->sslmode == LB_SSL_VERIFY_CA;
@@ -248,6 +248,21 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, double deadlin
     kw[n] = "connect_timeout", val[n++] = timeout;
     kw[n] = "application_name", val[n++] = s->application_name ? s->application_name : "lakebase";
     kw[n] = "client_encoding", val[n++] = "UTF8";
+    /* A peer that vanished (network cut, a compute gone without a goodbye) is found by the
+     * kernel: keepalive probes on an idle connection, tcp_user_timeout on unacknowledged data. */
+    kw[n] = "keepalives", val[n++] = s->keepalives ? "1" : "0";
+    if (s->keepalives) {
+        snprintf(ka_idle, sizeof ka_idle, "%d", s->keepalives_idle);
+        snprintf(ka_interval, sizeof ka_interval, "%d", s->keepalives_interval);
+        snprintf(ka_count, sizeof ka_count, "%d", s->keepalives_count);
+        kw[n] = "keepalives_idle", val[n++] = ka_idle;
+        kw[n] = "keepalives_interval", val[n++] = ka_interval;
+        kw[n] = "keepalives_count", val[n++] = ka_count;
+    }
+    if (s->tcp_user_timeout > 0) {
+        snprintf(user_to, sizeof user_to, "%.0f", ceil(s->tcp_user_timeout * 1000));
+        kw[n] = "tcp_user_timeout", val[n++] = user_to;
+    }
     if (s->statement_timeout > 0) {
         snprintf(options, sizeof options, "-c statement_timeout=%d", s->statement_timeout);
         kw[n] = "options", val[n++] = options;
