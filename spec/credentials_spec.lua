@@ -88,17 +88,63 @@ describe("credentials", function()
     assert.is_true(st.expires_at > h.now())
   end)
 
-  it("refreshes exactly once when less than 2 minutes remain", function()
+  it("refreshes exactly once when less than 2 minutes remain, in the background", function()
     ws.config({ lifetime = 123 })
     local o = pat()
     local t1 = token(o)
     assert.are.equal(t1, (token(o)))
     assert.are.equal(1, ws.counters()[CRED])
     h.sleep(3.2)
-    local t2 = token(o)
+    -- inside the window: the still-valid credential is served at once, the next one is fetched
+    -- by a background thread
+    assert.are.equal(t1, (token(o)))
+    local t2
+    local deadline = h.clock() + 10
+    repeat
+      h.sleep(0.02)
+      t2 = token(o)
+    until t2 ~= t1 or h.clock() > deadline
     assert.are_not.equal(t1, t2)
     assert.are.equal(t2, (token(o)))
     assert.are.equal(2, ws.counters()[CRED])
+  end)
+
+  it("a slow credential API (1.5 s) never delays a caller while the cached credential is valid", function()
+    ws.config({ lifetime = 121 }) -- inside the refresh window after 1 s
+    local o = pat()
+    local t1 = token(o)
+    h.sleep(1.2)
+    ws.fault({ path = CRED, kind = "delay", delay = 1.5 })
+    local slowest, t2 = 0
+    local deadline = h.clock() + 10
+    repeat
+      local t0 = h.clock()
+      t2 = token(o)
+      slowest = math.max(slowest, h.clock() - t0)
+      h.sleep(0.01)
+    until t2 ~= t1 or h.clock() > deadline
+    assert.are_not.equal(t1, t2) -- the background refresh delivered the next one
+    assert.truthy(slowest < 0.05, "slowest call " .. slowest)
+  end)
+
+  it("M2M: a slow OAuth endpoint (1.5 s) never delays a caller while the credential is valid", function()
+    ws.config({ lifetime = 121, oauth_lifetime = 2 }) -- the workspace token is renewed after 1 s
+    local o = h.settings({ application_name = h.unique("m2m_slow") })
+    local t1 = token(o)
+    h.sleep(1.2)
+    local oauth0 = ws.counters()[h.TOKEN_PATH]
+    ws.fault({ path = h.TOKEN_PATH, kind = "delay", delay = 1.5 })
+    local slowest, t2 = 0
+    local deadline = h.clock() + 10
+    repeat
+      local t0 = h.clock()
+      t2 = token(o)
+      slowest = math.max(slowest, h.clock() - t0)
+      h.sleep(0.01)
+    until t2 ~= t1 or h.clock() > deadline
+    assert.are_not.equal(t1, t2)
+    assert.truthy(ws.counters()[h.TOKEN_PATH] > oauth0, "the workspace token was not renewed")
+    assert.truthy(slowest < 0.05, "slowest call " .. slowest)
   end)
 
   it("invalidate drops the cached credential only when it is the given one", function()

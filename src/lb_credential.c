@@ -3,8 +3,9 @@
  *
  * Rules (SPEC §3):
  * - a credential is served while more than REFRESH_BUFFER seconds remain; after that the next
- *   caller refreshes it, and while a refresh is in flight the others get the cached one if it
- *   is still valid, or wait for the refresh (single flight: mutex + condition variable);
+ *   caller starts one background refresh (a detached C thread) and every caller keeps getting the
+ *   cached one while it is valid; only a caller without a valid credential fetches or waits for
+ *   the fetch in flight (single flight: mutex + condition variable);
  * - a failed refresh leaves a still-valid credential in service and schedules the next attempt
  *   with backoff (no hammering an endpoint that is down);
  * - without a valid credential, a refresh retries transient failures (network, timeout, 429,
@@ -492,6 +493,79 @@ static void abs_deadline(struct timespec *ts, double mono)
         ts->tv_nsec = 999999999L;
 }
 
+/* The outcome of a refresh into the cache (under c->mu): the new credential, or the failure and
+ * the time of the next attempt. Wakes every waiter. */
+static void refresh_done(lb_credentials *c, int rc, fetched *f, double retry_after, lb_error *ferr)
+{
+    if (rc != 0)
+        scrub_error(c, ferr, c->cred);
+    c->fetching = 0;
+    c->generation++;
+    if (rc == 0) {
+        wipe_free(c->cred);
+        c->cred = f->token;
+        f->token = NULL;
+        c->cred_expires_wall = f->expires_wall;
+        c->cred_expires_mono = f->expires_mono;
+        c->refreshes++;
+        c->fail_streak = 0;
+        c->next_attempt = 0;
+        lb_error_clear(&c->last_err);
+    } else {
+        c->failures++;
+        c->fail_streak++;
+        c->next_attempt = lb_time_mono() + stale_backoff(c->fail_streak, retry_after);
+        lb_error_clear(&c->last_err);
+        lb_error_set(&c->last_err, ferr->kind, ferr->retriable, "%s", ferr->message);
+    }
+    pthread_cond_broadcast(&c->cv);
+}
+
+static void entry_retain(lb_credentials *c);
+static void entry_unretain(lb_credentials *c);
+
+/* The background refresh: one attempt while the cached credential keeps serving (a failure
+ * schedules the next one with backoff, as before). A plain C thread: no Lua runs here, so it
+ * works the same under nginx. It holds a reference on the entry until it is done. */
+static void *refresh_thread(void *arg)
+{
+    lb_credentials *c = arg;
+    fetched f = { NULL, 0, 0 };
+    lb_error ferr = LB_ERROR_INIT;
+    double retry_after = -1;
+    int rc = fetch(c, 0, &f, &retry_after, &ferr);
+
+    pthread_mutex_lock(&c->mu);
+    refresh_done(c, rc, &f, retry_after, &ferr);
+    pthread_mutex_unlock(&c->mu);
+    lb_error_clear(&ferr);
+    lb_credentials_release(c);
+    return NULL;
+}
+
+/* Starts the background refresh (c->mu held, no refresh in flight). 0 when started. */
+static int refresh_in_background(lb_credentials *c)
+{
+    pthread_attr_t attr;
+    pthread_t th;
+    int rc;
+
+    if (!c->shared) /* a private entry is freed by its one owner at any time */
+        return -1;
+    entry_retain(c);
+    c->fetching = 1;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&th, &attr, refresh_thread, c);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        c->fetching = 0;
+        entry_unretain(c); /* the caller's own reference keeps the entry */
+        return -1;
+    }
+    return 0;
+}
+
 int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_error *err)
 {
     double now, wait_until;
@@ -550,35 +624,23 @@ int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_e
             rc = serve(c, token, expires_at, err);
             break;
         }
+        /* Inside the refresh window with a valid credential: fetch the next one off the request
+         * path and serve this one; only a caller without a valid credential waits. */
+        if (valid && refresh_in_background(c) == 0) {
+            rc = serve(c, token, expires_at, err);
+            break;
+        }
 
         /* This caller refreshes; the others wait for it or use the still-valid cache. */
         c->fetching = 1;
         pthread_mutex_unlock(&c->mu);
         rc = fetch(c, !valid, &f, &retry_after, &ferr);
         pthread_mutex_lock(&c->mu);
-        if (rc != 0)
-            scrub_error(c, &ferr, c->cred);
-        c->fetching = 0;
-        c->generation++;
+        refresh_done(c, rc, &f, retry_after, &ferr);
         if (rc == 0) {
-            wipe_free(c->cred);
-            c->cred = f.token;
-            c->cred_expires_wall = f.expires_wall;
-            c->cred_expires_mono = f.expires_mono;
-            c->refreshes++;
-            c->fail_streak = 0;
-            c->next_attempt = 0;
-            lb_error_clear(&c->last_err);
-            pthread_cond_broadcast(&c->cv);
             rc = serve(c, token, expires_at, err);
             break;
         }
-        c->failures++;
-        c->fail_streak++;
-        c->next_attempt = lb_time_mono() + stale_backoff(c->fail_streak, retry_after);
-        lb_error_clear(&c->last_err);
-        lb_error_set(&c->last_err, ferr.kind, ferr.retriable, "%s", ferr.message);
-        pthread_cond_broadcast(&c->cv);
         if (c->cred && lb_time_mono() < c->cred_expires_mono - STALE_MARGIN) {
             lb_error_clear(&ferr);
             rc = serve(c, token, expires_at, err);
@@ -716,6 +778,20 @@ static lb_credentials *entry_new(const lb_settings *s, lb_error *err)
         return NULL;
     }
     return c;
+}
+
+static void entry_retain(lb_credentials *c)
+{
+    pthread_mutex_lock(&registry_mu);
+    c->refs++;
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void entry_unretain(lb_credentials *c)
+{
+    pthread_mutex_lock(&registry_mu);
+    c->refs--;
+    pthread_mutex_unlock(&registry_mu);
 }
 
 /* Keeps at most IDLE_KEEP unreferenced entries; drops the oldest (nearest the tail). */
