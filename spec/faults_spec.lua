@@ -520,6 +520,31 @@ describe("faults #faults", function()
       db:close()
     end)
 
+    it("too many connections (53300) for longer than acquire_timeout: says the limit was reached", function()
+      local db = new_db("toomany", { port = proxy.port, acquire_timeout = 2 })
+      assert(db:query("select 1"))
+      proxy:schedule("drop 0\ntoomany 6\npass")
+      proxy:wait_mode("toomany")
+      local t0 = h.clock()
+      local r, err = db:query("select 1")
+      local took = h.clock() - t0
+      assert.is_nil(r)
+      assert.equal("connect", err.kind)
+      assert.equal("53300", err.sqlstate)
+      assert.is_true(err.retriable)
+      assert.matches("connection limit was reached", err.message)
+      assert.matches("max", err.hint)
+      assert.truthy(took >= 1.8 and took <= 2.4, "failed after " .. took)
+      report({
+        scenario = "too many connections: proxy answers 53300 for 6 s, acquire_timeout 2 s",
+        load = "1 client, 1 query",
+        during = 1, after = 0, lost = 0,
+        notes = string.format("failed after %s s: \"%s\" (hint: %s)", fmt(took),
+          (err.message:gsub("[\r\n|]", " ")):sub(1, 150), err.hint),
+      })
+      db:close()
+    end)
+
     it("connection cut while a statement runs: may or may not have run; idempotent ones are retried", function()
       local db = new_db("inflight", { port = proxy.port })
       assert(db:query("select 1"))
@@ -560,6 +585,111 @@ describe("faults #faults", function()
       })
       db:close()
     end)
+  end)
+
+  -- A real black hole needs packets that nobody acknowledges, which a loopback proxy cannot give
+  -- (its kernel answers). So the client runs in its own network namespace, reaching the proxy over
+  -- a veth pair, and the black hole is that link going down inside the namespace: nothing on the
+  -- machine's loopback or other interfaces changes. Needs root (ip netns); skipped otherwise.
+  local BLACKHOLE_CLIENT = [[
+local h = require("spec.support.helpers")
+local lakebase = require("lakebase")
+local host, port, dev, out = arg[1], tonumber(arg[2]), arg[3], arg[4]
+local f = assert(io.open(out, "w"))
+local function put(k, v) f:write(k, " ", (tostring(v):gsub("%s+", " ")), "\n"); f:flush() end
+local db = assert(lakebase.new(h.password_settings({ host = host, port = port, sslmode = "verify-ca",
+  application_name = "faults_blackhole", max = 1, keepalives_idle = 1, keepalives_interval = 1,
+  keepalives_count = 2, tcp_user_timeout = 3 })))
+assert(db:query("select 1"))
+-- a: the network goes dark while a statement runs
+local c0 = db:stats().connects
+os.execute("( sleep 0.5; ip link set " .. dev .. " down ) >/dev/null 2>&1 &")
+local t0 = h.clock()
+local r, err = db:query("select pg_sleep(10)")
+put("a_after", h.clock() - t0 - 0.5)
+put("a_ok", r ~= nil)
+put("a_retriable", err and err.retriable)
+put("a_msg", err and err.message)
+os.execute("ip link set " .. dev .. " up")
+local r2, err2 = db:query("select 1 as one")
+put("a_next_ok", r2 ~= nil and r2[1].one == 1)
+put("a_next_err", err2 and tostring(err2))
+put("a_connects", db:stats().connects - c0)
+-- b: dark while the connection is idle, back after 6 s: keepalives found it dead, checkout replaces it
+c0 = db:stats().connects
+os.execute("ip link set " .. dev .. " down")
+h.sleep(6)
+os.execute("ip link set " .. dev .. " up")
+t0 = h.clock()
+local r3, err3 = db:query("select 1 as one")
+put("b_took", h.clock() - t0)
+put("b_ok", r3 ~= nil and r3[1].one == 1)
+put("b_err", err3 and tostring(err3))
+put("b_connects", db:stats().connects - c0)
+db:close()
+f:close()
+os.rename(out, out .. ".done")
+]]
+
+  it("network black hole (veth link down): a running statement fails within the keepalive bound, "
+    .. "an idle connection is replaced", function()
+    local n = math.floor(h.now() * 1000) % 100000 -- LuaJIT's math.random starts the same every run
+    local tag = string.format("%05d", n)
+    local ns, host_dev, ns_dev = "lbf" .. tag, "lbh" .. tag, "lbn" .. tag
+    local net = 1 + n % 250
+    local host_ip, ns_ip = "10.255." .. net .. ".1", "10.255." .. net .. ".2"
+    local _, made = h.run("ip netns add " .. ns .. " 2>/dev/null")
+    if not made then
+      pending("needs root for ip netns (network black hole)")
+      return
+    end
+    local proxy
+    local ok, failure = pcall(function()
+      local _, linked = h.run(table.concat({
+        "ip link add " .. host_dev .. " type veth peer name " .. ns_dev,
+        "ip link set " .. ns_dev .. " netns " .. ns,
+        "ip addr add " .. host_ip .. "/30 dev " .. host_dev,
+        "ip link set " .. host_dev .. " up",
+        "ip netns exec " .. ns .. " ip addr add " .. ns_ip .. "/30 dev " .. ns_dev,
+        "ip netns exec " .. ns .. " ip link set " .. ns_dev .. " up",
+        "ip netns exec " .. ns .. " ip link set lo up",
+      }, " && "))
+      assert(linked, "could not set up the veth pair")
+      proxy = h.proxy_start(host_ip)
+      local script, out = os.tmpname(), os.tmpname()
+      local sf = assert(io.open(script, "w"))
+      sf:write(BLACKHOLE_CLIENT)
+      sf:close()
+      local lua = os.getenv("LAKEBASE_TEST_INTERP") or (jit and "luajit" or "lua5.4")
+      h.run(string.format("cd %s && ip netns exec %s %s %s %s %d %s %s >%s.log 2>&1", h.shell_quote(h.root()), ns, lua,
+        h.shell_quote(script), host_ip, proxy.port, ns_dev, h.shell_quote(out), h.shell_quote(out)))
+      local text = h.read_file(out .. ".done")
+      local log = h.read_file(out .. ".log") or ""
+      os.remove(script); os.remove(out .. ".done"); os.remove(out .. ".log"); os.remove(out)
+      assert(text, "the namespaced client did not finish: " .. log)
+      local v = {}
+      for k, val in text:gmatch("(%S+) ([^\n]*)\n") do v[k] = val end
+      report({
+        scenario = "network black hole (veth link down; keepalives 1 s/1 s/2, tcp_user_timeout 3 s)",
+        load = "1 client in its own network namespace",
+        during = 1, after = 0, lost = 0,
+        notes = string.format("running statement failed %s s after the link went down (\"%s\"), retriable %s; "
+          .. "next query on a new connection (%s); idle connection dark 6 s: next query served in %s s on a "
+          .. "new connection, no error", fmt(tonumber(v.a_after)), (v.a_msg or ""):sub(1, 110), v.a_retriable,
+          v.a_connects, fmt(tonumber(v.b_took))),
+      })
+      assert.equal("false", v.a_ok)
+      assert.equal("true", v.a_retriable)
+      -- keepalives_idle 1 s + tcp_user_timeout 3 s, with room for a loaded machine
+      assert.truthy(tonumber(v.a_after) > 1 and tonumber(v.a_after) < 8, "failed after " .. v.a_after)
+      assert.equal("true", v.a_next_ok, v.a_next_err)
+      assert.equal("1", v.a_connects)
+      assert.equal("true", v.b_ok, v.b_err)
+      assert.equal("1", v.b_connects)
+    end)
+    if proxy then proxy:stop() end
+    h.run("ip link del " .. host_dev .. " 2>/dev/null; ip netns del " .. ns .. " 2>/dev/null")
+    assert(ok, failure)
   end)
 
   it("pool exhaustion with a waiter: a pool error after acquire_timeout, then normal service", function()

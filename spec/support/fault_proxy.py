@@ -3,8 +3,8 @@
 
     fault_proxy.py <port file> <target port> <control file> <marks file> <cert> <key>
 
-Listens on 127.0.0.1 (a free port, written to <port file>) and forwards every connection to
-127.0.0.1:<target port>. The control file holds a schedule, one step per line: `<mode> [seconds]`;
+Listens on 127.0.0.1 (or $FAULT_PROXY_LISTEN: the host side of a test veth pair) on a free port,
+written to <port file>, and forwards every connection to 127.0.0.1:<target port>. The control file holds a schedule, one step per line: `<mode> [seconds]`;
 whenever its text changes the proxy runs the new schedule from the top (the last step lasts until
 the next change; lines starting with # are ignored) and appends `<mode> <epoch seconds>` to the
 marks file as each step begins.
@@ -14,6 +14,7 @@ Modes:
   refuse    stop listening: connects are refused by the kernel, as by a compute that is not there
   starting  accept and answer the startup packet with FATAL 57P03 "the database system is starting
             up", as a waking compute does (TLS with the fixture's server certificate when asked)
+  toomany   the same with FATAL 53300 "sorry, too many clients already"
   drop      reset every forwarded connection once (no goodbye), then forward new ones
   blackhole keep every connection open but forward nothing in either direction
 
@@ -31,6 +32,7 @@ import time
 
 port_file, target_port, control_file, marks_file, cert, key = sys.argv[1:7]
 target_port = int(target_port)
+listen_host = os.environ.get("FAULT_PROXY_LISTEN", "127.0.0.1")
 
 state = {"mode": "pass"}
 lock = threading.Lock()
@@ -46,7 +48,7 @@ def mark(text):
 def listen(port=0):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port))
+    s.bind((listen_host, port))
     s.listen(256)
     return s
 
@@ -100,8 +102,14 @@ def recv_exact(sock, n):
     return buf
 
 
-def starting_up(client):
-    """Answers like a PostgreSQL that is starting up: FATAL 57P03 after the startup packet."""
+REFUSALS = {
+    "starting": (b"57P03", b"the database system is starting up"),
+    "toomany": (b"53300", b"sorry, too many clients already"),
+}
+
+
+def refuse_startup(client, mode):
+    """Answers like a PostgreSQL that refuses the session: a FATAL after the startup packet."""
     try:
         client.settimeout(5)
         n = struct.unpack("!I", recv_exact(client, 4))[0]
@@ -113,7 +121,8 @@ def starting_up(client):
             client = ctx.wrap_socket(client, server_side=True)
             n = struct.unpack("!I", recv_exact(client, 4))[0]
             recv_exact(client, n - 4)
-        fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+        code, text = REFUSALS[mode]
+        fields = b"SFATAL\0VFATAL\0C" + code + b"\0M" + text + b"\0\0"
         client.sendall(b"E" + struct.pack("!I", len(fields) + 4) + fields)
     except (OSError, ssl.SSLError):
         pass
@@ -127,8 +136,8 @@ def starting_up(client):
 def handle(client):
     mode = state["mode"]
     accepted[mode] = accepted.get(mode, 0) + 1
-    if mode == "starting":
-        threading.Thread(target=starting_up, args=(client,), daemon=True).start()
+    if mode in REFUSALS:
+        threading.Thread(target=refuse_startup, args=(client, mode), daemon=True).start()
         return
     try:
         server = socket.create_connection(("127.0.0.1", target_port), timeout=5)

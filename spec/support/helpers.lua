@@ -324,10 +324,11 @@ function _M.base64(s)
   return table.concat(out)
 end
 
--- The TCP fault proxy (spec/support/fault_proxy.py) in front of the test PostgreSQL, loopback only.
+-- The TCP fault proxy (spec/support/fault_proxy.py) in front of the test PostgreSQL, on loopback (or
+-- on `listen`, the host side of a test veth pair).
 -- Returns an object: .port, :schedule(text) (one step a line: "<mode> [seconds]"; see the proxy),
 -- :marks() (list of {mode, at epoch}), :stop(). The proxy runs until stop() (by its own pid).
-function _M.proxy_start()
+function _M.proxy_start(listen)
   local e = _M.env()
   local run_dir = env_file():gsub("/env%.sh$", "")
   local base = os.tmpname()
@@ -337,7 +338,8 @@ function _M.proxy_start()
   local f = assert(io.open(p.control, "w"))
   f:write("pass\n")
   f:close()
-  os.execute(string.format("python3 %s %s %s %s %s %s %s >/dev/null 2>%s </dev/null & echo $! > %s",
+  os.execute(string.format("%spython3 %s %s %s %s %s %s %s >/dev/null 2>%s </dev/null & echo $! > %s",
+    listen and ("FAULT_PROXY_LISTEN=" .. shell_quote(listen) .. " ") or "",
     shell_quote(repo_root() .. "/spec/support/fault_proxy.py"), shell_quote(p.port_file), e.PGPORT,
     shell_quote(p.control), shell_quote(p.marks_file), shell_quote(run_dir .. "/pki/server.pem"),
     shell_quote(run_dir .. "/pki/server.key"), shell_quote(base .. ".err"), shell_quote(p.pid_file)))
