@@ -147,6 +147,42 @@ describe("credentials", function()
     assert.truthy(slowest < 0.05, "slowest call " .. slowest)
   end)
 
+  it("a workspace whose TLS certificate is not trusted: not retried, not retriable", function()
+    -- An HTTPS server with the fixtures' certificate (from the test CA, which curl does not trust)
+    local e = h.env()
+    local run_dir = e.SSLROOTCERT:gsub("/pki/[^/]*$", "")
+    local base = os.tmpname()
+    os.execute(string.format("python3 -c %s %s %s %s >/dev/null 2>&1 </dev/null & echo $! > %s.pid",
+      h.shell_quote("import http.server, ssl, sys\n"
+        .. "s = http.server.HTTPServer(('127.0.0.1', 0), http.server.BaseHTTPRequestHandler)\n"
+        .. "c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+        .. "s.socket = c.wrap_socket(s.socket, server_side=True)\n"
+        .. "open(sys.argv[3], 'w').write(str(s.server_address[1]))\n"
+        .. "s.serve_forever()"),
+      h.shell_quote(run_dir .. "/pki/server.pem"), h.shell_quote(run_dir .. "/pki/server.key"),
+      h.shell_quote(base .. ".port"), h.shell_quote(base)))
+    local port
+    local deadline = h.clock() + 10
+    repeat
+      h.sleep(0.05)
+      port = h.read_file(base .. ".port")
+    until (port and port ~= "") or h.clock() > deadline
+    local pid = h.read_file(base .. ".pid")
+    local ok, t0, tok, err = pcall(function()
+      local started = h.clock()
+      return started, token(pat({ databricks_host = "https://127.0.0.1:" .. port, connect_timeout = 3 }))
+    end)
+    local took = h.clock() - (t0 or 0)
+    os.execute("kill " .. tostring(pid):match("%d+") .. " 2>/dev/null")
+    for _, n in ipairs({ base, base .. ".port", base .. ".pid" }) do os.remove(n) end
+    assert(ok, t0)
+    assert.is_nil(tok)
+    assert.equal("credential", err.kind)
+    assert.is_false(err.retriable)
+    assert.matches("certificate", err.message)
+    assert.truthy(took < 2, "took " .. took .. " (retried?)")
+  end)
+
   it("invalidate drops the cached credential only when it is the given one", function()
     local o = pat()
     local t1 = token(o)

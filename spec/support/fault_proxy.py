@@ -15,6 +15,8 @@ Modes:
   starting  accept and answer the startup packet with FATAL 57P03 "the database system is starting
             up", as a waking compute does (TLS with the fixture's server certificate when asked)
   toomany   the same with FATAL 53300 "sorry, too many clients already"
+  hba       the same with FATAL 28000 "no pg_hba.conf entry for host ..."
+  authfail  the same with FATAL 28P01 "password authentication failed for user ..."
   drop      reset every forwarded connection once (no goodbye), then forward new ones
   blackhole keep every connection open but forward nothing in either direction
 
@@ -105,6 +107,9 @@ def recv_exact(sock, n):
 REFUSALS = {
     "starting": (b"57P03", b"the database system is starting up"),
     "toomany": (b"53300", b"sorry, too many clients already"),
+    "hba": (b"28000", b'no pg_hba.conf entry for host "127.0.0.1", user "app", database "db", '
+                      b'no encryption'),
+    "authfail": (b"28P01", b'password authentication failed for user "app"'),
 }
 
 
