@@ -65,8 +65,9 @@ static void result_error(lb_conn *c, const PGresult *res, lb_error *err)
      * a cancel by an administrator stays a query error. */
     if (!lost && st && strcmp(st, "57014") == 0 && primary && strstr(primary, "timeout"))
         kind = LB_ERR_TIMEOUT;
-    if (primary)
-        lb_error_set(err, kind, lost || sqlstate_is_retriable(st), "%s", primary);
+    if (primary) /* a timeout may pass on a quieter server: retriable like the network */
+        lb_error_set(err, kind, lost || kind == LB_ERR_TIMEOUT || sqlstate_is_retriable(st), "%s",
+                     primary);
     else if (res && PQresultErrorMessage(res)[0])
         set_trimmed(err, lost ? LB_ERR_CONNECT : LB_ERR_QUERY, lost, "", PQresultErrorMessage(res));
     else
