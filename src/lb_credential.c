@@ -132,12 +132,6 @@ static void clean_text(char *dst, size_t cap, const char *src)
     }
 }
 
-/* 0.5 .. 1.0: "equal jitter", so that clients that failed together do not retry together. */
-static double jitter(void)
-{
-    return 0.5 + 0.5 * ((double)arc4random() / 4294967296.0);
-}
-
 /* ---- HTTP steps ---------------------------------------------------------------------------- */
 
 typedef struct attempt {
@@ -443,7 +437,7 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
             delay = a.retry_after;
         } else {
             delay = RETRY_BASE * (double)(1u << (tries < 8 ? tries - 1 : 7));
-            delay = (delay > RETRY_CAP ? RETRY_CAP : delay) * jitter();
+            delay = (delay > RETRY_CAP ? RETRY_CAP : delay) * lb_time_jitter();
         }
         if (lb_time_mono() + delay >= a.deadline - 0.01) {
             too_late = 1;
@@ -481,7 +475,7 @@ static int serve(lb_credentials *c, char **token, double *expires_at, lb_error *
 static double stale_backoff(int streak, double retry_after)
 {
     double d = STALE_BASE * (double)(1u << (streak < 8 ? streak - 1 : 7));
-    d = (d > STALE_CAP ? STALE_CAP : d) * jitter();
+    d = (d > STALE_CAP ? STALE_CAP : d) * lb_time_jitter();
     return retry_after > d ? retry_after : d;
 }
 

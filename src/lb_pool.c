@@ -5,6 +5,7 @@
  * Locking: registry_mu guards the registry and every pool's refs; p->mu guards the rest of a pool.
  * Nothing slow (connecting, PQfinish, queries, credential fetches) runs under either lock. */
 #include "lb_pool_int.h"
+#include "lb_time.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -191,23 +192,6 @@ static lb_conn *pool_connect(lb_pool *p, double deadline, int *failure, lb_error
 #define CONNECT_BACKOFF_BASE 0.05 /* first pause after a transient connect failure, doubled */
 #define CONNECT_BACKOFF_CAP 0.5   /* so a server back from a restart is found within ~0.5 s */
 
-/* 0.5 .. 1.0 ("equal jitter"): pools that failed together do not retry together. */
-static double jitter(void)
-{
-    return 0.5 + 0.5 * ((double)arc4random() / 4294967296.0);
-}
-
-static void sleep_seconds(double s)
-{
-    struct timespec ts;
-    if (s <= 0)
-        return;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* The error of a caller that gave up: the last failure, what was tried, and for 53300 what to
  * change. */
 static void give_up(lb_pool *p, int attempts, double started, lb_error *err)
@@ -265,11 +249,11 @@ static lb_conn *connect_retrying(lb_pool *p, double deadline, lb_error *err)
         }
         if (not_before > now) {
             if (not_before >= deadline) {
-                sleep_seconds(deadline - now); /* fail at acquire_timeout, not before it */
+                lb_time_sleep(deadline - now); /* fail at acquire_timeout, not before it */
                 give_up(p, attempts, started, err);
                 return NULL;
             }
-            sleep_seconds(not_before - now);
+            lb_time_sleep(not_before - now);
             continue; /* another caller may have failed meanwhile and moved it */
         }
         attempts++;
@@ -282,7 +266,7 @@ static lb_conn *connect_retrying(lb_pool *p, double deadline, lb_error *err)
         } else if (failure == LB_OPEN_TRANSIENT) {
             p->fail_streak++;
             delay = CONNECT_BACKOFF_BASE * (double)(1u << (p->fail_streak < 8 ? p->fail_streak - 1 : 7));
-            delay = (delay > CONNECT_BACKOFF_CAP ? CONNECT_BACKOFF_CAP : delay) * jitter();
+            delay = (delay > CONNECT_BACKOFF_CAP ? CONNECT_BACKOFF_CAP : delay) * lb_time_jitter();
             if (lb_monotonic() + delay > p->not_before)
                 p->not_before = lb_monotonic() + delay;
             lb_error_clear(&p->last_fail);
@@ -507,7 +491,7 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
             continue;
         }
         if (slot && p->s->max_lifetime > 0) /* 90-100%: connections opened together age apart */
-            c->lifetime = p->s->max_lifetime * (0.9 + 0.1 * ((double)arc4random() / 4294967296.0));
+            c->lifetime = p->s->max_lifetime * (0.8 + 0.2 * lb_time_jitter());
         c->next = NULL;
         c->retry_safe = c->in_doubt = 0;
         return c;
