@@ -444,6 +444,12 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
             break;
         }
         lb_time_sleep(delay);
+        /* A loaded machine may oversleep: keep the last real failure rather than try with no
+         * time left and report only "timed out". */
+        if (lb_time_mono() >= a.deadline - 0.05) {
+            too_late = 1;
+            break;
+        }
     }
     if (tries > 1 || (too_late && a.retry_after >= 0)) {
         char *m = err->message;
