@@ -119,6 +119,11 @@ typedef struct lb_settings {
     char *profile;          /* the config-file profile the workspace settings came from, or NULL */
     char *databricks_cli_path; /* the databricks CLI for databricks-cli auth (NULL: "databricks") */
     int prepare;            /* 1 (default): per-connection prepared statement cache */
+    int keepalives;         /* 1 (default): TCP keepalives on every connection */
+    int keepalives_idle;    /* seconds idle before the first probe */
+    int keepalives_interval; /* seconds between probes */
+    int keepalives_count;   /* unanswered probes before the connection counts as dead */
+    double tcp_user_timeout; /* seconds sent data may stay unacknowledged, 0 = the OS default */
     char *key;              /* identity of a pool: equal keys share it (holds no secret in clear) */
     char *credential_key;   /* identity of a credential: workspace, endpoint, auth identity (pool
                              * sizes and timeouts do not matter); equal keys share one */
@@ -216,7 +221,11 @@ int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err);
 int lb_conn_in_transaction(const lb_conn *c);
 PGconn *lb_conn_pg(lb_conn *c); /* the underlying libpq connection (for tests and benchmarks) */
 /* Checkout, one statement, checkin. When the connection turns out to have died before the
- * server processed the statement (restart, admin termination), retries once on a fresh one. */
+ * server processed the statement (restart, admin termination), retries on a fresh one. One that
+ * died after the statement left fails (kind connect, retriable, "may or may not have run").
+ * Checkout opens connections with retries: refused/reset/timed-out connects, 57P01-57P03 and
+ * 53300 are retried with jittered exponential backoff (shared by the pool's callers) until
+ * acquire_timeout; authentication (after one credential refresh), TLS and settings errors not. */
 PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *types,
                        const char *const *values, const int *lengths, const int *formats,
                        lb_error *err);
@@ -234,9 +243,13 @@ typedef int (*lb_rows_fn)(void *ctx, PGresult *const *rows, int n);
 PGresult *lb_conn_exec_rows(lb_conn *c, const char *sql, int nparams, const Oid *types,
                             const char *const *values, const int *lengths, const int *formats,
                             lb_rows_fn row_fn, void *ctx, lb_error *err);
+/* flags: LB_EXEC_IDEMPOTENT (the statement may run twice without harm) also retries a statement
+ * whose connection died after it was sent, before its answer (and before any row reached row_fn);
+ * without it that failure is returned: retriable, "may or may not have run". */
+#define LB_EXEC_IDEMPOTENT 1u
 PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid *types,
                             const char *const *values, const int *lengths, const int *formats,
-                            lb_rows_fn row_fn, void *ctx, lb_error *err);
+                            lb_rows_fn row_fn, void *ctx, unsigned flags, lb_error *err);
 const lb_settings *lb_pool_settings(lb_pool *p); /* read-only, lives as long as the pool */
 /* Closes idle connections past idle_timeout/max_lifetime now (checkouts, checkins and
  * lb_pool_stats_get do it too; a timer may call it when the application is quiet). */

@@ -29,6 +29,7 @@ enum {
     O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_DATABRICKS_HOST,
     O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_AUTH_TYPE, O_PROFILE, O_CLI_PATH, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
     O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
+    O_KEEPALIVES, O_KEEPALIVES_IDLE, O_KEEPALIVES_INTERVAL, O_KEEPALIVES_COUNT, O_TCP_USER_TIMEOUT,
     O_COUNT
 };
 
@@ -85,9 +86,20 @@ static const lb_option_info spec[O_COUNT] = {
     [O_APPLICATION_NAME] = {"application_name", NULL, 0, "printable ASCII, at most 63 bytes",
                             "lakebase", "application_name shown in pg_stat_activity"},
     [O_MAX_LIFETIME] = {"max_lifetime", NULL, 0, "a number of seconds 0-31536000 (0 = unlimited)",
-                        "0", "seconds a connection may live (0: unlimited)"},
+                        "3600", "seconds a connection may live, each 90-100 % of it (0: unlimited)"},
     [O_PREPARE] = {"prepare", NULL, 0, "a boolean", "true",
                    "automatic per-connection prepared statements"},
+    [O_KEEPALIVES] = {"keepalives", NULL, 0, "a boolean", "true",
+                      "TCP keepalives on every connection"},
+    [O_KEEPALIVES_IDLE] = {"keepalives_idle", NULL, 0, "an integer number of seconds 1-7200", "15",
+                           "seconds idle before the first keepalive probe"},
+    [O_KEEPALIVES_INTERVAL] = {"keepalives_interval", NULL, 0, "an integer number of seconds 1-7200",
+                               "5", "seconds between keepalive probes"},
+    [O_KEEPALIVES_COUNT] = {"keepalives_count", NULL, 0, "an integer 1-127", "3",
+                            "unanswered probes before a connection counts as dead"},
+    [O_TCP_USER_TIMEOUT] = {"tcp_user_timeout", NULL, 0,
+                            "a number of seconds 0-3600 (0 = the OS default)", "30",
+                            "seconds sent data may stay unacknowledged before the connection is dropped"},
 };
 
 const lb_option_info *lb_options(int *count)
@@ -771,6 +783,13 @@ char *lb_settings_describe(const lb_settings *s)
         lb_buf_printf(&b, " max_lifetime=%g", s->max_lifetime);
     if (s->statement_timeout > 0)
         lb_buf_printf(&b, " statement_timeout=%d", s->statement_timeout);
+    if (s->keepalives)
+        lb_buf_printf(&b, " keepalives_idle=%d keepalives_interval=%d keepalives_count=%d",
+                  s->keepalives_idle, s->keepalives_interval, s->keepalives_count);
+    else
+        lb_buf_printf(&b, " keepalives=false");
+    if (s->tcp_user_timeout > 0)
+        lb_buf_printf(&b, " tcp_user_timeout=%g", s->tcp_user_timeout);
     lb_buf_printf(&b, " application_name=%s prepare=%s",
               s->application_name ? s->application_name : "lakebase",
               s->prepare ? "true" : "false");
@@ -883,7 +902,8 @@ static char *make_key(const lb_settings *s, const char *digest)
     lb_buf_printf(&b, "%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->idle_timeout, s->connect_timeout,
               s->acquire_timeout, s->max_lifetime, s->statement_timeout);
     key_field(&b, s->application_name);
-    lb_buf_printf(&b, "%d,", s->prepare);
+    lb_buf_printf(&b, "%d,%d,%d,%d,%d,%.17g,", s->prepare, s->keepalives, s->keepalives_idle,
+                  s->keepalives_interval, s->keepalives_count, s->tcp_user_timeout);
     lb_buf_printf(&b, "%s", digest);
     return lb_buf_take(&b);
 }
@@ -1061,11 +1081,36 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
     case O_CLI_PATH:
         return dup_field(&s->databricks_cli_path, v);
     case O_PREPARE:
+    case O_KEEPALIVES:
         if (parse_bool(v, &bv) != 0) {
             add_problem(pr, o, r, "expected a boolean (true/false), got %s", q);
             return -1;
         }
-        s->prepare = bv;
+        if (o == O_PREPARE)
+            s->prepare = bv;
+        else
+            s->keepalives = bv;
+        return 0;
+    case O_KEEPALIVES_IDLE:
+    case O_KEEPALIVES_INTERVAL:
+    case O_KEEPALIVES_COUNT:
+        if (parse_int(v, 1, o == O_KEEPALIVES_COUNT ? 127 : 7200, &iv) != 0) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        if (o == O_KEEPALIVES_IDLE)
+            s->keepalives_idle = (int)iv;
+        else if (o == O_KEEPALIVES_INTERVAL)
+            s->keepalives_interval = (int)iv;
+        else
+            s->keepalives_count = (int)iv;
+        return 0;
+    case O_TCP_USER_TIMEOUT:
+        if (parse_number(v, &dv) != 0 || dv > 3600) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        s->tcp_user_timeout = dv;
         return 0;
     }
     return 0;
@@ -1124,7 +1169,17 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
     s->idle_timeout = 30;
     s->connect_timeout = 10;
     s->acquire_timeout = 10;
+    /* Below the service's limits (idle connections closed after 24 h, any after 3 days) and
+     * jittered per connection (lb_pool.c), so the pool replaces its connections on its own time. */
+    s->max_lifetime = 3600;
     s->prepare = 1;
+    /* A peer gone without a goodbye is noticed within ~30 s: idle 15 s, then 3 probes 5 s apart;
+     * data left unacknowledged for 30 s fails the connection (tcp_user_timeout). */
+    s->keepalives = 1;
+    s->keepalives_idle = 15;
+    s->keepalives_interval = 5;
+    s->keepalives_count = 3;
+    s->tcp_user_timeout = 30;
 
     for (o = 0; o < O_COUNT; o++)
         if (r[o].value || r[o].bad_type)

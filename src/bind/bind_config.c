@@ -123,8 +123,8 @@ lb_settings *lb_bind_check_settings(lua_State *L, int idx, const char *const *ig
             break;
         }
         case LUA_TBOOLEAN:
-            /* Only `prepare` is a boolean; elsewhere a boolean is a type error. */
-            if (strcmp(name, "prepare") == 0)
+            /* Only `prepare` and `keepalives` are booleans; elsewhere a boolean is a type error. */
+            if (strcmp(name, "prepare") == 0 || strcmp(name, "keepalives") == 0)
                 value = lua_toboolean(L, -1) ? "true" : "false";
             else
                 bad_type = "boolean";
@@ -177,12 +177,13 @@ static int settings_tostring(lua_State *L)
         "host", "port", "database", "user", "sslmode", "sslrootcert", "endpoint",
         "databricks_host", "auth", "profile", "token", "client_id", "client_secret", "password", "max",
         "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
-        "application_name", "prepare", NULL};
+        "application_name", "prepare", "keepalives", "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "tcp_user_timeout", NULL};
     int i, n = 1;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 4 * 22 + 4, "settings tostring");
+    luaL_checkstack(L, 4 * 27 + 4, "settings tostring");
     lua_pushliteral(L, "lakebase.settings{");
     for (i = 0; fields[i]; i++) {
         char tmp[96];
@@ -234,7 +235,7 @@ static void set_num(lua_State *L, const char *field, double value)
 
 static void push_settings(lua_State *L, const lb_settings *s)
 {
-    lua_createtable(L, 0, 24);
+    lua_createtable(L, 0, 30);
     set_str(L, "host", s->host);
     set_num(L, "port", s->port);
     set_str(L, "database", s->database);
@@ -258,6 +259,12 @@ static void push_settings(lua_State *L, const lb_settings *s)
     set_str(L, "application_name", s->application_name ? s->application_name : "lakebase");
     lua_pushboolean(L, s->prepare);
     lua_setfield(L, -2, "prepare");
+    lua_pushboolean(L, s->keepalives);
+    lua_setfield(L, -2, "keepalives");
+    set_num(L, "keepalives_idle", s->keepalives_idle);
+    set_num(L, "keepalives_interval", s->keepalives_interval);
+    set_num(L, "keepalives_count", s->keepalives_count);
+    set_num(L, "tcp_user_timeout", s->tcp_user_timeout);
 
     lua_pushlightuserdata(L, (void *)&settings_mt_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
