@@ -263,9 +263,13 @@ static lb_conn *connect_retrying(lb_pool *p, double deadline, lb_error *err)
             delay = (delay > CONNECT_BACKOFF_CAP ? CONNECT_BACKOFF_CAP : delay) * lb_time_jitter();
             if (lb_time_mono() + delay > p->not_before)
                 p->not_before = lb_time_mono() + delay;
-            lb_error_clear(&p->last_fail);
-            lb_error_set(&p->last_fail, err->kind, 1, "%s", err->message ? err->message : "failed");
-            memcpy(p->last_fail.sqlstate, err->sqlstate, sizeof p->last_fail.sqlstate);
+            /* The server's reason (53300, 57P03) says more than a connect cut short by the
+             * deadline: a failure without SQLSTATE does not replace one with it in a streak. */
+            if (!(err->sqlstate[0] == '\0' && p->fail_streak > 1 && p->last_fail.sqlstate[0])) {
+                lb_error_clear(&p->last_fail);
+                lb_error_set(&p->last_fail, err->kind, 1, "%s", err->message ? err->message : "failed");
+                memcpy(p->last_fail.sqlstate, err->sqlstate, sizeof p->last_fail.sqlstate);
+            }
         }
         pthread_mutex_unlock(&p->mu);
         if (c)

@@ -59,6 +59,7 @@ local function env_prefix()
   if os.getenv("LAKEBASE_TEST_ADMIN_PASSWORD") then return "" end
   return ". " .. shell_quote(env_file()) .. " && "
 end
+_M.env_prefix = env_prefix
 
 -- Runs a shell command; returns stdout, exit ok, exit code. The exit code travels in the output:
 -- LuaJIT's popen close does not report it.
