@@ -107,6 +107,29 @@ location = /t/stats {
     ngx.say(string.format('{"pins":%d,"in_use":%d,"total":%d}', lbngx.pin_count(), s.in_use, s.total))
   }
 }
+location = /t/pipeline {
+  content_by_lua_block {
+    local db = require("app").db()
+    local r, err = db:pipeline(function(p)
+      p:query("select $1::int as v", 1)
+      p:query("select 2 as v")
+    end)
+    local _, err2 = db:pipeline(function(p)
+      p:query("select 1")
+      p:query("select 1/0")
+      p:query("select 3")
+    end)
+    local tx_r = db:transaction(function(tx)
+      local x = assert(tx:pipeline(function(p)
+        p:query("select $1::int as v", 5)
+        p:query("select 6 as v")
+      end))
+      return x[1][1].v + x[2][1].v
+    end)
+    ngx.say("n=", r and r.n or tostring(err), " v1=", r and r[1][1].v, " v2=", r and r[2][1].v,
+      " failed=", err2 and err2.statement, " state=", err2 and err2.sqlstate, " tx=", tx_r)
+  }
+}
 location = /t/types {
   content_by_lua_block {
     local lakebase = require("lakebase")
@@ -490,6 +513,13 @@ describe("openresty (nginx + lakebase.ngx)", function()
         assert.is_nil(log:find(secret, 1, true), "a secret reached the error log")
       end
     end
+  end)
+
+  it("runs db:pipeline and tx:pipeline in the thread pool, results in order", function()
+    local text, code = http("GET", "/t/pipeline")
+    assert.are.equal(200, code, text)
+    assert.are.equal("n=2 v1=1 v2=2 failed=2 state=22012 tx=11\n", text)
+    assert.are.equal(0, stats().pins)
   end)
 
   it("carries results and errors across the thread boundary intact", function()

@@ -4,7 +4,8 @@
 -- OpenResty bridge) can run the same calls elsewhere:
 --   db  → core pool handle:  pool:query(sql, ...), pool:query_params(sql, params),
 --                            pool:exec_script(sql), pool:begin() → conn, pool:stats(), pool:close()
---   tx  → core conn handle:  conn:query / query_params / exec_script, conn:release()
+--   tx  → core conn handle:  conn:query / query_params / exec_script, conn:defer(sql) (sent
+--                            with the next statement), conn:release()
 --
 -- Transactions: `db:transaction(fn, opts)` runs `fn(tx)` inside BEGIN ... COMMIT on one pinned
 -- connection and returns what `fn` returned. When `fn` raises an error, or returns `false`
@@ -178,15 +179,21 @@ local function first_failure(tx)
 end
 
 -- Finishes fn's outcome (a packed pcall result): commit (or release the savepoint) on success,
--- roll back otherwise; returns what `transaction` returns.
-local function settle(res, conn, commit_sql, rollback_sql, tx)
+-- roll back otherwise; returns what `transaction` returns. `release` (savepoints): the RELEASE
+-- is deferred, it travels with the next statement (or the COMMIT) instead of a round trip.
+local function settle(res, conn, commit_sql, rollback_sql, tx, release)
   if res[1] and res[2] ~= false then
     if conn:status() == "failed" then
       -- A statement failed and fn went on: COMMIT would quietly roll back; say so instead.
       conn:exec_script(rollback_sql)
       return nil, first_failure(tx)
     end
-    local ok, err = conn:exec_script(commit_sql)
+    local ok, err
+    if release then
+      ok, err = conn:defer(commit_sql)
+    else
+      ok, err = conn:exec_script(commit_sql)
+    end
     if not ok then
       conn:exec_script(rollback_sql)
       return nil, err
@@ -222,25 +229,15 @@ function db_methods:transaction(fn, opts)
     error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
   end
   local begin = _M.begin_sql(opts, 3)
-  local pool = pool_of(self)
-  local conn, ok, err
-  -- A connection that dies before BEGIN got through loses nothing: try a fresh one, once.
-  for _ = 1, 2 do
-    conn, err = pool:begin()
-    if not conn then
-      return nil, err
-    end
-    ok, err = conn:exec_script(begin)
-    if ok then
-      break
-    end
-    conn:release()
-    conn = nil
-    if err.kind ~= "connect" then
-      break
-    end
-  end
+  local conn, err = pool_of(self):begin()
   if not conn then
+    return nil, err
+  end
+  -- BEGIN travels with the first statement (a transaction of k statements: k + 1 round trips).
+  local ok
+  ok, err = conn:defer(begin)
+  if not ok then
+    conn:release()
     return nil, err
   end
   local out = pack(_M.run_transaction(conn, self, fn))
@@ -308,7 +305,7 @@ function tx_methods:transaction(fn, opts)
   local conn = conn_of(self)
   local depth = self._depth + 1
   local name = "lakebase_sp_" .. depth
-  local ok, err = conn:exec_script("SAVEPOINT " .. name)
+  local ok, err = conn:defer("SAVEPOINT " .. name) -- sent with the next statement
   if not ok then
     return nil, err
   end
@@ -318,7 +315,7 @@ function tx_methods:transaction(fn, opts)
   inner._done = true
   self._done = false
   return settle(res, conn, "RELEASE SAVEPOINT " .. name,
-    "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name, inner)
+    "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name, inner, true)
 end
 
 function tx_methods:stats()
@@ -327,6 +324,84 @@ end
 
 tx_mt.__tostring = function(self)
   return "lakebase.tx (depth " .. self._depth .. (self._done and ", finished" or "") .. ")"
+end
+
+---------------------------------------------------------------------------------------------
+-- Pipelines
+---------------------------------------------------------------------------------------------
+
+-- `db:pipeline(fn)` / `tx:pipeline(fn)`: fn(p) queues statements with p:query, p:query_params
+-- and the builder's terminals (p:insert(...):values(...):exec()); when fn returns they travel in
+-- one flight and the results come back in order: results[i] is what the i-th call would have
+-- returned on its own (results.n counts them). The first failure stops the rest: nil, err with
+-- err.statement = its index. Outside a transaction the pipeline is one implicit transaction (all
+-- or nothing); inside one it is part of it. A raise in fn sends nothing.
+local pipe_methods = {}
+local pipe_mt = { __index = pipe_methods, __name = "lakebase.pipeline" }
+_M.pipe_methods = pipe_methods
+
+function pipe_methods:_queue(sql, params, shape)
+  if not self._pipeline then
+    error("attempt to use a finished lakebase pipeline", 3)
+  end
+  local stmts = self._stmts
+  local i = #stmts + 1
+  stmts[i] = { sql, params }
+  self._shapes[i] = shape
+  return i
+end
+
+--- Queues sql with every argument after it as a parameter; returns its index in the results.
+function pipe_methods:query(sql, ...)
+  check_sql(sql, "query")
+  return self:_queue(sql, pack(...))
+end
+
+function pipe_methods:query_params(sql, params)
+  check_sql(sql, "query_params")
+  check_params(params, "query_params")
+  return self:_queue(sql, params)
+end
+
+pipe_mt.__tostring = function(self)
+  return "lakebase.pipeline (" .. #self._stmts .. " statements"
+    .. (self._pipeline and "" or ", sent") .. ")"
+end
+
+--- Runs fn(p) and sends what it queued through `target` (a core pool, conn or adapter with
+-- pipeline(stmts)); returns the results or nil, err. Any front end uses this one function.
+function _M.run_pipeline(target, fn)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'pipeline' (function expected, got " .. type(fn) .. ")", 3)
+  end
+  local p = setmetatable({ _pipeline = true, _stmts = {}, _shapes = {} }, pipe_mt)
+  local ok, e = pcall(fn, p)
+  p._pipeline = false
+  if not ok then
+    error(e, 0)
+  end
+  local results, err = target:pipeline(p._stmts)
+  if not results then
+    return nil, err
+  end
+  local n = #p._stmts
+  for i = 1, n do
+    local shape = p._shapes[i]
+    if shape then
+      results[i] = shape(results[i])
+    end
+  end
+  results.n = n
+  return results
+end
+
+function db_methods:pipeline(fn)
+  return _M.run_pipeline(pool_of(self), fn)
+end
+
+function tx_methods:pipeline(fn)
+  local conn = conn_of(self)
+  return note(self, _M.run_pipeline(conn, fn))
 end
 
 ---------------------------------------------------------------------------------------------
@@ -346,6 +421,7 @@ function _M.install_builder()
     if type(builder) == "table" and builder.install then
       builder.install(db_methods)
       builder.install(tx_methods)
+      builder.install(pipe_methods)
     end
   elseif not tostring(builder):find("module 'lakebase.builder' not found", 1, true) then
     error(builder, 0) -- a broken builder must not pass silently

@@ -349,8 +349,8 @@ function _M.proxy(target_port, delay_ms)
     return run("python3 " .. shell_quote(script) .. " ctl " .. ctl .. " " .. words)
   end
   function p.stats()
-    local out = call("stats")
-    return (json.decode(out))
+    local text = call("stats")
+    return (json.decode(text))
   end
   function p.flights() return p.stats().flights end
   function p.reset() call("reset") end
