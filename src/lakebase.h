@@ -100,6 +100,8 @@ typedef struct lb_settings {
     int statement_timeout;  /* milliseconds, 0 = server default */
     char *application_name; /* NULL = "lakebase" */
     int prepare;            /* 1 (default): per-connection prepared statement cache */
+    int min_idle;           /* connections opened by lb_pool_warm and kept idle (0..max) */
+    int prefetch;           /* 1: lb_pool_warm fetches the credential */
     char *key;              /* identity of pool/credential: equal keys share them (holds no secret in clear) */
 } lb_settings;
 
@@ -242,6 +244,18 @@ int lb_pool_pipeline(lb_pool *p, const lb_pipe_stmt *stmts, int n, PGresult **re
 /* Closes idle connections past idle_timeout/max_lifetime now (checkouts, checkins and
  * lb_pool_stats_get do it too; a timer may call it when the application is quiet). */
 void lb_pool_sweep(lb_pool *p);
+/* Warm start: fetches the credential now when settings->prefetch, and opens connections until
+ * settings->min_idle are idle (the sweep keeps that many past idle_timeout). 0, or -1 with err
+ * (the pool stays usable: connections open lazily as before). */
+int lb_pool_warm(lb_pool *p, lb_error *err);
+
+/* What a cold connect costs, step by step (seconds): name resolution, TCP, TLS, startup and
+ * authentication, the first query; rtt is the fastest of five more `select 1` (one round trip). */
+typedef struct lb_probe {
+    double dns, tcp, tls, auth, first_query, rtt;
+    int tls_used;
+} lb_probe;
+int lb_conn_probe(const lb_settings *s, const char *password, lb_probe *out, lb_error *err);
 
 /* ------------------------------------------------------------------------------------------
  * Pinned connections (lb_pin.c): a transaction that spans several calls from different Lua

@@ -27,6 +27,7 @@ enum {
     O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_DATABRICKS_HOST,
     O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
     O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
+    O_MIN_IDLE, O_PREFETCH,
     O_COUNT
 };
 
@@ -55,6 +56,8 @@ static const struct {
     [O_APPLICATION_NAME] = {"application_name", NULL, 0},
     [O_MAX_LIFETIME] = {"max_lifetime", NULL, 0},
     [O_PREPARE] = {"prepare", NULL, 0},
+    [O_MIN_IDLE] = {"min_idle", NULL, 0},
+    [O_PREFETCH] = {"prefetch", NULL, 0},
 };
 
 enum source { SRC_NONE = 0, SRC_OPTION, SRC_ENV, SRC_PROFILE };
@@ -785,6 +788,8 @@ char *lb_settings_describe(const lb_settings *s)
     sb_printf(&b, " application_name=%s prepare=%s",
               s->application_name ? s->application_name : "lakebase",
               s->prepare ? "true" : "false");
+    if (s->min_idle > 0 || s->prefetch)
+        sb_printf(&b, " min_idle=%d prefetch=%s", s->min_idle, s->prefetch ? "true" : "false");
     return sb_take(&b);
 }
 
@@ -857,7 +862,7 @@ static char *make_key(const lb_settings *s)
     sb_printf(&b, "%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->idle_timeout, s->connect_timeout,
               s->acquire_timeout, s->max_lifetime, s->statement_timeout);
     key_field(&b, s->application_name);
-    sb_printf(&b, "%d,", s->prepare);
+    sb_printf(&b, "%d,%d,%d,", s->prepare, s->min_idle, s->prefetch);
     for (i = 0; i < 16; i++)
         sb_printf(&b, "%02x", digest[i]);
     explicit_bzero(digest, sizeof digest);
@@ -888,7 +893,9 @@ static const char *expectation(int o)
     case O_CONNECT_TIMEOUT:
     case O_ACQUIRE_TIMEOUT: return "a number of seconds > 0 and <= 3600";
     case O_MAX_LIFETIME: return "a number of seconds 0-31536000 (0 = unlimited)";
-    case O_PREPARE: return "a boolean";
+    case O_PREPARE:
+    case O_PREFETCH: return "a boolean";
+    case O_MIN_IDLE: return "an integer 0-1000, at most max";
     default: return "a string";
     }
 }
@@ -1036,11 +1043,22 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         return dup_field(&s->application_name, v);
     }
     case O_PREPARE:
+    case O_PREFETCH:
         if (parse_bool(v, &bv) != 0) {
             add_problem(pr, o, r, "expected a boolean (true/false), got %s", q);
             return -1;
         }
-        s->prepare = bv;
+        if (o == O_PREPARE)
+            s->prepare = bv;
+        else
+            s->prefetch = bv;
+        return 0;
+    case O_MIN_IDLE:
+        if (parse_int(v, 0, 1000, &iv) != 0) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        s->min_idle = (int)iv;
         return 0;
     }
     return 0;
@@ -1104,6 +1122,10 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
         if (r[o].value || r[o].bad_type)
             if (apply(&pr, s, o, &r[o]) < -1)
                 oom = 1;
+
+    if (s->min_idle > s->max && !r[O_MIN_IDLE].bad_type)
+        add_problem(&pr, O_MIN_IDLE, &r[O_MIN_IDLE], "is %d, more than max (%d)", s->min_idle,
+                    s->max);
 
     /* Required settings and the auth rule, once per missing setting. */
     if (!r[O_HOST].value && !r[O_HOST].bad_type)

@@ -1144,3 +1144,103 @@ int lb_pool_pipeline(lb_pool *p, const lb_pipe_stmt *stmts, int n, PGresult **re
     }
     return rc;
 }
+
+/* ------------------------------------------------------------------------------------------
+ * Cold start probe (lakebase check)
+ * ---------------------------------------------------------------------------------------- */
+
+/* Waits until libpq's socket is ready in the direction PQconnectPoll asked for. */
+static int probe_wait(PGconn *pg, PostgresPollingStatusType st, double deadline)
+{
+    struct pollfd pfd;
+    int left = (int)((deadline - lb_monotonic()) * 1000);
+    if (left <= 0)
+        return -1;
+    pfd.fd = PQsocket(pg);
+    pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+    pfd.revents = 0;
+    return poll(&pfd, 1, left) > 0 ? 0 : -1;
+}
+
+int lb_conn_probe(const lb_settings *s, const char *password, lb_probe *out, lb_error *err)
+{
+    /* The same keywords as lb_conn_open, minus the statement_timeout option: a probe runs
+     * nothing that could take long. */
+    static const char *const names[] = { "host", "port", "dbname", "user", "password", "sslmode",
+                                         "sslrootcert", "application_name", NULL };
+    const char *kw[10], *val[10];
+    const char *vals[8];
+    char port[16];
+    int verify = s->sslmode == LB_SSL_REQUIRE || s->sslmode == LB_SSL_VERIFY_FULL ||
+                 s->sslmode == LB_SSL_VERIFY_CA;
+    int i, n = 0, tcp_done = 0, tls_done = 0;
+    double t0, now, deadline;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    PGconn *pg;
+
+    memset(out, 0, sizeof *out);
+    snprintf(port, sizeof port, "%d", s->port);
+    vals[0] = s->host, vals[1] = port, vals[2] = s->database, vals[3] = s->user;
+    vals[4] = password, vals[5] = libpq_sslmode(s->sslmode);
+    vals[6] = verify ? (s->sslrootcert ? s->sslrootcert : SYSTEM_CA_BUNDLE) : NULL;
+    vals[7] = "lakebase check";
+    for (i = 0; names[i]; i++)
+        if (vals[i])
+            kw[n] = names[i], val[n++] = vals[i];
+    kw[n] = NULL, val[n] = NULL;
+
+    t0 = lb_monotonic();
+    deadline = t0 + (s->connect_timeout > 0 ? s->connect_timeout : 10);
+    pg = PQconnectStartParams(kw, val, 0); /* resolves the host name here */
+    now = lb_monotonic();
+    out->dns = now - t0;
+    t0 = now;
+    while (pg && PQstatus(pg) != CONNECTION_BAD) {
+        ConnStatusType cs;
+        if (st == PGRES_POLLING_OK)
+            break;
+        if (probe_wait(pg, st, deadline) != 0) {
+            PQfinish(pg);
+            lb_error_set(err, LB_ERR_TIMEOUT, 1, "connect: no answer within connect_timeout");
+            return -1;
+        }
+        st = PQconnectPoll(pg);
+        cs = PQstatus(pg);
+        now = lb_monotonic();
+        if (!tcp_done && cs != CONNECTION_STARTED) {
+            out->tcp = now - t0, t0 = now, tcp_done = 1;
+        }
+        if (tcp_done && !tls_done && cs != CONNECTION_MADE && cs != CONNECTION_SSL_STARTUP) {
+            out->tls = PQsslInUse(pg) ? now - t0 : 0;
+            if (PQsslInUse(pg))
+                t0 = now;
+            tls_done = 1;
+        }
+    }
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        set_trimmed(err, LB_ERR_CONNECT, 1, "connect: ", pg ? PQerrorMessage(pg) : "out of memory");
+        PQfinish(pg);
+        return -1;
+    }
+    out->auth = lb_monotonic() - t0;
+    out->tls_used = PQsslInUse(pg);
+    for (i = 0; i < 6; i++) {
+        PGresult *r;
+        t0 = lb_monotonic();
+        r = PQexec(pg, "select 1");
+        now = lb_monotonic() - t0;
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            set_trimmed(err, LB_ERR_QUERY, 0, "first query: ", PQresultErrorMessage(r));
+            PQclear(r);
+            PQfinish(pg);
+            return -1;
+        }
+        PQclear(r);
+        if (i == 0)
+            out->first_query = now;
+        else if (i == 1 || now < out->rtt)
+            out->rtt = now;
+    }
+    PQfinish(pg);
+    return 0;
+}

@@ -73,6 +73,17 @@ function _M.new(opts)
   if not pool then
     return nil, err
   end
+  -- Warm start (min_idle, prefetch): here, unless inside nginx's event loop, where lakebase.ngx
+  -- warms in init_worker (never in the master, whose connections every worker would share).
+  local ngx = rawget(_G, "ngx")
+  if not (ngx and ngx.get_phase) then
+    local ok
+    ok, err = pool:warm()
+    if not ok then
+      pool:close()
+      return nil, err
+    end
+  end
   return _M.wrap(pool)
 end
 

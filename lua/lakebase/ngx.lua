@@ -712,6 +712,13 @@ function _M.new(opts)
   if not (ngx and ngx.run_worker_thread) then
     return db
   end
+  if phase() == "init_worker" then -- warm start (min_idle, prefetch) before any request
+    local ok
+    ok, err = db._pool:warm()
+    if not ok then
+      log("WARN", "warm start failed (connections will open on first use): ", tostring(err))
+    end
+  end
   return _M.wrap(db, opts)
 end
 

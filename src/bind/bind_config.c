@@ -122,8 +122,8 @@ lb_settings *lb_bind_check_settings(lua_State *L, int idx, const char *const *ig
             break;
         }
         case LUA_TBOOLEAN:
-            /* Only `prepare` is a boolean; elsewhere a boolean is a type error. */
-            if (strcmp(name, "prepare") == 0)
+            /* Only `prepare` and `prefetch` are booleans; elsewhere a boolean is a type error. */
+            if (strcmp(name, "prepare") == 0 || strcmp(name, "prefetch") == 0)
                 value = lua_toboolean(L, -1) ? "true" : "false";
             else
                 bad_type = "boolean";
@@ -176,12 +176,12 @@ static int settings_tostring(lua_State *L)
         "host", "port", "database", "user", "sslmode", "sslrootcert", "endpoint",
         "databricks_host", "auth", "token", "client_id", "client_secret", "password", "max",
         "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
-        "application_name", "prepare", NULL};
+        "application_name", "prepare", "min_idle", "prefetch", NULL};
     int i, n = 1;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 4 * 22 + 4, "settings tostring");
+    luaL_checkstack(L, 4 * 24 + 4, "settings tostring");
     lua_pushliteral(L, "lakebase.settings{");
     for (i = 0; fields[i]; i++) {
         char tmp[96];
@@ -270,6 +270,9 @@ static void push_settings(lua_State *L, const lb_settings *s)
     set_str(L, "application_name", s->application_name ? s->application_name : "lakebase");
     lua_pushboolean(L, s->prepare);
     lua_setfield(L, -2, "prepare");
+    set_num(L, "min_idle", s->min_idle);
+    lua_pushboolean(L, s->prefetch);
+    lua_setfield(L, -2, "prefetch");
 
     lua_pushlightuserdata(L, (void *)&settings_mt_key);
     lua_rawget(L, LUA_REGISTRYINDEX);

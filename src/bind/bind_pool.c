@@ -6,6 +6,7 @@
  *   pool:begin()                     -> conn | nil, err   (a checked-out connection)
  *   pool:pipeline(stmts)             -> results | nil, err   (stmts: { {sql, params}, ... },
  *                                       one flight; err.statement: the one that failed)
+ *   pool:warm() -> true | nil, err (prefetch the credential, open min_idle connections),
  *   pool:stats(), pool:sweep() (close idle connections past their time), pool:close(),
  *   pool:closed(), tostring(pool)
  *   conn:query / query_params / exec_script as above, conn:in_transaction(), conn:status(),
@@ -334,6 +335,37 @@ static int pool_new(lua_State *L)
     return 1;
 }
 
+/* core.probe(opts, password) -> { dns, tcp, tls, auth, first_query, rtt (seconds), tls_used }
+ * | nil, err: a cold connect timed step by step (lakebase check). */
+static int probe(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    const char *password = luaL_optstring(L, 2, NULL);
+    lb_settings *s = lb_bind_check_settings(L, 1, lua_only_options, &err);
+    lb_probe pr;
+    int rc;
+
+    if (!s)
+        return lb_bind_fail(L, &err);
+    rc = lb_conn_probe(s, password ? password : s->password, &pr, &err);
+    lb_settings_free(s);
+    if (rc != 0)
+        return lb_bind_fail(L, &err);
+    {
+        const char *const names[] = { "dns", "tcp", "tls", "auth", "first_query", "rtt" };
+        const double secs[] = { pr.dns, pr.tcp, pr.tls, pr.auth, pr.first_query, pr.rtt };
+        size_t i;
+        lua_createtable(L, 0, 7);
+        for (i = 0; i < sizeof secs / sizeof secs[0]; i++) {
+            lua_pushnumber(L, secs[i]);
+            lua_setfield(L, -2, names[i]);
+        }
+    }
+    lua_pushboolean(L, pr.tls_used);
+    lua_setfield(L, -2, "tls_used");
+    return 1;
+}
+
 static int pool_query(lua_State *L)
 {
     lb_error err = LB_ERROR_INIT;
@@ -440,6 +472,16 @@ static int pool_sweep(lua_State *L)
     pool_ud *u = check_pool(L);
     lb_pool_sweep(u->pool);
     return 0;
+}
+
+static int pool_warm(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    pool_ud *u = check_pool(L);
+    if (lb_pool_warm(u->pool, &err) != 0)
+        return lb_bind_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static int pool_closed(lua_State *L)
@@ -587,6 +629,7 @@ static const luaL_Reg pool_methods[] = {
     { "query_params", pool_query_params },
     { "stats", pool_stats },
     { "sweep", pool_sweep },
+    { "warm", pool_warm },
     { NULL, NULL },
 };
 
@@ -626,4 +669,6 @@ void lb_bind_pool(lua_State *L)
     new_class(L, CONN_MT, conn_methods, conn_release, conn_tostring);
     lua_pushcfunction(L, pool_new);
     lua_setfield(L, -2, "pool_new");
+    lua_pushcfunction(L, probe);
+    lua_setfield(L, -2, "probe");
 }
