@@ -32,6 +32,14 @@ init_by_lua_block {
   local db = require("lakebase").new({ application_name = "lakebase-spec-init" })
   local ok, err = pcall(db.query, db, "select 1")
   package.loaded["lakebase_spec_init"] = { db = db, refused = (not ok) and tostring(err) or "ran" }
+  -- a warm start in init_worker: min_idle connections are open before any request
+  local app = require("app")
+  local init_worker = app.init_worker
+  app.init_worker = function()
+    init_worker()
+    package.loaded["lakebase_spec_warm"] = require("lakebase").new({ application_name = "lakebase-spec-warm",
+      min_idle = 2, max = 3 })
+  end
 }
 ]=]
 
@@ -105,6 +113,12 @@ location = /t/stats {
     local lbngx = require("lakebase.ngx")
     local s = require("app").db():stats()
     ngx.say(string.format('{"pins":%d,"in_use":%d,"total":%d}', lbngx.pin_count(), s.in_use, s.total))
+  }
+}
+location = /t/warm {
+  content_by_lua_block {
+    local st = package.loaded["lakebase_spec_warm"]:stats()
+    ngx.say("idle=", st.idle, " connects=", st.connects)
   }
 }
 location = /t/pipeline {
@@ -513,6 +527,12 @@ describe("openresty (nginx + lakebase.ngx)", function()
         assert.is_nil(log:find(secret, 1, true), "a secret reached the error log")
       end
     end
+  end)
+
+  it("opens min_idle connections in init_worker, before any request", function()
+    local text, code = http("GET", "/t/warm")
+    assert.are.equal(200, code, text)
+    assert.are.equal("idle=2 connects=2\n", text)
   end)
 
   it("runs db:pipeline and tx:pipeline in the thread pool, results in order", function()
