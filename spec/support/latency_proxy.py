@@ -15,16 +15,19 @@ first one on a connection): a request/response exchange is one flight, a pipelin
 statements sent before any answer is one flight, a TLS handshake is as many flights as it waits.
 The counts are decided by the order of bytes, not by timing, so tests can assert on them.
 """
-import asyncio
 import json
+import os
+import queue
 import socket
 import sys
+import threading
 import time
 
 
 class Stats:
     def __init__(self, delay):
         self.delay = delay
+        self.lock = threading.Lock()
         self.reset()
 
     def reset(self):
@@ -43,110 +46,123 @@ class Stats:
 
 
 STATS = Stats(0.0)
-
-
-async def pump(reader, writer, up, conn):
-    """Reads one direction; each chunk is written delay seconds after it arrived, in order."""
-    queue = asyncio.Queue()
-
-    async def send():
-        while True:
-            due, data = await queue.get()
-            if data is None:
-                break
-            wait = due - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                writer.write(data)
-                await writer.drain()
-            except (ConnectionError, OSError):
-                break
-        try:
-            if writer.can_write_eof():
-                writer.write_eof()
-            else:
-                writer.close()
-        except (ConnectionError, OSError):
-            pass
-
-    sender = asyncio.ensure_future(send())
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            if up:
-                if conn["last"] != "up":
-                    STATS.flights += 1
-                    STATS.per_connection[conn["id"]] = STATS.per_connection.get(conn["id"], 0) + 1
-                conn["last"] = "up"
-                STATS.bytes_up += len(data)
-            else:
-                conn["last"] = "down"
-                STATS.bytes_down += len(data)
-            queue.put_nowait((time.monotonic() + STATS.delay, data))
-    except (ConnectionError, OSError):
-        pass
-    queue.put_nowait((time.monotonic() + STATS.delay, None))
-    await sender
-
-
 NEXT_ID = [0]
 
 
-async def handle(client_reader, client_writer, target):
-    host, port = target
-    try:
-        server_reader, server_writer = await asyncio.open_connection(host, port)
-    except OSError:
-        client_writer.close()
-        return
-    for w in (client_writer, server_writer):
-        sock = w.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    NEXT_ID[0] += 1
-    conn = {"id": NEXT_ID[0], "last": None}
-    STATS.connections += 1
-    await asyncio.gather(pump(client_reader, server_writer, True, conn),
-                         pump(server_reader, client_writer, False, conn))
-    for w in (client_writer, server_writer):
+def note(conn, up, n):
+    """Counts a chunk; a chunk from the client after one from the server starts a flight."""
+    with STATS.lock:
+        if up:
+            if conn["last"] != "up":
+                STATS.flights += 1
+                STATS.per_connection[conn["id"]] = STATS.per_connection.get(conn["id"], 0) + 1
+            conn["last"] = "up"
+            STATS.bytes_up += n
+        else:
+            conn["last"] = "down"
+            STATS.bytes_down += n
+        return STATS.delay
+
+
+def pump(src, dst, up, conn):
+    """One direction: a reader thread queues each chunk with its due time, a writer thread sends it
+    then (time.sleep is precise to a fraction of a millisecond, unlike an event loop's timers)."""
+    q = queue.Queue()
+
+    def writer():
+        while True:
+            due, data = q.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            if data is None:
+                break
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
         try:
-            w.close()
+            dst.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
-
-async def control(reader, writer):
-    line = (await reader.readline()).decode().split()
-    if line and line[0] == "stats":
-        writer.write((json.dumps(STATS.as_dict()) + "\n").encode())
-    elif line and line[0] == "reset":
-        STATS.reset()
-        writer.write(b"ok\n")
-    elif len(line) == 2 and line[0] == "delay":
-        STATS.delay = float(line[1]) / 1000.0
-        writer.write(b"ok\n")
-    else:
-        writer.write(b"error: stats | reset | delay MS\n")
-    await writer.drain()
-    writer.close()
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    while True:
+        try:
+            data = src.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            break
+        q.put((time.monotonic() + note(conn, up, len(data)), data))
+    q.put((time.monotonic() + STATS.delay, None))
+    t.join()
 
 
-async def serve(target, delay_ms, port_file):
+def handle(client, target):
+    try:
+        server = socket.create_connection(target)
+    except OSError:
+        client.close()
+        return
+    for sock in (client, server):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with STATS.lock:
+        NEXT_ID[0] += 1
+        conn = {"id": NEXT_ID[0], "last": None}
+        STATS.connections += 1
+    down = threading.Thread(target=pump, args=(server, client, False, conn), daemon=True)
+    down.start()
+    pump(client, server, True, conn)
+    down.join()
+    client.close()
+    server.close()
+
+
+def control(sock):
+    with sock:
+        line = sock.makefile().readline().split()
+        with STATS.lock:
+            if line and line[0] == "stats":
+                reply = json.dumps(STATS.as_dict()) + "\n"
+            elif line and line[0] == "reset":
+                STATS.reset()
+                reply = "ok\n"
+            elif len(line) == 2 and line[0] == "delay":
+                STATS.delay = float(line[1]) / 1000.0
+                reply = "ok\n"
+            else:
+                reply = "error: stats | reset | delay MS\n"
+        sock.sendall(reply.encode())
+
+
+def accept_loop(listener, fn, *args):
+    while True:
+        sock, _ = listener.accept()
+        threading.Thread(target=fn, args=(sock,) + args, daemon=True).start()
+
+
+def listen():
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(512)
+    return s
+
+
+def serve(target, delay_ms, port_file):
     STATS.delay = delay_ms / 1000.0
-    data = await asyncio.start_server(lambda r, w: handle(r, w, target), "127.0.0.1", 0)
-    ctl = await asyncio.start_server(control, "127.0.0.1", 0)
-    line = "port %d %d\n" % (data.sockets[0].getsockname()[1], ctl.sockets[0].getsockname()[1])
+    data, ctl_sock = listen(), listen()
+    line = "port %d %d\n" % (data.getsockname()[1], ctl_sock.getsockname()[1])
     if port_file:
         with open(port_file + ".tmp", "w") as f:
             f.write(line)
-        import os
         os.rename(port_file + ".tmp", port_file)
     sys.stdout.write(line)
     sys.stdout.flush()
-    await asyncio.gather(data.serve_forever(), ctl.serve_forever())
+    threading.Thread(target=accept_loop, args=(ctl_sock, control), daemon=True).start()
+    accept_loop(data, handle, target)
 
 
 def ctl(port, words):
@@ -186,7 +202,7 @@ def main(argv):
         sys.stderr.write("--target HOST:PORT is required\n")
         return 2
     try:
-        asyncio.run(serve(target, delay, port_file))
+        serve(target, delay, port_file)
     except KeyboardInterrupt:
         pass
     return 0
