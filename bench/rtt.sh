@@ -74,7 +74,7 @@ run() { # round peer workload [mode]
 }
 
 echo "== round trips at $rtt_ms ms RTT (latency proxy), $rounds rounds" >&2
-for ((r = 0; r < rounds; r++)); do
+for ((r = 0; r < rounds && ${BENCH_RTT_R:-1}; r++)); do
   run $r raw R0
   for w in R1 R2; do
     run $r raw $w exec; run $r raw $w prepared

@@ -355,6 +355,7 @@ function _M.proxy(target_port, delay_ms)
   function p.flights() return p.stats().flights end
   function p.reset() call("reset") end
   function p.delay(ms) call("delay " .. ms) end
+  function p.sever() call("sever") end
   function p.stop() os.execute("kill " .. pid .. " 2>/dev/null") end
   return p
 end

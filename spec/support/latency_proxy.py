@@ -6,9 +6,10 @@
         forwards every connection to HOST:PORT. Bytes are held D ms in each direction, in order,
         without limiting throughput (a pipelined stream stays pipelined), so a round trip costs
         2*D plus the server's time: netem's effect, without the kernel.
-    latency_proxy.py ctl CONTROL_PORT stats|reset|delay D
+    latency_proxy.py ctl CONTROL_PORT stats|reset|delay D|sever
         stats: one JSON line {"flights": n, "connections": n, "bytes_up": n, "bytes_down": n,
-        "per_connection": [flights...]}; reset: zero the counters; delay: change D.
+        "per_connection": [flights...]}; reset: zero the counters; delay: change D; sever: close
+        the server side of the open connections, the clients hear it on their next send.
 
 A flight is a burst of client bytes sent after the client has heard from the server (or the
 first one on a connection): a request/response exchange is one flight, a pipeline of many
@@ -47,6 +48,7 @@ class Stats:
 
 STATS = Stats(0.0)
 NEXT_ID = [0]
+LIVE = {}  # id -> connection, for sever
 
 
 def note(conn, up, n):
@@ -80,9 +82,19 @@ def pump(src, dst, up, conn):
             try:
                 dst.sendall(data)
             except OSError:
+                if up:
+                    writer_failed()
                 break
+        if not (conn.get("severed") and not up):
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def writer_failed():
+        # The server side is gone: the client hears it now (EOF), not when it gives up waiting.
         try:
-            dst.shutdown(socket.SHUT_WR)
+            src.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -110,12 +122,15 @@ def handle(client, target):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     with STATS.lock:
         NEXT_ID[0] += 1
-        conn = {"id": NEXT_ID[0], "last": None}
+        conn = {"id": NEXT_ID[0], "last": None, "server": server}
         STATS.connections += 1
+        LIVE[conn["id"]] = conn
     down = threading.Thread(target=pump, args=(server, client, False, conn), daemon=True)
     down.start()
     pump(client, server, True, conn)
     down.join()
+    with STATS.lock:
+        LIVE.pop(conn["id"], None)
     client.close()
     server.close()
 
@@ -129,6 +144,17 @@ def control(sock):
             elif line and line[0] == "reset":
                 STATS.reset()
                 reply = "ok\n"
+            elif line and line[0] == "sever":
+                # Closes the server side of every open connection without telling the clients: a
+                # connection that died unseen (NAT timeout, network cut). A client's next send
+                # then meets EOF.
+                for c in LIVE.values():
+                    c["severed"] = True
+                    try:
+                        c["server"].shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                reply = "ok %d\n" % len(LIVE)
             elif len(line) == 2 and line[0] == "delay":
                 STATS.delay = float(line[1]) / 1000.0
                 reply = "ok\n"
@@ -153,6 +179,9 @@ def listen():
 
 def serve(target, delay_ms, port_file):
     STATS.delay = delay_ms / 1000.0
+    # A thread woken from time.sleep or recv waits for the GIL up to the switch interval (5 ms by
+    # default) while another runs Python code: keep that well under the delays it adds.
+    sys.setswitchinterval(0.0002)
     data, ctl_sock = listen(), listen()
     line = "port %d %d\n" % (data.getsockname()[1], ctl_sock.getsockname()[1])
     if port_file:
