@@ -227,20 +227,30 @@ end
 -- returns what `transaction` returns. The caller releases conn. Any front end (the blocking db,
 -- the OpenResty bridge) brings a conn with query / query_params / exec_script / status
 -- ("failed" once a statement failed), so every path keeps one set of transaction rules.
-function _M.run_transaction(conn, db, fn)
+-- `reopen(old)` (optional): a fresh connection with the BEGIN deferred, or nil, err; the first
+-- statement uses it when it finds the connection dead (see `call`).
+function _M.run_transaction(conn, db, fn, reopen)
   local tx = new_tx(conn, db)
+  tx._reopen = reopen
   local res = pack(pcall(fn, tx))
   tx._done = true
-  return settle(res, conn, "COMMIT", "ROLLBACK", tx)
+  local out = pack(settle(res, tx._conn, "COMMIT", "ROLLBACK", tx))
+  if tx._conn ~= conn then
+    tx._conn:release()
+  end
+  return unpack(out, 1, out.n)
 end
 
---- Runs fn(tx) in a transaction; see the module comment for the outcome rules.
-function db_methods:transaction(fn, opts)
-  if type(fn) ~= "function" then
-    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
-  end
-  local begin = _M.begin_sql(opts, 3)
-  local conn, err = pool_of(self):begin()
+-- What a transaction holds when no fresh connection could replace a dead one: every call returns
+-- why, and the transaction reports it.
+local function dead_conn(err)
+  local function fail() return nil, err end
+  return { query = fail, query_params = fail, exec_script = fail, pipeline = fail, defer = fail,
+    status = function() return "failed" end, release = function() end }
+end
+
+local function open_tx(pool, begin)
+  local conn, err = pool:begin()
   if not conn then
     return nil, err
   end
@@ -251,7 +261,25 @@ function db_methods:transaction(fn, opts)
     conn:release()
     return nil, err
   end
-  local out = pack(_M.run_transaction(conn, self, fn))
+  return conn
+end
+
+--- Runs fn(tx) in a transaction; see the module comment for the outcome rules.
+function db_methods:transaction(fn, opts)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local begin = _M.begin_sql(opts, 3)
+  local pool = pool_of(self)
+  local conn, err = open_tx(pool, begin)
+  if not conn then
+    return nil, err
+  end
+  local out = pack(_M.run_transaction(conn, self, fn, function(old)
+    old:release() -- broken: the pool discards it, which frees its slot for the fresh one
+    local fresh, ferr = open_tx(pool, begin)
+    return fresh or dead_conn(ferr)
+  end))
   conn:release() -- rolls back anyway if COMMIT/ROLLBACK could not run
   return unpack(out, 1, out.n)
 end
@@ -280,14 +308,29 @@ local function note(self, res, err)
   return res, err
 end
 
+-- One statement on the transaction's connection. The first one carries the BEGIN: when it finds
+-- the connection dead (it died unseen while idle in the pool), the server holds nothing of this
+-- transaction, so the statement runs again on a fresh connection, once.
+local function call(self, conn, method, ...)
+  local res, err = conn[method](conn, ...)
+  local reopen = self._reopen
+  self._reopen = nil
+  if res == nil and reopen and type(err) == "table" and err.kind == "connect" then
+    local fresh = reopen(conn)
+    self._conn = fresh
+    res, err = fresh[method](fresh, ...)
+  end
+  return note(self, res, err)
+end
+
 function tx_methods:query(sql, ...)
   check_sql(sql, "query")
-  return note(self, conn_of(self):query(sql, ...))
+  return call(self, conn_of(self), "query", sql, ...)
 end
 
 function tx_methods:one(sql, ...)
   check_sql(sql, "one")
-  local rows, err = note(self, conn_of(self):query(sql, ...))
+  local rows, err = call(self, conn_of(self), "query", sql, ...)
   if not rows then
     return nil, err
   end
@@ -297,12 +340,12 @@ end
 function tx_methods:query_params(sql, params)
   check_sql(sql, "query_params")
   check_params(params, "query_params")
-  return note(self, conn_of(self):query_params(sql, params))
+  return call(self, conn_of(self), "query_params", sql, params)
 end
 
 function tx_methods:exec_script(sql)
   check_sql(sql, "exec_script")
-  return note(self, conn_of(self):exec_script(sql))
+  return call(self, conn_of(self), "exec_script", sql)
 end
 
 --- Nested transaction: a SAVEPOINT; rolled back to it on error or `false`.
@@ -314,6 +357,7 @@ function tx_methods:transaction(fn, opts)
     error("bad argument #2 to 'transaction' (a nested transaction (savepoint) takes no options)", 2)
   end
   local conn = conn_of(self)
+  self._reopen = nil -- the statements of the savepoint carry the BEGIN now: no swapping under it
   local depth = self._depth + 1
   local name = "lakebase_sp_" .. depth
   local ok, err = conn:defer("SAVEPOINT " .. name) -- sent with the next statement
@@ -412,6 +456,7 @@ end
 
 function tx_methods:pipeline(fn)
   local conn = conn_of(self)
+  self._reopen = nil
   return note(self, _M.run_pipeline(conn, fn))
 end
 
