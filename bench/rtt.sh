@@ -29,7 +29,7 @@ out="$work/rtt.jsonl"
 : >"$out"
 proxy_pid=
 cleanup() {
-  [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
+  for pid in $proxy_pid; do kill "$pid" 2>/dev/null || true; done
   mkdir -p "$root/bench/run-last" && cp "$out" "$root/bench/run-last/rtt.jsonl" 2>/dev/null || true
   if [ $own = 1 ]; then bash spec/support/fixtures.sh stop >/dev/null 2>&1 || true; rm -rf "$run_dir"; fi
 }
@@ -46,12 +46,18 @@ insert into bench_items
   from generate_series(1, 100000) i on conflict do nothing;
 SQL
 
-python3 spec/support/latency_proxy.py serve --target "127.0.0.1:$LAKEBASE_TEST_PGPORT" \
-  --delay-ms "$(python3 -c "print($rtt_ms / 2)")" --port-file "$work/proxy.port" >/dev/null 2>&1 &
-proxy_pid=$!
-for _ in $(seq 1 100); do [ -s "$work/proxy.port" ] && break; sleep 0.05; done
+start_proxy() { # target-port name: the same delay in front of PostgreSQL and of the workspace
+  python3 spec/support/latency_proxy.py serve --target "127.0.0.1:$1" \
+    --delay-ms "$(python3 -c "print($rtt_ms / 2)")" --port-file "$work/$2.port" >/dev/null 2>&1 &
+  proxy_pid="$proxy_pid $!"
+  for _ in $(seq 1 100); do [ -s "$work/$2.port" ] && break; sleep 0.05; done
+}
+start_proxy "$LAKEBASE_TEST_PGPORT" proxy
+start_proxy "$LAKEBASE_TEST_WORKSPACE_PORT" ws
 read -r _ proxy_port proxy_ctl <"$work/proxy.port"
+read -r _ ws_port ws_ctl <"$work/ws.port"
 export BENCH_PROXY_CTL=$proxy_ctl BENCH_PROXY_SCRIPT="$root/spec/support/latency_proxy.py"
+export BENCH_WS_PROXY_CTL=$ws_ctl BENCH_WS_HOST="http://127.0.0.1:$ws_port"
 # Through the proxy, as an application off Databricks connects: TLS verified, SCRAM.
 export PGHOST=localhost PGPORT=$proxy_port PGSSLMODE=verify-full PGSSLROOTCERT=$LAKEBASE_TEST_SSLROOTCERT
 
@@ -87,6 +93,10 @@ for ((r = 0; r < rounds && ${BENCH_RTT_R:-1}; r++)); do
     run $r $p R3; run $r $p R4; run $r $p R5
   done
   for p in lakebase-lua5.4 lakebase-luajit; do run $r $p R4p; run $r $p R5w; done
+  # M2M: the credential over HTTP (OAuth token, then the database credential) before TLS+SCRAM
+  for p in lakebase-lua5.4 lakebase-luajit; do
+    PGPASSWORD='' PGUSER=$LAKEBASE_TEST_PGUSER run $r $p R5m
+  done
 done
 
 if [ "${BENCH_RTT_W5:-1}" = 1 ] && command -v wrk >/dev/null; then

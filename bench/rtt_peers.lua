@@ -4,14 +4,16 @@
 --   R3 a transaction of 5 inserts            R4 100 inserts one by one; R4p the same in db:pipeline
 --   R5 cold start: new + first query         R5w lakebase with min_idle = 1, prefetch = true: the
 --                                                first request after new (new itself not timed)
+--   R5m lakebase cold start with OAuth M2M: the credential's HTTP calls (through a second proxy in
+--       front of the fake workspace, BENCH_WS_PROXY_CTL) + TLS + SCRAM + the first query
 -- Connection from the PG* environment; flights from the proxy (BENCH_PROXY_CTL). One JSON line.
 local clock = require("benchclock")
 local peer, workload = arg[1], arg[2]
 local interp = jit and "LuaJIT" or _VERSION
 
-local function proxy(what)
-  local p = io.popen("python3 " .. os.getenv("BENCH_PROXY_SCRIPT") .. " ctl " .. os.getenv("BENCH_PROXY_CTL")
-    .. " " .. what)
+local function proxy(what, ctl)
+  local p = io.popen("python3 " .. os.getenv("BENCH_PROXY_SCRIPT") .. " ctl "
+    .. (ctl or os.getenv("BENCH_PROXY_CTL")) .. " " .. what)
   local out = p:read("*a")
   p:close()
   return tonumber(out:match('"flights": (%d+)'))
@@ -68,7 +70,7 @@ end
 local INSERT = "insert into bench_inserts (name, price) values ($1, 1)"
 local make = assert(({ lakebase = lakebase_peer, luasql = luasql_peer })[peer], "peer: lakebase|luasql")
 local p, n, unit, t0
-if workload ~= "R5" and workload ~= "R5w" then
+if workload ~= "R5" and workload ~= "R5w" and workload ~= "R5m" then
   p = make()
   p.query("select 1")
 end
@@ -77,6 +79,7 @@ if workload == "R5w" then
   p = make({ min_idle = 1, prefetch = true })
 end
 proxy("reset")
+if workload == "R5m" then proxy("reset", os.getenv("BENCH_WS_PROXY_CTL")) end
 t0 = clock.now()
 if workload == "R1" then
   n, unit = 100, "ms/query"
@@ -101,12 +104,18 @@ elseif workload == "R5" then
 elseif workload == "R5w" then
   n, unit = 1, "ms/first request"
   p.query("select 1")
+elseif workload == "R5m" then
+  n, unit = 1, "ms/cold start"
+  p = make({ endpoint = os.getenv("LAKEBASE_TEST_ENDPOINT"), databricks_host = os.getenv("BENCH_WS_HOST"),
+    client_id = os.getenv("LAKEBASE_TEST_CLIENT_ID"), client_secret = os.getenv("LAKEBASE_TEST_CLIENT_SECRET") })
+  p.query("select 1")
 else
-  error("workload: R1|R2|R3|R4|R4p|R5|R5w")
+  error("workload: R1|R2|R3|R4|R4p|R5|R5w|R5m")
 end
 local ms = (clock.now() - t0) * 1000 / n
 local flights = proxy("stats") / n
+if workload == "R5m" then flights = flights + proxy("stats", os.getenv("BENCH_WS_PROXY_CTL")) end
 local label = peer .. " " .. interp .. ((workload == "R4p" and " db:pipeline")
-  or (workload == "R5w" and " min_idle+prefetch") or "")
+  or (workload == "R5w" and " min_idle+prefetch") or (workload == "R5m" and " M2M (HTTP credential)") or "")
 io.write(string.format('{"peer":"%s","workload":"%s","value":%.3f,"unit":"%s","flights":%.2f}\n',
   label, workload:sub(1, 2), ms, unit, flights))

@@ -89,6 +89,10 @@ def main(src, dst):
         if cold is not None and raw_cold is not None:
             target(f"cold start within 1 flight of TLS+SCRAM (raw libpq connect) ({interp})",
                    f"{cold:g} flights vs {raw_cold:g}", cold <= raw_cold + 1)
+        m2m = get(fl, "R5", lb + " M2M (HTTP credential)")
+        if m2m is not None and raw_cold is not None:
+            target(f"M2M cold start within 1 flight of TLS+SCRAM+HTTP (libpq's connect + 2 HTTP calls) ({interp})",
+                   f"{m2m:g} flights vs {raw_cold + 2:g}", m2m <= raw_cold + 3)
         warm = get(fl, "R5", lb + " min_idle+prefetch")
         if warm is not None:
             target(f"min_idle+prefetch: 0 flights on the request path besides the query ({interp})",
