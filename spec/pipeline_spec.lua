@@ -175,6 +175,25 @@ describe("round trips", function()
       own.stop()
     end)
 
+    it("keeps BEGIN apart from a first script that does not parse: nothing runs outside the transaction",
+      function()
+      local d = fresh_db()
+      local ok, err = d:transaction(function(tx)
+        local _, e = tx:exec_script("insert into " .. tbl .. " (name, n) values ('script-1', 1);\n"
+          .. "insert into " .. tbl .. " (name, n) values ('script-2', 2) garbage")
+        assert.equal("42601", e.sqlstate)
+        -- the transaction had begun (and the error aborted it): nothing runs outside it
+        local r, e2 = tx:query("insert into " .. tbl .. " (name, n) values ($1, 3)", "script-3")
+        assert.is_nil(r)
+        assert.equal("25P02", e2.sqlstate)
+        return true
+      end)
+      assert.is_nil(ok)
+      assert.equal("42601", err.sqlstate)
+      assert.equal(0, count("script-1") + count("script-3"))
+      d:close()
+    end)
+
     it("an empty transaction costs one flight at most", function()
       local d = fresh_db()
       assert.equal(7, d:transaction(function() return 7 end))

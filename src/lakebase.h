@@ -220,6 +220,11 @@ const lb_settings *lb_pool_settings(lb_pool *p); /* read-only, lives as long as 
  * statement that fails is reported by the call that sent it (that call's own statement does not
  * run); one that was never sent is dropped at checkin. Returns 0, or -1 with err set. */
 int lb_conn_defer(lb_conn *c, const char *sql, lb_error *err);
+/* lb_conn_exec_script for the transaction's own statements (COMMIT, ROLLBACK, RELEASE SAVEPOINT
+ * ...): the deferred statements travel in the same simple query ("BEGIN; COMMIT" is one round
+ * trip). A script of the application's gets a round trip for them first: a whole simple query is
+ * parsed before any of it runs, and a syntax error must not take the BEGIN down with it. */
+int lb_conn_exec_control(lb_conn *c, const char *sql, lb_error *err);
 
 /* Pipelines: n statements (with anything deferred before them) in one flight, one Sync after the
  * last. Outside a transaction they form one implicit transaction: all or nothing. The first

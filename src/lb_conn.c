@@ -911,10 +911,43 @@ static int script_discards(const char *sql)
     return strcasestr(sql, "DISCARD") || strcasestr(sql, "DEALLOCATE");
 }
 
-int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err)
+/* The deferred statements joined into one simple query, followed by tail when given. */
+static char *deferred_joined(const lb_conn *c, const char *tail)
+{
+    size_t len = (tail ? strlen(tail) : 0) + 1;
+    char *all, *p;
+    int i;
+    for (i = 0; i < c->ndeferred; i++)
+        len += strlen(c->deferred[i]) + 2;
+    if (!(all = p = malloc(len)))
+        return NULL;
+    for (i = 0; i < c->ndeferred; i++)
+        p += sprintf(p, i + 1 < c->ndeferred || tail ? "%s; " : "%s", c->deferred[i]);
+    memcpy(p, tail ? tail : "", strlen(tail ? tail : "") + 1);
+    return all;
+}
+
+static int simple_query(lb_conn *c, const char *sql, lb_error *err)
 {
     PGresult *res;
-    int i;
+    if (!PQsendQuery(c->pg, sql)) {
+        send_failed(c, err);
+        return -1;
+    }
+    if (!(res = collect(c, err)))
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+/* A simple query. The deferred statements travel in front of sql when `glue` (sql is one of our
+ * own transaction statements, COMMIT, ROLLBACK, RELEASE: it always parses); otherwise they go in a
+ * round trip of their own first: PostgreSQL parses a whole Query message before running any of it,
+ * so a script with a syntax error would take the BEGIN down with it. */
+static int exec_simple(lb_conn *c, const char *sql, int glue, lb_error *err)
+{
+    char *all;
+    int i, rc;
 
     if (!conn_usable(c, err))
         return -1;
@@ -923,34 +956,28 @@ int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err)
             stmt_free(&c->stmts[i]);
         c->nstmts = 0;
     }
-    if (c->ndeferred > 0) {
-        /* The deferred statements go first in the same simple query ("BEGIN; COMMIT"). */
-        size_t len = strlen(sql) + 1;
-        char *all, *p;
-        for (i = 0; i < c->ndeferred; i++)
-            len += strlen(c->deferred[i]) + 2;
-        if (!(all = p = malloc(len))) {
-            lb_error_set(err, LB_ERR_QUERY, 0, "out of memory");
-            return -1;
-        }
-        for (i = 0; i < c->ndeferred; i++)
-            p += sprintf(p, "%s; ", c->deferred[i]);
-        memcpy(p, sql, strlen(sql) + 1);
-        deferred_clear(c);
-        i = PQsendQuery(c->pg, all);
-        free(all);
-    } else {
-        i = PQsendQuery(c->pg, sql);
-    }
-    if (!i) {
-        send_failed(c, err);
+    if (c->ndeferred == 0)
+        return simple_query(c, sql, err);
+    if (!(all = deferred_joined(c, glue ? sql : NULL))) {
+        lb_error_set(err, LB_ERR_QUERY, 0, "out of memory");
         return -1;
     }
-    res = collect(c, err);
-    if (!res)
-        return -1;
-    PQclear(res);
-    return 0;
+    deferred_clear(c);
+    rc = simple_query(c, all, err);
+    free(all);
+    if (rc != 0 || glue)
+        return rc;
+    return simple_query(c, sql, err);
+}
+
+int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err)
+{
+    return exec_simple(c, sql, 0, err);
+}
+
+int lb_conn_exec_control(lb_conn *c, const char *sql, lb_error *err)
+{
+    return exec_simple(c, sql, 1, err);
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 --   db  → core pool handle:  pool:query(sql, ...), pool:query_params(sql, params),
 --                            pool:exec_script(sql), pool:begin() → conn, pool:stats(), pool:close()
 --   tx  → core conn handle:  conn:query / query_params / exec_script, conn:defer(sql) (sent
---                            with the next statement), conn:release()
+--                            with the next statement), conn:exec_script(sql, true) (COMMIT and
+--                            the like: the deferred statements go with it), conn:release()
 --
 -- Transactions: `db:transaction(fn, opts)` runs `fn(tx)` inside BEGIN ... COMMIT on one pinned
 -- connection and returns what `fn` returned. When `fn` raises an error, or returns `false`
@@ -193,25 +194,26 @@ end
 -- roll back otherwise; returns what `transaction` returns. `release` (savepoints): the RELEASE
 -- is deferred, it travels with the next statement (or the COMMIT) instead of a round trip.
 local function settle(res, conn, commit_sql, rollback_sql, tx, release)
+  -- exec_script(sql, true): our own statement, the deferred ones (BEGIN, RELEASE) go with it
   if res[1] and res[2] ~= false then
     if conn:status() == "failed" then
       -- A statement failed and fn went on: COMMIT would quietly roll back; say so instead.
-      conn:exec_script(rollback_sql)
+      conn:exec_script(rollback_sql, true)
       return nil, first_failure(tx)
     end
     local ok, err
     if release then
       ok, err = conn:defer(commit_sql)
     else
-      ok, err = conn:exec_script(commit_sql)
+      ok, err = conn:exec_script(commit_sql, true)
     end
     if not ok then
-      conn:exec_script(rollback_sql)
+      conn:exec_script(rollback_sql, true)
       return nil, err
     end
     return unpack(res, 2, res.n)
   end
-  conn:exec_script(rollback_sql)
+  conn:exec_script(rollback_sql, true)
   if not res[1] then
     return nil, res[2]
   end

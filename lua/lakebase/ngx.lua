@@ -170,8 +170,8 @@ local function do_pin_query(id, sql, params)
   return core.pin_query(id, sql, params)
 end
 
-local function do_pin_script(id, sql)
-  return core.pin_exec_script(id, sql)
+local function do_pin_script(id, sql, control)
+  return core.pin_exec_script(id, sql, control)
 end
 
 local function do_pin_defer(id, sql)
@@ -604,8 +604,8 @@ function pin_conn_methods:query_params(sql, params)
   return call(self.owner, "t_pin_query", nil, self.id, sql, params or { n = 0 })
 end
 
-function pin_conn_methods:exec_script(sql)
-  return call(self.owner, "t_pin_script", nil, self.id, sql)
+function pin_conn_methods:exec_script(sql, control)
+  return call(self.owner, "t_pin_script", nil, self.id, sql, control)
 end
 
 function pin_conn_methods:pipeline(stmts)

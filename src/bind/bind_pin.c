@@ -3,7 +3,7 @@
  * transaction is named by a plain integer id that any state can pass back.
  *   core.pin_new(opts, lease)          -> id | nil, err
  *   core.pin_query(id, sql, params)    -> rows | nil, err   (params: array with .n, may be nil)
- *   core.pin_exec_script(id, sql)      -> true | nil, err
+ *   core.pin_exec_script(id, sql [, control]) -> true | nil, err (control: lb_conn_exec_control)
  *   core.pin_defer(id, sql)            -> true | nil, err   (sent with the next statement)
  *   core.pin_pipeline(id, stmts)       -> results | nil, err   (as pool:pipeline)
  *   core.pin_status(id)                -> "idle" | "intrans" | "inerror" | "active" | "unknown"
@@ -99,7 +99,10 @@ static int pin_exec_script(lua_State *L)
 
     if (!c)
         return lb_bind_fail(L, &err);
-    lb_conn_exec_script(c, sql, &err);
+    if (lua_toboolean(L, 3)) /* a transaction statement (COMMIT, ROLLBACK, RELEASE ...) */
+        lb_conn_exec_control(c, sql, &err);
+    else
+        lb_conn_exec_script(c, sql, &err);
     lb_pin_give(id, c);
     if (err.kind != LB_OK) /* judged by err: the return convention is the pool area's */
         return lb_bind_fail(L, &err);

@@ -11,6 +11,7 @@
  *   pool:closed(), tostring(pool)
  *   conn:query / query_params / exec_script as above, conn:in_transaction(), conn:status(),
  *   conn:defer(sql) (sent with the next statement: BEGIN and SAVEPOINT cost no round trip),
+ *   conn:exec_script(sql, true) for COMMIT/ROLLBACK/RELEASE (deferred statements travel with it),
  *   conn:release() (rolls back what is open, returns it; also __gc and __close)
  * No lock is held across Lua code: a query's rows are decoded (protected calls) while the server
  * still sends them, on the checked-out connection, outside the pool mutex; the pool handle keeps
@@ -194,7 +195,10 @@ static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql
 static int run_script(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql)
 {
     lb_error err = LB_ERROR_INIT;
-    int rc = conn ? lb_conn_exec_script(conn, sql, &err) : lb_pool_exec_script(pool, sql, &err);
+    int control = conn && lua_toboolean(L, 3); /* conn:exec_script(sql, true): COMMIT and the like */
+    int rc = control ? lb_conn_exec_control(conn, sql, &err)
+             : conn  ? lb_conn_exec_script(conn, sql, &err)
+                     : lb_pool_exec_script(pool, sql, &err);
     if (rc != 0)
         return lb_bind_fail(L, &err);
     lua_pushboolean(L, 1);
