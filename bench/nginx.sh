@@ -36,12 +36,11 @@ trap stop EXIT
 base=$(bash examples/openresty/run.sh start)
 
 # Warm up: connections opened, statements prepared, code JIT-compiled.
-for path in /bench/lakebase /bench/luasql; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' "$base$path")
-  [ "$code" = 200 ] || { echo "nginx.sh: $path answered $code" >&2; tail -n 20 "$LAKEBASE_NGINX_PREFIX/logs/error.log" >&2; exit 1; }
+for route in ${BENCH_W5_ROUTES:-lakebase luasql}; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$base/bench/$route")
+  [ "$code" = 200 ] || { echo "nginx.sh: /bench/$route answered $code" >&2; tail -n 20 "$LAKEBASE_NGINX_PREFIX/logs/error.log" >&2; exit 1; }
+  wrk -t2 -c32 -d2s "$base/bench/$route" >/dev/null
 done
-wrk -t2 -c32 -d2s "$base/bench/lakebase" >/dev/null
-wrk -t2 -c32 -d2s "$base/bench/luasql" >/dev/null
 
 # wrk's report -> one JSON line (req/s, p50/p99 in ms, errors = non-2xx + socket errors).
 to_json() { # round peer < wrk output
@@ -65,13 +64,16 @@ print(json.dumps({"round": rnd, "peer": peer, "workload": "W5", "value": rps, "u
 ' "$@"
 }
 
+# BENCH_W5_ROUTES, BENCH_W5_PING=0, BENCH_W5_THREADS=0 and BENCH_W5_LABEL (appended to the peer
+# names) let bench/rtt.sh run only the lakebase route through the latency proxy.
+label=${BENCH_W5_LABEL:-}
 for ((r = 0; r < rounds; r++)); do
-  routes=(lakebase luasql)
-  ((r % 2)) && routes=(luasql lakebase)
+  read -r -a routes <<<"${BENCH_W5_ROUTES:-lakebase luasql}"
+  ((r % 2)) && [ ${#routes[@]} = 2 ] && routes=("${routes[1]}" "${routes[0]}")
   for route in "${routes[@]}"; do
     case $route in
-      lakebase) peer="lakebase LuaJIT (nginx)" ;;
-      luasql) peer="luasql LuaJIT (nginx, blocking)" ;;
+      lakebase) peer="lakebase LuaJIT (nginx$label)" ;;
+      luasql) peer="luasql LuaJIT (nginx, blocking$label)" ;;
     esac
     line=$(wrk -t2 -c32 -d"$duration" --latency "$base/bench/$route" | to_json "$r" "$peer")
     echo "$line"
@@ -80,7 +82,7 @@ for ((r = 0; r < rounds; r++)); do
 done
 
 # /ping while pg_sleep(0.5) runs in the same (only) worker: the event loop must keep answering.
-for ((r = 0; r < rounds; r++)); do
+for ((r = 0; r < rounds && ${BENCH_W5_PING:-1}; r++)); do
   curl -s -o /dev/null "$base/bench/sleep" &
   sleeper=$!
   sleep 0.05

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: W1–W4 for raw libpq (C), luasql-postgres and lakebase on Lua 5.4 and LuaJIT, in
 # interleaved rounds (peer order rotated), then the micro benchmarks and W5 under nginx; writes
-# bench/RESULTS.md with medians and ratios to raw PQexecParams from this run.
+# bench/RESULTS.md with medians and ratios to raw PQexecParams from this run; then bench/rtt.sh adds
+# the round-trip section (every peer through the latency proxy at 20 ms RTT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -112,4 +113,9 @@ fi
 
 python3 bench/report.py "$out" >bench/RESULTS.md
 echo "== wrote bench/RESULTS.md"
+# The round-trip section (every peer through the latency proxy at 20 ms RTT), same fixtures.
+if [ -f bench/rtt.sh ]; then
+  echo "== round trips at ${BENCH_RTT_MS:-20} ms RTT (latency proxy)"
+  bash bench/rtt.sh || echo "   round trips: FAILED"
+fi
 sed -n '/^## Workloads/,/^## W5/p' bench/RESULTS.md | grep -v '^## W5'

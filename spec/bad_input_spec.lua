@@ -52,7 +52,7 @@ describe("bad settings", function()
     { "client_id", "DATABRICKS_CLIENT_ID" }, { "client_secret", "DATABRICKS_CLIENT_SECRET" },
     { "password", "PGPASSWORD" }, { "max" }, { "idle_timeout" }, { "connect_timeout" },
     { "acquire_timeout" }, { "statement_timeout" }, { "application_name" }, { "max_lifetime" },
-    { "prepare" },
+    { "prepare" }, { "min_idle" }, { "prefetch" },
   }
   local STRINGS = {
     "host", "port", "database", "user", "sslmode", "sslrootcert", "endpoint", "databricks_host", "token",
@@ -84,7 +84,7 @@ describe("bad settings", function()
       token = "tokALLBAD\1SECRET", client_id = "c\2", client_secret = "csALLBAD\1SECRET",
       password = "pwALLBAD\127SECRET", max = 0, idle_timeout = -1, connect_timeout = 0 / 0,
       acquire_timeout = math.huge, statement_timeout = 1.5, application_name = "caf\195\169",
-      max_lifetime = -1, prepare = "maybe",
+      max_lifetime = -1, prepare = "maybe", min_idle = -1, prefetch = "sometimes",
     }
     local err, ls = config_error(opts, #OPTIONS)
     for i, o in ipairs(OPTIONS) do

@@ -188,6 +188,9 @@ describe("lakebase config: options", function()
     { "port", print, "PGPORT (port): expected an integer 1-65535, got function" },
     { "max", core.null, "max: expected an integer 1-1000, got userdata" },
     { "prepare", {}, "prepare: expected a boolean, got table" },
+    { "min_idle", -1, "min_idle: expected an integer 0-1000, at most max" },
+    { "min_idle", 11, "min_idle: is 11, more than max (10)" },
+    { "prefetch", "soon", "prefetch: expected a boolean" },
   }
   for _, case in ipairs(rejects) do
     local name, value, want = case[1], case[2], case[3]
@@ -206,6 +209,7 @@ describe("lakebase config: options", function()
     { "sslmode", "require" }, { "port", 1 }, { "port", 65535 }, { "max", 1000 }, { "idle_timeout", 0.25 },
     { "max_lifetime", 0 }, { "statement_timeout", 0 }, { "statement_timeout", 30000 },
     { "application_name", "my-app" }, { "prepare", true }, { "prepare", "off" },
+    { "min_idle", 0 }, { "min_idle", 10 }, { "prefetch", true }, { "prefetch", false },
     { "databricks_host", "http://localhost:8080" }, { "databricks_host", "http://127.0.0.1:1" },
     { "databricks_host", "http://[::1]:8080" }, { "database", "caf\195\169" },
   }

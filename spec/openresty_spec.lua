@@ -32,6 +32,14 @@ init_by_lua_block {
   local db = require("lakebase").new({ application_name = "lakebase-spec-init" })
   local ok, err = pcall(db.query, db, "select 1")
   package.loaded["lakebase_spec_init"] = { db = db, refused = (not ok) and tostring(err) or "ran" }
+  -- a warm start in init_worker: min_idle connections are open before any request
+  local app = require("app")
+  local init_worker = app.init_worker
+  app.init_worker = function()
+    init_worker()
+    package.loaded["lakebase_spec_warm"] = require("lakebase").new({ application_name = "lakebase-spec-warm",
+      min_idle = 2, max = 3 })
+  end
 }
 ]=]
 
@@ -105,6 +113,35 @@ location = /t/stats {
     local lbngx = require("lakebase.ngx")
     local s = require("app").db():stats()
     ngx.say(string.format('{"pins":%d,"in_use":%d,"total":%d}', lbngx.pin_count(), s.in_use, s.total))
+  }
+}
+location = /t/warm {
+  content_by_lua_block {
+    local st = package.loaded["lakebase_spec_warm"]:stats()
+    ngx.say("idle=", st.idle, " connects=", st.connects)
+  }
+}
+location = /t/pipeline {
+  content_by_lua_block {
+    local db = require("app").db()
+    local r, err = db:pipeline(function(p)
+      p:query("select $1::int as v", 1)
+      p:query("select 2 as v")
+    end)
+    local _, err2 = db:pipeline(function(p)
+      p:query("select 1")
+      p:query("select 1/0")
+      p:query("select 3")
+    end)
+    local tx_r = db:transaction(function(tx)
+      local x = assert(tx:pipeline(function(p)
+        p:query("select $1::int as v", 5)
+        p:query("select 6 as v")
+      end))
+      return x[1][1].v + x[2][1].v
+    end)
+    ngx.say("n=", r and r.n or tostring(err), " v1=", r and r[1][1].v, " v2=", r and r[2][1].v,
+      " failed=", err2 and err2.statement, " state=", err2 and err2.sqlstate, " tx=", tx_r)
   }
 }
 location = /t/types {
@@ -490,6 +527,19 @@ describe("openresty (nginx + lakebase.ngx)", function()
         assert.is_nil(log:find(secret, 1, true), "a secret reached the error log")
       end
     end
+  end)
+
+  it("opens min_idle connections in init_worker, before any request", function()
+    local text, code = http("GET", "/t/warm")
+    assert.are.equal(200, code, text)
+    assert.are.equal("idle=2 connects=2\n", text)
+  end)
+
+  it("runs db:pipeline and tx:pipeline in the thread pool, results in order", function()
+    local text, code = http("GET", "/t/pipeline")
+    assert.are.equal(200, code, text)
+    assert.are.equal("n=2 v1=1 v2=2 failed=2 state=22012 tx=11\n", text)
+    assert.are.equal(0, stats().pins)
   end)
 
   it("carries results and errors across the thread boundary intact", function()

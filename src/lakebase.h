@@ -119,6 +119,8 @@ typedef struct lb_settings {
     char *profile;          /* the config-file profile the workspace settings came from, or NULL */
     char *databricks_cli_path; /* the databricks CLI for databricks-cli auth (NULL: "databricks") */
     int prepare;            /* 1 (default): per-connection prepared statement cache */
+    int min_idle;           /* connections opened by lb_pool_warm and kept idle (0..max) */
+    int prefetch;           /* 1: lb_pool_warm fetches the credential */
     int keepalives;         /* 1 (default): TCP keepalives on every connection */
     int keepalives_idle;    /* seconds idle before the first probe */
     int keepalives_interval; /* seconds between probes */
@@ -251,9 +253,53 @@ PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid 
                             const char *const *values, const int *lengths, const int *formats,
                             lb_rows_fn row_fn, void *ctx, unsigned flags, lb_error *err);
 const lb_settings *lb_pool_settings(lb_pool *p); /* read-only, lives as long as the pool */
+
+/* A statement to run later, on the connection's next flight: BEGIN, SAVEPOINT, RELEASE SAVEPOINT
+ * travel with the statement that follows them (transactions in k + 1 round trips). A deferred
+ * statement that fails is reported by the call that sent it (that call's own statement does not
+ * run); one that was never sent is dropped at checkin. Returns 0, or -1 with err set. */
+int lb_conn_defer(lb_conn *c, const char *sql, lb_error *err);
+/* lb_conn_exec_script for the transaction's own statements (COMMIT, ROLLBACK, RELEASE SAVEPOINT
+ * ...): the deferred statements travel in the same simple query ("BEGIN; COMMIT" is one round
+ * trip). A script of the application's gets a round trip for them first: a whole simple query is
+ * parsed before any of it runs, and a syntax error must not take the BEGIN down with it. */
+int lb_conn_exec_control(lb_conn *c, const char *sql, lb_error *err);
+
+/* Pipelines: n statements (with anything deferred before them) in one flight, one Sync after the
+ * last. Outside a transaction they form one implicit transaction: all or nothing. The first
+ * failure stops the rest (the server skips them): -1 with err set and *failed its index (0-based;
+ * -1 when a deferred statement or the connection failed first); on success 0 and res[0..n-1]
+ * hold each statement's result for the caller to PQclear. Prepared statements are cached as
+ * lb_conn_exec caches them. */
+typedef struct lb_pipe_stmt {
+    const char *sql;
+    int nparams;
+    const Oid *types;
+    const char *const *values;
+    const int *lengths;
+    const int *formats;
+} lb_pipe_stmt;
+int lb_conn_pipeline(lb_conn *c, const lb_pipe_stmt *stmts, int n, PGresult **res, int *failed,
+                     lb_error *err);
+/* Checkout, lb_conn_pipeline, checkin; retried once on a fresh connection when the connection
+ * had died before the server processed anything. */
+int lb_pool_pipeline(lb_pool *p, const lb_pipe_stmt *stmts, int n, PGresult **res, int *failed,
+                     lb_error *err);
 /* Closes idle connections past idle_timeout/max_lifetime now (checkouts, checkins and
  * lb_pool_stats_get do it too; a timer may call it when the application is quiet). */
 void lb_pool_sweep(lb_pool *p);
+/* Warm start: fetches the credential now when settings->prefetch, and opens connections until
+ * settings->min_idle are idle (the sweep keeps that many past idle_timeout). 0, or -1 with err
+ * (the pool stays usable: connections open lazily as before). */
+int lb_pool_warm(lb_pool *p, lb_error *err);
+
+/* What a cold connect costs, step by step (seconds): name resolution, TCP, TLS, startup and
+ * authentication, the first query; rtt is the fastest of five more `select 1` (one round trip). */
+typedef struct lb_probe {
+    double dns, tcp, tls, auth, first_query, rtt;
+    int tls_used;
+} lb_probe;
+int lb_conn_probe(const lb_settings *s, const char *password, lb_probe *out, lb_error *err);
 
 /* ------------------------------------------------------------------------------------------
  * Pinned connections (lb_pin.c): a transaction that spans several calls from different Lua

@@ -30,6 +30,7 @@ enum {
     O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_AUTH_TYPE, O_PROFILE, O_CLI_PATH, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
     O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
     O_KEEPALIVES, O_KEEPALIVES_IDLE, O_KEEPALIVES_INTERVAL, O_KEEPALIVES_COUNT, O_TCP_USER_TIMEOUT,
+    O_MIN_IDLE, O_PREFETCH,
     O_COUNT
 };
 
@@ -100,6 +101,10 @@ static const lb_option_info spec[O_COUNT] = {
     [O_TCP_USER_TIMEOUT] = {"tcp_user_timeout", NULL, 0,
                             "a number of seconds 0-3600 (0 = the OS default)", "30",
                             "seconds sent data may stay unacknowledged before the connection is dropped"},
+    [O_MIN_IDLE] = {"min_idle", NULL, 0, "an integer 0-1000, at most max", "0",
+                    "connections opened at lakebase.new (init_worker under nginx) and kept idle"},
+    [O_PREFETCH] = {"prefetch", NULL, 0, "a boolean", "false",
+                    "fetch the credential at lakebase.new, before the first request needs it"},
 };
 
 const lb_option_info *lb_options(int *count)
@@ -793,6 +798,8 @@ char *lb_settings_describe(const lb_settings *s)
     lb_buf_printf(&b, " application_name=%s prepare=%s",
               s->application_name ? s->application_name : "lakebase",
               s->prepare ? "true" : "false");
+    if (s->min_idle > 0 || s->prefetch)
+        lb_buf_printf(&b, " min_idle=%d prefetch=%s", s->min_idle, s->prefetch ? "true" : "false");
     return lb_buf_take(&b);
 }
 
@@ -902,8 +909,9 @@ static char *make_key(const lb_settings *s, const char *digest)
     lb_buf_printf(&b, "%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->idle_timeout, s->connect_timeout,
               s->acquire_timeout, s->max_lifetime, s->statement_timeout);
     key_field(&b, s->application_name);
-    lb_buf_printf(&b, "%d,%d,%d,%d,%d,%.17g,", s->prepare, s->keepalives, s->keepalives_idle,
-                  s->keepalives_interval, s->keepalives_count, s->tcp_user_timeout);
+    lb_buf_printf(&b, "%d,%d,%d,%d,%d,%.17g,%d,%d,", s->prepare, s->keepalives, s->keepalives_idle,
+                  s->keepalives_interval, s->keepalives_count, s->tcp_user_timeout, s->min_idle,
+                  s->prefetch);
     lb_buf_printf(&b, "%s", digest);
     return lb_buf_take(&b);
 }
@@ -1082,14 +1090,17 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         return dup_field(&s->databricks_cli_path, v);
     case O_PREPARE:
     case O_KEEPALIVES:
+    case O_PREFETCH:
         if (parse_bool(v, &bv) != 0) {
             add_problem(pr, o, r, "expected a boolean (true/false), got %s", q);
             return -1;
         }
         if (o == O_PREPARE)
             s->prepare = bv;
-        else
+        else if (o == O_KEEPALIVES)
             s->keepalives = bv;
+        else
+            s->prefetch = bv;
         return 0;
     case O_KEEPALIVES_IDLE:
     case O_KEEPALIVES_INTERVAL:
@@ -1111,6 +1122,13 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
             return -1;
         }
         s->tcp_user_timeout = dv;
+        return 0;
+    case O_MIN_IDLE:
+        if (parse_int(v, 0, 1000, &iv) != 0) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        s->min_idle = (int)iv;
         return 0;
     }
     return 0;
@@ -1185,6 +1203,10 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
         if (r[o].value || r[o].bad_type)
             if (apply(&pr, s, o, &r[o]) < -1)
                 oom = 1;
+
+    if (s->min_idle > s->max && !r[O_MIN_IDLE].bad_type)
+        add_problem(&pr, O_MIN_IDLE, &r[O_MIN_IDLE], "is %d, more than max (%d)", s->min_idle,
+                    s->max);
 
     /* Required settings and the auth rule, once per missing setting. */
     if (!r[O_HOST].value && !r[O_HOST].bad_type)

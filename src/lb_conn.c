@@ -360,11 +360,21 @@ static void stmt_free(lb_stmt *st)
     st->types = NULL;
 }
 
+static void deferred_clear(lb_conn *c)
+{
+    while (c->ndeferred > 0) {
+        c->ndeferred--;
+        free(c->deferred[c->ndeferred]);
+        c->deferred[c->ndeferred] = NULL;
+    }
+}
+
 void lb_conn_close(lb_conn *c)
 {
     int i;
     if (!c)
         return;
+    deferred_clear(c);
     for (i = 0; i < c->nstmts; i++)
         stmt_free(&c->stmts[i]);
     free(c->stmts);
@@ -412,6 +422,7 @@ int lb_conn_reset(lb_conn *c)
     PGTransactionStatusType ts;
     int ok;
 
+    deferred_clear(c); /* a BEGIN nothing followed never reached the server */
     if (c->broken || PQstatus(c->pg) != CONNECTION_OK || PQisBusy(c->pg))
         return 0;
     ts = PQtransactionStatus(c->pg);
@@ -694,7 +705,7 @@ static lb_stmt *stmt_find(lb_conn *c, uint64_t h, const char *sql, int n, const 
     int i, k;
     for (i = 0; i < c->nstmts; i++) {
         lb_stmt *st = &c->stmts[i];
-        if (st->hash != h || st->nparams != n || strcmp(st->sql, sql) != 0)
+        if (st->hash != h || st->nparams != n || !st->sql || strcmp(st->sql, sql) != 0)
             continue;
         for (k = 0; k < n; k++)
             if (st->types[k] != (types ? types[k] : 0))
@@ -719,11 +730,12 @@ static void stmt_drop(lb_conn *c, lb_stmt *st)
     *st = c->stmts[--c->nstmts];
 }
 
-static lb_stmt *stmt_prepare(lb_conn *c, uint64_t h, const char *sql, int n, const Oid *types,
-                             lb_error *err)
+/* A new cache entry in the slot after the last one (evicting the least recently used when the
+ * cache is full); it counts (c->nstmts++) only once the server accepted its Parse. */
+static lb_stmt *stmt_new(lb_conn *c, uint64_t h, const char *sql, int n, const Oid *types,
+                         lb_error *err)
 {
     lb_stmt *st;
-    PGresult *res;
     int i;
 
     if (!c->stmts) {
@@ -755,22 +767,141 @@ static lb_stmt *stmt_prepare(lb_conn *c, uint64_t h, const char *sql, int n, con
         st->types[i] = types ? types[i] : 0;
     st->nparams = n;
     st->hash = h;
-
-    if (!PQsendPrepare(c->pg, st->name, sql, n, types)) {
-        stmt_free(st);
-        send_failed(c, err);
-        return NULL;
-    }
-    res = collect(c, err);
-    if (!res) {
-        stmt_free(st);
-        c->retry_safe = c->broken; /* a Parse runs nothing */
-        c->in_doubt = 0;
-        return NULL;
-    }
-    PQclear(res);
-    c->nstmts++;
     return st;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * One flight: deferred statements, Parse of a new statement and Bind/Execute travel together
+ * (libpq pipeline mode, one Sync), so the first use of a statement and the BEGIN of a
+ * transaction cost no round trip of their own.
+ * ---------------------------------------------------------------------------------------- */
+
+int lb_conn_defer(lb_conn *c, const char *sql, lb_error *err)
+{
+    char *copy;
+    if (c->ndeferred == LB_DEFERRED_MAX) /* deep savepoint nesting with nothing run: send now */
+        return lb_conn_exec_script(c, sql, err);
+    if (!(copy = strdup(sql))) {
+        lb_error_set(err, LB_ERR_QUERY, 0, "out of memory");
+        return -1;
+    }
+    c->deferred[c->ndeferred++] = copy;
+    return 0;
+}
+
+/* Queues the deferred statements (extended protocol, no parameters); they are forgotten here:
+ * whatever happens next, they were sent. Returns how many were queued, -1 when libpq refused. */
+static int send_deferred(lb_conn *c)
+{
+    int i, sent = 0;
+    for (i = 0; i < c->ndeferred; i++) {
+        if (!PQsendQueryParams(c->pg, c->deferred[i], 0, NULL, NULL, NULL, NULL, 0)) {
+            deferred_clear(c);
+            return -1;
+        }
+        sent++;
+    }
+    deferred_clear(c);
+    return sent;
+}
+
+/* Reads and drops whatever is left up to the Sync's answer and leaves pipeline mode; a
+ * connection that cannot is marked broken. */
+static void pipe_end(lb_conn *c)
+{
+    int nulls = 0;
+    while (!PQexitPipelineMode(c->pg)) {
+        PGresult *r;
+        if (PQstatus(c->pg) != CONNECTION_OK) {
+            c->broken = 1;
+            return;
+        }
+        r = PQgetResult(c->pg);
+        if (r) {
+            nulls = 0;
+            PQclear(r);
+        } else if (++nulls > 2) {
+            c->broken = 1; /* nothing left to read, yet libpq will not leave: do not reuse */
+            return;
+        }
+    }
+}
+
+/* Enters pipeline mode and queues the deferred statements; returns how many, or -1 with err. */
+static int pipe_begin(lb_conn *c, lb_error *err)
+{
+    int n;
+    if (!PQenterPipelineMode(c->pg)) {
+        deferred_clear(c);
+        send_failed(c, err);
+        return -1;
+    }
+    if ((n = send_deferred(c)) < 0) {
+        send_failed(c, err);
+        pipe_end(c);
+    }
+    return n;
+}
+
+/* A send in the middle of a pipeline failed: err says why; what was queued is synced and
+ * drained so the connection stays in step (or is marked broken). */
+static void pipe_abort(lb_conn *c, lb_error *err)
+{
+    send_failed(c, err);
+    if (!c->broken)
+        PQpipelineSync(c->pg);
+    pipe_end(c);
+}
+
+/* The answers of ndeferred deferred statements: 0, or -1 with err (the first one that failed). */
+static int collect_deferred(lb_conn *c, int ndeferred, lb_error *err)
+{
+    while (ndeferred-- > 0) {
+        PGresult *r = collect(c, err);
+        if (!r)
+            return -1;
+        PQclear(r);
+    }
+    return 0;
+}
+
+/* One statement in one flight: the deferred statements, the Parse of `parse` when given (a new
+ * cache entry; *parsed says whether the server accepted it), then Bind/Execute of `name` (or of
+ * sql unprepared when name is NULL), one Sync. */
+static PGresult *exec_flight(lb_conn *c, const lb_stmt *parse, const char *name, const char *sql,
+                             int nparams, const Oid *types, const char *const *values,
+                             const int *lengths, const int *formats, lb_rows_fn fn, void *ctx,
+                             size_t *delivered, int *parsed, lb_error *err)
+{
+    PGresult *res = NULL, *r;
+    int ndeferred;
+
+    *delivered = 0;
+    *parsed = 0;
+    if ((ndeferred = pipe_begin(c, err)) < 0)
+        return NULL;
+    if ((parse && !PQsendPrepare(c->pg, parse->name, sql, nparams, types)) ||
+        !(name ? PQsendQueryPrepared(c->pg, name, nparams, values, lengths, formats, 0)
+               : PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0)) ||
+        !PQpipelineSync(c->pg)) {
+        pipe_abort(c, err);
+        return NULL;
+    }
+    if (collect_deferred(c, ndeferred, err) == 0) {
+        if (parse && (r = collect(c, err)) != NULL) {
+            *parsed = 1;
+            PQclear(r);
+        }
+        if (!parse || *parsed)
+            res = collect_any(c, fn, ctx, delivered, err);
+    }
+    pipe_end(c);
+    if (res && c->broken) {
+        PQclear(res);
+        lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
+        return NULL;
+    }
+    return res;
 }
 
 /* The statement changed under the cache (DDL altered the result type): worth one retry when
@@ -824,6 +955,18 @@ static int pooler_found(lb_conn *c, lb_error *err)
     return 0;
 }
 
+static int conn_usable(lb_conn *c, lb_error *err)
+{
+    c->retry_safe = c->in_doubt = 0;
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
+        c->broken = 1;
+        c->retry_safe = 1;
+        lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
+        return 0;
+    }
+    return 1;
+}
+
 static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *types,
                           const char *const *values, const int *lengths, const int *formats,
                           lb_rows_fn fn, void *ctx, lb_error *err)
@@ -831,31 +974,41 @@ static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *t
     size_t delivered;
     uint64_t h;
     lb_stmt *st;
-    int attempt;
+    int attempt, parsed;
 
-    c->retry_safe = c->in_doubt = 0;
-    if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
-        c->broken = 1;
-        c->retry_safe = 1;
-        lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
+    if (!conn_usable(c, err))
         return NULL;
-    }
     if (!c->prepare)
         goto unprepared;
 
     h = stmt_hash(sql, nparams, types);
     for (attempt = 0; attempt < 2; attempt++) {
         PGresult *res;
+        int fresh = 0;
         st = stmt_find(c, h, sql, nparams, types);
-        if (!st && !(st = stmt_prepare(c, h, sql, nparams, types, err))) {
-            if (!c->broken && pooler_sign(err) && pooler_found(c, err))
-                goto unprepared;
-            return NULL;
+        if (!st) {
+            if (!(st = stmt_new(c, h, sql, nparams, types, err)))
+                return NULL;
+            fresh = 1;
         }
         st->last_use = ++c->clock;
-        if (!PQsendQueryPrepared(c->pg, st->name, nparams, values, lengths, formats, 0))
-            return send_failed(c, err);
-        res = collect_any(c, fn, ctx, &delivered, err);
+        if (fresh || c->ndeferred > 0) {
+            res = exec_flight(c, fresh ? st : NULL, st->name, sql, nparams, types, values,
+                              lengths, formats, fn, ctx, &delivered, &parsed, err);
+            if (fresh && parsed)
+                c->nstmts++;
+            else if (fresh)
+                stmt_free(st);
+            if (fresh && !parsed) { /* the Parse (or a statement deferred before it) failed */
+                if (!c->broken && pooler_sign(err) && pooler_found(c, err))
+                    goto unprepared;
+                return NULL;
+            }
+        } else {
+            if (!PQsendQueryPrepared(c->pg, st->name, nparams, values, lengths, formats, 0))
+                return send_failed(c, err);
+            res = collect_any(c, fn, ctx, &delivered, err);
+        }
         if (res || c->broken || delivered > 0)
             return res;
         if (pooler_sign(err)) {
@@ -873,6 +1026,9 @@ static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *t
     return NULL;
 
 unprepared:
+    if (c->ndeferred > 0)
+        return exec_flight(c, NULL, NULL, sql, nparams, types, values, lengths, formats, fn, ctx,
+                           &delivered, &parsed, err);
     if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0))
         return send_failed(c, err);
     return collect_any(c, fn, ctx, &delivered, err);
@@ -898,30 +1054,363 @@ static int script_discards(const char *sql)
     return strcasestr(sql, "DISCARD") || strcasestr(sql, "DEALLOCATE");
 }
 
-int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err)
+/* The deferred statements joined into one simple query, followed by tail when given. */
+static char *deferred_joined(const lb_conn *c, const char *tail)
+{
+    size_t len = (tail ? strlen(tail) : 0) + 1;
+    char *all, *p;
+    int i;
+    for (i = 0; i < c->ndeferred; i++)
+        len += strlen(c->deferred[i]) + 2;
+    if (!(all = p = malloc(len)))
+        return NULL;
+    for (i = 0; i < c->ndeferred; i++)
+        p += sprintf(p, i + 1 < c->ndeferred || tail ? "%s; " : "%s", c->deferred[i]);
+    memcpy(p, tail ? tail : "", strlen(tail ? tail : "") + 1);
+    return all;
+}
+
+static int simple_query(lb_conn *c, const char *sql, lb_error *err)
 {
     PGresult *res;
-    int i;
-
-    c->retry_safe = c->in_doubt = 0;
-    if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
-        c->broken = 1;
-        c->retry_safe = 1;
-        lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
+    if (!PQsendQuery(c->pg, sql)) {
+        send_failed(c, err);
         return -1;
     }
+    if (!(res = collect(c, err)))
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+/* A simple query. The deferred statements travel in front of sql when `glue` (sql is one of our
+ * own transaction statements, COMMIT, ROLLBACK, RELEASE: it always parses); otherwise they go in a
+ * round trip of their own first: PostgreSQL parses a whole Query message before running any of it,
+ * so a script with a syntax error would take the BEGIN down with it. */
+static int exec_simple(lb_conn *c, const char *sql, int glue, lb_error *err)
+{
+    char *all;
+    int i, rc;
+
+    if (!conn_usable(c, err))
+        return -1;
     if (script_discards(sql)) {
         for (i = 0; i < c->nstmts; i++)
             stmt_free(&c->stmts[i]);
         c->nstmts = 0;
     }
-    if (!PQsendQuery(c->pg, sql)) {
-        send_failed(c, err);
+    if (c->ndeferred == 0)
+        return simple_query(c, sql, err);
+    if (!(all = deferred_joined(c, glue ? sql : NULL))) {
+        lb_error_set(err, LB_ERR_QUERY, 0, "out of memory");
         return -1;
     }
-    res = collect(c, err);
-    if (!res)
+    deferred_clear(c);
+    rc = simple_query(c, all, err);
+    free(all);
+    if (rc != 0 || glue)
+        return rc;
+    return simple_query(c, sql, err);
+}
+
+int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err)
+{
+    return exec_simple(c, sql, 0, err);
+}
+
+int lb_conn_exec_control(lb_conn *c, const char *sql, lb_error *err)
+{
+    return exec_simple(c, sql, 1, err);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Pipelines
+ * ---------------------------------------------------------------------------------------- */
+
+/* Cache bookkeeping for one pipeline: the entries whose Parse it carries (new[k] for stmts[k]). */
+typedef struct pipe_plan {
+    lb_stmt **use;   /* statement to Bind/Execute for stmts[k], NULL: unprepared */
+    char *fresh;     /* 1 when stmts[k] carries the Parse of use[k] */
+} pipe_plan;
+
+/* Decides, statement by statement, what travels: a cached statement is reused, a new one is
+ * prepared once (later uses in the same pipeline bind it), and once the cache is full the rest
+ * go unprepared (evicting inside a pipeline would need a round trip). New entries are appended
+ * to the cache now and counted at once; those whose Parse fails are removed by pipe_forget. */
+static int pipe_plan_make(lb_conn *c, const lb_pipe_stmt *q, int n, pipe_plan *pl, lb_error *err)
+{
+    int k;
+    pl->use = calloc((size_t)n, sizeof(lb_stmt *));
+    pl->fresh = calloc((size_t)n, 1);
+    if (!pl->use || !pl->fresh) {
+        lb_error_set(err, LB_ERR_QUERY, 0, "out of memory");
         return -1;
-    PQclear(res);
+    }
+    if (!c->prepare)
+        return 0;
+    if (!c->stmts && !(c->stmts = calloc(STMT_CACHE_MAX, sizeof *c->stmts))) {
+        lb_error_set(err, LB_ERR_QUERY, 0, "out of memory");
+        return -1;
+    }
+    for (k = 0; k < n; k++) {
+        uint64_t h = stmt_hash(q[k].sql, q[k].nparams, q[k].types);
+        lb_stmt *st = stmt_find(c, h, q[k].sql, q[k].nparams, q[k].types);
+        if (!st && c->nstmts < STMT_CACHE_MAX) {
+            if (!(st = stmt_new(c, h, q[k].sql, q[k].nparams, q[k].types, err)))
+                return -1;
+            c->nstmts++;
+            pl->fresh[k] = 1;
+        }
+        if (st)
+            st->last_use = ++c->clock;
+        pl->use[k] = st;
+    }
+    return 0;
+}
+
+/* Removes the cache entry named `name` (its Parse did not run or failed). */
+static void pipe_forget(lb_conn *c, const char *name)
+{
+    int i;
+    for (i = 0; i < c->nstmts; i++) {
+        if (strcmp(c->stmts[i].name, name) == 0) {
+            stmt_free(&c->stmts[i]);
+            c->stmts[i] = c->stmts[--c->nstmts];
+            return;
+        }
+    }
+}
+
+static void pipe_plan_free(pipe_plan *pl)
+{
+    free(pl->use);
+    free(pl->fresh);
+}
+
+static int pipe_run(lb_conn *c, const lb_pipe_stmt *q, int n, PGresult **res, int *failed,
+                    lb_error *err)
+{
+    pipe_plan pl = { NULL, NULL };
+    char (*names)[40] = NULL;
+    int k, ndeferred, rc = -1, sent = 0;
+
+    *failed = -1;
+    for (k = 0; k < n; k++)
+        res[k] = NULL;
+    if (pipe_plan_make(c, q, n, &pl, err) != 0 ||
+        !(names = calloc((size_t)n, sizeof *names))) {
+        for (k = 0; k < n; k++)
+            if (pl.fresh && pl.fresh[k])
+                pipe_forget(c, pl.use[k]->name);
+        if (!err->message)
+            lb_error_set(err, LB_ERR_QUERY, 0, "out of memory");
+        pipe_plan_free(&pl);
+        return -1;
+    }
+    /* Cache entries move when one is removed: remember the names of the new ones. */
+    for (k = 0; k < n; k++)
+        if (pl.fresh[k])
+            snprintf(names[k], sizeof names[k], "%s", pl.use[k]->name);
+
+    if ((ndeferred = pipe_begin(c, err)) < 0)
+        goto out;
+    for (k = 0; k < n; k++, sent++) {
+        lb_stmt *st = pl.use[k];
+        if (pl.fresh[k] && !PQsendPrepare(c->pg, st->name, q[k].sql, q[k].nparams, q[k].types))
+            break;
+        if (!(st ? PQsendQueryPrepared(c->pg, st->name, q[k].nparams, q[k].values,
+                                       q[k].lengths, q[k].formats, 0)
+                 : PQsendQueryParams(c->pg, q[k].sql, q[k].nparams, q[k].types, q[k].values,
+                                     q[k].lengths, q[k].formats, 0)))
+            break;
+    }
+    if (sent < n || !PQpipelineSync(c->pg)) {
+        *failed = sent < n ? sent : -1;
+        pipe_abort(c, err);
+        goto out;
+    }
+    if (collect_deferred(c, ndeferred, err) != 0) {
+        pipe_end(c);
+        goto out;
+    }
+    for (k = 0; k < n; k++) {
+        if (pl.fresh[k]) {
+            PGresult *r = collect(c, err);
+            if (!r) {
+                *failed = k;
+                break;
+            }
+            PQclear(r);
+            names[k][0] = 0; /* parsed: the entry stays */
+        }
+        if (!(res[k] = collect(c, err))) {
+            *failed = k;
+            break;
+        }
+    }
+    pipe_end(c);
+    rc = k == n && !c->broken ? 0 : -1;
+    if (rc != 0 && k == n) {
+        *failed = -1;
+        lb_error_set(err, LB_ERR_CONNECT, 1, "connection lost");
+    }
+out:
+    for (k = 0; k < n; k++)
+        if (names[k][0])
+            pipe_forget(c, names[k]);
+    if (rc != 0)
+        for (k = 0; k < n; k++) {
+            PQclear(res[k]);
+            res[k] = NULL;
+        }
+    free(names);
+    pipe_plan_free(&pl);
+    return rc;
+}
+
+int lb_conn_pipeline(lb_conn *c, const lb_pipe_stmt *stmts, int n, PGresult **res, int *failed,
+                     lb_error *err)
+{
+    int rc;
+
+    *failed = -1;
+    if (n <= 0)
+        return 0;
+    if (!conn_usable(c, err))
+        return -1;
+    rc = pipe_run(c, stmts, n, res, failed, err);
+    /* A pooler refused a prepared statement: outside a transaction the pipeline rolled back as a
+     * whole (one implicit transaction), so it runs again unprepared. */
+    if (rc != 0 && !c->broken && pooler_sign(err) && pooler_found(c, err))
+        rc = pipe_run(c, stmts, n, res, failed, err);
+    if (rc != 0 && err->message && *failed >= 0) {
+        char *m = NULL;
+        if (asprintf(&m, "statement %d of %d in the pipeline: %s", *failed + 1, n,
+                     err->message) >= 0) {
+            free(err->message);
+            err->message = m;
+        }
+    }
+    return rc;
+}
+
+/* lb_pool_exec's retry, for pipelines: once more on a fresh connection when the first one had
+ * died before the server processed anything. */
+int lb_pool_pipeline(lb_pool *p, const lb_pipe_stmt *stmts, int n, PGresult **res, int *failed,
+                     lb_error *err)
+{
+    int attempt, rc = -1;
+    for (attempt = 0; attempt < 2; attempt++) {
+        lb_conn *c = lb_pool_checkout(p, err);
+        int again;
+        if (!c)
+            return -1;
+        rc = lb_conn_pipeline(c, stmts, n, res, failed, err);
+        again = rc != 0 && c->broken && c->retry_safe && attempt == 0;
+        lb_pool_checkin(p, c);
+        if (!again)
+            break;
+        lb_error_clear(err);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Cold start probe (lakebase check)
+ * ---------------------------------------------------------------------------------------- */
+
+/* Waits until libpq's socket is ready in the direction PQconnectPoll asked for. */
+static int probe_wait(PGconn *pg, PostgresPollingStatusType st, double deadline)
+{
+    struct pollfd pfd;
+    int left = (int)((deadline - lb_time_mono()) * 1000);
+    if (left <= 0)
+        return -1;
+    pfd.fd = PQsocket(pg);
+    pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+    pfd.revents = 0;
+    return poll(&pfd, 1, left) > 0 ? 0 : -1;
+}
+
+int lb_conn_probe(const lb_settings *s, const char *password, lb_probe *out, lb_error *err)
+{
+    /* The same keywords as lb_conn_open, minus the statement_timeout option: a probe runs
+     * nothing that could take long. */
+    static const char *const names[] = { "host", "port", "dbname", "user", "password", "sslmode",
+                                         "sslrootcert", "application_name", NULL };
+    const char *kw[10], *val[10];
+    const char *vals[8];
+    char port[16];
+    int verify = s->sslmode == LB_SSL_REQUIRE || s->sslmode == LB_SSL_VERIFY_FULL ||
+                 s->sslmode == LB_SSL_VERIFY_CA;
+    int i, n = 0, tcp_done = 0, tls_done = 0;
+    double t0, now, deadline;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    PGconn *pg;
+
+    memset(out, 0, sizeof *out);
+    snprintf(port, sizeof port, "%d", s->port);
+    vals[0] = s->host, vals[1] = port, vals[2] = s->database, vals[3] = s->user;
+    vals[4] = password, vals[5] = libpq_sslmode(s->sslmode);
+    vals[6] = verify ? (s->sslrootcert ? s->sslrootcert : SYSTEM_CA_BUNDLE) : NULL;
+    vals[7] = "lakebase check";
+    for (i = 0; names[i]; i++)
+        if (vals[i])
+            kw[n] = names[i], val[n++] = vals[i];
+    kw[n] = NULL, val[n] = NULL;
+
+    t0 = lb_time_mono();
+    deadline = t0 + (s->connect_timeout > 0 ? s->connect_timeout : 10);
+    pg = PQconnectStartParams(kw, val, 0); /* resolves the host name here */
+    now = lb_time_mono();
+    out->dns = now - t0;
+    t0 = now;
+    while (pg && PQstatus(pg) != CONNECTION_BAD) {
+        ConnStatusType cs;
+        if (st == PGRES_POLLING_OK)
+            break;
+        if (probe_wait(pg, st, deadline) != 0) {
+            PQfinish(pg);
+            lb_error_set(err, LB_ERR_TIMEOUT, 1, "connect: no answer within connect_timeout");
+            return -1;
+        }
+        st = PQconnectPoll(pg);
+        cs = PQstatus(pg);
+        now = lb_time_mono();
+        if (!tcp_done && cs != CONNECTION_STARTED) {
+            out->tcp = now - t0, t0 = now, tcp_done = 1;
+        }
+        if (tcp_done && !tls_done && cs != CONNECTION_MADE && cs != CONNECTION_SSL_STARTUP) {
+            out->tls = PQsslInUse(pg) ? now - t0 : 0;
+            if (PQsslInUse(pg))
+                t0 = now;
+            tls_done = 1;
+        }
+    }
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        set_trimmed(err, LB_ERR_CONNECT, 1, "connect: ", pg ? PQerrorMessage(pg) : "out of memory");
+        PQfinish(pg);
+        return -1;
+    }
+    out->auth = lb_time_mono() - t0;
+    out->tls_used = PQsslInUse(pg);
+    for (i = 0; i < 6; i++) {
+        PGresult *r;
+        t0 = lb_time_mono();
+        r = PQexec(pg, "select 1");
+        now = lb_time_mono() - t0;
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            set_trimmed(err, LB_ERR_QUERY, 0, "first query: ", PQresultErrorMessage(r));
+            PQclear(r);
+            PQfinish(pg);
+            return -1;
+        }
+        PQclear(r);
+        if (i == 0)
+            out->first_query = now;
+        else if (i == 1 || now < out->rtt)
+            out->rtt = now;
+    }
+    PQfinish(pg);
     return 0;
 }

@@ -304,7 +304,9 @@ static void sweep_locked(lb_pool *p, double now, lb_conn **out)
     lb_conn **pc = &p->idle;
     while (*pc) {
         lb_conn *c = *pc;
-        if ((p->s->idle_timeout > 0 && now - c->last_used > p->s->idle_timeout) ||
+        /* min_idle connections stay past idle_timeout (a warm start), not past max_lifetime. */
+        if ((p->s->idle_timeout > 0 && now - c->last_used > p->s->idle_timeout &&
+             p->nidle > p->s->min_idle) ||
             expired(p, c, now)) {
             *pc = c->next;
             c->next = *out;
@@ -637,6 +639,42 @@ int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err)
         lb_error_clear(err);
     }
     return -1;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Warm start
+ * ---------------------------------------------------------------------------------------- */
+
+int lb_pool_warm(lb_pool *p, lb_error *err)
+{
+    if (p->s->prefetch && p->cred) {
+        char *token = NULL;
+        double expires_at = 0;
+        if (lb_credentials_get(p->cred, &token, &expires_at, err) != 0)
+            return -1;
+        lb_wipe_free(token);
+    }
+    for (;;) {
+        lb_conn *c;
+        pthread_mutex_lock(&p->mu);
+        if (p->closed || p->nidle >= p->s->min_idle || p->total >= p->s->max) {
+            pthread_mutex_unlock(&p->mu);
+            return 0;
+        }
+        p->total++; /* a slot, as checkout takes one; checkin puts the connection idle */
+        p->in_use++;
+        pthread_mutex_unlock(&p->mu);
+        if (!(c = connect_retrying(p, lb_time_mono() + p->s->connect_timeout, err))) {
+            pthread_mutex_lock(&p->mu);
+            p->total--;
+            p->in_use--;
+            slot_freed_locked(p);
+            pthread_mutex_unlock(&p->mu);
+            return -1;
+        }
+        c->next = NULL;
+        checkin(p, c);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------

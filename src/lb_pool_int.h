@@ -15,6 +15,9 @@ typedef struct lb_stmt {
     char name[40];      /* lb<connection nonce>_<n>: never the same in two connections */
 } lb_stmt;
 
+/* Deferred statements (BEGIN, SAVEPOINT, RELEASE) waiting for the next flight. */
+#define LB_DEFERRED_MAX 8
+
 struct lb_conn {
     PGconn *pg;
     double created;     /* monotonic seconds */
@@ -32,6 +35,8 @@ struct lb_conn {
     double lifetime;    /* seconds this connection may live (max_lifetime with jitter), 0 = no limit */
     lb_stmt *stmts;
     int nstmts;
+    char *deferred[LB_DEFERRED_MAX]; /* lb_conn_defer: sent ahead of the next statement */
+    int ndeferred;
     uint64_t clock, next_name;
     struct lb_conn *next; /* idle list link */
 };

@@ -761,14 +761,28 @@ define("select insert update delete", "to_sql", function(q)
   return compile(q)
 end)
 
-local function run(q, opts)
+-- Runs q; `shape` turns the rows into what the terminal returns. Inside db:pipeline the
+-- statement is queued instead (the pipeline applies shape to its result when it has run).
+local function run(q, opts, shape)
   local db = q._db
   local ok, qp = pcall(function() return db.query_params end)
   if not ok or qp == nil then
     fail("this query has no database to run on (built without a db); use to_sql()")
   end
   local sql, params = compile(q, opts)
-  return db:query_params(sql, params)
+  if rawget(db, "_pipeline") then
+    return db:_queue(sql, params, shape)
+  end
+  local rows, err = db:query_params(sql, params)
+  if not rows or not shape then return rows, err end
+  return shape(rows)
+end
+
+local function first_row(rows) return rows[1] end
+local function affected(rows) return rows.affected_rows or #rows end
+local function count_of(rows)
+  local n = rows[1] and rows[1].count
+  return tonumber(n) or n
 end
 
 --- All rows (an array, with `affected_rows` when the server reports a count), or nil, err.
@@ -778,27 +792,17 @@ end)
 
 --- The first row, nil when there is none, or nil, err. A select without limit() gets LIMIT 1.
 define("select insert update delete", "one", function(q)
-  local rows, err = run(q, { one = true })
-  if not rows then return nil, err end
-  local row = rows[1]
-  if row == nil then return nil end
-  return row
+  return run(q, { one = true }, first_row)
 end)
 
 --- The number of affected rows (for a select: rows returned), or nil, err.
 define("select insert update delete", "exec", function(q)
-  local rows, err = run(q)
-  if not rows then return nil, err end
-  return rows.affected_rows or #rows
+  return run(q, nil, affected)
 end)
 
 --- count(*) of what the select would return (ignoring order_by), or nil, err.
 define("select", "count", function(q)
-  local cq = methods.select.as_count(q)
-  local rows, err = run(cq)
-  if not rows then return nil, err end
-  local n = rows[1] and rows[1].count
-  return tonumber(n) or n
+  return run(methods.select.as_count(q), nil, count_of)
 end)
 
 -- Entry points --------------------------------------------------------------------------------------------------

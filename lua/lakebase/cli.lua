@@ -71,7 +71,8 @@ usage: lakebase check [--env-file PATH]
 
 Validates the settings (every problem at once), fetches a Lakebase credential (unless PGPASSWORD is
 set), connects, and prints the user, the server version, the TLS version and when the credential
-expires. Never prints the credential.]],
+expires; then the time of each step of a cold start (DNS, TCP, TLS, authentication, first query,
+the credential's HTTP call) and the measured round-trip time. Never prints the credential.]],
   token = [[
 usage: lakebase token [--show] [--env-file PATH]
 
@@ -307,7 +308,11 @@ function commands.check(ctx, args)
     ctx:out("warning: DATABRICKS_TOKEN and DATABRICKS_CLIENT_ID are both set: the token is used "
       .. "(set DATABRICKS_AUTH_TYPE=oauth-m2m for the service principal)")
   end
+  local core = package.loaded["lakebase.core"] or {}
+  local clock = core.monotonic or os.time
+  local t0 = clock()
   local tok, exp = ctx:credential()
+  local cred_time = clock() - t0
   if not tok then return ctx:fail(step_error("credential", exp)) end
   if s.auth == "password" then
     ctx:out("credential: native Postgres password (PGPASSWORD), no expiry")
@@ -329,6 +334,16 @@ function commands.check(ctx, args)
   local ssl = r.ssl == true or r.ssl == "t"
   ctx:out("tls: ", ssl and (tostring(r.tls) .. " (" .. tostring(r.cipher) .. "), sslmode " .. s.sslmode)
     or ("not encrypted (sslmode " .. s.sslmode .. ")"))
+  local p = core.probe and core.probe(ctx:options(), tok)
+  if p then
+    local function ms(v) return string.format("%.1f ms", v * 1000) end
+    ctx:out("cold start: dns ", ms(p.dns), ", tcp ", ms(p.tcp), ", tls ", p.tls_used and ms(p.tls) or "none",
+      ", auth ", ms(p.auth), ", first query ", ms(p.first_query),
+      s.auth == "password" and "" or (", credential HTTP " .. ms(cred_time)))
+    ctx:out("round trip: ", ms(p.rtt), " (a query costs about one; a cold start about ",
+      string.format("%.0f", (p.tcp + p.tls + p.auth + p.first_query) / math.max(p.rtt, 1e-6)),
+      "; min_idle and prefetch take the cold start off the first request)")
+  end
   ctx:out("ok")
   return 0
 end

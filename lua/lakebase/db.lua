@@ -4,7 +4,9 @@
 -- OpenResty bridge) can run the same calls elsewhere:
 --   db  → core pool handle:  pool:query(sql, ...), pool:query_params(sql, params),
 --                            pool:exec_script(sql), pool:begin() → conn, pool:stats(), pool:close()
---   tx  → core conn handle:  conn:query / query_params / exec_script, conn:release()
+--   tx  → core conn handle:  conn:query / query_params / exec_script, conn:defer(sql) (sent
+--                            with the next statement), conn:exec_script(sql, true) (COMMIT and
+--                            the like: the deferred statements go with it), conn:release()
 --
 -- Transactions: `db:transaction(fn, opts)` runs `fn(tx)` inside BEGIN ... COMMIT on one pinned
 -- connection and returns what `fn` returned. When `fn` raises an error, or returns `false`
@@ -70,6 +72,17 @@ function _M.new(opts)
   local pool, err = core.pool_new(opts)
   if not pool then
     return nil, err
+  end
+  -- Warm start (min_idle, prefetch): here, unless inside nginx's event loop, where lakebase.ngx
+  -- warms in init_worker (never in the master, whose connections every worker would share).
+  local ngx = rawget(_G, "ngx")
+  if not (ngx and ngx.get_phase) then
+    local ok
+    ok, err = pool:warm()
+    if not ok then
+      pool:close()
+      return nil, err
+    end
   end
   return _M.wrap(pool)
 end
@@ -206,22 +219,29 @@ local function first_failure(tx)
 end
 
 -- Finishes fn's outcome (a packed pcall result): commit (or release the savepoint) on success,
--- roll back otherwise; returns what `transaction` returns.
-local function settle(res, conn, commit_sql, rollback_sql, tx)
+-- roll back otherwise; returns what `transaction` returns. `release` (savepoints): the RELEASE
+-- is deferred, it travels with the next statement (or the COMMIT) instead of a round trip.
+local function settle(res, conn, commit_sql, rollback_sql, tx, release)
+  -- exec_script(sql, true): our own statement, the deferred ones (BEGIN, RELEASE) go with it
   if res[1] and res[2] ~= false then
     if conn:status() == "failed" then
       -- A statement failed and fn went on: COMMIT would quietly roll back; say so instead.
-      conn:exec_script(rollback_sql)
+      conn:exec_script(rollback_sql, true)
       return nil, first_failure(tx)
     end
-    local ok, err = conn:exec_script(commit_sql)
+    local ok, err
+    if release then
+      ok, err = conn:defer(commit_sql)
+    else
+      ok, err = conn:exec_script(commit_sql, true)
+    end
     if not ok then
-      conn:exec_script(rollback_sql)
+      conn:exec_script(rollback_sql, true)
       return nil, err
     end
     return unpack(res, 2, res.n)
   end
-  conn:exec_script(rollback_sql)
+  conn:exec_script(rollback_sql, true)
   if not res[1] then
     return nil, res[2]
   end
@@ -237,11 +257,41 @@ end
 -- returns what `transaction` returns. The caller releases conn. Any front end (the blocking db,
 -- the OpenResty bridge) brings a conn with query / query_params / exec_script / status
 -- ("failed" once a statement failed), so every path keeps one set of transaction rules.
-function _M.run_transaction(conn, db, fn)
+-- `reopen(old)` (optional): a fresh connection with the BEGIN deferred, or nil, err; the first
+-- statement uses it when it finds the connection dead (see `call`).
+function _M.run_transaction(conn, db, fn, reopen)
   local tx = new_tx(conn, db)
+  tx._reopen = reopen
   local res = pack(pcall(fn, tx))
   tx._done = true
-  return settle(res, conn, "COMMIT", "ROLLBACK", tx)
+  local out = pack(settle(res, tx._conn, "COMMIT", "ROLLBACK", tx))
+  if tx._conn ~= conn then
+    tx._conn:release()
+  end
+  return unpack(out, 1, out.n)
+end
+
+-- What a transaction holds when no fresh connection could replace a dead one: every call returns
+-- why, and the transaction reports it.
+local function dead_conn(err)
+  local function fail() return nil, err end
+  return { query = fail, query_params = fail, exec_script = fail, pipeline = fail, defer = fail,
+    status = function() return "failed" end, release = function() end }
+end
+
+local function open_tx(pool, begin)
+  local conn, err = pool:begin()
+  if not conn then
+    return nil, err
+  end
+  -- BEGIN travels with the first statement (a transaction of k statements: k + 1 round trips).
+  local ok
+  ok, err = conn:defer(begin)
+  if not ok then
+    conn:release()
+    return nil, err
+  end
+  return conn
 end
 
 --- Runs fn(tx) in a transaction; see the module comment for the outcome rules.
@@ -251,27 +301,15 @@ function db_methods:transaction(fn, opts)
   end
   local begin = _M.begin_sql(opts, 3)
   local pool = pool_of(self)
-  local conn, ok, err
-  -- A connection that dies before BEGIN got through loses nothing: try a fresh one, once.
-  for _ = 1, 2 do
-    conn, err = pool:begin()
-    if not conn then
-      return nil, err
-    end
-    ok, err = conn:exec_script(begin)
-    if ok then
-      break
-    end
-    conn:release()
-    conn = nil
-    if err.kind ~= "connect" then
-      break
-    end
-  end
+  local conn, err = open_tx(pool, begin)
   if not conn then
     return nil, err
   end
-  local out = pack(_M.run_transaction(conn, self, fn))
+  local out = pack(_M.run_transaction(conn, self, fn, function(old)
+    old:release() -- broken: the pool discards it, which frees its slot for the fresh one
+    local fresh, ferr = open_tx(pool, begin)
+    return fresh or dead_conn(ferr)
+  end))
   conn:release() -- rolls back anyway if COMMIT/ROLLBACK could not run
   return unpack(out, 1, out.n)
 end
@@ -300,14 +338,29 @@ local function note(self, res, err)
   return res, err
 end
 
+-- One statement on the transaction's connection. The first one carries the BEGIN: when it finds
+-- the connection dead (it died unseen while idle in the pool), the server holds nothing of this
+-- transaction, so the statement runs again on a fresh connection, once.
+local function call(self, conn, method, ...)
+  local res, err = conn[method](conn, ...)
+  local reopen = self._reopen
+  self._reopen = nil
+  if res == nil and reopen and type(err) == "table" and err.kind == "connect" then
+    local fresh = reopen(conn)
+    self._conn = fresh
+    res, err = fresh[method](fresh, ...)
+  end
+  return note(self, res, err)
+end
+
 function tx_methods:query(sql, ...)
   check_sql(sql, "query")
-  return note(self, conn_of(self):query(sql, ...))
+  return call(self, conn_of(self), "query", sql, ...)
 end
 
 function tx_methods:one(sql, ...)
   check_sql(sql, "one")
-  local rows, err = note(self, conn_of(self):query(sql, ...))
+  local rows, err = call(self, conn_of(self), "query", sql, ...)
   if not rows then
     return nil, err
   end
@@ -319,12 +372,12 @@ function tx_methods:query_params(sql, params, opts)
   check_sql(sql, "query_params")
   check_params(params, "query_params")
   check_opts(opts, "query_params")
-  return note(self, conn_of(self):query_params(sql, params))
+  return call(self, conn_of(self), "query_params", sql, params)
 end
 
 function tx_methods:exec_script(sql)
   check_sql(sql, "exec_script")
-  return note(self, conn_of(self):exec_script(sql))
+  return call(self, conn_of(self), "exec_script", sql)
 end
 
 --- Nested transaction: a SAVEPOINT; rolled back to it on error or `false`.
@@ -336,9 +389,10 @@ function tx_methods:transaction(fn, opts)
     error("bad argument #2 to 'transaction' (a nested transaction (savepoint) takes no options)", 2)
   end
   local conn = conn_of(self)
+  self._reopen = nil -- the statements of the savepoint carry the BEGIN now: no swapping under it
   local depth = self._depth + 1
   local name = "lakebase_sp_" .. depth
-  local ok, err = conn:exec_script("SAVEPOINT " .. name)
+  local ok, err = conn:defer("SAVEPOINT " .. name) -- sent with the next statement
   if not ok then
     return nil, err
   end
@@ -348,7 +402,7 @@ function tx_methods:transaction(fn, opts)
   inner._done = true
   self._done = false
   return settle(res, conn, "RELEASE SAVEPOINT " .. name,
-    "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name, inner)
+    "ROLLBACK TO SAVEPOINT " .. name .. "; RELEASE SAVEPOINT " .. name, inner, true)
 end
 
 function tx_methods:stats()
@@ -357,6 +411,85 @@ end
 
 tx_mt.__tostring = function(self)
   return "lakebase.tx (depth " .. self._depth .. (self._done and ", finished" or "") .. ")"
+end
+
+---------------------------------------------------------------------------------------------
+-- Pipelines
+---------------------------------------------------------------------------------------------
+
+-- `db:pipeline(fn)` / `tx:pipeline(fn)`: fn(p) queues statements with p:query, p:query_params
+-- and the builder's terminals (p:insert(...):values(...):exec()); when fn returns they travel in
+-- one flight and the results come back in order: results[i] is what the i-th call would have
+-- returned on its own (results.n counts them). The first failure stops the rest: nil, err with
+-- err.statement = its index. Outside a transaction the pipeline is one implicit transaction (all
+-- or nothing); inside one it is part of it. A raise in fn sends nothing.
+local pipe_methods = {}
+local pipe_mt = { __index = pipe_methods, __name = "lakebase.pipeline" }
+_M.pipe_methods = pipe_methods
+
+function pipe_methods:_queue(sql, params, shape)
+  if not self._pipeline then
+    error("attempt to use a finished lakebase pipeline", 3)
+  end
+  local stmts = self._stmts
+  local i = #stmts + 1
+  stmts[i] = { sql, params }
+  self._shapes[i] = shape
+  return i
+end
+
+--- Queues sql with every argument after it as a parameter; returns its index in the results.
+function pipe_methods:query(sql, ...)
+  check_sql(sql, "query")
+  return self:_queue(sql, pack(...))
+end
+
+function pipe_methods:query_params(sql, params)
+  check_sql(sql, "query_params")
+  check_params(params, "query_params")
+  return self:_queue(sql, params)
+end
+
+pipe_mt.__tostring = function(self)
+  return "lakebase.pipeline (" .. #self._stmts .. " statements"
+    .. (self._pipeline and "" or ", sent") .. ")"
+end
+
+--- Runs fn(p) and sends what it queued through `target` (a core pool, conn or adapter with
+-- pipeline(stmts)); returns the results or nil, err. Any front end uses this one function.
+function _M.run_pipeline(target, fn)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'pipeline' (function expected, got " .. type(fn) .. ")", 3)
+  end
+  local p = setmetatable({ _pipeline = true, _stmts = {}, _shapes = {} }, pipe_mt)
+  local ok, e = pcall(fn, p)
+  p._pipeline = false
+  if not ok then
+    error(e, 0)
+  end
+  local results, err = target:pipeline(p._stmts)
+  if not results then
+    return nil, err
+  end
+  local n = #p._stmts
+  for i = 1, n do
+    local shape = p._shapes[i]
+    if shape then
+      results[i] = shape(results[i])
+    end
+  end
+  results.n = n
+  return results
+end
+
+function db_methods:pipeline(fn)
+  return _M.run_pipeline(pool_of(self), fn)
+end
+
+function tx_methods:pipeline(fn)
+  local conn = conn_of(self)
+  self._reopen = nil
+  return note(self, _M.run_pipeline(conn, fn))
 end
 
 ---------------------------------------------------------------------------------------------
@@ -376,6 +509,7 @@ function _M.install_builder()
     if type(builder) == "table" and builder.install then
       builder.install(db_methods)
       builder.install(tx_methods)
+      builder.install(pipe_methods)
     end
   elseif not tostring(builder):find("module 'lakebase.builder' not found", 1, true) then
     error(builder, 0) -- a broken builder must not pass silently

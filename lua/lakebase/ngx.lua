@@ -130,6 +130,14 @@ local function do_query(opts, sql, params, qopts)
   return db:query_params(sql, params, qopts)
 end
 
+local function do_pipeline(opts, stmts)
+  local db, err = thread_db(opts)
+  if not db then
+    return nil, err
+  end
+  return db._pool:pipeline(stmts)
+end
+
 local function do_exec_script(opts, sql)
   local db, err = thread_db(opts)
   if not db then
@@ -138,18 +146,19 @@ local function do_exec_script(opts, sql)
   return db:exec_script(sql)
 end
 
-local IDLE_SQL = "select set_config('idle_in_transaction_session_timeout', $1, true)"
+local IDLE_SQL = "select set_config('idle_in_transaction_session_timeout', '%d', true)"
 
 local function do_begin(opts, lease, begin_sql)
   local id, err = core.pin_new(opts, lease)
   if not id then
     return nil, err
   end
+  -- Both travel with the first statement (no round trip here). Last backstop: the server ends a
+  -- session left idle in this transaction past the lease.
   local ok
-  ok, err = core.pin_exec_script(id, begin_sql)
+  ok, err = core.pin_defer(id, begin_sql)
   if ok then
-    -- Last backstop: the server ends a session left idle in this transaction past the lease.
-    ok, err = core.pin_query(id, IDLE_SQL, { n = 1, tostring(math.floor(lease * 1000)) })
+    ok, err = core.pin_defer(id, IDLE_SQL:format(math.floor(lease * 1000)))
   end
   if not ok then
     core.pin_release(id)
@@ -162,8 +171,16 @@ local function do_pin_query(id, sql, params)
   return core.pin_query(id, sql, params)
 end
 
-local function do_pin_script(id, sql)
-  return core.pin_exec_script(id, sql)
+local function do_pin_script(id, sql, control)
+  return core.pin_exec_script(id, sql, control)
+end
+
+local function do_pin_defer(id, sql)
+  return core.pin_defer(id, sql)
+end
+
+local function do_pin_pipeline(id, stmts)
+  return core.pin_pipeline(id, stmts)
 end
 
 -- The pinned connection's transaction status in lakebase.db's words ("failed" once a statement
@@ -186,6 +203,9 @@ function _M.t_exec_script(...) return protect(do_exec_script, ...) end
 function _M.t_begin(...) return protect(do_begin, ...) end
 function _M.t_pin_query(...) return protect(do_pin_query, ...) end
 function _M.t_pin_script(...) return protect(do_pin_script, ...) end
+function _M.t_pin_defer(...) return protect(do_pin_defer, ...) end
+function _M.t_pipeline(...) return protect(do_pipeline, ...) end
+function _M.t_pin_pipeline(...) return protect(do_pin_pipeline, ...) end
 function _M.t_pin_status(...) return protect(do_pin_status, ...) end
 function _M.t_release(...) return protect(do_release, ...) end
 function _M.t_reap() return protect(core.pin_reap) end
@@ -547,6 +567,18 @@ function db_methods:exec_script(sql)
   return call(self, "t_exec_script", "call", self.settings, sql)
 end
 
+-- The pipeline's statements run in the thread pool, in one flight; dbmod.run_pipeline is the one
+-- implementation of queuing and results (see lakebase.db).
+local pipe_target_mt = { __index = {
+  pipeline = function(t, stmts)
+    return call(t.owner, "t_pipeline", "call", t.owner.settings, stmts)
+  end,
+} }
+
+function db_methods:pipeline(fn)
+  return dbmod.run_pipeline(setmetatable({ owner = self }, pipe_target_mt), fn)
+end
+
 function db_methods:stats()
   local s = self.db:stats()
   if type(s) == "table" then
@@ -574,8 +606,16 @@ function pin_conn_methods:query_params(sql, params)
   return call(self.owner, "t_pin_query", nil, self.id, sql, params or { n = 0 })
 end
 
-function pin_conn_methods:exec_script(sql)
-  return call(self.owner, "t_pin_script", nil, self.id, sql)
+function pin_conn_methods:exec_script(sql, control)
+  return call(self.owner, "t_pin_script", nil, self.id, sql, control)
+end
+
+function pin_conn_methods:pipeline(stmts)
+  return call(self.owner, "t_pin_pipeline", nil, self.id, stmts)
+end
+
+function pin_conn_methods:defer(sql)
+  return call(self.owner, "t_pin_defer", nil, self.id, sql)
 end
 
 function pin_conn_methods:status()
@@ -699,6 +739,13 @@ function _M.new(opts)
   end
   if not (ngx and ngx.run_worker_thread) then
     return db
+  end
+  if phase() == "init_worker" then -- warm start (min_idle, prefetch) before any request
+    local ok
+    ok, err = db._pool:warm()
+    if not ok then
+      log("WARN", "warm start failed (connections will open on first use): ", tostring(err))
+    end
   end
   return _M.wrap(db, opts)
 end

@@ -400,6 +400,40 @@ function _M.proxy_start(listen)
     self.pid = nil
     for _, n in ipairs({ self.port_file, self.control, self.marks_file, self.pid_file }) do os.remove(n) end
   end
+
+-- A latency proxy (spec/support/latency_proxy.py) in front of 127.0.0.1:target_port, adding
+-- delay_ms one way in each direction. Returns an object: port (connect here), stats() (flights,
+-- connections, bytes_up, bytes_down, per_connection), reset(), delay(ms), stop(). Flight counts
+-- follow the order of the bytes, not timing: specs assert on them.
+function _M.proxy(target_port, delay_ms)
+  local port_file = os.tmpname()
+  os.remove(port_file)
+  local script = repo_root() .. "/spec/support/latency_proxy.py"
+  local out = run("python3 " .. shell_quote(script) .. " serve --target 127.0.0.1:" .. target_port
+    .. " --delay-ms " .. (delay_ms or 0) .. " --port-file " .. shell_quote(port_file)
+    .. " >/dev/null 2>&1 & echo $!")
+  local pid = assert(tonumber(out:match("(%d+)")), "latency proxy did not start")
+  local line
+  for _ = 1, 200 do
+    line = read_file(port_file)
+    if line then break end
+    _M.sleep(0.02)
+  end
+  os.remove(port_file)
+  local data, ctl = assert(line, "latency proxy wrote no port"):match("port (%d+) (%d+)")
+  local p = { port = tonumber(data), control = tonumber(ctl), pid = pid }
+  local function call(words)
+    return run("python3 " .. shell_quote(script) .. " ctl " .. ctl .. " " .. words)
+  end
+  function p.stats()
+    local text = call("stats")
+    return (json.decode(text))
+  end
+  function p.flights() return p.stats().flights end
+  function p.reset() call("reset") end
+  function p.delay(ms) call("delay " .. ms) end
+  function p.sever() call("sever") end
+  function p.stop() os.execute("kill " .. pid .. " 2>/dev/null") end
   return p
 end
 

@@ -123,8 +123,10 @@ lb_settings *lb_bind_check_settings(lua_State *L, int idx, const char *const *ig
             break;
         }
         case LUA_TBOOLEAN:
-            /* Only `prepare` and `keepalives` are booleans; elsewhere a boolean is a type error. */
-            if (strcmp(name, "prepare") == 0 || strcmp(name, "keepalives") == 0)
+            /* Only `prepare`, `keepalives` and `prefetch` are booleans; elsewhere a boolean is a
+             * type error. */
+            if (strcmp(name, "prepare") == 0 || strcmp(name, "keepalives") == 0 ||
+                strcmp(name, "prefetch") == 0)
                 value = lua_toboolean(L, -1) ? "true" : "false";
             else
                 bad_type = "boolean";
@@ -178,12 +180,12 @@ static int settings_tostring(lua_State *L)
         "databricks_host", "auth", "profile", "token", "client_id", "client_secret", "password", "max",
         "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
         "application_name", "prepare", "keepalives", "keepalives_idle", "keepalives_interval",
-        "keepalives_count", "tcp_user_timeout", NULL};
+        "keepalives_count", "tcp_user_timeout", "min_idle", "prefetch", NULL};
     int i, n = 1;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 4 * 27 + 4, "settings tostring");
+    luaL_checkstack(L, 4 * 29 + 4, "settings tostring");
     lua_pushliteral(L, "lakebase.settings{");
     for (i = 0; fields[i]; i++) {
         char tmp[96];
@@ -265,6 +267,9 @@ static void push_settings(lua_State *L, const lb_settings *s)
     set_num(L, "keepalives_interval", s->keepalives_interval);
     set_num(L, "keepalives_count", s->keepalives_count);
     set_num(L, "tcp_user_timeout", s->tcp_user_timeout);
+    set_num(L, "min_idle", s->min_idle);
+    lua_pushboolean(L, s->prefetch);
+    lua_setfield(L, -2, "prefetch");
 
     lua_pushlightuserdata(L, (void *)&settings_mt_key);
     lua_rawget(L, LUA_REGISTRYINDEX);

@@ -3,7 +3,9 @@
  * transaction is named by a plain integer id that any state can pass back.
  *   core.pin_new(opts, lease)          -> id | nil, err
  *   core.pin_query(id, sql, params)    -> rows | nil, err   (params: array with .n, may be nil)
- *   core.pin_exec_script(id, sql)      -> true | nil, err
+ *   core.pin_exec_script(id, sql [, control]) -> true | nil, err (control: lb_conn_exec_control)
+ *   core.pin_defer(id, sql)            -> true | nil, err   (sent with the next statement)
+ *   core.pin_pipeline(id, stmts)       -> results | nil, err   (as pool:pipeline)
  *   core.pin_status(id)                -> "idle" | "intrans" | "inerror" | "active" | "unknown"
  *                                         | nil, err  (libpq's transaction status; no round trip)
  *   core.pin_release(id)               -> true  (rolls back what is open, returns the connection)
@@ -97,12 +99,38 @@ static int pin_exec_script(lua_State *L)
 
     if (!c)
         return lb_bind_fail(L, &err);
-    lb_conn_exec_script(c, sql, &err);
+    if (lua_toboolean(L, 3)) /* a transaction statement (COMMIT, ROLLBACK, RELEASE ...) */
+        lb_conn_exec_control(c, sql, &err);
+    else
+        lb_conn_exec_script(c, sql, &err);
     lb_pin_give(id, c);
     if (err.kind != LB_OK) /* judged by err: the return convention is the pool area's */
         return lb_bind_fail(L, &err);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+static int pin_defer(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pin_id id = check_id(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    lb_conn *c = lb_pin_take(id, &err);
+    int rc;
+
+    if (!c)
+        return lb_bind_fail(L, &err);
+    rc = lb_conn_defer(c, sql, &err);
+    lb_pin_give(id, c);
+    if (rc != 0)
+        return lb_bind_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int pin_pipeline(lua_State *L)
+{
+    return lb_bind_pipeline(L, 2, NULL, NULL, check_id(L, 1));
 }
 
 static int pin_status(lua_State *L)
@@ -157,6 +185,8 @@ void lb_bind_pin(lua_State *L)
         { "pin_new", pin_new },
         { "pin_query", pin_query },
         { "pin_exec_script", pin_exec_script },
+        { "pin_defer", pin_defer },
+        { "pin_pipeline", pin_pipeline },
         { "pin_status", pin_status },
         { "pin_release", pin_release },
         { "pin_exists", pin_exists },

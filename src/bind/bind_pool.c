@@ -6,9 +6,14 @@
  *                                    the statement left)
  *   pool:exec_script(sql)            -> true | nil, err
  *   pool:begin()                     -> conn | nil, err   (a checked-out connection)
+ *   pool:pipeline(stmts)             -> results | nil, err   (stmts: { {sql, params}, ... },
+ *                                       one flight; err.statement: the one that failed)
+ *   pool:warm() -> true | nil, err (prefetch the credential, open min_idle connections),
  *   pool:stats(), pool:sweep() (close idle connections past their time), pool:close(),
  *   pool:closed(), tostring(pool)
  *   conn:query / query_params / exec_script as above, conn:in_transaction(), conn:status(),
+ *   conn:defer(sql) (sent with the next statement: BEGIN and SAVEPOINT cost no round trip),
+ *   conn:exec_script(sql, true) for COMMIT/ROLLBACK/RELEASE (deferred statements travel with it),
  *   conn:release() (rolls back what is open, returns it; also __gc and __close)
  * No lock is held across Lua code: a query's rows are decoded (protected calls) while the server
  * still sends them, on the checked-out connection, outside the pool mutex; the pool handle keeps
@@ -192,10 +197,105 @@ static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql
 static int run_script(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql)
 {
     lb_error err = LB_ERROR_INIT;
-    int rc = conn ? lb_conn_exec_script(conn, sql, &err) : lb_pool_exec_script(pool, sql, &err);
+    int control = conn && lua_toboolean(L, 3); /* conn:exec_script(sql, true): COMMIT and the like */
+    int rc = control ? lb_conn_exec_control(conn, sql, &err)
+             : conn  ? lb_conn_exec_script(conn, sql, &err)
+                     : lb_pool_exec_script(pool, sql, &err);
     if (rc != 0)
         return lb_bind_fail(L, &err);
     lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Pipelines: the statements at idx (an array of { sql, params }, params an array with .n or
+ * nil, checked by the Lua layer) in one flight, on conn or on the pool, or on pinned connection
+ * `pin`. Pushes the array of results (each as query returns it) or nil, err where err.statement
+ * is the index of the statement that failed. The work arrays are userdata: nothing leaks if Lua
+ * raises (out of memory) while they are filled. */
+int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin_id pin)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_params *params;
+    lb_pipe_stmt *q;
+    PGresult **res;
+    int n, k, top, failed = -1, rc, collected = 0;
+
+    idx = lb_abs_index(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    n = (int)lb_rawlen(L, idx);
+    if (n == 0) {
+        lua_createtable(L, 0, 0);
+        return 1;
+    }
+    params = (lb_params *)lua_newuserdata(L, (size_t)n * sizeof *params);
+    q = (lb_pipe_stmt *)lua_newuserdata(L, (size_t)n * sizeof *q);
+    res = (PGresult **)lua_newuserdata(L, (size_t)n * sizeof(PGresult *));
+    top = lua_gettop(L);
+    luaL_checkstack(L, 8, "pipeline");
+    for (k = 0; k < n && !err.message; k++) {
+        int np = 0, i;
+        lua_settop(L, top);
+        lua_rawgeti(L, idx, k + 1);
+        lua_rawgeti(L, top + 1, 1);
+        q[k].sql = lua_tostring(L, -1); /* kept alive by the statements table */
+        lua_rawgeti(L, top + 1, 2);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "n");
+            np = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : (int)lb_rawlen(L, top + 3);
+            lua_pop(L, 1);
+        }
+        if (!q[k].sql || np < 0 || np > 65535) {
+            lb_error_set(&err, LB_ERR_QUERY, 0, "bad statement in the pipeline");
+            failed = k;
+            break;
+        }
+        if (!lua_checkstack(L, np + LUA_MINSTACK)) {
+            lb_error_set(&err, LB_ERR_QUERY, 0, "too many parameters");
+            failed = k;
+            break;
+        }
+        for (i = 1; i <= np; i++)
+            lua_rawgeti(L, top + 3, i);
+        if (lb_params_collect(L, top + 4, np, &params[k], &err) != 0) {
+            failed = k;
+            break;
+        }
+        collected = k + 1;
+        q[k].nparams = params[k].n;
+        q[k].types = params[k].types;
+        q[k].values = params[k].values;
+        q[k].lengths = params[k].lengths;
+        q[k].formats = params[k].formats;
+    }
+    lua_settop(L, top);
+    if (err.message)
+        rc = -1;
+    else if (pin) {
+        lb_conn *c = lb_pin_take(pin, &err);
+        rc = c ? lb_conn_pipeline(c, q, n, res, &failed, &err) : -1;
+        if (c)
+            lb_pin_give(pin, c);
+    } else if (conn)
+        rc = lb_conn_pipeline(conn, q, n, res, &failed, &err);
+    else
+        rc = lb_pool_pipeline(pool, q, n, res, &failed, &err);
+    for (k = 0; k < collected; k++)
+        lb_params_free(&params[k]);
+    if (rc != 0) {
+        lb_bind_fail(L, &err);
+        if (failed >= 0) {
+            lua_pushinteger(L, failed + 1);
+            lua_setfield(L, -2, "statement");
+        }
+        return 2;
+    }
+    lua_createtable(L, n, 0);
+    for (k = 0; k < n; k++) {
+        lb_push_result(L, res[k]);
+        PQclear(res[k]);
+        res[k] = NULL;
+        lua_rawseti(L, -2, k + 1);
+    }
     return 1;
 }
 
@@ -238,6 +338,37 @@ static int pool_new(lua_State *L)
     if (!p)
         return lb_bind_fail(L, &err);
     u->pool = p;
+    return 1;
+}
+
+/* core.probe(opts, password) -> { dns, tcp, tls, auth, first_query, rtt (seconds), tls_used }
+ * | nil, err: a cold connect timed step by step (lakebase check). */
+static int probe(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    const char *password = luaL_optstring(L, 2, NULL);
+    lb_settings *s = lb_bind_check_settings(L, 1, lua_only_options, &err);
+    lb_probe pr;
+    int rc;
+
+    if (!s)
+        return lb_bind_fail(L, &err);
+    rc = lb_conn_probe(s, password ? password : s->password, &pr, &err);
+    lb_settings_free(s);
+    if (rc != 0)
+        return lb_bind_fail(L, &err);
+    {
+        const char *const names[] = { "dns", "tcp", "tls", "auth", "first_query", "rtt" };
+        const double secs[] = { pr.dns, pr.tcp, pr.tls, pr.auth, pr.first_query, pr.rtt };
+        size_t i;
+        lua_createtable(L, 0, 7);
+        for (i = 0; i < sizeof secs / sizeof secs[0]; i++) {
+            lua_pushnumber(L, secs[i]);
+            lua_setfield(L, -2, names[i]);
+        }
+    }
+    lua_pushboolean(L, pr.tls_used);
+    lua_setfield(L, -2, "tls_used");
     return 1;
 }
 
@@ -318,6 +449,12 @@ static void set_int(lua_State *L, const char *k, double v)
     lua_setfield(L, -2, k);
 }
 
+static int pool_pipeline(lua_State *L)
+{
+    pool_ud *u = check_pool(L);
+    return lb_bind_pipeline(L, 2, u->pool, NULL, 0);
+}
+
 static int pool_stats(lua_State *L)
 {
     pool_ud *u = check_pool(L);
@@ -357,6 +494,16 @@ static int pool_sweep(lua_State *L)
     pool_ud *u = check_pool(L);
     lb_pool_sweep(u->pool);
     return 0;
+}
+
+static int pool_warm(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    pool_ud *u = check_pool(L);
+    if (lb_pool_warm(u->pool, &err) != 0)
+        return lb_bind_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static int pool_closed(lua_State *L)
@@ -422,6 +569,23 @@ static int conn_exec_script(lua_State *L)
     return run_script(L, u->pool, u->conn, sql);
 }
 
+static int conn_defer(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    conn_ud *u = check_conn(L);
+    const char *sql = sql_arg(L, 2, &err);
+    if (!sql || lb_conn_defer(u->conn, sql, &err) != 0)
+        return lb_bind_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int conn_pipeline(lua_State *L)
+{
+    conn_ud *u = check_conn(L);
+    return lb_bind_pipeline(L, 2, u->pool, u->conn, 0);
+}
+
 static int conn_in_transaction(lua_State *L)
 {
     conn_ud *u = check_conn(L);
@@ -483,16 +647,20 @@ static const luaL_Reg pool_methods[] = {
     { "close", pool_close },
     { "closed", pool_closed },
     { "exec_script", pool_exec_script },
+    { "pipeline", pool_pipeline },
     { "query", pool_query },
     { "query_params", pool_query_params },
     { "stats", pool_stats },
     { "sweep", pool_sweep },
+    { "warm", pool_warm },
     { NULL, NULL },
 };
 
 static const luaL_Reg conn_methods[] = {
+    { "defer", conn_defer },
     { "exec_script", conn_exec_script },
     { "in_transaction", conn_in_transaction },
+    { "pipeline", conn_pipeline },
     { "query", conn_query },
     { "query_params", conn_query_params },
     { "release", conn_release },
@@ -524,4 +692,6 @@ void lb_bind_pool(lua_State *L)
     new_class(L, CONN_MT, conn_methods, conn_release, conn_tostring);
     lua_pushcfunction(L, pool_new);
     lua_setfield(L, -2, "pool_new");
+    lua_pushcfunction(L, probe);
+    lua_setfield(L, -2, "probe");
 }

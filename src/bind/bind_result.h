@@ -68,4 +68,8 @@ size_t lb_array_length(lua_State *L, int idx);
 /* idx as a positive stack index. */
 int lb_abs_index(lua_State *L, int idx);
 
+/* Runs the pipeline at idx (bind_pool.c) on conn, on the pinned connection pin (nonzero), or on
+ * the pool; pushes the results array or nil, err (err.statement = index that failed). */
+int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin_id pin);
+
 #endif

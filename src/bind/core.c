@@ -33,6 +33,13 @@ static int core_sleep(lua_State *L)
     return 0;
 }
 
+/* core.monotonic(): seconds on a monotonic clock (lakebase check times the credential call). */
+static int core_monotonic(lua_State *L)
+{
+    lua_pushnumber(L, lb_time_mono());
+    return 1;
+}
+
 int luaopen_lakebase_core(lua_State *L)
 {
     lua_newtable(L);
@@ -49,6 +56,9 @@ int luaopen_lakebase_core(lua_State *L)
 
     lua_pushcfunction(L, core_sleep);
     lua_setfield(L, -2, "sleep");
+
+    lua_pushcfunction(L, core_monotonic);
+    lua_setfield(L, -2, "monotonic");
 
     lb_bind_error(L);
     lb_bind_config(L);

@@ -1,7 +1,8 @@
 /* The pool from C against the fixtures' PostgreSQL (password auth as the admin): 8 threads
  * hammering one pool (never more than max open, no error, no leak), FIFO waiting and
  * acquire_timeout, clean checkins (open/failed transactions, pending results), replacement of a
- * terminated connection, the registry, and close waking waiters. TAP output; without the
+ * terminated connection, deferred statements and pipelines, the registry, and close waking
+ * waiters. TAP output; without the
  * fixtures' env everything is skipped. Run it under ASan/TSan (see make check-memory). */
 #include <pthread.h>
 #include <stdarg.h>
@@ -315,6 +316,67 @@ static void test_clean_checkin(void)
     c = lb_pool_checkout(p, &err);
     ok(c && add_one(p, c, 2, &err), "a new one replaces it");
     lb_pool_checkin(p, c);
+    lb_pool_release(p);
+}
+
+/* ---- deferred statements and pipelines ----------------------------------------------------- */
+
+static void test_defer_pipeline(void)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_pool *p = pool_for("1", "5", "lb_c_pipeline");
+    const char *one[1] = { "1" }, *two[1] = { "2" };
+    lb_pipe_stmt q[3];
+    PGresult *res[3];
+    PGresult *r;
+    lb_conn *c;
+    int failed = 0;
+
+    if (!ok(p != NULL, "pool for the pipeline tests"))
+        return;
+    c = lb_pool_checkout(p, &err);
+    ok(c && lb_conn_defer(c, "BEGIN", &err) == 0 && !lb_conn_in_transaction(c),
+       "a deferred BEGIN sends nothing");
+    r = c ? lb_conn_exec(c, "SELECT $1::int AS v", 1, NULL, one, NULL, NULL, &err) : NULL;
+    ok(r && strcmp(PQgetvalue(r, 0, 0), "1") == 0 && lb_conn_in_transaction(c),
+       "it travels with the next statement");
+    PQclear(r);
+    lb_pool_checkin(p, c);
+    c = lb_pool_checkout(p, &err);
+    ok(c && lb_conn_defer(c, "BEGIN", &err) == 0, "deferred again");
+    lb_pool_checkin(p, c); /* never sent: dropped at checkin */
+    c = lb_pool_checkout(p, &err);
+    r = c ? lb_conn_exec(c, "SELECT 1", 0, NULL, NULL, NULL, NULL, &err) : NULL;
+    ok(r && !lb_conn_in_transaction(c), "a deferred statement nothing followed is dropped");
+    PQclear(r);
+
+    memset(q, 0, sizeof q);
+    q[0].sql = "SELECT $1::int AS v", q[0].nparams = 1, q[0].values = one;
+    q[1].sql = "SELECT $1::int AS v", q[1].nparams = 1, q[1].values = two;
+    q[2].sql = "SELECT 3 AS v";
+    ok(c && lb_conn_pipeline(c, q, 3, res, &failed, &err) == 0 &&
+           strcmp(PQgetvalue(res[0], 0, 0), "1") == 0 && strcmp(PQgetvalue(res[1], 0, 0), "2") == 0 &&
+           strcmp(PQgetvalue(res[2], 0, 0), "3") == 0, "a pipeline returns every result in order");
+    if (!err.message) {
+        PQclear(res[0]);
+        PQclear(res[1]);
+        PQclear(res[2]);
+    }
+    lb_error_clear(&err);
+    q[1].sql = "SELECT 1/0";
+    q[1].nparams = 0, q[1].values = NULL;
+    ok(c && lb_conn_pipeline(c, q, 3, res, &failed, &err) != 0 && failed == 1 &&
+           strcmp(err.sqlstate, "22012") == 0 && res[0] == NULL && res[2] == NULL,
+       "the first failure stops it and names its index");
+    lb_error_clear(&err);
+    ok(c && lb_conn_pipeline(c, q, 1, res, &failed, &err) == 0 && !lb_conn_in_transaction(c),
+       "the connection goes on");
+    if (res[0])
+        PQclear(res[0]);
+    lb_pool_checkin(p, c);
+    ok(lb_pool_pipeline(p, q, 1, res, &failed, &err) == 0, "lb_pool_pipeline");
+    PQclear(res[0]);
+    lb_error_clear(&err);
     lb_pool_release(p);
 }
 
@@ -697,6 +759,7 @@ int main(int argc, char **argv)
     test_fifo();
     test_timeout();
     test_clean_checkin();
+    test_defer_pipeline();
     test_terminated();
     test_registry_close();
     test_registry_threads();
