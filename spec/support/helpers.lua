@@ -400,6 +400,8 @@ function _M.proxy_start(listen)
     self.pid = nil
     for _, n in ipairs({ self.port_file, self.control, self.marks_file, self.pid_file }) do os.remove(n) end
   end
+  return p
+end
 
 -- A latency proxy (spec/support/latency_proxy.py) in front of 127.0.0.1:target_port, adding
 -- delay_ms one way in each direction. Returns an object: port (connect here), stats() (flights,
