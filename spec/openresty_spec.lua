@@ -337,7 +337,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
     os.remove(file)
     h.run("(" .. CURL .. " -s -o /dev/null -w 'slow %{time_total}\\n' " .. q(base .. path)
       .. " >" .. q(file) .. " 2>&1 &)")
-    assert.is_true(eventually(5, started or pg_sleep_running), "the slow request did not start")
+    assert.is_true(eventually(15, started or pg_sleep_running), "the slow request did not start")
     return function() -- seconds the sleeper took, once it is done
       local t
       eventually(5, function()

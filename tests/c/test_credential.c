@@ -664,7 +664,9 @@ static void test_single_flight(void)
         /* The caller that started it did not wait either: the refresh runs in the background. */
         t = wait_new(c2, t1, 5);
         calls = counter(CRED_PATH);
-        ok(sr.token && t1 && strcmp(sr.token, t1) == 0 && sr.took < 0.3 && t && calls == 2,
+        /* 2 calls, or 3 when the new one (lifetime 6 s: inside the refresh window at once) was
+         * itself refreshed in the background while wait_new polled. */
+        ok(sr.token && t1 && strcmp(sr.token, t1) == 0 && sr.took < 0.3 && t && calls >= 2 && calls <= 3,
            "the caller that starts the refresh gets the valid credential at once (%.3f s); the new "
            "one arrives from the background (%d calls)", sr.took, calls);
         free(t);
