@@ -37,8 +37,9 @@ init_by_lua_block {
   local init_worker = app.init_worker
   app.init_worker = function()
     init_worker()
+    -- its own endpoint, so its own credential: the app's first request still fetches one
     package.loaded["lakebase_spec_warm"] = require("lakebase").new({ application_name = "lakebase-spec-warm",
-      min_idle = 2, max = 3 })
+      min_idle = 2, max = 3, endpoint = "projects/p/branches/b/endpoints/warm" })
   end
 }
 ]=]
