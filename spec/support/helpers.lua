@@ -222,6 +222,16 @@ function _M.pg_running()
   return pg_ctl("status") == true
 end
 
+--- The streaming replica (spec/support/standby.sh), for the specs that need it only:
+-- standby("start") returns its port; "halt", "resume", "stop" return true; nil, output on failure.
+function _M.standby(cmd)
+  local out, ok = run(env_prefix() .. "bash " .. shell_quote(repo_root() .. "/spec/support/standby.sh")
+    .. " " .. cmd .. " 2>&1")
+  if not ok then return nil, out end
+  if cmd == "start" then return tonumber(out:match("(%d+)%s*$")) end
+  return true
+end
+
 function _M.sleep(s)
   system.sleep(s)
 end
