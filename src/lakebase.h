@@ -115,6 +115,10 @@ typedef struct lb_settings {
     int statement_timeout;  /* milliseconds, 0 = server default */
     char *application_name; /* NULL = "lakebase" */
     int prepare;            /* 1 (default): per-connection prepared statement cache */
+    char *read_endpoint;    /* read-only endpoint of db:reader() (its own credential), or NULL */
+    char *read_host;        /* its Postgres host; NULL: db:reader() is the primary */
+    int read_port;          /* 0: the primary's port */
+    int fallback_to_primary; /* 1: db:reader() runs on the primary while the reader is down */
     char *key;              /* identity of a pool: equal keys share it (holds no secret in clear) */
     char *credential_key;   /* identity of a credential: workspace, endpoint, auth identity (pool
                              * sizes and timeouts do not matter); equal keys share one */

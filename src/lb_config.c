@@ -29,6 +29,7 @@ enum {
     O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_DATABRICKS_HOST,
     O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
     O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
+    O_READ_ENDPOINT, O_READ_HOST, O_READ_PORT, O_FALLBACK_TO_PRIMARY,
     O_COUNT
 };
 
@@ -80,6 +81,17 @@ static const lb_option_info spec[O_COUNT] = {
                         "0", "seconds a connection may live (0: unlimited)"},
     [O_PREPARE] = {"prepare", NULL, 0, "a boolean", "true",
                    "automatic per-connection prepared statements"},
+    [O_READ_ENDPOINT] = {"read_endpoint", "LAKEBASE_READ_ENDPOINT", 0,
+                         "projects/<project>/branches/<branch>/endpoints/<endpoint>", NULL,
+                         "read-only endpoint for db:reader() (its own pool and credential; needs "
+                         "LAKEBASE_READ_HOST until host discovery exists)"},
+    [O_READ_HOST] = {"read_host", "LAKEBASE_READ_HOST", 0, "a string", NULL,
+                     "Postgres host of the read-only endpoint (unset: db:reader() is the primary)"},
+    [O_READ_PORT] = {"read_port", "LAKEBASE_READ_PORT", 0, "an integer 1-65535", NULL,
+                     "Postgres port of the read-only endpoint (default: the primary's port)"},
+    [O_FALLBACK_TO_PRIMARY] = {"fallback_to_primary", NULL, 0, "a boolean", "false",
+                               "db:reader() runs on the primary while the read endpoint cannot "
+                               "be reached"},
 };
 
 const lb_option_info *lb_options(int *count)
@@ -626,6 +638,8 @@ void lb_settings_free(lb_settings *s)
     lb_wipe_free(s->client_secret);
     lb_wipe_free(s->password);
     free(s->application_name);
+    free(s->read_endpoint);
+    free(s->read_host);
     free(s->key);
     free(s->credential_key);
     free(s);
@@ -660,6 +674,8 @@ lb_settings *lb_settings_copy(const lb_settings *s)
     bad |= dup_field(&c->client_secret, s->client_secret);
     bad |= dup_field(&c->password, s->password);
     bad |= dup_field(&c->application_name, s->application_name);
+    bad |= dup_field(&c->read_endpoint, s->read_endpoint);
+    bad |= dup_field(&c->read_host, s->read_host);
     bad |= dup_field(&c->key, s->key);
     bad |= dup_field(&c->credential_key, s->credential_key);
     if (bad) {
@@ -725,6 +741,13 @@ char *lb_settings_describe(const lb_settings *s)
     lb_buf_printf(&b, " application_name=%s prepare=%s",
               s->application_name ? s->application_name : "lakebase",
               s->prepare ? "true" : "false");
+    if (s->read_host)
+        lb_buf_printf(&b, " read_host=%s read_port=%d", s->read_host,
+                      s->read_port ? s->read_port : s->port);
+    if (s->read_endpoint)
+        lb_buf_printf(&b, " read_endpoint=%s", s->read_endpoint);
+    if (s->fallback_to_primary)
+        lb_buf_printf(&b, " fallback_to_primary=true");
     return lb_buf_take(&b);
 }
 
@@ -831,6 +854,10 @@ static char *make_key(const lb_settings *s, const char *digest)
               s->acquire_timeout, s->max_lifetime, s->statement_timeout);
     key_field(&b, s->application_name);
     lb_buf_printf(&b, "%d,", s->prepare);
+    /* db:reader() is derived from its pool's settings: a different read side is another pool. */
+    key_field(&b, s->read_endpoint);
+    key_field(&b, s->read_host);
+    lb_buf_printf(&b, "%d,%d,", s->read_port, s->fallback_to_primary);
     lb_buf_printf(&b, "%s", digest);
     return lb_buf_take(&b);
 }
@@ -879,21 +906,26 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
 
     switch (o) {
     case O_HOST:
+    case O_READ_HOST:
         if (strpbrk(v, " \t")) {
             add_problem(pr, o, r, "expected a host name, got %s", q);
             return -1;
         }
-        return dup_field(&s->host, v);
+        return dup_field(o == O_HOST ? &s->host : &s->read_host, v);
     case O_DATABASE:
         return dup_field(&s->database, v);
     case O_USER:
         return dup_field(&s->user, v);
     case O_PORT:
+    case O_READ_PORT:
         if (parse_int(v, 1, 65535, &iv) != 0) {
             add_problem(pr, o, r, "expected an integer 1-65535, got %s", q);
             return -1;
         }
-        s->port = (int)iv;
+        if (o == O_PORT)
+            s->port = (int)iv;
+        else
+            s->read_port = (int)iv;
         return 0;
     case O_SSLMODE: {
         static const struct { const char *n; lb_sslmode m; } modes[] = {
@@ -921,11 +953,12 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         return dup_field(&s->sslrootcert, v);
     }
     case O_ENDPOINT:
+    case O_READ_ENDPOINT:
         if (!good_endpoint(v)) {
             add_problem(pr, o, r, "expected projects/<project>/branches/<branch>/endpoints/<endpoint>, got %s", q);
             return -1;
         }
-        return dup_field(&s->endpoint, v);
+        return dup_field(o == O_ENDPOINT ? &s->endpoint : &s->read_endpoint, v);
     case O_DATABRICKS_HOST: {
         const char *why = NULL;
         int no_echo = 0;
@@ -997,11 +1030,15 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         return dup_field(&s->application_name, v);
     }
     case O_PREPARE:
+    case O_FALLBACK_TO_PRIMARY:
         if (parse_bool(v, &bv) != 0) {
             add_problem(pr, o, r, "expected a boolean (true/false), got %s", q);
             return -1;
         }
-        s->prepare = bv;
+        if (o == O_PREPARE)
+            s->prepare = bv;
+        else
+            s->fallback_to_primary = bv;
         return 0;
     }
     return 0;
@@ -1085,6 +1122,14 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
                         "required unless password is set (projects/<project>/branches/<branch>/endpoints/<endpoint>)");
         if (!r[O_DATABRICKS_HOST].value && !r[O_DATABRICKS_HOST].bad_type)
             add_problem(&pr, O_DATABRICKS_HOST, NULL, "required unless password is set (the workspace URL, https://...)");
+    }
+    /* The read endpoint's host is not discovered from the endpoint API (yet): it is given. */
+    if (!r[O_READ_HOST].value && !r[O_READ_HOST].bad_type) {
+        if (r[O_READ_ENDPOINT].value || r[O_READ_ENDPOINT].bad_type)
+            add_problem(&pr, O_READ_HOST, NULL,
+                        "required when read_endpoint is set (its host is not discovered yet)");
+        else if (r[O_READ_PORT].value || r[O_READ_PORT].bad_type)
+            add_problem(&pr, O_READ_HOST, NULL, "required when read_port is set");
     }
     if (r[O_PASSWORD].value || r[O_PASSWORD].bad_type)
         s->auth = LB_AUTH_PASSWORD;

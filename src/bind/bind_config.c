@@ -123,8 +123,8 @@ lb_settings *lb_bind_check_settings(lua_State *L, int idx, const char *const *ig
             break;
         }
         case LUA_TBOOLEAN:
-            /* Only `prepare` is a boolean; elsewhere a boolean is a type error. */
-            if (strcmp(name, "prepare") == 0)
+            /* Only `prepare` and `fallback_to_primary` are booleans; elsewhere a boolean is a type error. */
+            if (strcmp(name, "prepare") == 0 || strcmp(name, "fallback_to_primary") == 0)
                 value = lua_toboolean(L, -1) ? "true" : "false";
             else
                 bad_type = "boolean";
@@ -177,12 +177,13 @@ static int settings_tostring(lua_State *L)
         "host", "port", "database", "user", "sslmode", "sslrootcert", "endpoint",
         "databricks_host", "auth", "token", "client_id", "client_secret", "password", "max",
         "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
-        "application_name", "prepare", NULL};
+        "application_name", "prepare", "read_endpoint", "read_host", "read_port",
+        "fallback_to_primary", NULL};
     int i, n = 1;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 4 * 22 + 4, "settings tostring");
+    luaL_checkstack(L, 4 * 26 + 4, "settings tostring");
     lua_pushliteral(L, "lakebase.settings{");
     for (i = 0; fields[i]; i++) {
         char tmp[96];
@@ -244,7 +245,7 @@ static const char *sslmode_text(lb_sslmode m)
     return "?";
 }
 
-static void push_settings(lua_State *L, const lb_settings *s)
+void lb_bind_push_settings(lua_State *L, const lb_settings *s)
 {
     lua_createtable(L, 0, 24);
     set_str(L, "host", s->host);
@@ -271,6 +272,12 @@ static void push_settings(lua_State *L, const lb_settings *s)
     set_str(L, "application_name", s->application_name ? s->application_name : "lakebase");
     lua_pushboolean(L, s->prepare);
     lua_setfield(L, -2, "prepare");
+    set_str(L, "read_endpoint", s->read_endpoint);
+    set_str(L, "read_host", s->read_host);
+    if (s->read_host)
+        set_num(L, "read_port", s->read_port ? s->read_port : s->port);
+    lua_pushboolean(L, s->fallback_to_primary);
+    lua_setfield(L, -2, "fallback_to_primary");
 
     lua_pushlightuserdata(L, (void *)&settings_mt_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
@@ -288,7 +295,7 @@ static int l_config(lua_State *L)
     s = lb_bind_check_settings(L, 1, NULL, &err);
     if (!s)
         return lb_bind_fail(L, &err);
-    push_settings(L, s);
+    lb_bind_push_settings(L, s);
     lb_settings_free(s);
     return 1;
 }
