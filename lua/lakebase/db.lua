@@ -139,13 +139,14 @@ end
 local fallback_methods = {}
 local fallback_mt = { __index = fallback_methods, __name = "lakebase.pool" }
 
-local function unreachable(err)
+--- True for an error that says the server could not be reached (no connection, no credential).
+function _M.unreachable(err)
   return type(err) == "table" and (err.kind == "connect" or err.kind == "credential")
 end
 
 local function fallback_call(self, name, ...)
   local res = pack(self.reader[name](self.reader, ...))
-  if res[1] == nil and unreachable(res[2]) then
+  if res[1] == nil and _M.unreachable(res[2]) then
     self.fallbacks = self.fallbacks + 1
     return self.primary[name](self.primary, ...)
   end
@@ -168,9 +169,10 @@ function fallback_methods:close() return self.reader:close() end
 function fallback_methods:sweep() return self.reader:sweep() end
 fallback_mt.__tostring = function(self) return tostring(self.reader) end
 
---- The read-side pool handle of `pool` (the primary's) built from the primary's options, or
--- nil when no read endpoint is set; nil, err when its settings are refused.
-function _M.reader_pool(pool, opts)
+--- The options of the read side of `pool` (the primary's handle, made from `opts`): the same
+-- options with the read endpoint's host, port and endpoint; nil when no read endpoint is set.
+-- Also returns whether fallback_to_primary is on.
+function _M.reader_options(pool, opts)
   local s = pool:settings()
   if not s.read_host then
     return nil
@@ -182,11 +184,21 @@ function _M.reader_pool(pool, opts)
   if s.read_endpoint then
     ro.endpoint = s.read_endpoint
   end
+  return ro, s.fallback_to_primary
+end
+
+--- The read-side pool handle of `pool`, or nil when no read endpoint is set; nil, err when its
+-- settings are refused. With fallback_to_primary, a proxy that falls back to `pool`.
+function _M.reader_pool(pool, opts)
+  local ro, fallback = _M.reader_options(pool, opts)
+  if not ro then
+    return nil
+  end
   local rpool, err = core.pool_new(ro)
   if not rpool then
     return nil, err
   end
-  if s.fallback_to_primary then
+  if fallback then
     return setmetatable({ reader = rpool, primary = pool, fallbacks = 0 }, fallback_mt)
   end
   return rpool

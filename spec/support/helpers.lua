@@ -232,6 +232,40 @@ function _M.standby(cmd)
   return true
 end
 
+--- Creates the example's `items` table (examples/migrations/0001_items.sql) on `db` unless it
+-- exists; returns true when it created it (the caller drops it again).
+function _M.ensure_example_items(db)
+  if assert(db:one("select to_regclass('public.items') is not null as e")).e then
+    return false
+  end
+  local sql = assert(read_file(repo_root() .. "/examples/migrations/0001_items.sql"))
+  assert(db:exec_script(sql))
+  return true
+end
+
+--- Undoes ensure_example_items (drops the table when it created it) and closes db.
+function _M.release_example_items(db, created)
+  if not db then return end
+  if created then db:exec_script("drop table if exists items") end
+  db:close()
+end
+
+--- Starts the OpenResty example (examples/openresty/run.sh) in `prefix` with extra environment
+-- assignments `env` (shell text, e.g. "LAKEBASE_NGINX_WORKERS=1"); returns its base URL or raises.
+function _M.example_start(prefix, env)
+  local out, ok = run("cd " .. shell_quote(repo_root()) .. " && LAKEBASE_NGINX_PREFIX=" .. shell_quote(prefix)
+    .. " " .. (env or "") .. " bash examples/openresty/run.sh start 2>&1")
+  assert(ok, "run.sh start failed: " .. out)
+  local base = out:match("(http://127%.0%.0%.1:%d+)%s*$")
+  assert(base, "run.sh start printed no base URL: " .. out)
+  return base
+end
+
+function _M.example_stop(prefix)
+  run("cd " .. shell_quote(repo_root()) .. " && LAKEBASE_NGINX_PREFIX=" .. shell_quote(prefix)
+    .. " bash examples/openresty/run.sh stop 2>&1")
+end
+
 function _M.sleep(s)
   system.sleep(s)
 end
