@@ -266,6 +266,32 @@ function _M.example_stop(prefix)
     .. " bash examples/openresty/run.sh stop 2>&1")
 end
 
+--- Runs the Lua program `source` in one process per entry of `argsets` (each a list of arguments),
+-- all at once, with this interpreter and the build's paths; returns their outputs (stdout and
+-- stderr), in order.
+function _M.lua_processes(source, argsets)
+  local script = tmpname()
+  _M.write_file(script, source)
+  local interp = os.getenv("LAKEBASE_TEST_INTERP") or "lua5.4"
+  local cmds = {}
+  for i, args in ipairs(argsets) do
+    local quoted = {}
+    for j, a in ipairs(args) do quoted[j] = shell_quote(a) end
+    cmds[i] = string.format("LUA_PATH=%s LUA_CPATH=%s %s %s %s > %s.%d 2>&1 &",
+      shell_quote(os.getenv("LUA_PATH") or ""), shell_quote(os.getenv("LUA_CPATH") or ""), interp,
+      shell_quote(script), table.concat(quoted, " "), shell_quote(script), i)
+  end
+  local _, ok = run(table.concat(cmds, " ") .. " wait")
+  assert(ok, "could not run the processes")
+  local outs = {}
+  for i = 1, #argsets do
+    outs[i] = read_file(script .. "." .. i) or ""
+    os.remove(script .. "." .. i)
+  end
+  os.remove(script)
+  return outs
+end
+
 function _M.sleep(s)
   system.sleep(s)
 end
