@@ -47,6 +47,7 @@ build = {
         "src/bind/core.c",
         "src/lb_buf.c",
         "src/lb_bytea.c",
+        "src/lb_cli_token.c",
         "src/lb_config.c",
         "src/lb_conn.c",
         "src/lb_credential.c",

@@ -467,7 +467,7 @@ describe("lakebase CLI", function()
         "#!/bin/sh",
         "for a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$FAKE_ARGS\"",
         "if [ -n \"$FAKE_FAIL\" ]; then echo 'Error: cannot load profile' >&2; exit 3; fi",
-        "if [ -n \"$FAKE_HANG\" ]; then exec sleep 100; fi",
+        "if [ -n \"$FAKE_HANG\" ]; then echo $$ > \"$FAKE_HANG\"; exec sleep 100; fi",
         "if [ -n \"$FAKE_BIG\" ]; then exec head -c 10000000 /dev/zero; fi",
         "printf '{\\n  \"access_token\": \"dapi-new-token-123\",\\n  \"token_type\": \"Bearer\",\\n  \"expiry\": \"2030-01-01T00:00:00Z\"\\n}\\n'",
       }, "\n"), "755")
@@ -539,12 +539,12 @@ describe("lakebase CLI", function()
       write(dir .. "/.env.local", "DATABRICKS_TOKEN=old\n", "600")
       local t0 = h.clock()
       local code, _, err = lakebase({ "refresh-token", "--timeout", "1" }, { cwd = dir, path = path(),
-        env = { FAKE_ARGS = dir .. "/args", FAKE_HANG = "1" } })
+        env = { FAKE_ARGS = dir .. "/args", FAKE_HANG = dir .. "/hang.pid" } })
       assert.equal(1, code)
       assert.matches("did not finish within 1 s %(killed", err)
       assert.is_true(h.clock() - t0 < 10)
-      local _, ps = sh_run("ps -eo args | grep -c '^sleep 100$' || true")
-      assert.equal("0", (ps:gsub("%s", "")))
+      local pid = assert(read(dir .. "/hang.pid")):gsub("%s", "")
+      assert.are_not.equal(0, (sh_run("kill -0 " .. pid .. " 2>/dev/null")), "the hanging databricks is still running")
       code, _, err = lakebase({ "refresh-token" }, { cwd = dir, path = path(),
         env = { FAKE_ARGS = dir .. "/args", FAKE_BIG = "1" } })
       assert.equal(1, code)

@@ -436,6 +436,60 @@ client_secret = prodSPECSECRET
       assert.matches("cannot read the Databricks config file", r.message, 1, true)
     end)
 
+    -- Resolution as the Databricks SDKs do it (databricks-sdk-go config/config_file.go): each row is
+    -- the environment and the file in, the chosen auth, host and profile (or the error) out.
+    it("resolves like the Databricks SDKs: the resolution table", function()
+      local login = "[DEFAULT]\nhost = https://login.cloud.databricks.com\nauth_type = databricks-cli\n"
+        .. "[__settings__]\ndefault_profile = prod\n[prod]\nhost = https://prod.cloud.databricks.com\n"
+        .. "client_id = prod-sp\nclient_secret = prodSPECSECRET\n"
+      local rows = {
+        -- a host of workspace A is never paired with [DEFAULT]'s token for workspace B
+        { env = { DATABRICKS_HOST = "https://a.example.com" }, err = "Set DATABRICKS_TOKEN" },
+        -- no profile named: [__settings__] default_profile, then [DEFAULT]
+        { file = login, auth = "m2m", host = "https://prod.cloud.databricks.com", profile = "prod" },
+        { file = login, env = { DATABRICKS_CONFIG_PROFILE = "DEFAULT" }, auth = "databricks-cli",
+          host = "https://login.cloud.databricks.com", profile = "DEFAULT" },
+        -- the environment forces the method
+        { env = { DATABRICKS_AUTH_TYPE = "databricks-cli", DATABRICKS_HOST = "https://cli.example.com" },
+          auth = "databricks-cli", host = "https://cli.example.com" },
+        { env = { DATABRICKS_AUTH_TYPE = "pat", DATABRICKS_HOST = "https://x.example.com" },
+          err = "DATABRICKS_AUTH_TYPE (auth_type): is pat, but DATABRICKS_TOKEN (token) is not set" },
+        { env = { DATABRICKS_AUTH_TYPE = "azure-cli", DATABRICKS_HOST = "https://x.example.com",
+          DATABRICKS_TOKEN = "dapiX" },
+          err = "expected one of pat, oauth-m2m, databricks-cli (the auth types lakebase supports)" },
+        { file = "[DEFAULT]\nhost = https://x.example.com\nauth_type = basic\n", err = "from profile [DEFAULT]" },
+        { env = { DATABRICKS_CONFIG_PROFILE = "__settings__" }, file = login, err = "reserved section name" },
+        -- a token still wins over client id/secret when no auth_type says otherwise
+        { env = { DATABRICKS_HOST = "https://x.example.com", DATABRICKS_TOKEN = "dapiX", DATABRICKS_CLIENT_ID = "c",
+          DATABRICKS_CLIENT_SECRET = "s" }, auth = "token" },
+        { env = { DATABRICKS_HOST = "https://x.example.com", DATABRICKS_TOKEN = "dapiX", DATABRICKS_CLIENT_ID = "c",
+          DATABRICKS_CLIENT_SECRET = "s", DATABRICKS_AUTH_TYPE = "oauth-m2m" }, auth = "m2m" },
+      }
+      for i, row in ipairs(rows) do
+        write(home .. "/.databrickscfg", row.file or "")
+        local env = with({ HOME = home })
+        for k, v in pairs(row.env or {}) do env[k] = v end
+        local r = child(env)
+        if row.err then
+          assert.is_false(r.ok, "row " .. i .. ": " .. r.raw)
+          assert.matches(row.err, r.message, 1, true)
+        else
+          assert.is_true(r.ok, "row " .. i .. ": " .. r.raw)
+          assert.equal(row.auth, r.fields.auth, "row " .. i)
+          if row.host then assert.equal(row.host, r.fields.databricks_host, "row " .. i) end
+          assert.equal(row.profile, r.fields.profile, "row " .. i)
+        end
+        assert.not_matches("prodSPECSECRET", r.raw, 1, true)
+      end
+    end)
+
+    it("expands ~ in DATABRICKS_CONFIG_FILE", function()
+      write(home .. "/alt.cfg", "[DEFAULT]\nhost = https://tilde.example.com\ntoken = dapiTILDE\n")
+      local r = child(with({ HOME = home, DATABRICKS_CONFIG_FILE = "~/alt.cfg" }))
+      assert.is_true(r.ok, r.raw)
+      assert.equal("https://tilde.example.com", r.fields.databricks_host)
+    end)
+
     it("a malformed file is reported by line, never by content", function()
       write(home .. "/.databrickscfg", "[DEFAULT]\ntoken = dapiMALFORMEDSPEC\nnot a key value line\n")
       local r = child(with({ HOME = home }))

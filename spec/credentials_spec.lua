@@ -89,17 +89,99 @@ describe("credentials", function()
     assert.is_true(st.expires_at > h.now())
   end)
 
-  it("refreshes exactly once when less than 2 minutes remain", function()
+  it("refreshes exactly once when less than 2 minutes remain, in the background", function()
     ws.config({ lifetime = 123 })
     local o = pat()
     local t1 = token(o)
     assert.are.equal(t1, (token(o)))
     assert.are.equal(1, ws.counters()[CRED])
     h.sleep(3.2)
-    local t2 = token(o)
+    -- inside the window: the still-valid credential is served at once, the next one is fetched
+    -- by a background thread
+    assert.are.equal(t1, (token(o)))
+    local t2
+    local deadline = h.clock() + 10
+    repeat
+      h.sleep(0.02)
+      t2 = token(o)
+    until t2 ~= t1 or h.clock() > deadline
     assert.are_not.equal(t1, t2)
     assert.are.equal(t2, (token(o)))
     assert.are.equal(2, ws.counters()[CRED])
+  end)
+
+  -- Asks for the credential until it is no longer `old` (the background refresh landed, at most
+  -- 10 s); returns it and the slowest call meanwhile.
+  local function next_token(o, old)
+    local slowest, t = 0
+    local deadline = h.clock() + 10
+    repeat
+      local t0 = h.clock()
+      t = token(o)
+      slowest = math.max(slowest, h.clock() - t0)
+      h.sleep(0.01)
+    until t ~= old or h.clock() > deadline
+    return t, slowest
+  end
+
+  it("a slow credential API (1.5 s) never delays a caller while the cached credential is valid", function()
+    ws.config({ lifetime = 121 }) -- inside the refresh window after 1 s
+    local o = pat()
+    local t1 = token(o)
+    h.sleep(1.2)
+    ws.fault({ path = CRED, kind = "delay", delay = 1.5 })
+    local t2, slowest = next_token(o, t1)
+    assert.are_not.equal(t1, t2) -- the background refresh delivered the next one
+    assert.truthy(slowest < 0.05, "slowest call " .. slowest)
+  end)
+
+  it("M2M: a slow OAuth endpoint (1.5 s) never delays a caller while the credential is valid", function()
+    ws.config({ lifetime = 121, oauth_lifetime = 2 }) -- the workspace token is renewed after 1 s
+    local o = h.settings({ application_name = h.unique("m2m_slow") })
+    local t1 = token(o)
+    h.sleep(1.2)
+    local oauth0 = ws.counters()[h.TOKEN_PATH]
+    ws.fault({ path = h.TOKEN_PATH, kind = "delay", delay = 1.5 })
+    local t2, slowest = next_token(o, t1)
+    assert.are_not.equal(t1, t2)
+    assert.truthy(ws.counters()[h.TOKEN_PATH] > oauth0, "the workspace token was not renewed")
+    assert.truthy(slowest < 0.05, "slowest call " .. slowest)
+  end)
+
+  it("a workspace whose TLS certificate is not trusted: not retried, not retriable", function()
+    -- An HTTPS server with the fixtures' certificate (from the test CA, which curl does not trust)
+    local e = h.env()
+    local run_dir = e.SSLROOTCERT:gsub("/pki/[^/]*$", "")
+    local base = os.tmpname()
+    os.execute(string.format("python3 -c %s %s %s %s >/dev/null 2>&1 </dev/null & echo $! > %s.pid",
+      h.shell_quote("import http.server, ssl, sys\n"
+        .. "s = http.server.HTTPServer(('127.0.0.1', 0), http.server.BaseHTTPRequestHandler)\n"
+        .. "c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+        .. "s.socket = c.wrap_socket(s.socket, server_side=True)\n"
+        .. "open(sys.argv[3], 'w').write(str(s.server_address[1]))\n"
+        .. "s.serve_forever()"),
+      h.shell_quote(run_dir .. "/pki/server.pem"), h.shell_quote(run_dir .. "/pki/server.key"),
+      h.shell_quote(base .. ".port"), h.shell_quote(base)))
+    local port
+    local deadline = h.clock() + 10
+    repeat
+      h.sleep(0.05)
+      port = h.read_file(base .. ".port")
+    until (port and port ~= "") or h.clock() > deadline
+    local pid = h.read_file(base .. ".pid")
+    local ok, t0, tok, err = pcall(function()
+      local started = h.clock()
+      return started, token(pat({ databricks_host = "https://127.0.0.1:" .. port, connect_timeout = 3 }))
+    end)
+    local took = h.clock() - (t0 or 0)
+    os.execute("kill " .. tostring(pid):match("%d+") .. " 2>/dev/null")
+    for _, n in ipairs({ base, base .. ".port", base .. ".pid" }) do os.remove(n) end
+    assert(ok, t0)
+    assert.is_nil(tok)
+    assert.equal("credential", err.kind)
+    assert.is_false(err.retriable)
+    assert.matches("certificate", err.message)
+    assert.truthy(took < 2, "took " .. took .. " (retried?)")
   end)
 
   it("invalidate drops the cached credential only when it is the given one", function()

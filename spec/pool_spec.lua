@@ -69,17 +69,23 @@ describe("pool", function()
     c:close()
   end)
 
-  it("opens connections lazily and reports connect errors as objects", function()
-    local d = assert(lakebase.new(h.password_settings({ port = 1, application_name = app(), connect_timeout = 2 })))
+  it("opens connections lazily; a refused connect is retried with backoff until acquire_timeout", function()
+    local d = assert(lakebase.new(h.password_settings({ port = 1, application_name = app(), connect_timeout = 2,
+      acquire_timeout = 1.5 })))
     assert.equal(0, d:stats().total)
+    local t0 = h.clock()
     local rows, err = d:query("select 1")
+    local took = h.clock() - t0
     assert.is_nil(rows)
     assert.equal("connect", err.kind)
     assert.is_true(err.retriable)
+    assert.matches("gave up after %d+ attempts", err.message)
+    assert.truthy(took >= 1.35 and took < 2.5, "took " .. took) -- acquire_timeout ±10% (+ a loaded machine)
     local st = d:stats()
     assert.equal(0, st.total)
     assert.equal(0, st.in_use)
-    assert.equal(1, st.connect_failures)
+    -- jittered exponential backoff capped at 0.5 s: a handful of attempts, not a busy loop
+    assert.truthy(st.connect_failures >= 3 and st.connect_failures <= 20, "attempts " .. st.connect_failures)
     d:close()
   end)
 
@@ -91,6 +97,8 @@ describe("pool", function()
     assert.equal("connect", err.kind)
     assert.equal("28P01", err.sqlstate)
     assert.matches("password authentication failed", err.message)
+    assert.is_false(err.retriable) -- the same call cannot succeed without a change
+    assert.equal(1, d:stats().connect_failures) -- and it is not retried
     assert.is_nil(tostring(err):find(secret, 1, true))
     d:close()
   end)
@@ -211,6 +219,28 @@ describe("pool", function()
     local pid2 = assert(d:one("select pg_backend_pid() as p")).p
     assert.are_not.equal(pid1, pid2)
     d:close()
+  end)
+
+  it("turns TCP keepalives on by default, with the configured idle time", function()
+    local pid = assert(h.read_file("/proc/self/stat")):match("^(%d+)")
+    local function keepalive_timers(opts)
+      local d = assert(lakebase.new(h.password_settings(opts)))
+      assert(d:one("select 1 as one"))
+      local out = h.run("ss -tnop state established '( dport = :" .. h.env().PGPORT .. " )'")
+      d:close()
+      local timers = {}
+      for line in out:gmatch("[^\n]+") do
+        if line:find("pid=" .. pid .. ",", 1, true) then
+          timers[#timers + 1] = line:match("timer:%(keepalive,([%d%.]+)") or "none"
+        end
+      end
+      return timers
+    end
+    local on = keepalive_timers({ application_name = app(), keepalives_idle = 7 })
+    assert.equal(1, #on)
+    assert.truthy(tonumber(on[1]) and tonumber(on[1]) <= 7, "keepalive timer " .. tostring(on[1]))
+    local off = keepalive_timers({ application_name = app(), keepalives = false })
+    assert.same({ "none" }, off)
   end)
 
   it("replaces a connection the server terminated while it was idle", function()

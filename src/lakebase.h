@@ -67,7 +67,9 @@ typedef enum lb_sslmode {
 typedef enum lb_auth {
     LB_AUTH_PASSWORD = 0, /* native Postgres password: no Databricks calls */
     LB_AUTH_TOKEN,        /* workspace token (PAT) */
-    LB_AUTH_M2M           /* OAuth client credentials */
+    LB_AUTH_M2M,          /* OAuth client credentials */
+    LB_AUTH_CLI           /* the databricks CLI's token (`databricks auth token`): what
+                           * `databricks auth login` sets up */
 } lb_auth;
 
 /* One user-supplied option (from a Lua table, a CLI, a test). value NULL = not given.
@@ -114,7 +116,14 @@ typedef struct lb_settings {
     double max_lifetime;    /* seconds, 0 = unlimited */
     int statement_timeout;  /* milliseconds, 0 = server default */
     char *application_name; /* NULL = "lakebase" */
+    char *profile;          /* the config-file profile the workspace settings came from, or NULL */
+    char *databricks_cli_path; /* the databricks CLI for databricks-cli auth (NULL: "databricks") */
     int prepare;            /* 1 (default): per-connection prepared statement cache */
+    int keepalives;         /* 1 (default): TCP keepalives on every connection */
+    int keepalives_idle;    /* seconds idle before the first probe */
+    int keepalives_interval; /* seconds between probes */
+    int keepalives_count;   /* unanswered probes before the connection counts as dead */
+    double tcp_user_timeout; /* seconds sent data may stay unacknowledged, 0 = the OS default */
     char *read_endpoint;    /* read-only endpoint of db:reader() (its own credential), or NULL */
     char *read_host;        /* its Postgres host; NULL: db:reader() is the primary */
     int read_port;          /* 0: the primary's port */
@@ -130,6 +139,9 @@ typedef struct lb_settings {
 lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err);
 lb_settings *lb_settings_copy(const lb_settings *s);
 void lb_settings_free(lb_settings *s);
+/* Names as settings and messages spell them. */
+const char *lb_auth_name(lb_auth a);
+const char *lb_sslmode_name(lb_sslmode m);
 /* Human-readable, secrets redacted; malloc'd. */
 char *lb_settings_describe(const lb_settings *s);
 
@@ -138,6 +150,8 @@ char *lb_settings_describe(const lb_settings *s);
  * lines, keys case-insensitive, indented lines continue a value; no inheritance from [DEFAULT]. */
 typedef struct lb_profile {
     char *host, *token, *client_id, *client_secret; /* malloc'd or NULL */
+    char *auth_type;       /* `auth_type = databricks-cli` as `databricks auth login` writes it */
+    char *default_profile; /* [__settings__] default_profile (read with section "__settings__") */
     int found;       /* the requested section exists */
     int has_default; /* the text has a [DEFAULT] section */
 } lb_profile;
@@ -211,7 +225,11 @@ int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err);
 int lb_conn_in_transaction(const lb_conn *c);
 PGconn *lb_conn_pg(lb_conn *c); /* the underlying libpq connection (for tests and benchmarks) */
 /* Checkout, one statement, checkin. When the connection turns out to have died before the
- * server processed the statement (restart, admin termination), retries once on a fresh one. */
+ * server processed the statement (restart, admin termination), retries on a fresh one. One that
+ * died after the statement left fails (kind connect, retriable, "may or may not have run").
+ * Checkout opens connections with retries: refused/reset/timed-out connects, 57P01-57P03 and
+ * 53300 are retried with jittered exponential backoff (shared by the pool's callers) until
+ * acquire_timeout; authentication (after one credential refresh), TLS and settings errors not. */
 PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *types,
                        const char *const *values, const int *lengths, const int *formats,
                        lb_error *err);
@@ -229,9 +247,13 @@ typedef int (*lb_rows_fn)(void *ctx, PGresult *const *rows, int n);
 PGresult *lb_conn_exec_rows(lb_conn *c, const char *sql, int nparams, const Oid *types,
                             const char *const *values, const int *lengths, const int *formats,
                             lb_rows_fn row_fn, void *ctx, lb_error *err);
+/* flags: LB_EXEC_IDEMPOTENT (the statement may run twice without harm) also retries a statement
+ * whose connection died after it was sent, before its answer (and before any row reached row_fn);
+ * without it that failure is returned: retriable, "may or may not have run". */
+#define LB_EXEC_IDEMPOTENT 1u
 PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid *types,
                             const char *const *values, const int *lengths, const int *formats,
-                            lb_rows_fn row_fn, void *ctx, lb_error *err);
+                            lb_rows_fn row_fn, void *ctx, unsigned flags, lb_error *err);
 const lb_settings *lb_pool_settings(lb_pool *p); /* read-only, lives as long as the pool */
 /* Closes idle connections past idle_timeout/max_lifetime now (checkouts, checkins and
  * lb_pool_stats_get do it too; a timer may call it when the application is quiet). */

@@ -27,8 +27,9 @@
 
 enum {
     O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_DATABRICKS_HOST,
-    O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
+    O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_AUTH_TYPE, O_PROFILE, O_CLI_PATH, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
     O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
+    O_KEEPALIVES, O_KEEPALIVES_IDLE, O_KEEPALIVES_INTERVAL, O_KEEPALIVES_COUNT, O_TCP_USER_TIMEOUT,
     O_READ_ENDPOINT, O_READ_HOST, O_READ_PORT, O_FALLBACK_TO_PRIMARY,
     O_COUNT
 };
@@ -65,6 +66,14 @@ static const lb_option_info spec[O_COUNT] = {
                          "the service principal's OAuth secret"},
     [O_PASSWORD] = {"password", "PGPASSWORD", 1, "a string", NULL,
                     "or a native Postgres password (no Databricks calls)"},
+    [O_AUTH_TYPE] = {"auth_type", "DATABRICKS_AUTH_TYPE", 0, "one of pat, oauth-m2m, databricks-cli",
+                     NULL, "force one workspace auth method: pat, oauth-m2m, or databricks-cli (the "
+                     "token of `databricks auth login`, fetched with `databricks auth token`)"},
+    [O_PROFILE] = {"profile", "DATABRICKS_CONFIG_PROFILE", 0, "a string", NULL,
+                   "a profile of the Databricks config file (~/.databrickscfg, or "
+                   "DATABRICKS_CONFIG_FILE) for the workspace settings"},
+    [O_CLI_PATH] = {"databricks_cli_path", "DATABRICKS_CLI_PATH", 0, "a string", NULL,
+                    "the databricks CLI for databricks-cli auth (default: databricks on PATH)"},
     [O_MAX] = {"max", NULL, 0, "an integer 1-1000", "10",
                "pool size per process (under nginx: per worker process)"},
     [O_IDLE_TIMEOUT] = {"idle_timeout", NULL, 0, "a number of seconds > 0 and <= 86400", "30",
@@ -79,9 +88,20 @@ static const lb_option_info spec[O_COUNT] = {
     [O_APPLICATION_NAME] = {"application_name", NULL, 0, "printable ASCII, at most 63 bytes",
                             "lakebase", "application_name shown in pg_stat_activity"},
     [O_MAX_LIFETIME] = {"max_lifetime", NULL, 0, "a number of seconds 0-31536000 (0 = unlimited)",
-                        "0", "seconds a connection may live (0: unlimited)"},
+                        "3600", "seconds a connection may live, each 90-100 % of it (0: unlimited)"},
     [O_PREPARE] = {"prepare", NULL, 0, "a boolean", "true",
                    "automatic per-connection prepared statements"},
+    [O_KEEPALIVES] = {"keepalives", NULL, 0, "a boolean", "true",
+                      "TCP keepalives on every connection"},
+    [O_KEEPALIVES_IDLE] = {"keepalives_idle", NULL, 0, "an integer number of seconds 1-7200", "15",
+                           "seconds idle before the first keepalive probe"},
+    [O_KEEPALIVES_INTERVAL] = {"keepalives_interval", NULL, 0, "an integer number of seconds 1-7200",
+                               "5", "seconds between keepalive probes"},
+    [O_KEEPALIVES_COUNT] = {"keepalives_count", NULL, 0, "an integer 1-127", "3",
+                            "unanswered probes before a connection counts as dead"},
+    [O_TCP_USER_TIMEOUT] = {"tcp_user_timeout", NULL, 0,
+                            "a number of seconds 0-3600 (0 = the OS default)", "30",
+                            "seconds sent data may stay unacknowledged before the connection is dropped"},
     [O_READ_ENDPOINT] = {"read_endpoint", "LAKEBASE_READ_ENDPOINT", 0,
                          "projects/<project>/branches/<branch>/endpoints/<endpoint>", NULL,
                          "read-only endpoint for db:reader() (its own pool and credential; needs "
@@ -558,22 +578,41 @@ static const char *getenv_set(const char *name)
     return v && *v ? v : NULL; /* an empty variable counts as unset, as in most shells' intent */
 }
 
-/* Loads the profile when README "Settings" says so: DATABRICKS_CONFIG_PROFILE is set, or no auth is
- * complete otherwise and the file has [DEFAULT]. Fills r[] for the four profile keys that
- * options and env left empty. */
-static void load_profile(problems *pr, resolved *r, lb_profile *prof, char **path_out)
+/* The Databricks config file, resolved as the Databricks SDKs do (databricks-sdk-go config/
+ * config_file.go):
+ * - it is not read at all when no profile is named and any auth setting or the workspace host is
+ *   already set (so DATABRICKS_HOST of workspace A never meets a token of [DEFAULT] for B);
+ * - the profile is `profile` / DATABRICKS_CONFIG_PROFILE, else [__settings__] default_profile,
+ *   else [DEFAULT] (which may then be missing);
+ * - DATABRICKS_CONFIG_FILE moves the file; a leading ~ is the home folder.
+ * Fills r[] for the profile keys that options and env left empty, and *used (malloc'd) with the
+ * name of the profile the values came from. */
+static void load_profile(problems *pr, resolved *r, lb_profile *prof, char **path_out,
+                         char **used)
 {
-    const char *name = getenv_set("DATABRICKS_CONFIG_PROFILE");
+    char chosen[129];
+    const char *name = r[O_PROFILE].value;
     const char *file = getenv_set("DATABRICKS_CONFIG_FILE");
     const char *home = getenv_set("HOME");
-    int auth_set = r[O_PASSWORD].value || r[O_TOKEN].value ||
-                   (r[O_CLIENT_ID].value && r[O_CLIENT_SECRET].value);
+    int configured = r[O_PASSWORD].value || r[O_TOKEN].value || r[O_CLIENT_ID].value ||
+                     r[O_CLIENT_SECRET].value || r[O_DATABRICKS_HOST].value;
+    int fallback = 0;
     char *path, *text, errbuf[128];
     size_t len = 0;
 
-    if (!name && auth_set)
+    *used = NULL;
+    if (!name && configured)
         return;
-    if (file) {
+    if (name && strcmp(name, "__settings__") == 0) {
+        add_line(pr, "DATABRICKS_CONFIG_PROFILE (profile): __settings__ is a reserved section name, "
+                     "not a profile");
+        return;
+    }
+    if (file && file[0] == '~' && (file[1] == '/' || !file[1]) && home) {
+        path = malloc(strlen(home) + strlen(file) + 1);
+        if (path)
+            sprintf(path, "%s%s", home, file + 1);
+    } else if (file) {
         path = strdup(file);
     } else if (home) {
         path = malloc(strlen(home) + 20);
@@ -581,8 +620,8 @@ static void load_profile(problems *pr, resolved *r, lb_profile *prof, char **pat
             sprintf(path, "%s/.databrickscfg", home);
     } else {
         if (name)
-            add_line(pr, "DATABRICKS_CONFIG_PROFILE: profile [%.128s] is set but HOME is not (set "
-                         "DATABRICKS_CONFIG_FILE)", name);
+            add_line(pr, "DATABRICKS_CONFIG_PROFILE (profile): profile [%.128s] is set but HOME is "
+                         "not (set DATABRICKS_CONFIG_FILE)", name);
         return;
     }
     if (!path) {
@@ -600,19 +639,34 @@ static void load_profile(problems *pr, resolved *r, lb_profile *prof, char **pat
                      path, e == EFBIG ? "larger than 1 MiB" : e == EFTYPE_NOT_REGULAR ? "a FIFO, not a file" : strerror(e));
         return;
     }
-    if (lb_profile_parse(text, len, name ? name : "DEFAULT", prof, errbuf, sizeof errbuf) != 0) {
+    if (!name) { /* [__settings__] default_profile, as `databricks auth switch` writes it */
+        if (lb_profile_parse(text, len, "__settings__", prof, errbuf, sizeof errbuf) == 0 &&
+            prof->found && prof->default_profile && prof->default_profile[0] &&
+            strcmp(prof->default_profile, "__settings__") != 0) {
+            snprintf(chosen, sizeof chosen, "%s", prof->default_profile);
+            name = chosen;
+        } else {
+            name = "DEFAULT";
+            fallback = 1;
+        }
+        lb_profile_clear(prof);
+    }
+    if (lb_profile_parse(text, len, name, prof, errbuf, sizeof errbuf) != 0) {
         add_line(pr, "%s: the Databricks config file %.512s is malformed: %s",
                  file ? "DATABRICKS_CONFIG_FILE" : "DATABRICKS_CONFIG_PROFILE", path, errbuf);
     } else if (!prof->found) {
-        if (name)
+        if (!fallback)
             add_line(pr, "DATABRICKS_CONFIG_PROFILE: no profile [%.128s] in %.512s", name, path);
     } else {
-        static const int keys[4] = {O_DATABRICKS_HOST, O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET};
-        const char *vals[4] = {prof->host, prof->token, prof->client_id, prof->client_secret};
+        static const int keys[5] = {O_DATABRICKS_HOST, O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_AUTH_TYPE};
+        const char *vals[5] = {prof->host, prof->token, prof->client_id, prof->client_secret,
+                               prof->auth_type};
         int i;
 
-        pr->profile_name = name ? name : "DEFAULT";
-        for (i = 0; i < 4; i++)
+        if (!(*used = strdup(name)))
+            pr->oom = 1;
+        pr->profile_name = *used;
+        for (i = 0; i < 5; i++)
             if (!r[keys[i]].value && !r[keys[i]].bad_type && vals[i] && *vals[i])
                 r[keys[i]].value = vals[i], r[keys[i]].src = SRC_PROFILE;
     }
@@ -639,6 +693,8 @@ void lb_settings_free(lb_settings *s)
     lb_wipe_free(s->client_secret);
     lb_wipe_free(s->password);
     free(s->application_name);
+    free(s->profile);
+    free(s->databricks_cli_path);
     free(s->read_endpoint);
     free(s->read_host);
     free(s->key);
@@ -675,6 +731,8 @@ lb_settings *lb_settings_copy(const lb_settings *s)
     bad |= dup_field(&c->client_secret, s->client_secret);
     bad |= dup_field(&c->password, s->password);
     bad |= dup_field(&c->application_name, s->application_name);
+    bad |= dup_field(&c->profile, s->profile);
+    bad |= dup_field(&c->databricks_cli_path, s->databricks_cli_path);
     bad |= dup_field(&c->read_endpoint, s->read_endpoint);
     bad |= dup_field(&c->read_host, s->read_host);
     bad |= dup_field(&c->key, s->key);
@@ -686,7 +744,7 @@ lb_settings *lb_settings_copy(const lb_settings *s)
     return c;
 }
 
-static const char *sslmode_name(lb_sslmode m)
+const char *lb_sslmode_name(lb_sslmode m)
 {
     switch (m) {
     case LB_SSL_REQUIRE: return "require";
@@ -698,12 +756,13 @@ static const char *sslmode_name(lb_sslmode m)
     return "?";
 }
 
-static const char *auth_name(lb_auth a)
+const char *lb_auth_name(lb_auth a)
 {
     switch (a) {
     case LB_AUTH_PASSWORD: return "password";
     case LB_AUTH_TOKEN: return "token";
     case LB_AUTH_M2M: return "m2m";
+    case LB_AUTH_CLI: return "databricks-cli";
     }
     return "?";
 }
@@ -717,14 +776,16 @@ char *lb_settings_describe(const lb_settings *s)
     if (!s)
         return NULL;
     lb_buf_printf(&b, "host=%s port=%d database=%s user=%s sslmode=%s", s->host, s->port, s->database,
-              s->user, sslmode_name(s->sslmode));
+              s->user, lb_sslmode_name(s->sslmode));
     if (s->sslrootcert)
         lb_buf_printf(&b, " sslrootcert=%s", s->sslrootcert);
     if (s->endpoint)
         lb_buf_printf(&b, " endpoint=%s", s->endpoint);
     if (s->databricks_host)
         lb_buf_printf(&b, " databricks_host=%s", s->databricks_host);
-    lb_buf_printf(&b, " auth=%s", auth_name(s->auth));
+    lb_buf_printf(&b, " auth=%s", lb_auth_name(s->auth));
+    if (s->profile)
+        lb_buf_printf(&b, " profile=%s", s->profile);
     if (s->token)
         lb_buf_printf(&b, " token=(set)");
     if (s->client_id)
@@ -739,6 +800,13 @@ char *lb_settings_describe(const lb_settings *s)
         lb_buf_printf(&b, " max_lifetime=%g", s->max_lifetime);
     if (s->statement_timeout > 0)
         lb_buf_printf(&b, " statement_timeout=%d", s->statement_timeout);
+    if (s->keepalives)
+        lb_buf_printf(&b, " keepalives_idle=%d keepalives_interval=%d keepalives_count=%d",
+                  s->keepalives_idle, s->keepalives_interval, s->keepalives_count);
+    else
+        lb_buf_printf(&b, " keepalives=false");
+    if (s->tcp_user_timeout > 0)
+        lb_buf_printf(&b, " tcp_user_timeout=%g", s->tcp_user_timeout);
     lb_buf_printf(&b, " application_name=%s prepare=%s",
               s->application_name ? s->application_name : "lakebase",
               s->prepare ? "true" : "false");
@@ -823,8 +891,12 @@ static char *make_credential_key(const lb_settings *s, const char *digest)
     lb_buf_init(&b);
     key_field(&b, s->databricks_host);
     key_field(&b, s->endpoint);
-    lb_buf_printf(&b, "%s,", auth_name(s->auth));
+    lb_buf_printf(&b, "%s,", lb_auth_name(s->auth));
     key_field(&b, s->client_id);
+    if (s->auth == LB_AUTH_CLI) { /* the identity is the CLI's login: the profile (or host) */
+        key_field(&b, s->profile);
+        key_field(&b, s->databricks_cli_path);
+    }
     if (s->auth == LB_AUTH_PASSWORD) { /* the password is the credential: per server and role */
         key_field(&b, s->host);
         lb_buf_printf(&b, "%d,", s->port);
@@ -845,16 +917,17 @@ static char *make_key(const lb_settings *s, const char *digest)
     lb_buf_printf(&b, "%d,", s->port);
     key_field(&b, s->database);
     key_field(&b, s->user);
-    lb_buf_printf(&b, "%s,", sslmode_name(s->sslmode));
+    lb_buf_printf(&b, "%s,", lb_sslmode_name(s->sslmode));
     key_field(&b, s->sslrootcert);
     key_field(&b, s->endpoint);
     key_field(&b, s->databricks_host);
-    lb_buf_printf(&b, "%s,", auth_name(s->auth));
+    lb_buf_printf(&b, "%s,", lb_auth_name(s->auth));
     key_field(&b, s->client_id);
     lb_buf_printf(&b, "%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->idle_timeout, s->connect_timeout,
               s->acquire_timeout, s->max_lifetime, s->statement_timeout);
     key_field(&b, s->application_name);
-    lb_buf_printf(&b, "%d,", s->prepare);
+    lb_buf_printf(&b, "%d,%d,%d,%d,%d,%.17g,", s->prepare, s->keepalives, s->keepalives_idle,
+                  s->keepalives_interval, s->keepalives_count, s->tcp_user_timeout);
     /* db:reader() is derived from its pool's settings: a different read side is another pool. */
     key_field(&b, s->read_endpoint);
     key_field(&b, s->read_host);
@@ -1030,7 +1103,19 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         }
         return dup_field(&s->application_name, v);
     }
+    case O_AUTH_TYPE:
+        if (strcmp(v, "pat") && strcmp(v, "oauth-m2m") && strcmp(v, "databricks-cli")) {
+            add_problem(pr, o, r, "expected one of pat, oauth-m2m, databricks-cli (the auth types "
+                        "lakebase supports), got %s", q);
+            return -1;
+        }
+        return 0; /* decided in lb_settings_load, with the rest of the auth rule */
+    case O_PROFILE:
+        return 0; /* load_profile used it; s->profile is the profile the values came from */
+    case O_CLI_PATH:
+        return dup_field(&s->databricks_cli_path, v);
     case O_PREPARE:
+    case O_KEEPALIVES:
     case O_FALLBACK_TO_PRIMARY:
         if (parse_bool(v, &bv) != 0) {
             add_problem(pr, o, r, "expected a boolean (true/false), got %s", q);
@@ -1038,8 +1123,31 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         }
         if (o == O_PREPARE)
             s->prepare = bv;
-        else
+        else if (o == O_FALLBACK_TO_PRIMARY)
             s->fallback_to_primary = bv;
+        else
+            s->keepalives = bv;
+        return 0;
+    case O_KEEPALIVES_IDLE:
+    case O_KEEPALIVES_INTERVAL:
+    case O_KEEPALIVES_COUNT:
+        if (parse_int(v, 1, o == O_KEEPALIVES_COUNT ? 127 : 7200, &iv) != 0) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        if (o == O_KEEPALIVES_IDLE)
+            s->keepalives_idle = (int)iv;
+        else if (o == O_KEEPALIVES_INTERVAL)
+            s->keepalives_interval = (int)iv;
+        else
+            s->keepalives_count = (int)iv;
+        return 0;
+    case O_TCP_USER_TIMEOUT:
+        if (parse_number(v, &dv) != 0 || dv > 3600) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        s->tcp_user_timeout = dv;
         return 0;
     }
     return 0;
@@ -1051,7 +1159,7 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
     problems pr = {0};
     lb_profile prof;
     lb_settings *s;
-    char *profile_path = NULL;
+    char *profile_path = NULL, *profile_used = NULL;
     size_t i;
     int o, oom = 0;
 
@@ -1082,11 +1190,12 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
             r[o].src = SRC_ENV;
     }
     /* 3. profile */
-    load_profile(&pr, r, &prof, &profile_path);
+    load_profile(&pr, r, &prof, &profile_path, &profile_used);
 
     if (!(s = calloc(1, sizeof *s))) {
         lb_profile_clear(&prof);
         free(profile_path);
+        free(profile_used);
         lb_buf_free(&pr.text);
         lb_error_set(err, LB_ERR_CONFIG, 0, "out of memory");
         return NULL;
@@ -1097,7 +1206,17 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
     s->idle_timeout = 30;
     s->connect_timeout = 10;
     s->acquire_timeout = 10;
+    /* Below the service's limits (idle connections closed after 24 h, any after 3 days) and
+     * jittered per connection (lb_pool.c), so the pool replaces its connections on its own time. */
+    s->max_lifetime = 3600;
     s->prepare = 1;
+    /* A peer gone without a goodbye is noticed within ~30 s: idle 15 s, then 3 probes 5 s apart;
+     * data left unacknowledged for 30 s fails the connection (tcp_user_timeout). */
+    s->keepalives = 1;
+    s->keepalives_idle = 15;
+    s->keepalives_interval = 5;
+    s->keepalives_count = 3;
+    s->tcp_user_timeout = 30;
 
     for (o = 0; o < O_COUNT; o++)
         if (r[o].value || r[o].bad_type)
@@ -1132,20 +1251,40 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
         else if (r[O_READ_PORT].value || r[O_READ_PORT].bad_type)
             add_problem(&pr, O_READ_HOST, NULL, "required when read_port is set");
     }
-    if (r[O_PASSWORD].value || r[O_PASSWORD].bad_type)
+    s->profile = profile_used; /* owned by s now */
+    profile_used = NULL;
+    if (r[O_PASSWORD].value || r[O_PASSWORD].bad_type) {
         s->auth = LB_AUTH_PASSWORD;
-    else if (r[O_TOKEN].value || r[O_TOKEN].bad_type)
+    } else if (r[O_AUTH_TYPE].value && !r[O_AUTH_TYPE].bad_type) {
+        /* auth_type forces one method, as in the Databricks SDKs. */
+        const char *t = r[O_AUTH_TYPE].value;
+        if (strcmp(t, "pat") == 0) {
+            s->auth = LB_AUTH_TOKEN;
+            if (!r[O_TOKEN].value && !r[O_TOKEN].bad_type)
+                add_problem(&pr, O_AUTH_TYPE, &r[O_AUTH_TYPE], "is pat, but DATABRICKS_TOKEN (token) is not set");
+        } else if (strcmp(t, "oauth-m2m") == 0) {
+            s->auth = LB_AUTH_M2M;
+            if (!r[O_CLIENT_ID].value || !r[O_CLIENT_SECRET].value)
+                add_problem(&pr, O_AUTH_TYPE, &r[O_AUTH_TYPE], "is oauth-m2m, but DATABRICKS_CLIENT_ID "
+                            "and DATABRICKS_CLIENT_SECRET (client_id, client_secret) are not both set");
+        } else if (strcmp(t, "databricks-cli") == 0) {
+            s->auth = LB_AUTH_CLI;
+        }
+    } else if (r[O_TOKEN].value || r[O_TOKEN].bad_type) {
         s->auth = LB_AUTH_TOKEN;
-    else if ((r[O_CLIENT_ID].value || r[O_CLIENT_ID].bad_type) &&
-             (r[O_CLIENT_SECRET].value || r[O_CLIENT_SECRET].bad_type))
+    } else if ((r[O_CLIENT_ID].value || r[O_CLIENT_ID].bad_type) &&
+               (r[O_CLIENT_SECRET].value || r[O_CLIENT_SECRET].bad_type)) {
         s->auth = LB_AUTH_M2M;
-    else
+    } else if (!r[O_AUTH_TYPE].bad_type) {
         add_line(&pr, "Set DATABRICKS_TOKEN or both DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET "
-                      "(options token, or client_id and client_secret; or PGPASSWORD/password for a "
-                      "native Postgres password)");
+                      "(options token, or client_id and client_secret), or DATABRICKS_AUTH_TYPE="
+                      "databricks-cli after `databricks auth login` (the profile it writes sets it); "
+                      "or PGPASSWORD/password for a native Postgres password");
+    }
 
     lb_profile_clear(&prof);
     free(profile_path);
+    free(profile_used);
     if (pr.count || pr.oom || pr.text.oom || oom) {
         if (pr.oom || pr.text.oom || oom || !pr.text.data)
             lb_error_set(err, LB_ERR_CONFIG, 0, "invalid settings (out of memory while checking them)");
@@ -1165,6 +1304,10 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
     } else if (s->auth == LB_AUTH_TOKEN) {
         lb_wipe_free(s->client_secret); /* token wins over M2M */
         s->client_secret = NULL;
+    } else if (s->auth == LB_AUTH_CLI) {
+        lb_wipe_free(s->token); /* the CLI's token only */
+        lb_wipe_free(s->client_secret);
+        s->token = s->client_secret = NULL;
     }
     {
         char digest[33];

@@ -69,8 +69,9 @@ static void result_error(lb_conn *c, const PGresult *res, lb_error *err)
         snprintf(err->sqlstate, sizeof err->sqlstate, "%s", st);
         return;
     }
-    if (primary)
-        lb_error_set(err, kind, lost || sqlstate_is_retriable(st), "%s", primary);
+    if (primary) /* a timeout may pass on a quieter server: retriable like the network */
+        lb_error_set(err, kind, lost || kind == LB_ERR_TIMEOUT || sqlstate_is_retriable(st), "%s",
+                     primary);
     else if (res && PQresultErrorMessage(res)[0])
         set_trimmed(err, lost ? LB_ERR_CONNECT : LB_ERR_QUERY, lost, "", PQresultErrorMessage(res));
     else
@@ -126,19 +127,148 @@ static uint64_t connection_nonce(const lb_conn *c)
     return v;
 }
 
-lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_failed, lb_error *err)
+/* PQconnectdbParams with our own deadline: libpq's connect_timeout has whole seconds only (and
+ * treats 1 as 2), while a connect inside acquire_timeout must stop when the caller's time is up.
+ * Returns the connection (status OK or BAD) or NULL when out of memory; *timed_out when the
+ * deadline passed first (the connection is then closed and NULL returned). */
+static PGconn *connect_until(const char *const *kw, const char *const *val, double deadline,
+                             int *timed_out)
 {
-    const char *kw[16], *val[16];
-    char port[16], timeout[16], options[64];
-    int n = 0, pooler;
+    PGconn *pg = PQconnectStartParams(kw, val, 0);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+    *timed_out = 0;
+    if (!pg || PQstatus(pg) == CONNECTION_BAD)
+        return pg;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        struct pollfd pfd;
+        double left = deadline - lb_time_mono();
+        int rc;
+
+        if (left <= 0) {
+            PQfinish(pg);
+            *timed_out = 1;
+            return NULL;
+        }
+        pfd.fd = PQsocket(pg);
+        pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        pfd.revents = 0;
+        rc = poll(&pfd, 1, (int)ceil(left * 1000));
+        if (rc == 0 || (rc < 0 && errno == EINTR))
+            continue;
+        st = PQconnectPoll(pg);
+    }
+    return pg;
+}
+
+/* What a failed connect means. PG 15 libpq has no SQLSTATE for startup failures: the server's
+ * FATAL text is recognised instead (its wording is stable across versions). */
+static const struct {
+    const char *text;
+    int failure;
+    const char *sqlstate;
+} connect_failures[] = {
+    /* pg_hba says no before any password is checked: a new credential cannot help (28000) */
+    {"no pg_hba.conf entry", LB_OPEN_PERMANENT, "28000"},
+    {"pg_hba.conf rejects", LB_OPEN_PERMANENT, "28000"},
+    {"authentication failed", LB_OPEN_AUTH, "28P01"},
+    {"password has expired", LB_OPEN_AUTH, "28P01"},
+    {"28P01", LB_OPEN_AUTH, "28P01"},
+    {"is starting up", LB_OPEN_TRANSIENT, "57P03"},
+    {"is shutting down", LB_OPEN_TRANSIENT, "57P03"},
+    {"not yet accepting connections", LB_OPEN_TRANSIENT, "57P03"},
+    {"not accepting connections", LB_OPEN_TRANSIENT, "57P03"},
+    {"in recovery mode", LB_OPEN_TRANSIENT, "57P03"},
+    {"due to administrator command", LB_OPEN_TRANSIENT, "57P01"},
+    {"due to crash of another", LB_OPEN_TRANSIENT, "57P02"},
+    {"too many clients", LB_OPEN_TRANSIENT, "53300"},
+    {"too many connections", LB_OPEN_TRANSIENT, "53300"},
+    {"connection slots are reserved", LB_OPEN_TRANSIENT, "53300"},
+    {"does not exist", LB_OPEN_PERMANENT, "3D000"},
+    {"server does not support SSL", LB_OPEN_PERMANENT, ""},
+    {"invalid ", LB_OPEN_PERMANENT, ""}, /* invalid connection option / sslmode / integer value */
+    {"Name or service not known", LB_OPEN_PERMANENT, ""},
+};
+
+/* The usual cause of a refused login is the user name, not the credential. */
+static const char *auth_hint(const lb_settings *s)
+{
+    switch (s->auth) {
+    case LB_AUTH_PASSWORD:
+        return "check PGUSER (user) and PGPASSWORD (password)";
+    case LB_AUTH_M2M:
+        return "PGUSER (user) must be the service principal's client id (the default when PGUSER "
+               "is unset), and a Postgres role for it must exist in Lakebase (the project's "
+               "Roles page, or databricks postgres create-role)";
+    default:
+        return "PGUSER (user) must be the identity DATABRICKS_TOKEN belongs to (your Databricks "
+               "user name, e.g. you@example.com), and a Postgres role for it must exist in "
+               "Lakebase (the project's Roles page, or databricks postgres create-role)";
+    }
+}
+
+/* Sets err and returns the LB_OPEN_* reason for a failed connect with libpq's message msg. */
+static int connect_error(const lb_settings *s, const char *msg, lb_error *err)
+{
+    int verify = s->sslmode == LB_SSL_REQUIRE || s->sslmode == LB_SSL_VERIFY_FULL ||
+                 s->sslmode == LB_SSL_VERIFY_CA;
+    size_t i;
+
+    if (verify && (strstr(msg, "certificate verify failed") || strstr(msg, "root certificate file"))) {
+        /* libpq's wording is terse; say what was checked. Retrying cannot fix a certificate. */
+        set_trimmed(err, LB_ERR_CONNECT, 0, "", msg);
+        lb_error_set_field(&err->hint, s->sslrootcert
+            ? "the server's certificate must be signed by a CA in sslrootcert (PGSSLROOTCERT) and "
+              "name the host; sslmode=require verifies both"
+            : "the server's certificate must be signed by a CA in the system bundle and name the "
+              "host (set sslrootcert/PGSSLROOTCERT for a private CA); sslmode=require verifies both");
+        if (err->message && strlen(err->message) < 900) {
+            char *m = NULL;
+            if (asprintf(&m, "%s (TLS: the server's certificate was not accepted)", err->message) >= 0) {
+                free(err->message);
+                err->message = m;
+            }
+        }
+        return LB_OPEN_PERMANENT;
+    }
+    if (verify && strstr(msg, "does not match host name")) {
+        set_trimmed(err, LB_ERR_CONNECT, 0, "", msg);
+        return LB_OPEN_PERMANENT;
+    }
+    for (i = 0; i < sizeof connect_failures / sizeof connect_failures[0]; i++) {
+        if (strstr(msg, connect_failures[i].text)) {
+            int f = connect_failures[i].failure;
+            /* An auth failure is retriable only through the pool's one credential refresh, which
+             * clears this error when it works. */
+            set_trimmed(err, LB_ERR_CONNECT, f == LB_OPEN_TRANSIENT, "", msg);
+            snprintf(err->sqlstate, sizeof err->sqlstate, "%s", connect_failures[i].sqlstate);
+            if (f == LB_OPEN_AUTH) /* libpq says only "password authentication failed" */
+                lb_error_set_field(&err->hint, auth_hint(s));
+            return f;
+        }
+    }
+    /* Refused, reset, unreachable, timed out, closed during start-up: the network or a server
+     * that is not there yet. */
+    set_trimmed(err, LB_ERR_CONNECT, 1, "", msg);
+    return LB_OPEN_TRANSIENT;
+}
+
+lb_conn *lb_conn_open(const lb_settings *s, const char *password, double deadline, int *failure,
+                      lb_error *err)
+{
+    const char *kw[24], *val[24];
+    char port[16], timeout[16], options[64], ka_idle[16], ka_interval[16], ka_count[16], user_to[24];
+    int n = 0, timed_out = 0, pooler;
     int verify = s->sslmode == LB_SSL_REQUIRE || s->sslmode == LB_SSL_VERIFY_FULL ||
                  s->sslmode == LB_SSL_VERIFY_CA;
     PGconn *pg;
     lb_conn *c;
 
-    *auth_failed = 0;
+    *failure = LB_OPEN_OK;
+    if (deadline <= 0)
+        deadline = lb_time_mono() + (s->connect_timeout > 0 ? s->connect_timeout : 10);
     snprintf(port, sizeof port, "%d", s->port);
-    /* libpq takes whole seconds (and treats 1 as 2); round up so 0.5 is not "forever". */
+    /* A backstop only (whole seconds): connect_until enforces the deadline. */
     snprintf(timeout, sizeof timeout, "%d",
              s->connect_timeout > 0 ? (int)ceil(s->connect_timeout) : 10);
 
@@ -154,6 +284,21 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
     kw[n] = "connect_timeout", val[n++] = timeout;
     kw[n] = "application_name", val[n++] = s->application_name ? s->application_name : "lakebase";
     kw[n] = "client_encoding", val[n++] = "UTF8";
+    /* A peer that vanished (network cut, a compute gone without a goodbye) is found by the
+     * kernel: keepalive probes on an idle connection, tcp_user_timeout on unacknowledged data. */
+    kw[n] = "keepalives", val[n++] = s->keepalives ? "1" : "0";
+    if (s->keepalives) {
+        snprintf(ka_idle, sizeof ka_idle, "%d", s->keepalives_idle);
+        snprintf(ka_interval, sizeof ka_interval, "%d", s->keepalives_interval);
+        snprintf(ka_count, sizeof ka_count, "%d", s->keepalives_count);
+        kw[n] = "keepalives_idle", val[n++] = ka_idle;
+        kw[n] = "keepalives_interval", val[n++] = ka_interval;
+        kw[n] = "keepalives_count", val[n++] = ka_count;
+    }
+    if (s->tcp_user_timeout > 0) {
+        snprintf(user_to, sizeof user_to, "%.0f", ceil(s->tcp_user_timeout * 1000));
+        kw[n] = "tcp_user_timeout", val[n++] = user_to;
+    }
     /* statement_timeout travels as a startup option, which transaction-mode poolers refuse
      * (PgBouncer: "unsupported startup parameter: options"). Lakebase's pooled hosts are named
      * "-pooler.": there, and wherever the option is refused, the timeout is enforced here by
@@ -165,57 +310,26 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_fail
     }
     kw[n] = NULL, val[n] = NULL;
 
-    pg = PQconnectdbParams(kw, val, 0);
-    if (pg && PQstatus(pg) != CONNECTION_OK && !pooler && s->statement_timeout > 0 &&
+    pg = connect_until(kw, val, deadline, &timed_out);
+    if (pg && !timed_out && PQstatus(pg) != CONNECTION_OK && !pooler && s->statement_timeout > 0 &&
         strstr(PQerrorMessage(pg), "unsupported startup parameter")) {
         PQfinish(pg);
         pooler = 1;
         kw[n - 1] = NULL, val[n - 1] = NULL;
-        pg = PQconnectdbParams(kw, val, 0);
+        pg = connect_until(kw, val, deadline, &timed_out);
+    }
+    if (timed_out) {
+        *failure = LB_OPEN_TRANSIENT;
+        lb_error_set(err, LB_ERR_CONNECT, 1, "connection to %s port %d timed out", s->host, s->port);
+        return NULL;
     }
     if (!pg) {
         lb_error_set(err, LB_ERR_CONNECT, 1, "out of memory opening a connection");
+        *failure = LB_OPEN_TRANSIENT;
         return NULL;
     }
     if (PQstatus(pg) != CONNECTION_OK) {
-        const char *msg = PQerrorMessage(pg);
-        /* PG 15 libpq has no SQLSTATE for startup failures: recognise 28P01/28000 by text. */
-        if (strstr(msg, "authentication failed") || strstr(msg, "password has expired") ||
-            strstr(msg, "28P01") || strstr(msg, "28000")) {
-            *auth_failed = 1;
-            set_trimmed(err, LB_ERR_CONNECT, 1, "", msg);
-            strcpy(err->sqlstate, "28P01");
-            /* libpq says only "password authentication failed": the usual cause is the user name. */
-            lb_error_set_field(&err->hint, s->auth == LB_AUTH_PASSWORD
-                ? "check PGUSER (user) and PGPASSWORD (password)"
-                : s->auth == LB_AUTH_M2M
-                ? "PGUSER (user) must be the service principal's client id (the default when PGUSER "
-                  "is unset), and a Postgres role for it must exist in Lakebase (the project's "
-                  "Roles page, or databricks postgres create-role)"
-                : "PGUSER (user) must be the identity DATABRICKS_TOKEN belongs to (your Databricks "
-                  "user name, e.g. you@example.com), and a Postgres role for it must exist in "
-                  "Lakebase (the project's Roles page, or databricks postgres create-role)");
-        } else if (verify && (strstr(msg, "certificate verify failed") ||
-                              strstr(msg, "root certificate file"))) {
-            /* libpq's wording is terse; say what was checked. Retrying cannot fix a certificate. */
-            set_trimmed(err, LB_ERR_CONNECT, 0, "", msg);
-            lb_error_set_field(&err->hint, s->sslrootcert
-                ? "the server's certificate must be signed by a CA in sslrootcert (PGSSLROOTCERT) and "
-                  "name the host; sslmode=require verifies both"
-                : "the server's certificate must be signed by a CA in the system bundle and name the "
-                  "host (set sslrootcert/PGSSLROOTCERT for a private CA); sslmode=require verifies both");
-            if (err->message && strlen(err->message) < 900) {
-                char *m = NULL;
-                if (asprintf(&m, "%s (TLS: the server's certificate was not accepted)", err->message) >= 0) {
-                    free(err->message);
-                    err->message = m;
-                }
-            }
-        } else if (verify && strstr(msg, "does not match host name")) {
-            set_trimmed(err, LB_ERR_CONNECT, 0, "", msg);
-        } else {
-            set_trimmed(err, LB_ERR_CONNECT, 1, "", msg);
-        }
+        *failure = connect_error(s, PQerrorMessage(pg), err);
         PQfinish(pg);
         return NULL;
     }
@@ -369,6 +483,25 @@ static double statement_deadline(lb_conn *c)
     return c->cancel_after_ms > 0 ? lb_time_mono() + c->cancel_after_ms / 1000.0 : 0;
 }
 
+/* The statement left and the connection died before any answer came back (a server restart or
+ * crash, a network cut): whether it ran is unknown, which the caller must hear. */
+static void say_in_doubt(lb_error *err)
+{
+    char *m = err->message;
+    err->message = NULL;
+    lb_error_set(err, LB_ERR_CONNECT, 1,
+                 "connection lost before the result arrived: the statement may or may not have run "
+                 "(%s)", m ? m : "no answer");
+    free(m);
+}
+
+/* No answer from the server, only libpq's own report that the connection is gone (its error
+ * results carry no SQLSTATE): the statement was sent and its fate is unknown. */
+static int lost_without_answer(lb_conn *c, const PGresult *res)
+{
+    return !res || (!PQresultErrorField(res, PG_DIAG_SQLSTATE) && PQstatus(c->pg) != CONNECTION_OK);
+}
+
 /* Collects the results of the statement just sent; returns the first good one or the error. */
 static PGresult *collect(lb_conn *c, lb_error *err)
 {
@@ -400,15 +533,17 @@ static PGresult *collect(lb_conn *c, lb_error *err)
         PQclear(r);
     }
     if (!res || failed) {
-        /* No answer at all: the server never processed the statement (it was gone). */
-        if (!res)
-            c->retry_safe = 1;
+        int no_answer = lost_without_answer(c, res);
+        if (no_answer)
+            c->in_doubt = 1;
         else {
             const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
             c->retry_safe = st && (strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
                                    strcmp(st, "57P03") == 0);
         }
         result_error(c, res, err);
+        if (no_answer)
+            say_in_doubt(err);
         PQclear(res);
         return NULL;
     }
@@ -421,6 +556,7 @@ static PGresult *send_failed(lb_conn *c, lb_error *err)
 {
     c->broken = PQstatus(c->pg) != CONNECTION_OK;
     c->retry_safe = c->broken; /* nothing reached the server */
+    c->in_doubt = 0;
     set_trimmed(err, c->broken ? LB_ERR_CONNECT : LB_ERR_QUERY, c->broken, "",
                 PQerrorMessage(c->pg));
     return NULL;
@@ -499,8 +635,9 @@ static PGresult *collect_rows(lb_conn *c, lb_rows_fn fn, void *ctx, size_t *deli
     }
     drop_batch(batch, &n);
     if (!res || failed) {
-        if (!res)
-            c->retry_safe = *delivered == 0;
+        int no_answer = lost_without_answer(c, res);
+        if (no_answer)
+            c->in_doubt = *delivered == 0;
         else {
             const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
             c->retry_safe = *delivered == 0 && st &&
@@ -508,6 +645,8 @@ static PGresult *collect_rows(lb_conn *c, lb_rows_fn fn, void *ctx, size_t *deli
                              strcmp(st, "57P03") == 0);
         }
         result_error(c, res, err);
+        if (no_answer)
+            say_in_doubt(err);
         PQclear(res);
         return NULL;
     }
@@ -625,6 +764,8 @@ static lb_stmt *stmt_prepare(lb_conn *c, uint64_t h, const char *sql, int n, con
     res = collect(c, err);
     if (!res) {
         stmt_free(st);
+        c->retry_safe = c->broken; /* a Parse runs nothing */
+        c->in_doubt = 0;
         return NULL;
     }
     PQclear(res);
@@ -692,7 +833,7 @@ static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *t
     lb_stmt *st;
     int attempt;
 
-    c->retry_safe = 0;
+    c->retry_safe = c->in_doubt = 0;
     if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
         c->broken = 1;
         c->retry_safe = 1;
@@ -762,7 +903,7 @@ int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err)
     PGresult *res;
     int i;
 
-    c->retry_safe = 0;
+    c->retry_safe = c->in_doubt = 0;
     if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
         c->broken = 1;
         c->retry_safe = 1;

@@ -4,8 +4,9 @@
  *
  * Rules (README "Credentials"):
  * - a credential is served while more than REFRESH_BUFFER seconds remain; after that the next
- *   caller refreshes it, and while a refresh is in flight the others get the cached one if it
- *   is still valid, or wait for the refresh (single flight: mutex + condition variable);
+ *   caller starts one background refresh (a detached C thread) and every caller keeps getting the
+ *   cached one while it is valid; only a caller without a valid credential fetches or waits for
+ *   the fetch in flight (single flight: mutex + condition variable);
  * - a failed refresh leaves a still-valid credential in service and schedules the next attempt
  *   with backoff (no hammering an endpoint that is down);
  * - without a valid credential, a refresh retries transient failures (network, timeout, 429,
@@ -49,6 +50,7 @@ struct lb_credentials {
     /* immutable after creation */
     lb_auth auth;
     char *databricks_host, *endpoint, *pat, *client_id, *client_secret, *password;
+    char *profile, *cli_path; /* databricks-cli auth */
     char *oauth_url, *cred_url;
     double connect_timeout;
 
@@ -123,12 +125,6 @@ static void clean_text(char *dst, size_t cap, const char *src)
     if (src[i] && i >= API_MSG_MAX && cap > i + 3) {
         memcpy(dst + i, "...", 4);
     }
-}
-
-/* 0.5 .. 1.0: "equal jitter", so that clients that failed together do not retry together. */
-static double jitter(void)
-{
-    return 0.5 + 0.5 * ((double)arc4random() / 4294967296.0);
 }
 
 /* ---- HTTP steps ---------------------------------------------------------------------------- */
@@ -276,7 +272,24 @@ int lb_credential_parse_oauth(const char *body, size_t len, char **token, double
     return rc;
 }
 
-/* OAuth M2M: a workspace access token for the client id/secret (HTTP Basic, as the SDKs do). */
+/* databricks-cli: the token `databricks auth login` keeps, from `databricks auth token` (given
+ * connect_timeout, like every other step of a fetch). */
+static int fetch_cli_token(lb_credentials *c, lb_error *err)
+{
+    double expires_at, life;
+    char *token;
+    if (lb_cli_token(c->cli_path, c->profile, c->profile ? NULL : c->databricks_host,
+                     c->connect_timeout, &token, &expires_at, err) != 0)
+        return -1;
+    lb_wipe_free(c->ws_token);
+    c->ws_token = token;
+    life = expires_at - lb_time_wall();
+    c->ws_expires_mono = lb_time_mono() + (life > 2 * WS_BUFFER ? life - WS_BUFFER : life / 2);
+    return 0;
+}
+
+/* The workspace token for M2M (OAuth, client id/secret as HTTP Basic, as the SDKs do) or for
+ * databricks-cli auth. */
 static int fetch_ws_token(lb_credentials *c, attempt *a, lb_error *err)
 {
     static const char form[] = "grant_type=client_credentials&scope=all-apis";
@@ -286,6 +299,8 @@ static int fetch_ws_token(lb_credentials *c, attempt *a, lb_error *err)
     cJSON *j;
     int rc;
 
+    if (c->auth == LB_AUTH_CLI)
+        return fetch_cli_token(c, err);
     req.method = "POST";
     req.url = c->oauth_url;
     req.content_type = "application/x-www-form-urlencoded";
@@ -444,13 +459,19 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
             delay = a.retry_after;
         } else {
             delay = RETRY_BASE * (double)(1u << (tries < 8 ? tries - 1 : 7));
-            delay = (delay > RETRY_CAP ? RETRY_CAP : delay) * jitter();
+            delay = (delay > RETRY_CAP ? RETRY_CAP : delay) * lb_time_jitter();
         }
         if (lb_time_mono() + delay >= a.deadline - 0.01) {
             too_late = 1;
             break;
         }
         lb_time_sleep(delay);
+        /* A loaded machine may oversleep: keep the last real failure rather than try with no
+         * time left and report only "timed out". */
+        if (lb_time_mono() >= a.deadline - 0.05) {
+            too_late = 1;
+            break;
+        }
     }
     if (tries > 1 || (too_late && a.retry_after >= 0)) {
         char *m = err->message;
@@ -482,7 +503,7 @@ static int serve(lb_credentials *c, char **token, double *expires_at, lb_error *
 static double stale_backoff(int streak, double retry_after)
 {
     double d = STALE_BASE * (double)(1u << (streak < 8 ? streak - 1 : 7));
-    d = (d > STALE_CAP ? STALE_CAP : d) * jitter();
+    d = (d > STALE_CAP ? STALE_CAP : d) * lb_time_jitter();
     return retry_after > d ? retry_after : d;
 }
 
@@ -492,6 +513,79 @@ static void abs_deadline(struct timespec *ts, double mono)
     ts->tv_nsec = (long)((mono - (double)ts->tv_sec) * 1e9);
     if (ts->tv_nsec >= 1000000000L)
         ts->tv_nsec = 999999999L;
+}
+
+/* The outcome of a refresh into the cache (under c->mu): the new credential, or the failure and
+ * the time of the next attempt. Wakes every waiter. */
+static void refresh_done(lb_credentials *c, int rc, fetched *f, double retry_after, lb_error *ferr)
+{
+    if (rc != 0)
+        scrub_error(c, ferr, c->cred);
+    c->fetching = 0;
+    c->generation++;
+    if (rc == 0) {
+        lb_wipe_free(c->cred);
+        c->cred = f->token;
+        f->token = NULL;
+        c->cred_expires_wall = f->expires_wall;
+        c->cred_expires_mono = f->expires_mono;
+        c->refreshes++;
+        c->fail_streak = 0;
+        c->next_attempt = 0;
+        lb_error_clear(&c->last_err);
+    } else {
+        c->failures++;
+        c->fail_streak++;
+        c->next_attempt = lb_time_mono() + stale_backoff(c->fail_streak, retry_after);
+        lb_error_clear(&c->last_err);
+        lb_error_set(&c->last_err, ferr->kind, ferr->retriable, "%s", ferr->message);
+    }
+    pthread_cond_broadcast(&c->cv);
+}
+
+static void entry_retain(lb_credentials *c);
+static void entry_unretain(lb_credentials *c);
+
+/* The background refresh: one attempt while the cached credential keeps serving (a failure
+ * schedules the next one with backoff, as before). A plain C thread: no Lua runs here, so it
+ * works the same under nginx. It holds a reference on the entry until it is done. */
+static void *refresh_thread(void *arg)
+{
+    lb_credentials *c = arg;
+    fetched f = { NULL, 0, 0 };
+    lb_error ferr = LB_ERROR_INIT;
+    double retry_after = -1;
+    int rc = fetch(c, 0, &f, &retry_after, &ferr);
+
+    pthread_mutex_lock(&c->mu);
+    refresh_done(c, rc, &f, retry_after, &ferr);
+    pthread_mutex_unlock(&c->mu);
+    lb_error_clear(&ferr);
+    lb_credentials_release(c);
+    return NULL;
+}
+
+/* Starts the background refresh (c->mu held, no refresh in flight). 0 when started. */
+static int refresh_in_background(lb_credentials *c)
+{
+    pthread_attr_t attr;
+    pthread_t th;
+    int rc;
+
+    if (!c->shared) /* a private entry is freed by its one owner at any time */
+        return -1;
+    entry_retain(c);
+    c->fetching = 1;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&th, &attr, refresh_thread, c);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        c->fetching = 0;
+        entry_unretain(c); /* the caller's own reference keeps the entry */
+        return -1;
+    }
+    return 0;
 }
 
 int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_error *err)
@@ -552,35 +646,23 @@ int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_e
             rc = serve(c, token, expires_at, err);
             break;
         }
+        /* Inside the refresh window with a valid credential: fetch the next one off the request
+         * path and serve this one; only a caller without a valid credential waits. */
+        if (valid && refresh_in_background(c) == 0) {
+            rc = serve(c, token, expires_at, err);
+            break;
+        }
 
         /* This caller refreshes; the others wait for it or use the still-valid cache. */
         c->fetching = 1;
         pthread_mutex_unlock(&c->mu);
         rc = fetch(c, !valid, &f, &retry_after, &ferr);
         pthread_mutex_lock(&c->mu);
-        if (rc != 0)
-            scrub_error(c, &ferr, c->cred);
-        c->fetching = 0;
-        c->generation++;
+        refresh_done(c, rc, &f, retry_after, &ferr);
         if (rc == 0) {
-            lb_wipe_free(c->cred);
-            c->cred = f.token;
-            c->cred_expires_wall = f.expires_wall;
-            c->cred_expires_mono = f.expires_mono;
-            c->refreshes++;
-            c->fail_streak = 0;
-            c->next_attempt = 0;
-            lb_error_clear(&c->last_err);
-            pthread_cond_broadcast(&c->cv);
             rc = serve(c, token, expires_at, err);
             break;
         }
-        c->failures++;
-        c->fail_streak++;
-        c->next_attempt = lb_time_mono() + stale_backoff(c->fail_streak, retry_after);
-        lb_error_clear(&c->last_err);
-        lb_error_set(&c->last_err, ferr.kind, ferr.retriable, "%s", ferr.message);
-        pthread_cond_broadcast(&c->cv);
         if (c->cred && lb_time_mono() < c->cred_expires_mono - STALE_MARGIN) {
             lb_error_clear(&ferr);
             rc = serve(c, token, expires_at, err);
@@ -636,6 +718,8 @@ static void entry_free(lb_credentials *c)
     lb_wipe_free(c->password);
     free(c->oauth_url);
     free(c->cred_url);
+    free(c->profile);
+    free(c->cli_path);
     lb_wipe_free(c->cred);
     lb_wipe_free(c->ws_token);
     lb_error_clear(&c->last_err);
@@ -707,6 +791,10 @@ static lb_credentials *entry_new(const lb_settings *s, lb_error *err)
         oom |= !(c->cred_url = concat(s->databricks_host, "/api/2.0/postgres/credentials"));
         if (s->auth == LB_AUTH_TOKEN) {
             oom |= !(c->pat = strdup(s->token));
+        } else if (s->auth == LB_AUTH_CLI) {
+            c->profile = dup_or_null(s->profile);
+            c->cli_path = dup_or_null(s->databricks_cli_path);
+            oom |= (s->profile && !c->profile) || (s->databricks_cli_path && !c->cli_path);
         } else {
             oom |= !(c->client_id = strdup(s->client_id));
             oom |= !(c->client_secret = strdup(s->client_secret));
@@ -718,6 +806,20 @@ static lb_credentials *entry_new(const lb_settings *s, lb_error *err)
         return NULL;
     }
     return c;
+}
+
+static void entry_retain(lb_credentials *c)
+{
+    pthread_mutex_lock(&registry_mu);
+    c->refs++;
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void entry_unretain(lb_credentials *c)
+{
+    pthread_mutex_lock(&registry_mu);
+    c->refs--;
+    pthread_mutex_unlock(&registry_mu);
 }
 
 /* Keeps at most IDLE_KEEP unreferenced entries; drops the oldest (nearest the tail). */

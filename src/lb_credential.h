@@ -18,4 +18,15 @@ int lb_credential_parse_response(const char *body, size_t len, char **token, dou
 int lb_credential_parse_oauth(const char *body, size_t len, char **token, double *expires_in,
                               lb_error *err);
 
+
+
+/* databricks-cli auth (lb_cli_token.c): the workspace token that `databricks auth login` keeps,
+ * from `<cli> auth token --profile <profile>` (or `--host <host>` without a profile), run without
+ * a shell, killed at `timeout` seconds or past 1 MiB of output. Returns 0 with *token (malloc'd)
+ * and *expires_at (epoch seconds, from the answer's RFC 3339 "expiry"), or -1 with err set (kind
+ * credential: the CLI missing, failing, hanging or printing something else; never the token). */
+int lb_cli_token(const char *cli, const char *profile, const char *host, double timeout,
+                 char **token, double *expires_at, lb_error *err);
+/* Parses the CLI's answer ({"access_token", "token_type", "expiry"}); the same contract. */
+int lb_cli_token_parse(const char *out, size_t len, char **token, double *expires_at, lb_error *err);
 #endif

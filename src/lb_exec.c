@@ -173,6 +173,12 @@ int lb_exec(const char *const *argv, double timeout, size_t max_out, lb_exec_res
     }
     if (!killed && WIFEXITED(status))
         r->exit_code = WEXITSTATUS(status);
+    /* Where posix_spawnp cannot report a failed exec (an interposed fork, as under a sanitizer),
+     * the child exits 127 without a word, as a shell does for a command not found. */
+    if (r->exit_code == 127 && out.len == 0 && errtext.len == 0) {
+        r->started = 0;
+        r->not_found = 1;
+    }
     r->err_line = errtext.data ? first_line(errtext.data, errtext.len) : NULL;
     rc = out.oom || errtext.oom;
     lb_buf_wipe(&errtext);

@@ -222,8 +222,13 @@ lb_http_result lb_http_do(const lb_http_request *req, lb_http_response *resp, lb
             result = LB_HTTP_TIMEOUT;
             lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: timed out (%s)", req->url, why);
         } else {
+            /* A certificate that is not accepted or a URL curl cannot use stays so: retrying
+             * (or calling it retriable) cannot help. */
+            int permanent = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+                            rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_ISSUER_ERROR ||
+                            rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT;
             result = LB_HTTP_NETWORK;
-            lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: %s", req->url, why);
+            lb_error_set(err, LB_ERR_CREDENTIAL, !permanent, "%s: %s", req->url, why);
         }
         memset(resp, 0, sizeof *resp);
         resp->retry_after = -1;

@@ -38,6 +38,11 @@ struct lb_pool {
     int closed;
     int pooler; /* a transaction-mode pooler was seen: no prepared statements from now on */
     uint64_t connects, connect_failures;
+    /* Connect backoff shared by every caller of this pool: after a transient failure nobody
+     * tries again before not_before, so waiters share the attempts (at most `max` per step). */
+    int fail_streak;
+    double not_before;   /* monotonic */
+    lb_error last_fail;  /* the last transient connect failure, for callers that give up */
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -55,6 +60,7 @@ static void pool_destroy(lb_pool *p)
         lb_conn_close(c);
     }
     pthread_mutex_destroy(&p->mu);
+    lb_error_clear(&p->last_fail);
     if (p->cred)
         lb_credentials_release(p->cred);
     lb_settings_free(p->s);
@@ -137,24 +143,27 @@ const lb_settings *lb_pool_settings(lb_pool *p)
  * ---------------------------------------------------------------------------------------- */
 
 /* Opens one connection with the current credential; an authentication failure invalidates the
- * credential and tries once more with a fresh one. */
-static lb_conn *pool_connect(lb_pool *p, lb_error *err)
+ * credential and tries once more with a fresh one (a second refusal is final: not retriable).
+ * *failure: an LB_OPEN_* reason (credential errors count as permanent: the credential layer has
+ * already retried within connect_timeout). */
+static lb_conn *pool_connect(lb_pool *p, double deadline, int *failure, lb_error *err)
 {
     int attempt;
 
     for (attempt = 0; attempt < 2; attempt++) {
         char *token = NULL;
         double expires_at = 0;
-        int auth_failed = 0;
         lb_conn *c;
 
+        *failure = LB_OPEN_OK;
         if (p->cred && lb_credentials_get(p->cred, &token, &expires_at, err) != 0) {
             pthread_mutex_lock(&p->mu);
             p->connect_failures++;
             pthread_mutex_unlock(&p->mu);
+            *failure = LB_OPEN_PERMANENT;
             return NULL;
         }
-        c = lb_conn_open(p->s, p->cred ? token : p->s->password, &auth_failed, err);
+        c = lb_conn_open(p->s, p->cred ? token : p->s->password, deadline, failure, err);
         pthread_mutex_lock(&p->mu);
         if (c && p->pooler)
             lb_conn_no_prepare(c);
@@ -163,7 +172,7 @@ static lb_conn *pool_connect(lb_pool *p, lb_error *err)
         else
             p->connect_failures++;
         pthread_mutex_unlock(&p->mu);
-        if (c || !auth_failed || !p->cred || attempt == 1) {
+        if (c || *failure != LB_OPEN_AUTH || !p->cred || attempt == 1) {
             lb_wipe_free(token);
             return c;
         }
@@ -174,13 +183,114 @@ static lb_conn *pool_connect(lb_pool *p, lb_error *err)
     return NULL;
 }
 
+#define CONNECT_BACKOFF_BASE 0.05 /* first pause after a transient connect failure, doubled */
+#define CONNECT_BACKOFF_CAP 0.5   /* so a server back from a restart is found within ~0.5 s */
+
+/* The error of a caller that gave up: the last failure, what was tried, and for 53300 what to
+ * change. */
+static void give_up(lb_pool *p, int attempts, double started, lb_error *err)
+{
+    lb_error last = LB_ERROR_INIT;
+
+    pthread_mutex_lock(&p->mu);
+    if (p->last_fail.kind != LB_OK) {
+        lb_error_set(&last, p->last_fail.kind, 1, "%s", p->last_fail.message);
+        memcpy(last.sqlstate, p->last_fail.sqlstate, sizeof last.sqlstate);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (last.kind == LB_OK && err->kind != LB_OK)
+        lb_error_move(&last, err);
+    if (strcmp(last.sqlstate, "53300") == 0) {
+        lb_error_set(err, LB_ERR_CONNECT, 1,
+                     "the compute's connection limit was reached (SQLSTATE 53300: %s); gave up after "
+                     "%d attempts within acquire_timeout %g s", last.message, attempts,
+                     p->s->acquire_timeout);
+        lb_error_set_field(&err->hint,
+                           "every process opens up to `max` connections: lower max or the number of "
+                           "processes, or use a larger compute size (a higher max_connections)");
+        strcpy(err->sqlstate, "53300");
+    } else {
+        lb_error_set(err, LB_ERR_CONNECT, 1, "%s (gave up after %d attempt%s in %.1f s; "
+                     "acquire_timeout %g s)", last.message ? last.message : "could not connect",
+                     attempts, attempts == 1 ? "" : "s", lb_time_mono() - started,
+                     p->s->acquire_timeout);
+        memcpy(err->sqlstate, last.sqlstate, sizeof err->sqlstate);
+    }
+    lb_error_clear(&last);
+}
+
+/* Connects, retrying transient failures (refused, reset, timeouts, 57P01-57P03, 53300) with
+ * jittered exponential backoff until `deadline` (the caller's acquire_timeout). The backoff is the
+ * pool's, not the caller's: every slot holder waits for the same not_before, so a crowd of callers
+ * makes at most `max` attempts per step. */
+static lb_conn *connect_retrying(lb_pool *p, double deadline, lb_error *err)
+{
+    double started = lb_time_mono();
+    int attempts = 0;
+
+    for (;;) {
+        double now = lb_time_mono(), not_before, delay;
+        int failure, failing;
+        lb_conn *c;
+
+        pthread_mutex_lock(&p->mu);
+        not_before = p->not_before;
+        failing = p->fail_streak > 0;
+        pthread_mutex_unlock(&p->mu);
+        if (failing && now >= deadline) { /* e.g. a slot handed over as this caller's time ran out */
+            give_up(p, attempts, started, err);
+            return NULL;
+        }
+        if (not_before > now) {
+            if (not_before >= deadline) {
+                lb_time_sleep(deadline - now); /* fail at acquire_timeout, not before it */
+                give_up(p, attempts, started, err);
+                return NULL;
+            }
+            lb_time_sleep(not_before - now);
+            continue; /* another caller may have failed meanwhile and moved it */
+        }
+        attempts++;
+        c = pool_connect(p, deadline, &failure, err);
+        pthread_mutex_lock(&p->mu);
+        if (c) {
+            p->fail_streak = 0;
+            p->not_before = 0;
+            lb_error_clear(&p->last_fail);
+        } else if (failure == LB_OPEN_TRANSIENT) {
+            p->fail_streak++;
+            delay = CONNECT_BACKOFF_BASE * (double)(1u << (p->fail_streak < 8 ? p->fail_streak - 1 : 7));
+            delay = (delay > CONNECT_BACKOFF_CAP ? CONNECT_BACKOFF_CAP : delay) * lb_time_jitter();
+            if (lb_time_mono() + delay > p->not_before)
+                p->not_before = lb_time_mono() + delay;
+            lb_error_clear(&p->last_fail);
+            lb_error_set(&p->last_fail, err->kind, 1, "%s", err->message ? err->message : "failed");
+            memcpy(p->last_fail.sqlstate, err->sqlstate, sizeof p->last_fail.sqlstate);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (c)
+            return c;
+        if (failure != LB_OPEN_TRANSIENT) {
+            if (failure == LB_OPEN_AUTH)
+                err->retriable = 0; /* refused again after the credential refresh */
+            return NULL;
+        }
+        if (lb_time_mono() >= deadline - 0.001) {
+            give_up(p, attempts, started, err);
+            return NULL;
+        }
+        lb_error_clear(err);
+    }
+}
+
 /* ------------------------------------------------------------------------------------------
  * Checkout / checkin
  * ---------------------------------------------------------------------------------------- */
 
 static int expired(const lb_pool *p, const lb_conn *c, double now)
 {
-    return p->s->max_lifetime > 0 && now - c->created > p->s->max_lifetime;
+    (void)p;
+    return c->lifetime > 0 && now - c->created > c->lifetime;
 }
 
 /* Moves idle connections past idle_timeout or max_lifetime to *out (closed by the caller,
@@ -269,7 +379,7 @@ static void unlink_waiter_locked(lb_pool *p, waiter *me)
 
 /* Waits (FIFO) for a connection or a slot. Returns 1 with *got set (or *slot), 0 on timeout or
  * close with err set. Called and returns with p->mu held. */
-static int wait_locked(lb_pool *p, lb_conn **got, int *slot, lb_error *err)
+static int wait_locked(lb_pool *p, double until, lb_conn **got, int *slot, lb_error *err)
 {
     waiter me;
     pthread_condattr_t attr;
@@ -288,7 +398,7 @@ static int wait_locked(lb_pool *p, lb_conn **got, int *slot, lb_error *err)
     p->tail = &me;
     p->nwaiting++;
 
-    deadline_after(&deadline, p->s->acquire_timeout);
+    deadline_after(&deadline, until - lb_time_mono());
     while (!me.conn && !me.slot && !me.closed && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&me.cv, &p->mu, &deadline);
     pthread_cond_destroy(&me.cv);
@@ -302,7 +412,13 @@ static int wait_locked(lb_pool *p, lb_conn **got, int *slot, lb_error *err)
         unlink_waiter_locked(p, &me);
     if (me.closed)
         lb_error_set(err, LB_ERR_POOL, 0, "the pool was closed");
-    else
+    else if (p->fail_streak > 0 && p->last_fail.message) {
+        /* Not a busy pool: the connections are being (re)opened and the server is not there. */
+        lb_error_set(err, LB_ERR_CONNECT, 1,
+                     "no connection within acquire_timeout (%g s): the server is not reachable "
+                     "(last connect error: %s)", p->s->acquire_timeout, p->last_fail.message);
+        memcpy(err->sqlstate, p->last_fail.sqlstate, sizeof err->sqlstate);
+    } else
         lb_error_set(err, LB_ERR_POOL, 1,
                      "no free connection within acquire_timeout (%gs): all %d in use",
                      p->s->acquire_timeout, p->s->max);
@@ -323,6 +439,8 @@ static void discard(lb_pool *p, lb_conn *c)
 /* Checkout without taking a pool reference (the caller holds one for the duration). */
 static lb_conn *checkout(lb_pool *p, lb_error *err)
 {
+    double deadline = lb_time_mono() + p->s->acquire_timeout;
+
     for (;;) {
         lb_conn *c = NULL, *swept = NULL;
         int slot = 0;
@@ -344,7 +462,7 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
             p->total++;
             p->in_use++;
             slot = 1;
-        } else if (!wait_locked(p, &c, &slot, err)) {
+        } else if (!wait_locked(p, deadline, &c, &slot, err)) {
             pthread_mutex_unlock(&p->mu);
             close_list(swept);
             return NULL;
@@ -353,7 +471,7 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
         close_list(swept);
 
         if (slot) {
-            c = pool_connect(p, err);
+            c = connect_retrying(p, deadline, err);
             if (!c) {
                 pthread_mutex_lock(&p->mu);
                 p->total--;
@@ -366,8 +484,10 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
             discard(p, c); /* replace it: loop for another one or a new slot */
             continue;
         }
+        if (slot && p->s->max_lifetime > 0) /* 90-100%: connections opened together age apart */
+            c->lifetime = p->s->max_lifetime * (0.8 + 0.2 * lb_time_jitter());
         c->next = NULL;
-        c->retry_safe = 0;
+        c->retry_safe = c->in_doubt = 0;
         return c;
     }
 }
@@ -442,21 +562,32 @@ void lb_pool_checkin(lb_pool *p, lb_conn *c)
  * One-shot statements with a retry on a connection that had died while idle
  * ---------------------------------------------------------------------------------------- */
 
+/* Whether a failed statement goes again on a fresh connection: when the connection died before
+ * the server could run it, or, for an idempotent statement, when it died before the answer. */
+static int retry_statement(const lb_conn *c, unsigned flags)
+{
+    return c->broken && (c->retry_safe || ((flags & LB_EXEC_IDEMPOTENT) && c->in_doubt));
+}
+
+/* Attempts per statement: a connection may die between its checkout check and the send more
+ * than once during a restart (each further checkout waits for a live one). */
+#define EXEC_ATTEMPTS 3
+
 PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *types,
                        const char *const *values, const int *lengths, const int *formats,
                        lb_error *err)
 {
     int attempt;
-    for (attempt = 0; attempt < 2; attempt++) {
+    for (attempt = 0; attempt < EXEC_ATTEMPTS; attempt++) {
         lb_conn *c = checkout(p, err);
         PGresult *res;
         int retry;
         if (!c)
             return NULL;
         res = lb_conn_exec(c, sql, nparams, types, values, lengths, formats, err);
-        retry = !res && c->broken && c->retry_safe;
+        retry = !res && retry_statement(c, 0);
         checkin(p, c);
-        if (res || !retry || attempt == 1)
+        if (res || !retry || attempt == EXEC_ATTEMPTS - 1)
             return res;
         lb_error_clear(err);
     }
@@ -465,21 +596,21 @@ PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *type
 
 PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid *types,
                             const char *const *values, const int *lengths, const int *formats,
-                            lb_rows_fn row_fn, void *ctx, lb_error *err)
+                            lb_rows_fn row_fn, void *ctx, unsigned flags, lb_error *err)
 {
     int attempt;
-    for (attempt = 0; attempt < 2; attempt++) {
+    for (attempt = 0; attempt < EXEC_ATTEMPTS; attempt++) {
         lb_conn *c = checkout(p, err);
         PGresult *res;
         int retry;
         if (!c)
             return NULL;
-        /* retry_safe is only set when no row reached row_fn (lb_conn_exec_rows) */
+        /* retry_safe and in_doubt are only set when no row reached row_fn (lb_conn_exec_rows) */
         res = lb_conn_exec_rows(c, sql, nparams, types, values, lengths, formats, row_fn, ctx,
                                 err);
-        retry = !res && c->broken && c->retry_safe;
+        retry = !res && retry_statement(c, flags);
         checkin(p, c);
-        if (res || !retry || attempt == 1)
+        if (res || !retry || attempt == EXEC_ATTEMPTS - 1)
             return res;
         lb_error_clear(err);
     }
@@ -489,15 +620,15 @@ PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid 
 int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err)
 {
     int attempt;
-    for (attempt = 0; attempt < 2; attempt++) {
+    for (attempt = 0; attempt < EXEC_ATTEMPTS; attempt++) {
         lb_conn *c = checkout(p, err);
         int rc, retry;
         if (!c)
             return -1;
         rc = lb_conn_exec_script(c, sql, err);
-        retry = rc != 0 && c->broken && c->retry_safe;
+        retry = rc != 0 && retry_statement(c, 0);
         checkin(p, c);
-        if (rc == 0 || !retry || attempt == 1)
+        if (rc == 0 || !retry || attempt == EXEC_ATTEMPTS - 1)
             return rc;
         lb_error_clear(err);
     }

@@ -27,15 +27,27 @@ struct lb_conn {
     int broken;         /* a connection-level failure was seen: never reuse */
     int goodbye;        /* the server sent FATAL while the connection was idle */
     int retry_safe;     /* the last failure happened before the server processed the statement */
+    int in_doubt;       /* or: it was sent and the connection died before its answer (and no row
+                         * was delivered): retrying is safe only for an idempotent statement */
+    double lifetime;    /* seconds this connection may live (max_lifetime with jitter), 0 = no limit */
     lb_stmt *stmts;
     int nstmts;
     uint64_t clock, next_name;
     struct lb_conn *next; /* idle list link */
 };
 
-/* Opens a connection with the given password (may be NULL). On failure sets err (kind connect)
- * and *auth_failed when the server refused the password. */
-lb_conn *lb_conn_open(const lb_settings *s, const char *password, int *auth_failed, lb_error *err);
+/* Why lb_conn_open failed, for the pool's retry decision. */
+enum {
+    LB_OPEN_OK = 0,
+    LB_OPEN_AUTH,      /* the server refused the password: a fresh credential may help */
+    LB_OPEN_TRANSIENT, /* refused/reset/timeout, 57P01-57P03, 53300: the same attempt may work later */
+    LB_OPEN_PERMANENT  /* TLS verification, pg_hba, unknown database, bad parameters: never retried */
+};
+/* Opens a connection with the given password (may be NULL), giving up at `deadline` (monotonic
+ * seconds; connect_timeout from now when 0). On failure sets err (kind connect; sqlstate when
+ * recognised: 57P03, 57P01, 53300, 28P01) and *failure to one of the LB_OPEN_* reasons. */
+lb_conn *lb_conn_open(const lb_settings *s, const char *password, double deadline, int *failure,
+                      lb_error *err);
 void lb_conn_close(lb_conn *c);
 /* Checkout health check: 0 when the server closed the connection (or anything arrived
  * unexpectedly on an idle connection). Never blocks. */

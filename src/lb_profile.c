@@ -1,5 +1,6 @@
 /* ~/.databrickscfg: the INI dialect of Python's configparser, as the Databricks SDKs read it.
- * Only the four keys lakebase uses are kept (host, token, client_id, client_secret). Error
+ * Only the keys lakebase uses are kept (host, token, client_id, client_secret, auth_type, and
+ * default_profile of [__settings__]). Error
  * messages carry line numbers, never file content: the file holds tokens. */
 #include "lakebase.h"
 #include "lb_buf.h"
@@ -16,6 +17,8 @@ void lb_profile_clear(lb_profile *p)
     lb_wipe_free(p->token);
     lb_wipe_free(p->client_id);
     lb_wipe_free(p->client_secret);
+    free(p->auth_type);
+    free(p->default_profile);
     memset(p, 0, sizeof *p);
 }
 
@@ -48,11 +51,13 @@ static char *dup_range(const char *b, const char *e)
 /* The slot for a key (case-insensitive, as configparser lowercases keys), NULL if not ours. */
 static char **slot_for(lb_profile *p, const char *b, const char *e)
 {
-    static const char *const names[] = {"host", "token", "client_id", "client_secret"};
-    char **slots[] = {&p->host, &p->token, &p->client_id, &p->client_secret};
+    static const char *const names[] = {"host", "token", "client_id", "client_secret", "auth_type",
+                                        "default_profile"};
+    char **slots[] = {&p->host, &p->token, &p->client_id, &p->client_secret, &p->auth_type,
+                      &p->default_profile};
     size_t n = (size_t)(e - b), i;
 
-    for (i = 0; i < 4; i++)
+    for (i = 0; i < 6; i++)
         if (strlen(names[i]) == n && strncasecmp(names[i], b, n) == 0)
             return slots[i];
     return NULL;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 
 /* ---- clocks ---------------------------------------------------------------------------- */
@@ -34,6 +35,11 @@ double lb_time_wall(void)
 void lb_time_set_wall_skew(double seconds)
 {
     atomic_store(&wall_skew_ns, (int64_t)(seconds * 1e9));
+}
+
+double lb_time_jitter(void)
+{
+    return 0.5 + 0.5 * ((double)arc4random() / 4294967296.0);
 }
 
 void lb_time_sleep(double seconds)

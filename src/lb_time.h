@@ -14,6 +14,8 @@ double lb_time_mono(void);
 double lb_time_wall(void);
 /* Sleeps for `seconds` (restarted after signals); non-positive returns at once. */
 void lb_time_sleep(double seconds);
+/* 0.5 .. 1.0, for "equal jitter" backoff: clients that failed together do not retry together. */
+double lb_time_jitter(void);
 
 /* Tests only: shifts what lb_time_wall reports by `seconds`, to simulate a wall-clock jump. */
 void lb_time_set_wall_skew(double seconds);

@@ -336,6 +336,11 @@ function commands.check(ctx, args)
     return 1
   end
   ctx:out("settings: ", tostring(s))
+  if s.auth == "token" and s.client_id then
+    -- As the SDKs' seed rule: a token wins over client id/secret unless auth_type says otherwise.
+    ctx:out("warning: DATABRICKS_TOKEN and DATABRICKS_CLIENT_ID are both set: the token is used "
+      .. "(set DATABRICKS_AUTH_TYPE=oauth-m2m for the service principal)")
+  end
   local tok, exp = ctx:credential()
   if not tok then return ctx:fail(step_error("credential", exp)) end
   if s.auth == "password" then

@@ -105,11 +105,20 @@ function db_methods:one(sql, ...)
   return rows[1]
 end
 
+local function check_opts(opts, fname)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to '" .. fname .. "' (table expected, got " .. type(opts) .. ")", 3)
+  end
+end
+
 --- Like query, with the parameters in an array (`params.n` counts trailing NULLs).
-function db_methods:query_params(sql, params)
+-- `opts.idempotent = true`: the statement may run twice without harm, so it is retried also when
+-- the connection died after it was sent (otherwise that fails, retriable, "may or may not have run").
+function db_methods:query_params(sql, params, opts)
   check_sql(sql, "query_params")
   check_params(params, "query_params")
-  return pool_of(self):query_params(sql, params)
+  check_opts(opts, "query_params")
+  return pool_of(self):query_params(sql, params, opts)
 end
 
 --- Several statements, no parameters (simple protocol): true or nil, err.
@@ -419,9 +428,11 @@ function tx_methods:one(sql, ...)
   return rows[1]
 end
 
-function tx_methods:query_params(sql, params)
+-- opts as for db:query_params; inside a transaction nothing is retried.
+function tx_methods:query_params(sql, params, opts)
   check_sql(sql, "query_params")
   check_params(params, "query_params")
+  check_opts(opts, "query_params")
   return note(self, conn_of(self):query_params(sql, params))
 end
 

@@ -122,12 +122,12 @@ local function protect(fn, ...)
   return true, unpack(res, 2, res.n)
 end
 
-local function do_query(opts, sql, params)
+local function do_query(opts, sql, params, qopts)
   local db, err = thread_db(opts)
   if not db then
     return nil, err
   end
-  return db:query_params(sql, params)
+  return db:query_params(sql, params, qopts)
 end
 
 local function do_exec_script(opts, sql)
@@ -534,9 +534,10 @@ local function pool_call(self, fname, ...)
   return unpack(res, 1, res.n)
 end
 
-function db_methods:query_params(sql, params)
+function db_methods:query_params(sql, params, opts)
   check_sql(sql, 2)
-  return pool_call(self, "t_query", sql, params or { n = 0 })
+  local qopts = type(opts) == "table" and opts.idempotent and { idempotent = true } or nil
+  return pool_call(self, "t_query", sql, params or { n = 0 }, qopts)
 end
 
 function db_methods:query(sql, ...)

@@ -10,7 +10,8 @@ Real endpoints, real shapes:
 Errors: {"error_code": ..., "message": ...} with a 4xx/5xx status.
 
 Test controls (loopback only):
-  POST /_test/config   {"lifetime": s, "share": bool}  applies to credentials issued afterwards;
+  POST /_test/config   {"lifetime": s, "share": bool, "oauth_lifetime": s}  applies to credentials
+                       (OAuth tokens) issued afterwards;
                        share: hand out the still-valid token again with a renewed expiry
   POST /_test/fault    {"path", "kind", "status", "retry_after", "delay", "count"}; kinds: status (JSON
                        error), retry_after (429 + Retry-After), delay (late, then normal), malformed
@@ -81,6 +82,7 @@ def reset_state():
         state.clear()
         state.update(
             lifetime=DEFAULT_LIFETIME,
+            oauth_lifetime=OAUTH_LIFETIME,
             share=False,
             faults=[],
             counters={},
@@ -342,10 +344,11 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             now = time.time()
             state["access_tokens"] = {t: e for t, e in state["access_tokens"].items() if e > now}
-            state["access_tokens"][tok] = now + OAUTH_LIFETIME
+            life = state["oauth_lifetime"]
+            state["access_tokens"][tok] = now + life
         log("oauth token issued (scope=%s)" % get("scope"))
         self._json(200, {"access_token": tok, "token_type": "Bearer", "scope": get("scope") or "all-apis",
-                         "expires_in": OAUTH_LIFETIME})
+                         "expires_in": life})
 
     # ---- Lakebase credential
     def _credential(self, body):
@@ -392,7 +395,10 @@ class Handler(BaseHTTPRequestHandler):
                     state["lifetime"] = float(req["lifetime"])
                 if "share" in req:
                     state["share"] = bool(req["share"])
-                out = {"lifetime": state["lifetime"], "share": state["share"]}
+                if "oauth_lifetime" in req:
+                    state["oauth_lifetime"] = float(req["oauth_lifetime"])
+                out = {"lifetime": state["lifetime"], "share": state["share"],
+                       "oauth_lifetime": state["oauth_lifetime"]}
             log("config %s" % out)
             return self._json(200, out)
         if path == "/_test/fault" and self.command == "POST":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make test-faults: runs spec/faults_spec.lua against the real fixtures, prints each scenario's
-# figures and writes them as a table into docs/RELIABILITY.md (between the faults markers).
+# make test-faults: runs spec/faults_spec.lua against the real fixtures (and the C test
+# `test_pool storm`: 200 threads through a hard stop), prints each scenario's figures and writes
+# them as a table into docs/RELIABILITY.md (between the faults markers).
 #   LAKEBASE_FAULTS_INTERPS   interpreters to run (default: lua5.4)
 #   LAKEBASE_FAULTS_NO_DOC=1  print the table only, leave docs/RELIABILITY.md alone
 set -uo pipefail
@@ -32,6 +33,15 @@ for interp in ${LAKEBASE_FAULTS_INTERPS:-lua5.4}; do
   summaries+=("$interp: ${s:-did not finish (exit $r)}")
   [ $r = 0 ] || rc=1
 done
+# 200 threads through a hard stop of the server: needs threads, hence the C test (test_pool storm).
+echo "== faults (C: 200 callers through a hard stop)"
+# shellcheck disable=SC1091
+( . "${LAKEBASE_RUN_DIR:-spec/support/run}/env.sh" &&
+  LAKEBASE_FAULTS_OUT=$rows "${LAKEBASE_BUILD:-build}/tests/test_pool" storm ) >"$out" 2>&1
+r=$?
+cat "$out"
+summaries+=("C: $(grep -c '^ok' "$out") ok / $(grep -c '^not ok' "$out") not ok")
+[ $r = 0 ] || rc=1
 elapsed=$(( $(date +%s) - t0 ))
 
 table=$(

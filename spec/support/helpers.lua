@@ -409,6 +409,69 @@ function _M.base64(s)
   return table.concat(out)
 end
 
+-- The TCP fault proxy (spec/support/fault_proxy.py) in front of the test PostgreSQL, on loopback (or
+-- on `listen`, the host side of a test veth pair).
+-- Returns an object: .port, :schedule(text) (one step a line: "<mode> [seconds]"; see the proxy),
+-- :marks() (list of {mode, at epoch}), :stop(). The proxy runs until stop() (by its own pid).
+function _M.proxy_start(listen)
+  local e = _M.env()
+  local run_dir = env_file():gsub("/env%.sh$", "")
+  local base = os.tmpname()
+  local p = { port_file = base .. ".port", control = base .. ".ctl", marks_file = base .. ".marks",
+    pid_file = base .. ".pid" }
+  os.remove(base)
+  local f = assert(io.open(p.control, "w"))
+  f:write("pass\n")
+  f:close()
+  os.execute(string.format("%spython3 %s %s %s %s %s %s %s >/dev/null 2>%s </dev/null & echo $! > %s",
+    listen and ("FAULT_PROXY_LISTEN=" .. shell_quote(listen) .. " ") or "",
+    shell_quote(repo_root() .. "/spec/support/fault_proxy.py"), shell_quote(p.port_file), e.PGPORT,
+    shell_quote(p.control), shell_quote(p.marks_file), shell_quote(run_dir .. "/pki/server.pem"),
+    shell_quote(run_dir .. "/pki/server.key"), shell_quote(base .. ".err"), shell_quote(p.pid_file)))
+  local deadline = _M.clock() + 10
+  while _M.clock() < deadline do
+    local port = read_file(p.port_file)
+    if port and port ~= "" then
+      p.port = tonumber(port)
+      break
+    end
+    _M.sleep(0.05)
+  end
+  assert(p.port, "the fault proxy did not start: " .. (read_file(base .. ".err") or ""))
+  p.pid = tonumber(read_file(p.pid_file))
+  os.remove(base .. ".err")
+  function p:schedule(text)
+    local tmp = self.control .. ".tmp"
+    local cf = assert(io.open(tmp, "w"))
+    cf:write(text, "\n# ", tostring(_M.now()), "\n") -- always new text: the schedule restarts
+    cf:close()
+    os.rename(tmp, self.control)
+  end
+  function p:marks()
+    local out = {}
+    for mode, at in (read_file(self.marks_file) or ""):gmatch("(%S+) (%d+%.%d+)\n") do
+      out[#out + 1] = { mode = mode, at = tonumber(at) }
+    end
+    return out
+  end
+  -- Waits until the proxy reached `mode` (its latest mark); returns the epoch it began.
+  function p:wait_mode(mode, timeout)
+    local until_ = _M.clock() + (timeout or 10)
+    while _M.clock() < until_ do
+      local m = self:marks()
+      if #m > 0 and m[#m].mode == mode then return m[#m].at end
+      _M.sleep(0.01)
+    end
+    error("the fault proxy never reached mode " .. mode)
+  end
+  function p:stop()
+    if self.pid then os.execute("kill " .. self.pid .. " 2>/dev/null") end
+    self.pid = nil
+    for _, n in ipairs({ self.port_file, self.control, self.marks_file, self.pid_file }) do os.remove(n) end
+  end
+  return p
+end
+
 _M.json = json
 _M.CRED_PATH = "/api/2.0/postgres/credentials"
 _M.TOKEN_PATH = "/oidc/v1/token"

@@ -123,8 +123,10 @@ lb_settings *lb_bind_check_settings(lua_State *L, int idx, const char *const *ig
             break;
         }
         case LUA_TBOOLEAN:
-            /* Only `prepare` and `fallback_to_primary` are booleans; elsewhere a boolean is a type error. */
-            if (strcmp(name, "prepare") == 0 || strcmp(name, "fallback_to_primary") == 0)
+            /* Only `prepare`, `keepalives` and `fallback_to_primary` are booleans; elsewhere a
+             * boolean is a type error. */
+            if (strcmp(name, "prepare") == 0 || strcmp(name, "keepalives") == 0 ||
+                strcmp(name, "fallback_to_primary") == 0)
                 value = lua_toboolean(L, -1) ? "true" : "false";
             else
                 bad_type = "boolean";
@@ -175,15 +177,16 @@ static int settings_tostring(lua_State *L)
      * Pieces are pushed and concatenated once (no luaL_Buffer: the stack use is unbalanced). */
     static const char *const fields[] = {
         "host", "port", "database", "user", "sslmode", "sslrootcert", "endpoint",
-        "databricks_host", "auth", "token", "client_id", "client_secret", "password", "max",
+        "databricks_host", "auth", "profile", "token", "client_id", "client_secret", "password", "max",
         "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
-        "application_name", "prepare", "read_endpoint", "read_host", "read_port",
-        "fallback_to_primary", NULL};
+        "application_name", "prepare", "keepalives", "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "tcp_user_timeout",
+        "read_endpoint", "read_host", "read_port", "fallback_to_primary", NULL};
     int i, n = 1;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 4 * 26 + 4, "settings tostring");
+    luaL_checkstack(L, 4 * 31 + 4, "settings tostring");
     lua_pushliteral(L, "lakebase.settings{");
     for (i = 0; fields[i]; i++) {
         char tmp[96];
@@ -233,32 +236,19 @@ static void set_num(lua_State *L, const char *field, double value)
     lua_setfield(L, -2, field);
 }
 
-static const char *sslmode_text(lb_sslmode m)
-{
-    switch (m) {
-    case LB_SSL_REQUIRE: return "require";
-    case LB_SSL_PREFER: return "prefer";
-    case LB_SSL_DISABLE: return "disable";
-    case LB_SSL_VERIFY_FULL: return "verify-full";
-    case LB_SSL_VERIFY_CA: return "verify-ca";
-    }
-    return "?";
-}
-
 void lb_bind_push_settings(lua_State *L, const lb_settings *s)
 {
-    lua_createtable(L, 0, 24);
+    lua_createtable(L, 0, 30);
     set_str(L, "host", s->host);
     set_num(L, "port", s->port);
     set_str(L, "database", s->database);
     set_str(L, "user", s->user);
-    set_str(L, "sslmode", sslmode_text(s->sslmode));
+    set_str(L, "sslmode", lb_sslmode_name(s->sslmode));
     set_str(L, "sslrootcert", s->sslrootcert);
     set_str(L, "endpoint", s->endpoint);
     set_str(L, "databricks_host", s->databricks_host);
-    set_str(L, "auth", s->auth == LB_AUTH_PASSWORD ? "password"
-                       : s->auth == LB_AUTH_TOKEN  ? "token"
-                                                   : "m2m");
+    set_str(L, "auth", lb_auth_name(s->auth));
+    set_str(L, "profile", s->profile);
     set_str(L, "token", s->token ? "(set)" : NULL);
     set_str(L, "client_id", s->client_id);
     set_str(L, "client_secret", s->client_secret ? "(set)" : NULL);
@@ -272,6 +262,12 @@ void lb_bind_push_settings(lua_State *L, const lb_settings *s)
     set_str(L, "application_name", s->application_name ? s->application_name : "lakebase");
     lua_pushboolean(L, s->prepare);
     lua_setfield(L, -2, "prepare");
+    lua_pushboolean(L, s->keepalives);
+    lua_setfield(L, -2, "keepalives");
+    set_num(L, "keepalives_idle", s->keepalives_idle);
+    set_num(L, "keepalives_interval", s->keepalives_interval);
+    set_num(L, "keepalives_count", s->keepalives_count);
+    set_num(L, "tcp_user_timeout", s->tcp_user_timeout);
     set_str(L, "read_endpoint", s->read_endpoint);
     set_str(L, "read_host", s->read_host);
     if (s->read_host)

@@ -1,7 +1,9 @@
 /* Lua binding of the pool (lb_pool.c, lb_conn.c).
  *   core.pool_new(opts [, ignore])   -> pool | nil, err   (ignore: extra Lua-layer option names)
  *   pool:query(sql, ...)             -> rows | nil, err   (every argument after sql is $k)
- *   pool:query_params(sql, params)   -> rows | nil, err   (params: array with .n, may be nil)
+ *   pool:query_params(sql, params [, opts]) -> rows | nil, err (params: array with .n, may be nil;
+ *                                    opts.idempotent: retried also when the connection died after
+ *                                    the statement left)
  *   pool:exec_script(sql)            -> true | nil, err
  *   pool:begin()                     -> conn | nil, err   (a checked-out connection)
  *   pool:stats(), pool:sweep() (close idle connections past their time), pool:close(),
@@ -143,7 +145,7 @@ static int stream_rows(void *ctx, PGresult *const *rows, int n)
 /* Runs sql with the n values at first.. either on conn (when given) or on the pool; rows are
  * decoded while the server still sends them. */
 static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql, int first,
-                     int n)
+                     int n, unsigned flags)
 {
     lb_error err = LB_ERROR_INIT;
     lb_params params;
@@ -169,7 +171,7 @@ static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql
                                 params.formats, stream_rows, &s, &err);
     else
         res = lb_pool_exec_rows(pool, sql, params.n, params.types, params.values, params.lengths,
-                                params.formats, stream_rows, &s, &err);
+                                params.formats, stream_rows, &s, flags, &err);
     lb_params_free(&params);
     if (s.gc_paused)
         lua_gc(L, LUA_GCRESTART, 0);
@@ -246,7 +248,21 @@ static int pool_query(lua_State *L)
     const char *sql = sql_arg(L, 2, &err);
     if (!sql)
         return lb_bind_fail(L, &err);
-    return run_query(L, u->pool, NULL, sql, 3, lua_gettop(L) - 2);
+    return run_query(L, u->pool, NULL, sql, 3, lua_gettop(L) - 2, 0);
+}
+
+/* opts at idx (nil or a table) into LB_EXEC_* flags. */
+static unsigned exec_flags(lua_State *L, int idx)
+{
+    unsigned flags = 0;
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "idempotent");
+    if (lua_toboolean(L, -1))
+        flags |= LB_EXEC_IDEMPOTENT;
+    lua_pop(L, 1);
+    return flags;
 }
 
 static int pool_query_params(lua_State *L)
@@ -254,12 +270,14 @@ static int pool_query_params(lua_State *L)
     lb_error err = LB_ERROR_INIT;
     pool_ud *u = check_pool(L);
     const char *sql = sql_arg(L, 2, &err);
+    unsigned flags;
     int n;
     if (!sql)
         return lb_bind_fail(L, &err);
-    lua_settop(L, 3);
+    lua_settop(L, 4);
+    flags = exec_flags(L, 4);
     n = push_param_array(L, 3);
-    return run_query(L, u->pool, NULL, sql, 4, n);
+    return run_query(L, u->pool, NULL, sql, 5, n, flags);
 }
 
 static int pool_exec_script(lua_State *L)
@@ -385,7 +403,7 @@ static int conn_query(lua_State *L)
     const char *sql = sql_arg(L, 2, &err);
     if (!sql)
         return lb_bind_fail(L, &err);
-    return run_query(L, u->pool, u->conn, sql, 3, lua_gettop(L) - 2);
+    return run_query(L, u->pool, u->conn, sql, 3, lua_gettop(L) - 2, 0);
 }
 
 static int conn_query_params(lua_State *L)
@@ -396,9 +414,10 @@ static int conn_query_params(lua_State *L)
     int n;
     if (!sql)
         return lb_bind_fail(L, &err);
-    lua_settop(L, 3);
+    lua_settop(L, 4);
+    (void)exec_flags(L, 4); /* checked; inside a transaction nothing is retried */
     n = push_param_array(L, 3);
-    return run_query(L, u->pool, u->conn, sql, 4, n);
+    return run_query(L, u->pool, u->conn, sql, 5, n, 0);
 }
 
 static int conn_exec_script(lua_State *L)

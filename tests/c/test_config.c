@@ -210,9 +210,11 @@ static void test_defaults(void)
         return;
     ok(s->port == 5432 && s->sslmode == LB_SSL_REQUIRE && s->max == 10 && s->idle_timeout == 30 &&
            s->connect_timeout == 10 && s->acquire_timeout == 10 && s->prepare == 1 &&
-           s->max_lifetime == 0 && s->statement_timeout == 0 && s->application_name == NULL &&
-           s->sslrootcert == NULL,
-       "defaults: port 5432, require, max 10, idle 30, connect 10, acquire 10, prepare on");
+           s->max_lifetime == 3600 && s->statement_timeout == 0 && s->application_name == NULL &&
+           s->sslrootcert == NULL && s->keepalives == 1 && s->keepalives_idle == 15 &&
+           s->keepalives_interval == 5 && s->keepalives_count == 3 && s->tcp_user_timeout == 30,
+       "defaults: port 5432, require, max 10, idle 30, connect 10, acquire 10, max_lifetime 3600, "
+       "prepare on, keepalives 15/5/3, tcp_user_timeout 30");
     ok(s->auth == LB_AUTH_TOKEN, "auth is token");
     ok(s->key && !strstr(s->key, "dapiTOKENSECRET123"), "key does not hold the token");
     {
@@ -329,6 +331,18 @@ static void test_numbers(void)
            rejects("statement_timeout", "2147483648", "statement_timeout:") &&
            rejects("idle_timeout", "1e999", "idle_timeout:"),
        "numbers: zero, negative, NaN, Inf, too large, fractions for integers rejected");
+    ok(accepts("keepalives", "false") && accepts("keepalives", "on") &&
+           accepts("keepalives_idle", "1") && accepts("keepalives_idle", "7200") &&
+           accepts("keepalives_interval", "2") && accepts("keepalives_count", "127") &&
+           accepts("tcp_user_timeout", "0") && accepts("tcp_user_timeout", "2.5"),
+       "keepalives, keepalives_idle/_interval/_count, tcp_user_timeout: in-range values accepted");
+    ok(rejects("keepalives", "maybe", "keepalives: expected a boolean") &&
+           rejects("keepalives_idle", "0", "keepalives_idle: expected an integer number of seconds 1-7200") &&
+           rejects("keepalives_interval", "1.5", "keepalives_interval:") &&
+           rejects("keepalives_count", "128", "keepalives_count: expected an integer 1-127") &&
+           rejects("tcp_user_timeout", "-1", "tcp_user_timeout: expected a number of seconds 0-3600") &&
+           rejects("tcp_user_timeout", "3601", "tcp_user_timeout:"),
+       "keepalives, keepalives_idle/_interval/_count, tcp_user_timeout: bad values rejected");
 }
 
 static void test_misc_options(void)
@@ -694,7 +708,7 @@ int main(void)
         return 2;
     }
     clean_env();
-    printf("1..71\n");
+    printf("1..73\n");
     test_defaults();
     test_port();
     test_sslmode();
@@ -716,7 +730,7 @@ int main(void)
         if (system(cmd) != 0)
             fprintf(stderr, "# could not remove %s\n", tmpdir);
     }
-    if (test_no != 71)
-        printf("# planned 71, ran %d\n", test_no);
+    if (test_no != 73)
+        printf("# planned 73, ran %d\n", test_no);
     return failures ? 1 : 0;
 }

@@ -450,11 +450,248 @@ static void test_registry_threads(void)
     lb_settings_free(s);
 }
 
-int main(void)
+/* ---- 200 callers and a server that refuses: the pool's attempts stay bounded ----------------- */
+
+#define STORM_CALLERS 200
+#define STORM_MAX "4"
+
+typedef struct storm {
+    lb_pool *pool;
+    double took;
+    int kind, retriable;
+} storm;
+
+static void *storm_run(void *arg)
+{
+    storm *st = arg;
+    lb_error err = LB_ERROR_INIT;
+    double t0 = now();
+    PGresult *res = lb_pool_exec(st->pool, "select 1", 0, NULL, NULL, NULL, NULL, &err);
+    st->took = now() - t0;
+    st->kind = res ? LB_OK : (int)err.kind;
+    st->retriable = err.retriable;
+    PQclear(res);
+    lb_error_clear(&err);
+    return NULL;
+}
+
+/* A port where nothing listens (bound once, then closed): every connect is refused at once. */
+static int closed_port(void)
+{
+    char cmd[] = "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); "
+                 "print(s.getsockname()[1])'";
+    FILE *f = popen(cmd, "r");
+    int port = 0;
+    if (f) {
+        if (fscanf(f, "%d", &port) != 1)
+            port = 0;
+        pclose(f);
+    }
+    return port;
+}
+
+static void test_connect_storm(void)
+{
+    char port[16];
+    lb_option opts[] = {
+        { "host", "127.0.0.1", NULL },
+        { "port", port, NULL },
+        { "database", "d", NULL },
+        { "user", "u", NULL },
+        { "password", "p", NULL },
+        { "sslmode", "disable", NULL },
+        { "max", STORM_MAX, NULL },
+        { "acquire_timeout", "2", NULL },
+        { "application_name", "lb_c_storm", NULL },
+    };
+    static storm st[STORM_CALLERS];
+    pthread_t th[STORM_CALLERS];
+    lb_error err = LB_ERROR_INIT;
+    lb_settings *s;
+    lb_pool *p;
+    lb_pool_stats ps;
+    int i, connect_errors = 0, retriable = 0;
+    double slowest = 0, fastest = 1e9;
+    uint64_t attempts;
+
+    snprintf(port, sizeof port, "%d", closed_port());
+    s = lb_settings_load(opts, sizeof opts / sizeof opts[0], &err);
+    if (!ok(s != NULL, "settings for the connect storm"))
+        return;
+    p = lb_pool_acquire(s, &err);
+    lb_settings_free(s);
+    if (!ok(p != NULL, "pool for the connect storm"))
+        return;
+    for (i = 0; i < STORM_CALLERS; i++) {
+        st[i].pool = p;
+        pthread_create(&th[i], NULL, storm_run, &st[i]);
+    }
+    for (i = 0; i < STORM_CALLERS; i++) {
+        pthread_join(th[i], NULL);
+        connect_errors += st[i].kind == LB_ERR_CONNECT;
+        retriable += st[i].retriable;
+        slowest = st[i].took > slowest ? st[i].took : slowest;
+        fastest = st[i].took < fastest ? st[i].took : fastest;
+    }
+    lb_pool_stats_get(p, &ps);
+    attempts = ps.connects + ps.connect_failures;
+    ok(connect_errors == STORM_CALLERS && retriable == STORM_CALLERS,
+       "%d callers, server refusing: every one gets a retriable connect error (%d connect, %d "
+       "retriable)", STORM_CALLERS, connect_errors, retriable);
+    ok(fastest >= 1.8 && slowest < 3.5,
+       "each gives up at acquire_timeout 2 s (fastest %.2f s, slowest %.2f s)", fastest, slowest);
+    /* Backoff steps of 0.025-0.5 s shared by the pool: about 12 steps in 2 s, at most max (4)
+     * attempts each. Without the shared backoff it would be hundreds. */
+    ok(attempts >= 4 && attempts <= 4 * 16,
+       "connect attempts bounded by the shared backoff: %llu in 2 s for %d callers (max %s)",
+       (unsigned long long)attempts, STORM_CALLERS, STORM_MAX);
+    printf("# connect storm: %llu attempts, %d callers, fastest %.2f s, slowest %.2f s\n",
+           (unsigned long long)attempts, STORM_CALLERS, fastest, slowest);
+    lb_pool_release(p);
+}
+
+/* ---- 200 callers through a hard stop of the real server (make test-faults) ------------------ */
+
+#define RESTART_SECONDS 4.0
+
+typedef struct through {
+    lb_pool *pool;
+    int ok, failed, in_doubt;
+    char last_error[200];
+} through;
+
+static void *through_run(void *arg)
+{
+    through *t = arg;
+    double stop = now() + RESTART_SECONDS;
+    while (now() < stop) {
+        lb_error err = LB_ERROR_INIT;
+        PGresult *res = lb_pool_exec(t->pool, "select 1", 0, NULL, NULL, NULL, NULL, &err);
+        if (res)
+            t->ok++;
+        else if (err.retriable && err.message && strstr(err.message, "may or may not have run"))
+            t->in_doubt++;
+        else {
+            t->failed++;
+            snprintf(t->last_error, sizeof t->last_error, "%s", err.message ? err.message : "?");
+        }
+        PQclear(res);
+        lb_error_clear(&err);
+        sleep_s(0.01);
+    }
+    return NULL;
+}
+
+/* pg_ctl as the cluster's OS user, in the background: stop -m immediate, 1.5 s down, start.
+ * Writes the epoch seconds of "down" and "up" to marks. */
+static int background_hard_stop(const char *marks)
+{
+    char cmd[2048];
+    const char *bin = env("LAKEBASE_TEST_PGBIN"), *data = env("LAKEBASE_TEST_PGDATA");
+    const char *log = env("LAKEBASE_TEST_PGLOG"), *user = env("LAKEBASE_TEST_PGOSUSER");
+    const char *as = getuid() == 0 ? "runuser -u " : "";
+    if (!bin || !data || !log)
+        return -1;
+    snprintf(cmd, sizeof cmd,
+             "( sleep 1; date +%%s.%%N > '%s'; %s%s%s '%s/pg_ctl' -D '%s' stop -w -t 60 -m immediate; "
+             "sleep 1.5; %s%s%s '%s/pg_ctl' -D '%s' -l '%s' start -w -t 60; date +%%s.%%N >> '%s' ) "
+             ">/dev/null 2>&1 &",
+             marks, as, getuid() == 0 ? (user ? user : "postgres") : "", getuid() == 0 ? " --" : "",
+             bin, data, as, getuid() == 0 ? (user ? user : "postgres") : "", getuid() == 0 ? " --" : "",
+             bin, data, log, marks);
+    return system(cmd);
+}
+
+static void test_storm_through_restart(void)
+{
+    enum { N = 200 };
+    static through t[N];
+    pthread_t th[N];
+    char marks[] = "/tmp/lb_storm_XXXXXX";
+    lb_pool *p = pool_for("4", "10", "lb_c_storm_restart");
+    lb_pool_stats before, after;
+    int i, ok_n = 0, failed = 0, in_doubt = 0, fd;
+    double down = 0, up = 0, outage;
+    uint64_t attempts;
+    FILE *f;
+
+    if (!ok(p != NULL, "pool for 200 callers through a hard stop"))
+        return;
+    fd = mkstemp(marks);
+    if (fd >= 0)
+        close(fd);
+    {
+        lb_error warm = LB_ERROR_INIT; /* a live connection in the pool before the stop */
+        add_one(p, NULL, 1, &warm);
+        lb_error_clear(&warm);
+    }
+    lb_pool_stats_get(p, &before);
+    if (!ok(background_hard_stop(marks) == 0, "pg_ctl stop -m immediate / start in the background"))
+        return;
+    for (i = 0; i < N; i++) {
+        memset(&t[i], 0, sizeof t[i]);
+        t[i].pool = p;
+        pthread_create(&th[i], NULL, through_run, &t[i]);
+    }
+    for (i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok_n += t[i].ok;
+        failed += t[i].failed;
+        in_doubt += t[i].in_doubt;
+    }
+    for (i = 0; i < 600 && up == 0; i++) { /* the start may still be finishing */
+        if ((f = fopen(marks, "r")) != NULL) {
+            if (fscanf(f, "%lf %lf", &down, &up) != 2)
+                up = 0;
+            fclose(f);
+        }
+        if (up == 0)
+            sleep_s(0.1);
+    }
+    unlink(marks);
+    lb_pool_stats_get(p, &after);
+    attempts = after.connect_failures - before.connect_failures;
+    outage = up - down;
+    for (i = 0; i < N && failed; i++)
+        if (t[i].failed) {
+            printf("# failure: %s\n", t[i].last_error);
+            break;
+        }
+    ok(failed == 0 && ok_n > 0,
+       "200 callers, max 4, hard stop 1.5 s: %d queries ok, %d failed, %d in flight at the stop",
+       ok_n, failed, in_doubt);
+    ok(in_doubt <= 4, "in flight at the stop: at most one per connection (%d)", in_doubt);
+    /* Steps of at least 0.025 s growing to 0.25-0.5 s: about (outage / 0.25 + 8) steps, at most
+     * max (4) attempts each; 200 independent callers would make thousands. */
+    ok(up > 0 && (double)attempts <= 4.0 * (outage / 0.25 + 8),
+       "failed connect attempts during the %.2f s outage: %llu for 200 callers (max 4)", outage,
+       (unsigned long long)attempts);
+    if (env("LAKEBASE_FAULTS_OUT")) {
+        FILE *rows = fopen(env("LAKEBASE_FAULTS_OUT"), "a");
+        if (rows) {
+            fprintf(rows,
+                    "C (test_pool)\t200 callers through a hard stop (-m immediate, down 1.5 s), pool max 4"
+                    "\t%d queries in %.0f s (200 threads)\t%d\t0\t0\tserver down %.2f s; %llu failed "
+                    "connect attempts in all (at most max = 4 per backoff step); %d in flight at the stop "
+                    "(retriable, counted apart)\n",
+                    ok_n + failed + in_doubt, RESTART_SECONDS, failed, outage,
+                    (unsigned long long)attempts, in_doubt);
+            fclose(rows);
+        }
+    }
+    lb_pool_release(p);
+}
+
+int main(int argc, char **argv)
 {
     if (!env("LAKEBASE_TEST_PGPORT") || !env("LAKEBASE_TEST_ADMIN_PASSWORD")) {
         printf("1..0 # SKIP fixtures not running (source the run dir's env.sh)\n");
         return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "storm") == 0) { /* make test-faults: restarts the server */
+        test_storm_through_restart();
+        printf("1..%d\n", test_no);
+        return failures ? 1 : 0;
     }
     test_hammer();
     test_fifo();
@@ -463,6 +700,7 @@ int main(void)
     test_terminated();
     test_registry_close();
     test_registry_threads();
+    test_connect_storm();
     printf("1..%d\n", test_no);
     return failures ? 1 : 0;
 }
