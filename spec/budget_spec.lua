@@ -85,9 +85,14 @@ describe("connection budgets", function()
     assert.not_matches(pw, out, 1, true)
   end)
 
-  -- Needs the connect retries on 53300 within acquire_timeout (issue 13, branch `reliab`), which
-  -- are not on this branch yet: without them, about half of the bursts fail with 53300 (measured on
-  -- the fixtures: 300 of 617 bursts in 8 s over the four processes).
+  -- Pending. With the connect retries on 53300 within acquire_timeout (issue 13, merged in here) a
+  -- refused connect is retried and, when it gives up, says the compute's limit was reached and what
+  -- to change; but this load still fails: a plain Lua process reaches 10 connections only by holding
+  -- some while it waits for the next, so four of them hold all 20 and wait for each other until
+  -- acquire_timeout (measured: the first process managed 5 bursts in 8 s, and 1 failed with 53300
+  -- after 28 connect attempts in 10 s). Before the retries about half failed (300 of 617 bursts
+  -- in 8 s). Passing it needs the per-process cap (not built)
+  -- or a load of one connection per request with concurrency inside each process (nginx workers).
   pending("four processes with max = 10 against a limit of 20: no 53300 reaches the caller", function()
     local e = h.env()
     local lit = string.format("{ host = %q, port = %d, user = %q, password = %q, database = %q,"
