@@ -251,9 +251,11 @@ function _M.release_example_items(db, created)
 end
 
 --- Starts the OpenResty example (examples/openresty/run.sh) in `prefix` with extra environment
--- assignments `env` (shell text, e.g. "LAKEBASE_NGINX_WORKERS=1"); returns its base URL or raises.
-function _M.example_start(prefix, env)
-  local out, ok = run("cd " .. shell_quote(repo_root()) .. " && LAKEBASE_NGINX_PREFIX=" .. shell_quote(prefix)
+-- assignments `env` (shell text, e.g. "LAKEBASE_NGINX_WORKERS=1"), after sourcing the shell file
+-- `source` when given (settings with a secret: off the command line); returns its base URL or raises.
+function _M.example_start(prefix, env, source)
+  local out, ok = run("cd " .. shell_quote(repo_root()) .. " && "
+    .. (source and (". " .. shell_quote(source) .. " && ") or "") .. "LAKEBASE_NGINX_PREFIX=" .. shell_quote(prefix)
     .. " " .. (env or "") .. " bash examples/openresty/run.sh start 2>&1")
   assert(ok, "run.sh start failed: " .. out)
   local base = out:match("(http://127%.0%.0%.1:%d+)%s*$")
