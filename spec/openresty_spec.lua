@@ -292,36 +292,18 @@ describe("openresty (nginx + lakebase.ngx)", function()
 
   setup(function()
     db = assert(lakebase.new(h.settings({ application_name = "lakebase-spec-openresty" })))
-    local exists = assert(db:one("select to_regclass('public.items') is not null as e")).e
-    if not exists then
-      local f = assert(io.open(root .. "/examples/migrations/0001_items.sql"))
-      local sql = f:read("*a")
-      f:close()
-      assert(db:exec_script(sql))
-      created_items = true
-    end
+    created_items = h.ensure_example_items(db)
     write_file(extra_file, EXTRA)
     write_file(http_extra_file, HTTP_EXTRA)
-    local out, ok = h.run("cd " .. q(root) .. " && LAKEBASE_NGINX_PREFIX=" .. q(prefix)
-      .. " LAKEBASE_NGINX_EXTRA=" .. q(extra_file) .. " LAKEBASE_NGINX_HTTP_EXTRA=" .. q(http_extra_file)
-      .. " LAKEBASE_NGINX_WORKERS=1"
-      .. " bash examples/openresty/run.sh start 2>&1")
-    assert(ok, "run.sh start failed: " .. out)
-    base = out:match("(http://127%.0%.0%.1:%d+)%s*$")
-    assert(base, "run.sh start printed no base URL: " .. out)
+    base = h.example_start(prefix, "LAKEBASE_NGINX_EXTRA=" .. q(extra_file) .. " LAKEBASE_NGINX_HTTP_EXTRA="
+      .. q(http_extra_file) .. " LAKEBASE_NGINX_WORKERS=1")
   end)
 
   teardown(function()
-    h.run("cd " .. q(root) .. " && LAKEBASE_NGINX_PREFIX=" .. q(prefix)
-      .. " bash examples/openresty/run.sh stop 2>&1")
+    h.example_stop(prefix)
     os.remove(extra_file)
     os.remove(http_extra_file)
-    if db then
-      if created_items then
-        db:exec_script("drop table if exists items")
-      end
-      db:close()
-    end
+    h.release_example_items(db, created_items)
   end)
 
   -- First: the nginx worker is fresh, so its first query has to fetch a Lakebase credential.

@@ -126,6 +126,10 @@ typedef struct lb_settings {
     int keepalives_interval; /* seconds between probes */
     int keepalives_count;   /* unanswered probes before the connection counts as dead */
     double tcp_user_timeout; /* seconds sent data may stay unacknowledged, 0 = the OS default */
+    char *read_endpoint;    /* read-only endpoint of db:reader() (its own credential), or NULL */
+    char *read_host;        /* its Postgres host; NULL: db:reader() is the primary */
+    int read_port;          /* 0: the primary's port */
+    int fallback_to_primary; /* 1: db:reader() runs on the primary while the reader is down */
     char *key;              /* identity of a pool: equal keys share it (holds no secret in clear) */
     char *credential_key;   /* identity of a credential: workspace, endpoint, auth identity (pool
                              * sizes and timeouts do not matter); equal keys share one */

@@ -31,6 +31,7 @@ enum {
     O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
     O_KEEPALIVES, O_KEEPALIVES_IDLE, O_KEEPALIVES_INTERVAL, O_KEEPALIVES_COUNT, O_TCP_USER_TIMEOUT,
     O_MIN_IDLE, O_PREFETCH,
+    O_READ_ENDPOINT, O_READ_HOST, O_READ_PORT, O_FALLBACK_TO_PRIMARY,
     O_COUNT
 };
 
@@ -74,7 +75,8 @@ static const lb_option_info spec[O_COUNT] = {
                    "DATABRICKS_CONFIG_FILE) for the workspace settings"},
     [O_CLI_PATH] = {"databricks_cli_path", "DATABRICKS_CLI_PATH", 0, "a string", NULL,
                     "the databricks CLI for databricks-cli auth (default: databricks on PATH)"},
-    [O_MAX] = {"max", NULL, 0, "an integer 1-1000", "10", "pool size"},
+    [O_MAX] = {"max", NULL, 0, "an integer 1-1000", "10",
+               "pool size per process (under nginx: per worker process)"},
     [O_IDLE_TIMEOUT] = {"idle_timeout", NULL, 0, "a number of seconds > 0 and <= 86400", "30",
                         "seconds an idle connection is kept"},
     [O_CONNECT_TIMEOUT] = {"connect_timeout", NULL, 0, "a number of seconds > 0 and <= 3600", "10",
@@ -105,6 +107,17 @@ static const lb_option_info spec[O_COUNT] = {
                     "connections opened at lakebase.new (init_worker under nginx) and kept idle"},
     [O_PREFETCH] = {"prefetch", NULL, 0, "a boolean", "false",
                     "fetch the credential at lakebase.new, before the first request needs it"},
+    [O_READ_ENDPOINT] = {"read_endpoint", "LAKEBASE_READ_ENDPOINT", 0,
+                         "projects/<project>/branches/<branch>/endpoints/<endpoint>", NULL,
+                         "read-only endpoint for db:reader() (its own pool and credential; needs "
+                         "LAKEBASE_READ_HOST until host discovery exists)"},
+    [O_READ_HOST] = {"read_host", "LAKEBASE_READ_HOST", 0, "a string", NULL,
+                     "Postgres host of the read-only endpoint (unset: db:reader() is the primary)"},
+    [O_READ_PORT] = {"read_port", "LAKEBASE_READ_PORT", 0, "an integer 1-65535", NULL,
+                     "Postgres port of the read-only endpoint (default: the primary's port)"},
+    [O_FALLBACK_TO_PRIMARY] = {"fallback_to_primary", NULL, 0, "a boolean", "false",
+                               "db:reader() runs on the primary while the read endpoint cannot "
+                               "be reached"},
 };
 
 const lb_option_info *lb_options(int *count)
@@ -687,6 +700,8 @@ void lb_settings_free(lb_settings *s)
     free(s->application_name);
     free(s->profile);
     free(s->databricks_cli_path);
+    free(s->read_endpoint);
+    free(s->read_host);
     free(s->key);
     free(s->credential_key);
     free(s);
@@ -723,6 +738,8 @@ lb_settings *lb_settings_copy(const lb_settings *s)
     bad |= dup_field(&c->application_name, s->application_name);
     bad |= dup_field(&c->profile, s->profile);
     bad |= dup_field(&c->databricks_cli_path, s->databricks_cli_path);
+    bad |= dup_field(&c->read_endpoint, s->read_endpoint);
+    bad |= dup_field(&c->read_host, s->read_host);
     bad |= dup_field(&c->key, s->key);
     bad |= dup_field(&c->credential_key, s->credential_key);
     if (bad) {
@@ -800,6 +817,13 @@ char *lb_settings_describe(const lb_settings *s)
               s->prepare ? "true" : "false");
     if (s->min_idle > 0 || s->prefetch)
         lb_buf_printf(&b, " min_idle=%d prefetch=%s", s->min_idle, s->prefetch ? "true" : "false");
+    if (s->read_host)
+        lb_buf_printf(&b, " read_host=%s read_port=%d", s->read_host,
+                      s->read_port ? s->read_port : s->port);
+    if (s->read_endpoint)
+        lb_buf_printf(&b, " read_endpoint=%s", s->read_endpoint);
+    if (s->fallback_to_primary)
+        lb_buf_printf(&b, " fallback_to_primary=true");
     return lb_buf_take(&b);
 }
 
@@ -912,6 +936,10 @@ static char *make_key(const lb_settings *s, const char *digest)
     lb_buf_printf(&b, "%d,%d,%d,%d,%d,%.17g,%d,%d,", s->prepare, s->keepalives, s->keepalives_idle,
                   s->keepalives_interval, s->keepalives_count, s->tcp_user_timeout, s->min_idle,
                   s->prefetch);
+    /* db:reader() is derived from its pool's settings: a different read side is another pool. */
+    key_field(&b, s->read_endpoint);
+    key_field(&b, s->read_host);
+    lb_buf_printf(&b, "%d,%d,", s->read_port, s->fallback_to_primary);
     lb_buf_printf(&b, "%s", digest);
     return lb_buf_take(&b);
 }
@@ -960,21 +988,26 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
 
     switch (o) {
     case O_HOST:
+    case O_READ_HOST:
         if (strpbrk(v, " \t")) {
             add_problem(pr, o, r, "expected a host name, got %s", q);
             return -1;
         }
-        return dup_field(&s->host, v);
+        return dup_field(o == O_HOST ? &s->host : &s->read_host, v);
     case O_DATABASE:
         return dup_field(&s->database, v);
     case O_USER:
         return dup_field(&s->user, v);
     case O_PORT:
+    case O_READ_PORT:
         if (parse_int(v, 1, 65535, &iv) != 0) {
             add_problem(pr, o, r, "expected an integer 1-65535, got %s", q);
             return -1;
         }
-        s->port = (int)iv;
+        if (o == O_PORT)
+            s->port = (int)iv;
+        else
+            s->read_port = (int)iv;
         return 0;
     case O_SSLMODE: {
         static const struct { const char *n; lb_sslmode m; } modes[] = {
@@ -1002,11 +1035,12 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         return dup_field(&s->sslrootcert, v);
     }
     case O_ENDPOINT:
+    case O_READ_ENDPOINT:
         if (!good_endpoint(v)) {
             add_problem(pr, o, r, "expected projects/<project>/branches/<branch>/endpoints/<endpoint>, got %s", q);
             return -1;
         }
-        return dup_field(&s->endpoint, v);
+        return dup_field(o == O_ENDPOINT ? &s->endpoint : &s->read_endpoint, v);
     case O_DATABRICKS_HOST: {
         const char *why = NULL;
         int no_echo = 0;
@@ -1091,12 +1125,15 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
     case O_PREPARE:
     case O_KEEPALIVES:
     case O_PREFETCH:
+    case O_FALLBACK_TO_PRIMARY:
         if (parse_bool(v, &bv) != 0) {
             add_problem(pr, o, r, "expected a boolean (true/false), got %s", q);
             return -1;
         }
         if (o == O_PREPARE)
             s->prepare = bv;
+        else if (o == O_FALLBACK_TO_PRIMARY)
+            s->fallback_to_primary = bv;
         else if (o == O_KEEPALIVES)
             s->keepalives = bv;
         else
@@ -1227,6 +1264,14 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
                         "required unless password is set (projects/<project>/branches/<branch>/endpoints/<endpoint>)");
         if (!r[O_DATABRICKS_HOST].value && !r[O_DATABRICKS_HOST].bad_type)
             add_problem(&pr, O_DATABRICKS_HOST, NULL, "required unless password is set (the workspace URL, https://...)");
+    }
+    /* The read endpoint's host is not discovered from the endpoint API (yet): it is given. */
+    if (!r[O_READ_HOST].value && !r[O_READ_HOST].bad_type) {
+        if (r[O_READ_ENDPOINT].value || r[O_READ_ENDPOINT].bad_type)
+            add_problem(&pr, O_READ_HOST, NULL,
+                        "required when read_endpoint is set (its host is not discovered yet)");
+        else if (r[O_READ_PORT].value || r[O_READ_PORT].bad_type)
+            add_problem(&pr, O_READ_HOST, NULL, "required when read_port is set");
     }
     s->profile = profile_used; /* owned by s now */
     profile_used = NULL;

@@ -8,6 +8,8 @@
 --   GET    /items/:id     200 item | 404
 --   PATCH  /items/:id     200 item | 400 | 404
 --   DELETE /items/:id     200 {"deleted":id} | 404
+--   GET    /read/items    like GET /items, served by db:reader(): the read-only endpoint when
+--                         LAKEBASE_READ_HOST is set (replication lag applies), else the primary
 -- Database failures answer 500 {"error":"internal error"}: the details go to the error log only.
 --
 -- Queries are written with the query builder over examples/schema.lua; every one runs in nginx's
@@ -24,10 +26,15 @@ local json = lakebase.json
 
 -- One db per worker process (the C pool behind it is process-wide); not per request. Inside nginx
 -- lakebase.new returns the thread-pool bridge (lakebase.ngx): same API, nothing blocks the loop.
-local db, db_err
+-- Its reader is bound to the read-only endpoint (its own pool and credential) when one is set.
+local db, db_err, reader
 
 function _M.init_worker()
   db, db_err = lakebase.new({ application_name = "lakebase-openresty-example" })
+  if db then
+    reader, db_err = db:reader()
+    if not reader then db = nil end
+  end
   if not db then
     ngx.log(ngx.ERR, "lakebase: ", tostring(db_err))
   end
@@ -36,6 +43,11 @@ end
 --- The worker's db (for extra locations, e.g. the spec's).
 function _M.db()
   return db, db_err
+end
+
+--- The worker's reader.
+function _M.reader()
+  return reader, db_err
 end
 
 local function reply(status, body)
@@ -125,12 +137,12 @@ local function health()
   return reply(200, { status = "ok" })
 end
 
-local function list_items()
+local function list_items(from)
   local limit = tonumber(ngx.var.arg_limit or 50)
   if not limit or limit < 1 or limit > 100 or limit % 1 ~= 0 then
     return reply(400, { error = "validation failed", fields = { limit = "an integer 1..100" } })
   end
-  local rows, err = db:select(item_columns()):from(items):order_by(items.id:desc()):limit(limit):all()
+  local rows, err = from:select(item_columns()):from(items):order_by(items.id:desc()):limit(limit):all()
   if not rows then return db_failure(err) end
   rows.affected_rows = nil
   return reply(200, json.array(rows))
@@ -197,8 +209,12 @@ function _M.handle()
   if uri == "/health" and method == "GET" then
     return health()
   elseif uri == "/items" then
-    if method == "GET" then return list_items() end
+    if method == "GET" then return list_items(db) end
     if method == "POST" then return create_item() end
+    return reply(405, { error = "method not allowed" })
+  end
+  if uri == "/read/items" then
+    if method == "GET" then return list_items(reader) end
     return reply(405, { error = "method not allowed" })
   end
   local id = uri:match("^/items/([^/]+)$")

@@ -42,7 +42,7 @@ local USAGE = [[
 usage: lakebase [--env-file PATH] <command> [options]
 
 commands:
-  check                 validate settings, fetch a credential, connect; print user, server, TLS
+  check                 validate settings, fetch a credential, connect; print user, server, TLS, budget
   token [--show]        fetch a Lakebase credential (printed only with --show)
   psql [ARGS...]        run psql with a fresh credential (passed in a private PGPASSFILE)
   migrate [--dir D] [--dry-run] [--allow-out-of-order] [--allow-changed] [--tracking-table S.T]
@@ -70,9 +70,11 @@ local HELP = {
 usage: lakebase check [--env-file PATH]
 
 Validates the settings (every problem at once), fetches a Lakebase credential (unless PGPASSWORD is
-set), connects, and prints the user, the server version, the TLS version and when the credential
-expires; then the time of each step of a cold start (DNS, TCP, TLS, authentication, first query,
-the credential's HTTP call) and the measured round-trip time. Never prints the credential.]],
+set), connects, and prints the user, the server version, the TLS version, when the credential
+expires and the connection budget: the server's max_connections, its superuser reserve, the
+connections open now, and the rule hosts x nginx workers x pools x max <= what this role can hold;
+then the time of each step of a cold start (DNS, TCP, TLS, authentication, first query, the
+credential's HTTP call) and the measured round-trip time. Never prints the credential.]],
   token = [[
 usage: lakebase token [--show] [--env-file PATH]
 
@@ -295,6 +297,38 @@ end
 
 local commands = {}
 
+-- What the server allows: its limit, the slots only superusers may take, the connections open now
+-- (this role's, this check's one included) and the role's own limit (-1: none).
+local BUDGET_SQL = [[
+  select current_setting('max_connections')::int as max_connections,
+         current_setting('superuser_reserved_connections')::int as reserved,
+         (select count(*) from pg_stat_activity where backend_type = 'client backend')::int as open,
+         (select count(*) from pg_stat_activity
+           where backend_type = 'client backend' and usename = current_user)::int as mine,
+         (select rolconnlimit from pg_roles where rolname = current_user)::int as role_limit,
+         (select rolsuper from pg_roles where rolname = current_user) as super]]
+
+--- The connection budget lines of `lakebase check` from the server's numbers (BUDGET_SQL's row)
+-- and this process's pool size `max`: what this role can still open, and the sizing rule.
+function _M.budget_lines(f, max)
+  local limit = f.max_connections - (f.super and 0 or f.reserved)
+  local others = f.open - f.mine -- held by other roles: not this role's to take
+  local room = limit - others
+  if f.role_limit and f.role_limit >= 0 and f.role_limit < room then
+    room = f.role_limit
+  end
+  local lines = {
+    ("connections: server max_connections %d, %d reserved for superusers, %d open (%d by other roles, "
+      .. "%d by this role, this check's included)%s"):format(f.max_connections, f.reserved, f.open, others,
+      f.mine, (f.role_limit and f.role_limit >= 0) and (", role limit " .. f.role_limit) or ""),
+    ("budget: this role can hold %d connections; this process opens up to max = %d per pool "
+      .. "(under nginx: per worker process)"):format(room, max),
+    ("budget: keep hosts x nginx workers x pools x max <= %d (today: at most %d processes of max = %d); "
+      .. "past it the server refuses with 53300 too_many_connections"):format(room, math.floor(room / max), max),
+  }
+  return lines
+end
+
 function commands.check(ctx, args)
   if #args > 0 then return ctx:usage("unexpected argument " .. args[1]) end
   local s, err = ctx:settings()
@@ -326,6 +360,8 @@ function commands.check(ctx, args)
     select current_user::text as "user", version() as server, s.ssl, s.version as tls, s.cipher
       from pg_stat_ssl s where s.pid = pg_backend_pid()]])
   if not ok then rows, qerr = nil, rows end
+  local fok, facts, ferr = pcall(db.one, db, BUDGET_SQL)
+  if not fok then facts, ferr = nil, facts end
   if type(db.close) == "function" then pcall(db.close, db) end
   if not rows then return ctx:fail(step_error("query", qerr)) end
   local r = rows[1] or {}
@@ -343,6 +379,11 @@ function commands.check(ctx, args)
     ctx:out("round trip: ", ms(p.rtt), " (a query costs about one; a cold start about ",
       string.format("%.0f", (p.tcp + p.tls + p.auth + p.first_query) / math.max(p.rtt, 1e-6)),
       "; min_idle and prefetch take the cold start off the first request)")
+  end
+  if facts then
+    for _, line in ipairs(_M.budget_lines(facts, s.max)) do ctx:out(line) end
+  else
+    ctx:out("budget: unknown (", tostring(ferr), ")")
   end
   ctx:out("ok")
   return 0

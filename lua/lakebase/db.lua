@@ -84,7 +84,13 @@ function _M.new(opts)
       return nil, err
     end
   end
-  return _M.wrap(pool)
+  local db = _M.wrap(pool)
+  if opts then -- db:reader() builds its settings from these (a copy: later edits do not leak in)
+    local copy = {}
+    for k, v in pairs(opts) do copy[k] = v end
+    db._opts = copy
+  end
+  return db
 end
 
 local function pool_of(self)
@@ -134,8 +140,112 @@ function db_methods:exec_script(sql)
   return pool_of(self):exec_script(sql)
 end
 
+--- The pool's counters; `reader` holds the read side's once db:reader() made one.
 function db_methods:stats()
-  return pool_of(self):stats()
+  local st = pool_of(self):stats()
+  local r = self._reader
+  if r and r ~= self and not r._pool:closed() then
+    st.reader = r._pool:stats()
+  end
+  return st
+end
+
+---------------------------------------------------------------------------------------------
+-- The read side
+---------------------------------------------------------------------------------------------
+
+-- With fallback_to_primary, the reader's pool handle is this proxy: every call goes to the
+-- read endpoint, and runs on the primary instead when the read side cannot be reached (no
+-- connection, no credential). A statement the read endpoint refused (25006 for a write, ...)
+-- is not retried anywhere: its error is the caller's.
+local fallback_methods = {}
+local fallback_mt = { __index = fallback_methods, __name = "lakebase.pool" }
+
+--- True for an error that says the server could not be reached (no connection, no credential).
+function _M.unreachable(err)
+  return type(err) == "table" and (err.kind == "connect" or err.kind == "credential")
+end
+
+local function fallback_call(self, name, ...)
+  local res = pack(self.reader[name](self.reader, ...))
+  if res[1] == nil and _M.unreachable(res[2]) then
+    self.fallbacks = self.fallbacks + 1
+    return self.primary[name](self.primary, ...)
+  end
+  return unpack(res, 1, res.n)
+end
+
+for _, name in ipairs({ "query", "query_params", "exec_script", "begin" }) do
+  fallback_methods[name] = function(self, ...) return fallback_call(self, name, ...) end
+end
+
+function fallback_methods:stats()
+  local st = self.reader:stats()
+  st.fallbacks = self.fallbacks
+  return st
+end
+
+function fallback_methods:settings() return self.reader:settings() end
+function fallback_methods:closed() return self.reader:closed() or self.primary:closed() end
+function fallback_methods:close() return self.reader:close() end
+function fallback_methods:sweep() return self.reader:sweep() end
+fallback_mt.__tostring = function(self) return tostring(self.reader) end
+
+--- The options of the read side of `pool` (the primary's handle, made from `opts`): the same
+-- options with the read endpoint's host, port and endpoint; nil when no read endpoint is set.
+-- Also returns whether fallback_to_primary is on.
+function _M.reader_options(pool, opts)
+  local s = pool:settings()
+  if not s.read_host then
+    return nil
+  end
+  local ro = {}
+  for k, v in pairs(opts or {}) do ro[k] = v end
+  ro.host, ro.port = s.read_host, s.read_port
+  -- Credentials are per endpoint: the read endpoint's own one when it is named.
+  if s.read_endpoint then
+    ro.endpoint = s.read_endpoint
+  end
+  return ro, s.fallback_to_primary
+end
+
+--- The read-side pool handle of `pool`, or nil when no read endpoint is set; nil, err when its
+-- settings are refused. With fallback_to_primary, a proxy that falls back to `pool`.
+function _M.reader_pool(pool, opts)
+  local ro, fallback = _M.reader_options(pool, opts)
+  if not ro then
+    return nil
+  end
+  local rpool, err = core.pool_new(ro)
+  if not rpool then
+    return nil, err
+  end
+  if fallback then
+    return setmetatable({ reader = rpool, primary = pool, fallbacks = 0 }, fallback_mt)
+  end
+  return rpool
+end
+
+--- A db for reads with the same API: bound to the read-only endpoint (`read_host`,
+-- `read_endpoint`; its own pool and credential) when one is set, otherwise this db itself, so
+-- code written for replicas runs unchanged on one compute. Writes through it fail with the
+-- server's read-only error (SQLSTATE 25006). Made once; nil, err when its settings are refused.
+function db_methods:reader()
+  if self._reader then
+    return self._reader
+  end
+  local rpool, err = _M.reader_pool(pool_of(self), self._opts)
+  if err then
+    return nil, err
+  end
+  if not rpool then
+    self._reader = self
+    return self
+  end
+  local r = _M.wrap(rpool)
+  r._reader = r
+  self._reader = r
+  return r
 end
 
 --- Runs fn(conn) on one connection of the pool, outside any transaction, and gives it back
@@ -160,6 +270,10 @@ end
 
 --- Lets go of this db's share of the pool (connections close when no db uses it any more).
 function db_methods:close()
+  local r = self._reader
+  if r and r ~= self then
+    r._pool:close()
+  end
   self._pool:close()
   return true
 end

@@ -542,20 +542,32 @@ local function check_sql(sql, level)
   end
 end
 
+-- A call that needs a connection of this db's pool. A reader with fallback_to_primary runs it on
+-- the primary when the read endpoint cannot be reached (lakebase.db's rule, on the event loop).
+local function pool_call(self, fname, ...)
+  local res = pack(call(self, fname, "call", self.settings, ...))
+  local primary = self.fallback
+  if res[1] == nil and primary and dbmod.unreachable(res[2]) then
+    self.fallbacks = self.fallbacks + 1
+    return call(primary, fname, "call", primary.settings, ...)
+  end
+  return unpack(res, 1, res.n)
+end
+
 function db_methods:query_params(sql, params, opts)
   check_sql(sql, 2)
   local qopts = type(opts) == "table" and opts.idempotent and { idempotent = true } or nil
-  return call(self, "t_query", "call", self.settings, sql, params or { n = 0 }, qopts)
+  return pool_call(self, "t_query", sql, params or { n = 0 }, qopts)
 end
 
 function db_methods:query(sql, ...)
   check_sql(sql, 2)
-  return call(self, "t_query", "call", self.settings, sql, params_of(...))
+  return pool_call(self, "t_query", sql, params_of(...))
 end
 
 function db_methods:one(sql, ...)
   check_sql(sql, 2)
-  local rows, err = call(self, "t_query", "call", self.settings, sql, params_of(...))
+  local rows, err = pool_call(self, "t_query", sql, params_of(...))
   if not rows then
     return nil, err
   end
@@ -564,7 +576,7 @@ end
 
 function db_methods:exec_script(sql)
   check_sql(sql, 2)
-  return call(self, "t_exec_script", "call", self.settings, sql)
+  return pool_call(self, "t_exec_script", sql)
 end
 
 -- The pipeline's statements run in the thread pool, in one flight; dbmod.run_pipeline is the one
@@ -583,8 +595,37 @@ function db_methods:stats()
   local s = self.db:stats()
   if type(s) == "table" then
     s.pinned = core.pin_count()
+    if self.fallback then
+      s.fallbacks = self.fallbacks
+    end
   end
   return s
+end
+
+--- The reader (lakebase.db's db:reader()): a db of this module bound to the read endpoint, its
+-- calls in the thread pool like this one's (its own pool, gate and credential); this db itself
+-- when no read endpoint is set. nil, err when the read settings are refused.
+function db_methods:reader()
+  if self._reader then
+    return self._reader
+  end
+  local rdb, err = self.db:reader() -- the event loop's handle on the read pool: stats, gate size
+  if not rdb then
+    return nil, err
+  end
+  if rdb == self.db then
+    self._reader = self
+    return self
+  end
+  local ro, fallback = dbmod.reader_options(self.db._pool, self.settings)
+  ro.thread_pool, ro.lease, ro.blocking = self.thread_pool, self.lease, self.blocking
+  local r = _M.wrap(rdb, ro)
+  r._reader = r
+  if fallback then
+    r.fallback, r.fallbacks = self, 0
+  end
+  self._reader = r
+  return r
 end
 
 --- Lets go of this db (the worker threads' handles on the same pool stay until the process ends).
@@ -633,6 +674,10 @@ function db_methods:transaction(fn, opts)
   local sql = dbmod.begin_sql(opts, 3)
   local id, err = call(self, "t_begin", "hold", self.settings, self.lease, sql)
   if not id then
+    if self.fallback and dbmod.unreachable(err) then
+      self.fallbacks = self.fallbacks + 1
+      return self.fallback:transaction(fn, opts)
+    end
     return nil, err
   end
   local pins = track(self, id)

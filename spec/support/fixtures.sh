@@ -69,6 +69,10 @@ cmd_stop() {
     for _ in $(seq 1 50); do kill -0 "$WS_PID" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$WS_PID" 2>/dev/null || true
   fi
+  # A hot standby a spec started (spec/support/standby.sh) and could not stop lives in PGTMP too.
+  if [ -n "${PGTMP:-}" ] && [ -f "$PGTMP/standby/postmaster.pid" ]; then
+    as_postgres "$pgbin/pg_ctl" stop -D "$PGTMP/standby" -m immediate -w >/dev/null 2>&1 || true
+  fi
   if [ -n "${PGDATA:-}" ] && [ -d "$PGDATA" ]; then
     as_postgres "$pgbin/pg_ctl" stop -D "$PGDATA" -m immediate -w >/dev/null 2>&1 || true
     # A postmaster that pg_ctl could not reach (e.g. pid file gone): kill it by its own pid.
@@ -160,6 +164,7 @@ EOF
   cat >"$PGDATA/pg_hba.conf" <<EOF
 # lakebase test fixture: peer for bootstrapping as the OS user running PostgreSQL, passwords everywhere else.
 local   all  postgres                 peer map=boot
+local   replication postgres          peer map=boot
 local   all  all                      scram-sha-256
 hostssl all  all       127.0.0.1/32   scram-sha-256
 host    all  all       127.0.0.1/32   scram-sha-256

@@ -223,6 +223,78 @@ function _M.pg_running()
   return pg_ctl("status") == true
 end
 
+--- The streaming replica (spec/support/standby.sh), for the specs that need it only:
+-- standby("start") returns its port; "halt", "resume", "stop" return true; nil, output on failure.
+function _M.standby(cmd)
+  local out, ok = run(env_prefix() .. "bash " .. shell_quote(repo_root() .. "/spec/support/standby.sh")
+    .. " " .. cmd .. " 2>&1")
+  if not ok then return nil, out end
+  if cmd == "start" then return tonumber(out:match("(%d+)%s*$")) end
+  return true
+end
+
+--- Creates the example's `items` table (examples/migrations/0001_items.sql) on `db` unless it
+-- exists; returns true when it created it (the caller drops it again).
+function _M.ensure_example_items(db)
+  if assert(db:one("select to_regclass('public.items') is not null as e")).e then
+    return false
+  end
+  local sql = assert(read_file(repo_root() .. "/examples/migrations/0001_items.sql"))
+  assert(db:exec_script(sql))
+  return true
+end
+
+--- Undoes ensure_example_items (drops the table when it created it) and closes db.
+function _M.release_example_items(db, created)
+  if not db then return end
+  if created then db:exec_script("drop table if exists items") end
+  db:close()
+end
+
+--- Starts the OpenResty example (examples/openresty/run.sh) in `prefix` with extra environment
+-- assignments `env` (shell text, e.g. "LAKEBASE_NGINX_WORKERS=1"), after sourcing the shell file
+-- `source` when given (settings with a secret: off the command line); returns its base URL or raises.
+function _M.example_start(prefix, env, source)
+  local out, ok = run("cd " .. shell_quote(repo_root()) .. " && "
+    .. (source and (". " .. shell_quote(source) .. " && ") or "") .. "LAKEBASE_NGINX_PREFIX=" .. shell_quote(prefix)
+    .. " " .. (env or "") .. " bash examples/openresty/run.sh start 2>&1")
+  assert(ok, "run.sh start failed: " .. out)
+  local base = out:match("(http://127%.0%.0%.1:%d+)%s*$")
+  assert(base, "run.sh start printed no base URL: " .. out)
+  return base
+end
+
+function _M.example_stop(prefix)
+  run("cd " .. shell_quote(repo_root()) .. " && LAKEBASE_NGINX_PREFIX=" .. shell_quote(prefix)
+    .. " bash examples/openresty/run.sh stop 2>&1")
+end
+
+--- Runs the Lua program `source` in one process per entry of `argsets` (each a list of arguments),
+-- all at once, with this interpreter and the build's paths; returns their outputs (stdout and
+-- stderr), in order.
+function _M.lua_processes(source, argsets)
+  local script = tmpname()
+  _M.write_file(script, source)
+  local interp = os.getenv("LAKEBASE_TEST_INTERP") or "lua5.4"
+  local cmds = {}
+  for i, args in ipairs(argsets) do
+    local quoted = {}
+    for j, a in ipairs(args) do quoted[j] = shell_quote(a) end
+    cmds[i] = string.format("LUA_PATH=%s LUA_CPATH=%s %s %s %s > %s.%d 2>&1 &",
+      shell_quote(os.getenv("LUA_PATH") or ""), shell_quote(os.getenv("LUA_CPATH") or ""), interp,
+      shell_quote(script), table.concat(quoted, " "), shell_quote(script), i)
+  end
+  local _, ok = run(table.concat(cmds, " ") .. " wait")
+  assert(ok, "could not run the processes")
+  local outs = {}
+  for i = 1, #argsets do
+    outs[i] = read_file(script .. "." .. i) or ""
+    os.remove(script .. "." .. i)
+  end
+  os.remove(script)
+  return outs
+end
+
 function _M.sleep(s)
   system.sleep(s)
 end

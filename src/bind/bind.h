@@ -16,6 +16,8 @@ int lb_bind_fail(lua_State *L, lb_error *err);
  * every rule (bind_config.c). Returns NULL with err set on failure; the caller frees the result.
  * Keys in `ignore` (NULL-terminated, may be NULL) are skipped: options of the Lua layer. */
 lb_settings *lb_bind_check_settings(lua_State *L, int idx, const char *const *ignore, lb_error *err);
+/* Pushes the settings as a table (secrets as "(set)"), as core.config returns them. */
+void lb_bind_push_settings(lua_State *L, const lb_settings *s);
 
 void lb_bind_error(lua_State *L);
 void lb_bind_config(lua_State *L);

@@ -123,10 +123,10 @@ lb_settings *lb_bind_check_settings(lua_State *L, int idx, const char *const *ig
             break;
         }
         case LUA_TBOOLEAN:
-            /* Only `prepare`, `keepalives` and `prefetch` are booleans; elsewhere a boolean is a
-             * type error. */
+            /* Only `prepare`, `keepalives`, `prefetch` and `fallback_to_primary` are booleans;
+             * elsewhere a boolean is a type error. */
             if (strcmp(name, "prepare") == 0 || strcmp(name, "keepalives") == 0 ||
-                strcmp(name, "prefetch") == 0)
+                strcmp(name, "prefetch") == 0 || strcmp(name, "fallback_to_primary") == 0)
                 value = lua_toboolean(L, -1) ? "true" : "false";
             else
                 bad_type = "boolean";
@@ -180,12 +180,13 @@ static int settings_tostring(lua_State *L)
         "databricks_host", "auth", "profile", "token", "client_id", "client_secret", "password", "max",
         "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
         "application_name", "prepare", "keepalives", "keepalives_idle", "keepalives_interval",
-        "keepalives_count", "tcp_user_timeout", "min_idle", "prefetch", NULL};
+        "keepalives_count", "tcp_user_timeout", "min_idle", "prefetch",
+        "read_endpoint", "read_host", "read_port", "fallback_to_primary", NULL};
     int i, n = 1;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 4 * 29 + 4, "settings tostring");
+    luaL_checkstack(L, 4 * 33 + 4, "settings tostring");
     lua_pushliteral(L, "lakebase.settings{");
     for (i = 0; fields[i]; i++) {
         char tmp[96];
@@ -235,7 +236,7 @@ static void set_num(lua_State *L, const char *field, double value)
     lua_setfield(L, -2, field);
 }
 
-static void push_settings(lua_State *L, const lb_settings *s)
+void lb_bind_push_settings(lua_State *L, const lb_settings *s)
 {
     lua_createtable(L, 0, 30);
     set_str(L, "host", s->host);
@@ -270,6 +271,12 @@ static void push_settings(lua_State *L, const lb_settings *s)
     set_num(L, "min_idle", s->min_idle);
     lua_pushboolean(L, s->prefetch);
     lua_setfield(L, -2, "prefetch");
+    set_str(L, "read_endpoint", s->read_endpoint);
+    set_str(L, "read_host", s->read_host);
+    if (s->read_host)
+        set_num(L, "read_port", s->read_port ? s->read_port : s->port);
+    lua_pushboolean(L, s->fallback_to_primary);
+    lua_setfield(L, -2, "fallback_to_primary");
 
     lua_pushlightuserdata(L, (void *)&settings_mt_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
@@ -287,7 +294,7 @@ static int l_config(lua_State *L)
     s = lb_bind_check_settings(L, 1, NULL, &err);
     if (!s)
         return lb_bind_fail(L, &err);
-    push_settings(L, s);
+    lb_bind_push_settings(L, s);
     lb_settings_free(s);
     return 1;
 }

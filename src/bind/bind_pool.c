@@ -477,6 +477,14 @@ static int pool_stats(lua_State *L)
     return 1;
 }
 
+/* The pool's resolved settings (secrets as "(set)"): db:reader() derives the read side from them. */
+static int pool_settings(lua_State *L)
+{
+    pool_ud *u = check_pool(L);
+    lb_bind_push_settings(L, lb_pool_settings(u->pool));
+    return 1;
+}
+
 /* Drops this handle's share of the process-wide pool; the connections close when the last
  * handle (in any Lua state) lets go. */
 static int pool_close(lua_State *L)
@@ -650,6 +658,7 @@ static const luaL_Reg pool_methods[] = {
     { "pipeline", pool_pipeline },
     { "query", pool_query },
     { "query_params", pool_query_params },
+    { "settings", pool_settings },
     { "stats", pool_stats },
     { "sweep", pool_sweep },
     { "warm", pool_warm },
