@@ -1318,18 +1318,15 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
         return NULL;
     }
     lb_buf_free(&pr.text);
-    if (s->auth == LB_AUTH_PASSWORD) {
-        /* No Databricks calls at all: drop workspace secrets the pool would never use. */
+    if (s->auth == LB_AUTH_PASSWORD || s->auth == LB_AUTH_CLI) {
+        /* A password makes no Databricks calls at all, and databricks-cli auth uses the CLI's
+         * token only: drop workspace secrets the pool would never use. */
         lb_wipe_free(s->token);
         lb_wipe_free(s->client_secret);
         s->token = s->client_secret = NULL;
     } else if (s->auth == LB_AUTH_TOKEN) {
         lb_wipe_free(s->client_secret); /* token wins over M2M */
         s->client_secret = NULL;
-    } else if (s->auth == LB_AUTH_CLI) {
-        lb_wipe_free(s->token); /* the CLI's token only */
-        lb_wipe_free(s->client_secret);
-        s->token = s->client_secret = NULL;
     }
     {
         char digest[33];
