@@ -37,7 +37,6 @@ build = {
         "src/bind/bind_config.c",
         "src/bind/bind_credential.c",
         "src/bind/bind_error.c",
-        "src/bind/bind_exec.c",
         "src/bind/bind_json.c",
         "src/bind/bind_number.c",
         "src/bind/bind_params.c",

@@ -12,14 +12,9 @@ local root = h.root()
 local FAKE = root .. "/spec/support/fake_databricks"
 
 local dir
-local function write(path, text, mode)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  if mode then os.execute("chmod " .. mode .. " " .. h.shell_quote(path)) end
-end
+local write = h.write_file
 
--- A `databricks` for one case: the fake with its knobs fixed (core.exec passes our environment on,
+-- A `databricks` for one case: the fake with its knobs fixed (the CLI is run with our environment,
 -- and a spec cannot change its own). Returns the path and the file that logs each call.
 local function cli(knobs)
   local name = h.unique("dbx")
@@ -71,7 +66,7 @@ describe("databricks-cli auth", function()
     assert.equal(t1, t2)
     local n, args = calls(log)
     assert.equal(1, n)
-    assert.equal("auth token --host " .. h.env().DATABRICKS_HOST .. "\n", args)
+    assert.equal("auth token --host " .. h.env().DATABRICKS_HOST .. " -o json\n", args)
     local db = assert(lakebase.new(o))
     assert.equal(1, assert(db:one("select 1 as n")).n)
     db:close()
@@ -147,6 +142,6 @@ describe("databricks-cli auth", function()
     assert.matches("profile=DEFAULT", out)
     assert.is_nil(out:find(e.TOKEN, 1, true))
     local _, args = calls(log)
-    assert.equal("auth token --profile DEFAULT\n", args)
+    assert.equal("auth token --profile DEFAULT -o json\n", args)
   end)
 end)

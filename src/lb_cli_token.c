@@ -51,20 +51,21 @@ static void printable(char *s)
 int lb_cli_token(const char *cli, const char *profile, const char *host, double timeout,
                  char **token, double *expires_at, lb_error *err)
 {
-    const char *argv[6];
-    const char *login = profile ? "--profile" : "--host";
-    const char *who = profile ? profile : host;
+    const char *argv[8];
     lb_exec_result r;
-    int rc;
+    int rc, n = 0;
 
     *token = NULL;
     if (!cli)
         cli = "databricks";
-    if (!who) {
-        lb_error_set(err, LB_ERR_CONFIG, 0, "%s: needs a profile or DATABRICKS_HOST", STEP_CLI);
-        return -1;
-    }
-    argv[0] = cli, argv[1] = "auth", argv[2] = "token", argv[3] = login, argv[4] = who, argv[5] = NULL;
+    argv[n++] = cli, argv[n++] = "auth", argv[n++] = "token";
+    if (profile)
+        argv[n++] = "--profile", argv[n++] = profile;
+    else if (host)
+        argv[n++] = "--host", argv[n++] = host;
+    /* -o json: the answer's shape stays fixed whatever the user's CLI configuration says */
+    argv[n++] = "-o", argv[n++] = "json";
+    argv[n] = NULL;
     if (lb_exec(argv, timeout, MAX_OUTPUT, &r, err) != 0) {
         err->kind = LB_ERR_CREDENTIAL;
         return -1;
@@ -75,18 +76,18 @@ int lb_cli_token(const char *cli, const char *profile, const char *host, double 
                                        "--host <workspace URL>` (or set DATABRICKS_CLI_PATH)");
         rc = -1;
     } else if (r.timed_out) {
-        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: `%s auth token %s %s` did not finish within %g s (killed)",
-                     STEP_CLI, cli, login, who, timeout);
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: databricks auth token did not finish within %g s (killed)",
+                     STEP_CLI, timeout);
         rc = -1;
     } else if (r.too_large) {
-        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: `%s auth token` printed more than 1 MiB (killed)",
-                     STEP_CLI, cli);
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: databricks auth token printed more than 1 MiB (killed)",
+                     STEP_CLI);
         rc = -1;
     } else if (r.exit_code != 0) {
         if (r.err_line)
             printable(r.err_line);
-        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: `%s auth token %s %s` failed (exit %d)%s%s", STEP_CLI,
-                     cli, login, who, r.exit_code, r.err_line ? ": " : "", r.err_line ? r.err_line : "");
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: databricks auth token failed (exit %d)%s%s", STEP_CLI,
+                     r.exit_code, r.err_line ? ": " : "", r.err_line ? r.err_line : "");
         lb_error_set_field(&err->hint, profile ? "log in again: databricks auth login --profile <profile>"
                                                : "log in again: databricks auth login --host <workspace URL>");
         rc = -1;

@@ -21,8 +21,8 @@ int lb_credential_parse_oauth(const char *body, size_t len, char **token, double
 
 
 /* databricks-cli auth (lb_cli_token.c): the workspace token that `databricks auth login` keeps,
- * from `<cli> auth token --profile <profile>` (or `--host <host>` without a profile), run without
- * a shell, killed at `timeout` seconds or past 1 MiB of output. Returns 0 with *token (malloc'd)
+ * from `<cli> auth token --profile <profile> -o json` (or `--host <host>` without a profile; the
+ * CLI's own defaults with neither), run without a shell, killed at `timeout` seconds or past 1 MiB of output. Returns 0 with *token (malloc'd)
  * and *expires_at (epoch seconds, from the answer's RFC 3339 "expiry"), or -1 with err set (kind
  * credential: the CLI missing, failing, hanging or printing something else; never the token). */
 int lb_cli_token(const char *cli, const char *profile, const char *host, double timeout,

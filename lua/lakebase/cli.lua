@@ -5,12 +5,12 @@
 -- that order: the first that sets a key wins, as `refresh-token` writes `.env.local`). A value in a
 -- file never overrides a variable already set in the environment (see lakebase.dotenv). Lua cannot
 -- change its own environment, so file values reach the library as `lakebase.new` options (the
--- env names of core.options) and reach child processes (psql) through their environment. DATABRICKS_CONFIG_PROFILE and
--- DATABRICKS_CONFIG_FILE are not options: when a file sets them, the command runs itself again with
--- those two exported. `psql` gets the credential in a private PGPASSFILE (0600, removed afterwards),
--- not in PGPASSWORD or on a command line where `ps` would show it; `refresh-token` quotes every
--- argument of `databricks` for /bin/sh (Lua has no exec without a shell), so nothing in the profile
--- name is interpreted.
+-- env names of core.options) and reach child processes (psql) through their environment.
+-- DATABRICKS_CONFIG_FILE is not an option: when a file sets it, the command runs itself again with
+-- it exported. `psql` gets the credential in a private PGPASSFILE (0600, removed afterwards), not
+-- in PGPASSWORD or on a command line where `ps` would show it; `refresh-token` has the C core run
+-- `databricks auth token` with an argument list and no shell, so nothing in the profile name is
+-- interpreted.
 --
 -- Exit status: 0 ok, 1 failed, 2 usage. Secrets are never printed, except by `token --show`.
 local dotenv = require("lakebase.dotenv")
@@ -28,8 +28,7 @@ function _M.env_options()
 end
 
 -- Other variables the CLI reads; with env_options(), the names an env file may set without a warning.
-_M.ENV_OTHER = { "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CONFIG_FILE", "LAKEBASE_MIGRATIONS_DIR",
-  "LAKEBASE_SCHEMA", "LAKEBASE_DATABRICKS_CLI" }
+_M.ENV_OTHER = { "DATABRICKS_CONFIG_FILE", "LAKEBASE_MIGRATIONS_DIR", "LAKEBASE_SCHEMA" }
 
 local function known_env_names()
   local names = {}
@@ -171,9 +170,6 @@ function _M.env_example()
       lines[#lines + 1] = (o.example and "" or "# ") .. o.env .. "=" .. (o.example or "")
     end
   end
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = "# a profile of the Databricks config file (~/.databrickscfg) for the workspace settings"
-  lines[#lines + 1] = "# DATABRICKS_CONFIG_PROFILE=DEFAULT"
   return table.concat(lines, "\n") .. "\n"
 end
 
@@ -673,41 +669,24 @@ commands["refresh-token"] = function(ctx, args)
     -- real value in .env.
     created = true
   end
-  local bin = ctx:getenv("LAKEBASE_DATABRICKS_CLI") or "databricks"
-  local argv = { bin, "auth", "token" }
+  local bin = ctx:getenv("DATABRICKS_CLI_PATH") or "databricks"
   -- Without a profile, the workspace comes from DATABRICKS_HOST (an env file's value does not reach
   -- the child's environment, so it is passed as --host).
   local host = not profile and ctx:getenv("DATABRICKS_HOST") or nil
   if host == "" then host = nil end
-  for _, pair in ipairs({ { "--profile", profile }, { "--host", host } }) do
-    if pair[2] then
-      argv[#argv + 1] = pair[1]
-      argv[#argv + 1] = pair[2]
+  ctx:out("running ", bin, " auth token", profile and (" --profile " .. profile) or "",
+    host and (" --host " .. host) or "", " -o json")
+  -- The core runs it (no shell, killed at the timeout or past 1 MiB of output) and reads its
+  -- answer: the same code as databricks-cli auth.
+  local tok, expires_at = require("lakebase.core").databricks_token(bin, profile, host, timeout)
+  if not tok then
+    local err = expires_at
+    local msg = tostring(err.message or err):gsub("^databricks%-cli auth: ", "")
+    if err.message and err.message:find("did not finish", 1, true) then msg = msg .. "; --timeout" end
+    if err.message and err.message:find("not on PATH", 1, true) then
+      msg = msg .. "; install it: https://docs.databricks.com/dev-tools/cli/install.html"
     end
-  end
-  argv[#argv + 1] = "-o"
-  argv[#argv + 1] = "json"
-  ctx:out("running ", table.concat(argv, " "))
-  -- No shell: the C core spawns the program with this argv, kills it at the timeout or 1 MiB of output.
-  local run, xerr = require("lakebase.core").exec(argv, { timeout = timeout, max_output = 1048576 })
-  if not run then return ctx:fail(tostring(xerr)) end
-  if run.not_found then
-    return ctx:fail("the databricks CLI (" .. bin .. ") is not on PATH; "
-      .. "install it: https://docs.databricks.com/dev-tools/cli/install.html")
-  end
-  if run.timed_out then
-    return ctx:fail("databricks auth token did not finish within " .. timeout .. " s (killed; --timeout)")
-  end
-  if run.too_large then return ctx:fail("databricks auth token printed more than 1 MiB (killed)") end
-  if run.code ~= 0 then
-    return ctx:fail("databricks auth token failed (exit " .. tostring(run.code) .. ")"
-      .. (run.stderr and (": " .. run.stderr) or ""))
-  end
-  local out = run.stdout or ""
-  local reply = require("lakebase.json").decode(out)
-  local tok = type(reply) == "table" and reply.access_token
-  if type(tok) ~= "string" or tok == "" or tok:find("[%c%s]") then
-    return ctx:fail("databricks auth token printed no access_token (expected JSON with \"access_token\")")
+    return ctx:fail(msg)
   end
   local new = _M.replace_token(text, tok)
   local mode = not created and file_mode(file) or "600"
@@ -725,7 +704,7 @@ commands["refresh-token"] = function(ctx, args)
     os.remove(tmp)
     return ctx:fail("cannot replace " .. file .. ": " .. tostring(rerr))
   end
-  local expiry = type(reply.expiry) == "string" and (", expires " .. reply.expiry) or ""
+  local expiry = ", expires " .. os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(expires_at))
   if created then
     ctx:out("DATABRICKS_TOKEN written to a new ", file, expiry,
       " (only the token: the CLI reads it before .env, where your other settings stay)")
@@ -857,11 +836,11 @@ function _M.main(argv, io_, self_cmd)
       end
     end
   end
-  -- The C core reads DATABRICKS_CONFIG_PROFILE / DATABRICKS_CONFIG_FILE only from the process
-  -- environment (they are not options). When an env file sets them, run this command again with
-  -- those two (non-secret) variables exported; everything else still travels as options.
+  -- The C core reads DATABRICKS_CONFIG_FILE only from the process environment (it is not an
+  -- option). When an env file sets it, run this command again with it exported; everything else,
+  -- DATABRICKS_CONFIG_PROFILE (the `profile` option) included, travels as options.
   local profile_vars = {}
-  for _, k in ipairs({ "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CONFIG_FILE" }) do
+  for _, k in ipairs({ "DATABRICKS_CONFIG_FILE" }) do
     if overlay[k] and overlay[k] ~= "" then profile_vars[#profile_vars + 1] = k .. "=" .. sh_quote(overlay[k]) end
   end
   local needs_settings = cmd == "check" or cmd == "token" or cmd == "psql" or cmd == "migrate"

@@ -88,6 +88,14 @@ local function read_file(path)
 end
 _M.read_file = read_file
 
+-- Writes text to path, then chmod mode when given (e.g. "600", "755").
+function _M.write_file(path, text, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  if mode then os.execute("chmod " .. mode .. " " .. shell_quote(path)) end
+end
+
 --- Writes a file (replacing it); `mode` is an octal string for chmod.
 function _M.write_file(path, text, mode)
   local f = assert(io.open(path, "wb"))

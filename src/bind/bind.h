@@ -24,6 +24,5 @@ void lb_bind_config(lua_State *L);
 void lb_bind_credential(lua_State *L);
 void lb_bind_pool(lua_State *L);
 void lb_bind_pin(lua_State *L);
-void lb_bind_exec(lua_State *L);
 
 #endif

@@ -2,9 +2,13 @@
  *   core.token(opts)                       -> token, expires_at | nil, err
  *   core.credential_stats(opts)            -> { refreshes, failures, expires_at } | nil, err
  *   core.credential_invalidate(opts, tok)  -> true | nil, err
+ *   core.databricks_token(cli, profile, host, timeout) -> token, expires_at | nil, err
+ *       the token of `databricks auth login` (lb_cli_token: the CLI's answer read once, in C, for
+ *       databricks-cli auth and for `lakebase refresh-token` alike)
  * opts is the options table of lakebase.new (Lua-only options are ignored). All three share the
  * process-wide cache entry of those settings with every pool and every Lua state. */
 #include "bind.h"
+#include "../lb_credential.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -86,11 +90,33 @@ static int l_invalidate(lua_State *L)
     return 1;
 }
 
+static int l_databricks_token(lua_State *L)
+{
+    const char *cli = luaL_optstring(L, 1, NULL);
+    const char *profile = luaL_optstring(L, 2, NULL);
+    const char *host = luaL_optstring(L, 3, NULL);
+    double timeout = (double)luaL_optnumber(L, 4, 60);
+    lb_error err = LB_ERROR_INIT;
+    double expires_at = 0;
+    char *token = NULL;
+
+    luaL_argcheck(L, timeout > 0, 4, "seconds > 0 expected");
+    if (lb_cli_token(cli, profile && *profile ? profile : NULL, host && *host ? host : NULL,
+                     timeout, &token, &expires_at, &err) != 0)
+        return lb_bind_fail(L, &err);
+    lua_pushstring(L, token);
+    explicit_bzero(token, strlen(token));
+    free(token);
+    lua_pushnumber(L, (lua_Number)expires_at);
+    return 2;
+}
+
 void lb_bind_credential(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         { "credential_invalidate", l_invalidate },
         { "credential_stats", l_stats },
+        { "databricks_token", l_databricks_token },
         { "token", l_token },
         { NULL, NULL },
     };

@@ -66,6 +66,5 @@ int luaopen_lakebase_core(lua_State *L)
     lb_bind_pool(L);
     lb_bind_pin(L);
     lb_bind_json(L);
-    lb_bind_exec(L);
     return 1;
 }
