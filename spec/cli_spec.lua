@@ -10,12 +10,7 @@ local interp = os.getenv("LAKEBASE_TEST_INTERP") or "lua5.4"
 local root = os.getenv("PWD")
 local BIN = root .. "/bin/lakebase"
 
-local function write(path, text, mode)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  if mode then os.execute("chmod " .. mode .. " " .. h.shell_quote(path)) end
-end
+local write = h.write_file
 
 local function read(path)
   local f = io.open(path, "rb")

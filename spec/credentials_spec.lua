@@ -89,6 +89,18 @@ describe("credentials", function()
     assert.is_true(st.expires_at > h.now())
   end)
 
+  it("keeps one credential per workspace, endpoint and identity (pool size, timeouts, application_name share it)",
+    function()
+    local o = pat()
+    local t1 = assert(token(o))
+    local same = pat({ endpoint = o.endpoint, max = 3, connect_timeout = 2, acquire_timeout = 4,
+      application_name = h.unique("other") })
+    assert.are.equal(t1, (token(same)))
+    assert.are.equal(1, ws.counters()[CRED])
+    assert(token(pat())) -- another endpoint: a credential of its own
+    assert.are.equal(2, ws.counters()[CRED])
+  end)
+
   it("refreshes exactly once when less than 2 minutes remain, in the background", function()
     ws.config({ lifetime = 123 })
     local o = pat()
