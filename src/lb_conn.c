@@ -458,8 +458,10 @@ PGconn *lb_conn_pg(lb_conn *c)
  * PQgetResult waits. */
 static void await_input(lb_conn *c, double deadline)
 {
-    int fd = PQsocket(c->pg);
-    if (c->cancel_after_ms <= 0 || fd < 0)
+    int fd;
+    if (c->cancel_after_ms <= 0) /* the usual case: one test per result, nothing else */
+        return;
+    if ((fd = PQsocket(c->pg)) < 0)
         return;
     while (PQisBusy(c->pg)) {
         struct pollfd pfd;
