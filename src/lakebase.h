@@ -37,11 +37,13 @@ typedef struct lb_error {
     char *detail;        /* malloc'd or NULL */
     char *hint;          /* malloc'd or NULL */
     int retriable;       /* 1 when retrying the same call may succeed */
+    char *request_id;    /* malloc'd or NULL: the workspace API's RequestInfo.request_id, to quote
+                          * to Databricks support */
 } lb_error;
 
-#define LB_ERROR_INIT { LB_OK, NULL, "", NULL, NULL, 0 }
+#define LB_ERROR_INIT { LB_OK, NULL, "", NULL, NULL, 0, NULL }
 
-/* Sets kind/retriable/message (printf-style); clears sqlstate/detail/hint. */
+/* Sets kind/retriable/message (printf-style); clears sqlstate/detail/hint/request_id. */
 void lb_error_set(lb_error *err, lb_kind kind, int retriable, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))

@@ -1,4 +1,4 @@
-/* The one error type of the C core: kind, message, SQLSTATE, detail, hint, retriable. */
+/* The one error type of the C core: kind, message, SQLSTATE, detail, hint, retriable, request_id. */
 #include "lakebase.h"
 
 #include <stdarg.h>
@@ -24,6 +24,8 @@ void lb_error_clear(lb_error *err)
     free(err->message);
     free(err->detail);
     free(err->hint);
+    free(err->request_id);
+    err->request_id = NULL;
     err->kind = LB_OK;
     err->message = NULL;
     err->detail = NULL;
@@ -70,6 +72,7 @@ void lb_error_move(lb_error *dst, lb_error *src)
     src->message = NULL;
     src->detail = NULL;
     src->hint = NULL;
+    src->request_id = NULL;
     src->sqlstate[0] = '\0';
     src->retriable = 0;
 }

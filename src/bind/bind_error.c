@@ -92,6 +92,7 @@ void lb_bind_push_error(lua_State *L, const lb_error *err)
     set_string(L, "sqlstate", err->sqlstate);
     set_string(L, "detail", err->detail);
     set_string(L, "hint", err->hint);
+    set_string(L, "request_id", err->request_id);
     lua_pushboolean(L, err->retriable);
     lua_setfield(L, -2, "retriable");
     push_error_mt(L);
