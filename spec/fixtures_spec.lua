@@ -148,12 +148,17 @@ describe("fixtures", function()
       end
     end)
 
-    it("answers 404 for an unknown endpoint and 400 for a bad body", function()
-      local status, body = credential(nil, "projects/p/branches/b/endpoints/")
+    it("answers 404 for an unknown endpoint, 400 for a malformed one and for a bad body, with a request id", function()
+      local status, body = credential(nil, "projects/other/branches/b/endpoints/e")
       assert.equal(404, status)
       assert.equal("NOT_FOUND", body.error_code)
-      status = credential(nil, "nope")
-      assert.equal(404, status)
+      assert.equal("type.googleapis.com/google.rpc.RequestInfo", body.details[2]["@type"])
+      assert.matches("^%x+%-%x+%-%x+%-%x+%-%x+$", body.details[2].request_id)
+      for _, bad in ipairs({ "nope", "projects/p/branches/b/endpoints/", "projects/p/branches/b/endpoints/a/b" }) do
+        status, body = credential(nil, bad)
+        assert.equal(400, status, bad)
+        assert.equal("INVALID_PARAMETER_VALUE", body.error_code)
+      end
       for _, bad in ipairs({ "{", "[]", '{"endpoint": 5}', "" }) do
         status, body = h.http("POST", CRED, bad, bearer(e.TOKEN))
         assert.equal(400, status, bad)

@@ -7,7 +7,16 @@ Real endpoints, real shapes:
                                            it sets the app role's password to the token with VALID UNTIL
                                            expire_time, so PostgreSQL itself enforces the credential.
   GET  /api/2.0/preview/scim/v2/Me         {"userName", "id"}
-Errors: {"error_code": ..., "message": ...} with a 4xx/5xx status.
+  GET  /api/2.0/postgres/<endpoint>        the Endpoint: {"name", "parent", "uid", "spec", "status":
+                                           {"current_state", "endpoint_type", "hosts": {"host"}}}
+  GET  /api/2.0/database/instances/<name>  the DatabaseInstance: {"name", "uid", "state", "read_write_dns"}
+  POST /api/2.0/database/credentials       {"instance_names": [...], "request_id"} -> {"token",
+                                           "expiration_time"} (issued like the endpoint credential)
+Endpoints exist under projects/p/branches/b/endpoints/, instances when their name starts with "inst-";
+a malformed name is 400 INVALID_PARAMETER_VALUE, an unknown one 404 NOT_FOUND.
+Errors: {"error_code": ..., "message": ..., "details": [ErrorInfo {reason}, RequestInfo {request_id}]}
+with a 4xx/5xx status, as the Databricks APIs answer; the OAuth endpoint answers
+{"error": ..., "error_description": ...}.
 
 Test controls (loopback only):
   POST /_test/config   {"lifetime": s, "share": bool, "oauth_lifetime": s}  applies to credentials
@@ -38,12 +47,17 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CRED_PATH = "/api/2.0/postgres/credentials"
 TOKEN_PATH = "/oidc/v1/token"
 ME_PATH = "/api/2.0/preview/scim/v2/Me"
+DB_CRED_PATH = "/api/2.0/database/credentials"
+POSTGRES_PREFIX = "/api/2.0/postgres/"
+INSTANCE_PREFIX = "/api/2.0/database/instances/"
 ENDPOINT_PREFIX = "projects/p/branches/b/endpoints/"
+KNOWN_INSTANCE_PREFIX = "inst-"
 DEFAULT_LIFETIME = 3600.0
 FAULT_KINDS = ("status", "retry_after", "delay", "malformed", "truncated", "drop", "huge", "empty", "body", "bomb")
 OAUTH_LIFETIME = 3600
@@ -61,6 +75,7 @@ CLIENT_ID = ENV.get("FAKE_WS_CLIENT_ID", "")
 CLIENT_SECRET = ENV.get("FAKE_WS_CLIENT_SECRET", "")
 PAT = ENV.get("FAKE_WS_PAT", "")
 PSQL = ENV.get("FAKE_WS_PSQL", "psql")
+ENDPOINT_HOST = ENV.get("FAKE_WS_ENDPOINT_HOST", "localhost")  # what clients connect to
 
 lock = threading.Lock()
 role_lock = threading.Lock()  # one ALTER ROLE at a time: the last issued token is the valid one
@@ -93,6 +108,27 @@ def reset_state():
 
 
 reset_state()
+
+
+def endpoint_problem(ep):
+    """None for a well-formed existing endpoint name, else (status, error_code, message)."""
+    parts = ep.split("/")
+    ok_seg = lambda x: x and len(x) <= 63 and all(c.isalnum() or c in "-_." for c in x)
+    if (len(parts) != 6 or parts[0] != "projects" or parts[2] != "branches" or parts[4] != "endpoints"
+            or not all(ok_seg(parts[i]) for i in (1, 3, 5))):
+        return 400, "INVALID_PARAMETER_VALUE", ("Invalid endpoint name '%s': expected "
+                                               "projects/{project_id}/branches/{branch_id}/endpoints/{endpoint_id}." % ep[:200])
+    if not ep.startswith(ENDPOINT_PREFIX):
+        return 404, "NOT_FOUND", "Endpoint '%s' does not exist." % ep[:200]
+    return None
+
+
+def instance_problem(name):
+    if not isinstance(name, str) or not name or len(name) > 63 or not all(c.isalnum() or c == "-" for c in name):
+        return 400, "INVALID_PARAMETER_VALUE", "Invalid database instance name '%s'." % str(name)[:200]
+    if not name.startswith(KNOWN_INSTANCE_PREFIX):
+        return 404, "NOT_FOUND", "Database instance '%s' does not exist." % name[:200]
+    return None
 
 
 def rfc3339(epoch):
@@ -170,7 +206,13 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj), headers=headers)
 
     def _error(self, status, code, message, headers=None):
-        self._json(status, {"error_code": code, "message": message}, headers)
+        # As the Databricks APIs answer: google.rpc details with the reason and the request id.
+        rid = str(uuid.uuid4())
+        self._json(status, {"error_code": code, "message": message, "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": code, "domain": "databricks.com",
+             "metadata": {}},
+            {"@type": "type.googleapis.com/google.rpc.RequestInfo", "request_id": rid, "serving_data": ""},
+        ]}, headers)
 
     def _take_fault(self, path):
         with lock:
@@ -294,6 +336,12 @@ class Handler(BaseHTTPRequestHandler):
             return self._oauth(body)
         if path == CRED_PATH and self.command == "POST":
             return self._credential(body)
+        if path == DB_CRED_PATH and self.command == "POST":
+            return self._credential(body, instances=True)
+        if path.startswith(POSTGRES_PREFIX + "projects/") and self.command == "GET":
+            return self._get_endpoint(urllib.parse.unquote(path[len(POSTGRES_PREFIX):]))
+        if path.startswith(INSTANCE_PREFIX) and self.command == "GET":
+            return self._get_instance(urllib.parse.unquote(path[len(INSTANCE_PREFIX):]))
         if path == ME_PATH and self.command == "GET":
             if not self._bearer_ok():
                 return self._error(401, "UNAUTHENTICATED", "Invalid access token.")
@@ -351,18 +399,34 @@ class Handler(BaseHTTPRequestHandler):
                          "expires_in": life})
 
     # ---- Lakebase credential
-    def _credential(self, body):
+    def _credential(self, body, instances=False):
+        """POST /api/2.0/postgres/credentials {"endpoint"} -> {"token", "expire_time"}; with instances,
+        POST /api/2.0/database/credentials {"instance_names", "request_id"} -> {"token",
+        "expiration_time"} (the DatabaseCredential of service/database)."""
         if not self._bearer_ok():
             return self._error(401, "UNAUTHENTICATED", "Invalid access token.")
         try:
             req = json.loads(body.decode("utf-8")) if body else None
         except (ValueError, UnicodeDecodeError):
             req = None
-        if not isinstance(req, dict) or not isinstance(req.get("endpoint"), str):
+        if not isinstance(req, dict):
+            req = {}
+        names = req.get("instance_names")
+        if instances and (not isinstance(names, list) or not names or not isinstance(req.get("request_id", ""), str)):
+            return self._error(400, "INVALID_PARAMETER_VALUE",
+                               "Request body must be JSON with 'instance_names' (a list of names).")
+        if not instances and not isinstance(req.get("endpoint"), str):
             return self._error(400, "INVALID_PARAMETER_VALUE", "Request body must be JSON with 'endpoint'.")
-        ep = req["endpoint"]
-        if not ep.startswith(ENDPOINT_PREFIX) or len(ep) == len(ENDPOINT_PREFIX) or "/" in ep[len(ENDPOINT_PREFIX):]:
-            return self._error(404, "NOT_FOUND", "Endpoint '%s' does not exist." % ep[:200])
+        problems = [instance_problem(n) for n in names] if instances else [endpoint_problem(req["endpoint"])]
+        problem = next((p for p in problems if p), None)
+        if problem:
+            return self._error(*problem)
+        issued = self._issue()
+        if issued:
+            self._json(200, {"token": issued[0], ("expiration_time" if instances else "expire_time"): rfc3339(issued[1])})
+
+    def _issue(self):
+        """A new credential (token, expiry epoch), or None after answering 503."""
         with role_lock:
             with lock:
                 lifetime, share, cur = state["lifetime"], state["share"], state["current"]
@@ -377,11 +441,41 @@ class Handler(BaseHTTPRequestHandler):
                 ok, err = set_role_password(tok, exp)
             if not ok:
                 log("credential: ALTER ROLE failed: %s" % err.replace(tok, "<token>")[:300])
-                return self._error(503, "TEMPORARILY_UNAVAILABLE", "Database is not available.")
+                self._error(503, "TEMPORARILY_UNAVAILABLE", "Database is not available.")
+                return None
             with lock:
                 state["current"] = (tok, exp, now)
         log("credential issued, lifetime %.1fs" % (exp - now))
-        self._json(200, {"token": tok, "expire_time": rfc3339(exp)})
+        return tok, exp
+
+    # ---- discovery: the Endpoint (service/postgres) and the DatabaseInstance (service/database)
+    def _get_endpoint(self, name):
+        if not self._bearer_ok():
+            return self._error(401, "UNAUTHENTICATED", "Invalid access token.")
+        problem = endpoint_problem(name)
+        if problem:
+            return self._error(*problem)
+        parts = name.split("/")
+        self._json(200, {
+            "name": name, "parent": "/".join(parts[:4]), "uid": "ep-" + hashlib.sha1(name.encode()).hexdigest()[:12],
+            "create_time": "2026-01-01T00:00:00Z", "update_time": "2026-01-01T00:00:00Z",
+            "spec": {"endpoint_type": "READ_WRITE", "autoscaling_limit_min_cu": 0.5, "autoscaling_limit_max_cu": 2},
+            "status": {"current_state": "ACTIVE", "endpoint_type": "READ_WRITE",
+                       "autoscaling_limit_min_cu": 0.5, "autoscaling_limit_max_cu": 2,
+                       "hosts": {"host": ENDPOINT_HOST}},
+        })
+
+    def _get_instance(self, name):
+        if not self._bearer_ok():
+            return self._error(401, "UNAUTHENTICATED", "Invalid access token.")
+        problem = instance_problem(name)
+        if problem:
+            return self._error(*problem)
+        self._json(200, {
+            "name": name, "uid": hashlib.sha1(name.encode()).hexdigest()[:32], "state": "AVAILABLE",
+            "capacity": "CU_1", "pg_version": "PG_VERSION_15", "creator": CLIENT_ID,
+            "creation_time": "2026-01-01T00:00:00Z", "read_write_dns": ENDPOINT_HOST,
+        })
 
     # ---- controls
     def _control(self, path, query, body):
