@@ -128,9 +128,12 @@ describe("lakebase CLI", function()
       local code, out = lakebase({ "env-example" }, { cwd = dir })
       assert.equal(0, code)
       local vars = assert(dotenv.parse(out))
-      for _, k in ipairs({ "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGSSLMODE", "LAKEBASE_ENDPOINT",
-        "DATABRICKS_HOST", "DATABRICKS_TOKEN" }) do
+      for _, k in ipairs({ "PGPORT", "PGSSLMODE", "LAKEBASE_ENDPOINT", "DATABRICKS_HOST", "DATABRICKS_TOKEN" }) do
         assert.is_not_nil(vars[k], k)
+      end
+      for _, k in ipairs({ "PGHOST", "PGDATABASE", "PGUSER", "LAKEBASE_INSTANCE" }) do -- defaults: commented out
+        assert.is_nil(vars[k], k)
+        assert.matches("\n# " .. k .. "=\n", out, 1, true)
       end
       assert.matches("DATABRICKS_CLIENT_SECRET", out)
     end)
@@ -191,7 +194,7 @@ describe("lakebase CLI", function()
       assert.is_not_nil(cerr)
       assert.equal(tostring(cerr), (err:gsub("\n$", "")))
       assert.matches("PGPORT", err)
-      assert.matches("PGDATABASE", err)
+      assert.matches("LAKEBASE_ENDPOINT", err)
       assert.matches("PGSSLMODE", err)
       assert.equal("", out)
     end)

@@ -329,15 +329,20 @@ describe("lakebase config: environment and profile", function()
     assert.matches("Set DATABRICKS_TOKEN or both DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET", r.message, 1, true)
   end)
 
-  it("an empty environment lists every required setting at once", function()
+  it("an empty environment lists every required setting at once (host, user and database have defaults)", function()
     local r = child({})
     assert.is_false(r.ok)
-    for _, want in ipairs({ "PGHOST (host): required", "PGDATABASE (database): required", "PGUSER (user): required",
-      "LAKEBASE_ENDPOINT (endpoint): required", "DATABRICKS_HOST (databricks_host): required",
+    for _, want in ipairs({ "LAKEBASE_ENDPOINT (endpoint): required", "DATABRICKS_HOST (databricks_host): required",
       "Set DATABRICKS_TOKEN or both" }) do
       assert.matches(want, r.message, 1, true)
     end
-    assert.equal(7, #lines_of(r.message), r.message)
+    assert.equal(4, #lines_of(r.message), r.message)
+    -- a native password makes no Databricks calls: then the host and the role are required
+    r = child({ PGPASSWORD = "pw" })
+    assert.is_false(r.ok)
+    assert.matches("PGHOST (host): required with a password", r.message, 1, true)
+    assert.matches("PGUSER (user): required with a password", r.message, 1, true)
+    assert.equal(3, #lines_of(r.message), r.message)
   end)
 
   it("an all-wrong environment: one error naming every bad variable, no secret value", function()
@@ -347,16 +352,19 @@ describe("lakebase config: environment and profile", function()
       LAKEBASE_ENDPOINT = "projects/p", DATABRICKS_HOST = "http://remote.example.com",
       DATABRICKS_TOKEN = "dapiALLWRONG\1SECRET", DATABRICKS_CLIENT_ID = "cid\2",
       DATABRICKS_CLIENT_SECRET = string.rep("S", 5000), PGPASSWORD = "pwALLWRONG\127SECRET",
+      LAKEBASE_INSTANCE = "my_instance",
     })
     assert.is_false(r.ok)
     for _, var in ipairs({ "PGHOST (host)", "PGPORT (port)", "PGDATABASE (database)", "PGUSER (user)",
       "PGSSLMODE (sslmode)", "PGSSLROOTCERT (sslrootcert)", "LAKEBASE_ENDPOINT (endpoint)",
       "DATABRICKS_HOST (databricks_host)", "DATABRICKS_TOKEN (token): is set but contains a control character",
       "DATABRICKS_CLIENT_ID (client_id)", "DATABRICKS_CLIENT_SECRET (client_secret): is too long",
-      "PGPASSWORD (password): is set but contains a control character" }) do
+      "PGPASSWORD (password): is set but contains a control character",
+      'LAKEBASE_INSTANCE (instance): expected a database instance name (letters, digits and -, at most 63), got "my_instance"',
+      "LAKEBASE_INSTANCE (instance): set only one of LAKEBASE_ENDPOINT and LAKEBASE_INSTANCE" }) do
       assert.matches(var, r.message, 1, true)
     end
-    assert.matches("invalid settings (12 problems)", r.message, 1, true)
+    assert.matches("invalid settings (14 problems)", r.message, 1, true)
     assert.not_matches("ALLWRONG", r.message, 1, true)
     assert.not_matches("SSSSSSSS", r.message, 1, true)
   end)

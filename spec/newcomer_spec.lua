@@ -84,9 +84,9 @@ describe("a newcomer's mistake gets a message that says what to do:", function()
     assert(ok, err)
     local status, body = nginx.curl("http://127.0.0.1:" .. port .. "/")
     assert.equal(200, status)
-    assert.matches("PGDATABASE %(database%): required", body)
+    assert.matches("LAKEBASE_ENDPOINT %(endpoint%): required", body)
     assert.matches("HINT: inside nginx: nginx clears its workers' environment", body, 1, true)
-    assert.matches("env PGDATABASE; env PGUSER; env LAKEBASE_ENDPOINT; env DATABRICKS_HOST; "
+    assert.matches("env LAKEBASE_ENDPOINT; env DATABRICKS_HOST; "
       .. "env DATABRICKS_TOKEN; env DATABRICKS_CLIENT_ID; env DATABRICKS_CLIENT_SECRET;", body, 1, true)
     assert.not_matches("env PGHOST;", body, 1, true) -- it was passed on
   end)
@@ -109,7 +109,7 @@ describe("a newcomer's mistake gets a message that says what to do:", function()
       assert.equal("600", (mode:gsub("%s", "")))
       local ov = assert(dotenv.overlay({ dir .. "/.env.local", dir .. "/.env" }, function() return nil end))
       assert.equal("dapi-fresh", ov.DATABRICKS_TOKEN)
-      assert.equal("ep-example-123456.database.cloud.databricks.com", ov.PGHOST) -- .env's values stay
+      assert.equal("projects/my-project/branches/production/endpoints/primary", ov.LAKEBASE_ENDPOINT) -- .env's values stay
     end)
 
     it("an empty placeholder in .env.local no longer hides the real value in .env", function()

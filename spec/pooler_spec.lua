@@ -114,6 +114,21 @@ print(("result errors=%d wrong=%d pooler=%s"):format(errors, wrong, tostring(db:
     for i = 1, 20 do -- and on: no more prepared statements in pool a
       assert.are.equal(i + 1, assert(a:one("select $1::int + 1 as v", i)).v)
     end
+    -- A pool that knows it is behind a pooler migrates under the transaction-level advisory lock: the
+    -- lock's server session is in a transaction while the migration runs (a session-level lock would
+    -- sit on an idle server session that PgBouncer hands to other clients).
+    local mdir = dir .. "/migrations"
+    local tbl = h.unique("pooled_mig")
+    assert(h.run("mkdir -p " .. h.shell_quote(mdir)))
+    h.write_file(mdir .. "/0001_seen.lua", "return function(db)\n"
+      .. "  _G.LAKEBASE_LOCK_STATES = require('spec.support.helpers').psql(\"select a.state from pg_locks l \"\n"
+      .. "    .. \"join pg_stat_activity a on a.pid = l.pid where l.locktype = 'advisory' and l.granted\")\n"
+      .. "  return db:query('create table " .. tbl .. " (id int)')\nend\n")
+    local applied, merr = require("lakebase.migrate").up(a, { dir = mdir, table = tbl .. "_log", progress = function() end })
+    assert(applied, tostring(merr))
+    assert.are.equal(1, #applied.applied)
+    assert.are.equal("idle in transaction", _G.LAKEBASE_LOCK_STATES)
+    _G.LAKEBASE_LOCK_STATES = nil
     a:close()
     c:close()
   end)

@@ -98,13 +98,14 @@ typedef struct lb_option_info {
 const lb_option_info *lb_options(int *count);
 
 typedef struct lb_settings {
-    char *host;
+    char *host;             /* NULL with workspace auth: read from the endpoint (lb_settings_discover) */
     int port;
     char *database;
     char *user;
     lb_sslmode sslmode;
     char *sslrootcert;      /* NULL: system bundle */
     char *endpoint;         /* projects/<p>/branches/<b>/endpoints/<e> */
+    char *instance;         /* a provisioned database instance (instead of endpoint), or NULL */
     char *databricks_host;  /* normalised: scheme://host[:port], no trailing slash */
     lb_auth auth;
     char *token;            /* secret */
@@ -190,6 +191,23 @@ int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_e
 /* The server refused `token` (auth failure): drop it if it is still the cached one. */
 void lb_credentials_invalidate(lb_credentials *c, const char *token);
 void lb_credentials_stats(lb_credentials *c, lb_credential_stats *out);
+
+/* What the workspace says about the settings' endpoint (GET /api/2.0/postgres/<endpoint>:
+ * status.hosts) or instance (GET /api/2.0/database/instances/<name>: read_write_dns, read_only_dns),
+ * and who the workspace identity is (GET /api/2.0/preview/scim/v2/Me: userName; the client id
+ * under M2M). Read once per cache entry (single flight with the credential refresh) and kept for
+ * the life of the process. */
+#define LB_MAX_HOSTS 8
+typedef struct lb_discovery {
+    char *host;                /* the read-write host to connect to */
+    char *hosts[LB_MAX_HOSTS]; /* every host the endpoint lists (host first), NULL-terminated */
+    char *user;                /* the Postgres role of the workspace identity */
+} lb_discovery;
+int lb_credentials_discover(lb_credentials *c, lb_discovery *out, lb_error *err);
+void lb_discovery_clear(lb_discovery *d);
+/* Fills s->host and s->user when they are NULL (workspace auth only) from lb_credentials_discover;
+ * 0, or -1 with err set. */
+int lb_settings_discover(lb_settings *s, lb_error *err);
 
 /* ------------------------------------------------------------------------------------------
  * Pool (lb_pool.c, lb_conn.c)

@@ -26,7 +26,7 @@
  * ---------------------------------------------------------------------------------------- */
 
 enum {
-    O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_DATABRICKS_HOST,
+    O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_INSTANCE, O_DATABRICKS_HOST,
     O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_AUTH_TYPE, O_PROFILE, O_CLI_PATH, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
     O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
     O_KEEPALIVES, O_KEEPALIVES_IDLE, O_KEEPALIVES_INTERVAL, O_KEEPALIVES_COUNT, O_TCP_USER_TIMEOUT,
@@ -39,14 +39,16 @@ enum {
  * CLI's env-file list, `lakebase env-example`, .env.example, the README table check) is derived
  * from it. `example` is the value env-example writes (NULL: the line is written commented out). */
 static const lb_option_info spec[O_COUNT] = {
-    [O_HOST] = {"host", "PGHOST", 0, "a string", "ep-example-123456.database.cloud.databricks.com",
-                "Postgres host of the endpoint (databricks postgres get-endpoint <endpoint>)"},
+    [O_HOST] = {"host", "PGHOST", 0, "a string", NULL,
+                "Postgres host of the endpoint; unset: read from the endpoint (or instance) at the "
+                "first connect (required with PGPASSWORD)"},
     [O_PORT] = {"port", "PGPORT", 0, "an integer 1-65535", "5432", "Postgres port (default 5432)"},
-    [O_DATABASE] = {"database", "PGDATABASE", 0, "a string", "databricks_postgres", "database name"},
-    [O_USER] = {"user", "PGUSER", 0, "a string", "you@example.com",
-                "the identity the token belongs to: your Databricks user name, or the service "
-                "principal's client id (the default when PGUSER is unset); a Postgres role for it "
-                "must exist in Lakebase"},
+    [O_DATABASE] = {"database", "PGDATABASE", 0, "a string", NULL,
+                    "database name (default databricks_postgres)"},
+    [O_USER] = {"user", "PGUSER", 0, "a string", NULL,
+                "the identity the token belongs to (a Postgres role for it must exist in Lakebase); "
+                "unset: the service principal's client id under OAuth M2M, else your workspace user "
+                "name (SCIM Me)"},
     [O_SSLMODE] = {"sslmode", "PGSSLMODE", 0,
                    "one of require, prefer, disable, verify-full, verify-ca", "require",
                    "require = encrypted and verified (default); verify-full, verify-ca, prefer, disable"},
@@ -56,6 +58,10 @@ static const lb_option_info spec[O_COUNT] = {
                     "projects/<project>/branches/<branch>/endpoints/<endpoint>",
                     "projects/my-project/branches/production/endpoints/primary",
                     "Lakebase endpoint resource (databricks postgres list-endpoints)"},
+    [O_INSTANCE] = {"instance", "LAKEBASE_INSTANCE", 0,
+                    "a database instance name (letters, digits and -, at most 63)", NULL,
+                    "a provisioned Lakebase instance (databricks database list-database-instances), "
+                    "instead of LAKEBASE_ENDPOINT"},
     [O_DATABRICKS_HOST] = {"databricks_host", "DATABRICKS_HOST", 0, "an https:// URL",
                            "https://my-workspace.cloud.databricks.com", "workspace URL"},
     [O_TOKEN] = {"token", "DATABRICKS_TOKEN", 1, "a string", "",
@@ -692,6 +698,7 @@ void lb_settings_free(lb_settings *s)
     free(s->user);
     free(s->sslrootcert);
     free(s->endpoint);
+    free(s->instance);
     free(s->databricks_host);
     lb_wipe_free(s->token);
     free(s->client_id);
@@ -730,6 +737,7 @@ lb_settings *lb_settings_copy(const lb_settings *s)
     bad |= dup_field(&c->user, s->user);
     bad |= dup_field(&c->sslrootcert, s->sslrootcert);
     bad |= dup_field(&c->endpoint, s->endpoint);
+    bad |= dup_field(&c->instance, s->instance);
     bad |= dup_field(&c->databricks_host, s->databricks_host);
     bad |= dup_field(&c->token, s->token);
     bad |= dup_field(&c->client_id, s->client_id);
@@ -780,12 +788,15 @@ char *lb_settings_describe(const lb_settings *s)
 
     if (!s)
         return NULL;
-    lb_buf_printf(&b, "host=%s port=%d database=%s user=%s sslmode=%s", s->host, s->port, s->database,
-              s->user, lb_sslmode_name(s->sslmode));
+    lb_buf_printf(&b, "host=%s port=%d database=%s user=%s sslmode=%s",
+                  s->host ? s->host : "(from the workspace)", s->port, s->database,
+                  s->user ? s->user : "(from the workspace)", lb_sslmode_name(s->sslmode));
     if (s->sslrootcert)
         lb_buf_printf(&b, " sslrootcert=%s", s->sslrootcert);
     if (s->endpoint)
         lb_buf_printf(&b, " endpoint=%s", s->endpoint);
+    if (s->instance)
+        lb_buf_printf(&b, " instance=%s", s->instance);
     if (s->databricks_host)
         lb_buf_printf(&b, " databricks_host=%s", s->databricks_host);
     lb_buf_printf(&b, " auth=%s", lb_auth_name(s->auth));
@@ -898,6 +909,7 @@ static char *make_credential_key(const lb_settings *s, const char *digest)
     lb_buf_init(&b);
     key_field(&b, s->databricks_host);
     key_field(&b, s->endpoint);
+    key_field(&b, s->instance);
     lb_buf_printf(&b, "%s,", lb_auth_name(s->auth));
     key_field(&b, s->client_id);
     if (s->auth == LB_AUTH_CLI) { /* the identity is the CLI's login: the profile (or host) */
@@ -927,6 +939,7 @@ static char *make_key(const lb_settings *s, const char *digest)
     lb_buf_printf(&b, "%s,", lb_sslmode_name(s->sslmode));
     key_field(&b, s->sslrootcert);
     key_field(&b, s->endpoint);
+    key_field(&b, s->instance);
     key_field(&b, s->databricks_host);
     lb_buf_printf(&b, "%s,", lb_auth_name(s->auth));
     key_field(&b, s->client_id);
@@ -1041,6 +1054,18 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
             return -1;
         }
         return dup_field(o == O_ENDPOINT ? &s->endpoint : &s->read_endpoint, v);
+    case O_INSTANCE: {
+        size_t i, n = strlen(v);
+        for (i = 0; i < n; i++)
+            if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+                  (v[i] >= '0' && v[i] <= '9') || v[i] == '-'))
+                break;
+        if (i < n || n > 63 || v[0] == '-') {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        return dup_field(&s->instance, v);
+    }
     case O_DATABRICKS_HOST: {
         const char *why = NULL;
         int no_echo = 0;
@@ -1179,7 +1204,7 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
     lb_settings *s;
     char *profile_path = NULL, *profile_used = NULL;
     size_t i;
-    int o, oom = 0;
+    int o, oom = 0, given_password;
 
     memset(r, 0, sizeof r);
     memset(&prof, 0, sizeof prof);
@@ -1245,23 +1270,44 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
         add_problem(&pr, O_MIN_IDLE, &r[O_MIN_IDLE], "is %d, more than max (%d)", s->min_idle,
                     s->max);
 
-    /* Required settings and the auth rule, once per missing setting. */
-    if (!r[O_HOST].value && !r[O_HOST].bad_type)
-        add_problem(&pr, O_HOST, NULL, "required");
-    if (!r[O_DATABASE].value && !r[O_DATABASE].bad_type)
-        add_problem(&pr, O_DATABASE, NULL, "required");
+    /* Required settings and the auth rule, once per missing setting. With workspace auth the host
+     * and the user are read from the workspace when the first pool is made (lb_settings_discover);
+     * a native password makes no Databricks calls, so it needs them given. */
+    given_password = r[O_PASSWORD].value || r[O_PASSWORD].bad_type;
+    if (!r[O_HOST].value && !r[O_HOST].bad_type && given_password)
+        add_problem(&pr, O_HOST, NULL, "required with a password (with Databricks auth it is read "
+                    "from the endpoint)");
+    if (!r[O_DATABASE].value && !r[O_DATABASE].bad_type && !(s->database = strdup("databricks_postgres")))
+        oom = 1;
     if (!r[O_USER].value && !r[O_USER].bad_type) {
         if (s->client_id) {
             if (!(s->user = strdup(s->client_id)))
                 oom = 1;
-        } else if (!r[O_CLIENT_ID].value) {
-            add_problem(&pr, O_USER, NULL, "required (or set DATABRICKS_CLIENT_ID, used as the user)");
+        } else if (given_password && !r[O_CLIENT_ID].value) {
+            add_problem(&pr, O_USER, NULL, "required with a password (the Postgres role)");
         }
     }
-    if (!r[O_PASSWORD].value && !r[O_PASSWORD].bad_type) {
-        if (!r[O_ENDPOINT].value && !r[O_ENDPOINT].bad_type)
+    if ((r[O_ENDPOINT].value || r[O_ENDPOINT].bad_type) && (r[O_INSTANCE].value || r[O_INSTANCE].bad_type))
+        add_problem(&pr, O_INSTANCE, &r[O_INSTANCE], "set only one of LAKEBASE_ENDPOINT and "
+                    "LAKEBASE_INSTANCE (endpoint, instance): an endpoint of a Lakebase project, or a "
+                    "provisioned instance");
+    /* Lakebase's built-in pooler (hosts with "-pooler.") runs in transaction mode and accepts only
+     * native Postgres password roles: an OAuth credential is refused there at login. */
+    if (s->host && !given_password && strstr(s->host, "-pooler.")) {
+        char direct[300];
+        const char *cut = strstr(s->host, "-pooler.");
+        snprintf(direct, sizeof direct, "%.*s%.200s", (int)(cut - s->host > 90 ? 90 : cut - s->host),
+                 s->host, cut + 7);
+        add_problem(&pr, O_HOST, &r[O_HOST], "%.100s is Lakebase's connection pooler, which accepts "
+                    "only native Postgres password roles, not the OAuth credential of Databricks auth: "
+                    "connect to the direct host %s (or leave PGHOST unset), or use PGPASSWORD with a "
+                    "password role", s->host, direct);
+    }
+    if (!given_password) {
+        if (!r[O_ENDPOINT].value && !r[O_ENDPOINT].bad_type && !r[O_INSTANCE].value && !r[O_INSTANCE].bad_type)
             add_problem(&pr, O_ENDPOINT, NULL,
-                        "required unless password is set (projects/<project>/branches/<branch>/endpoints/<endpoint>)");
+                        "required unless password is set (projects/<project>/branches/<branch>/endpoints/<endpoint>; "
+                        "or LAKEBASE_INSTANCE for a provisioned instance)");
         if (!r[O_DATABRICKS_HOST].value && !r[O_DATABRICKS_HOST].bad_type)
             add_problem(&pr, O_DATABRICKS_HOST, NULL, "required unless password is set (the workspace URL, https://...)");
     }

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #define REFRESH_BUFFER 120.0  /* refresh when less than this remains (SPEC: 2 minutes) */
@@ -49,9 +50,9 @@ struct lb_credentials {
 
     /* immutable after creation */
     lb_auth auth;
-    char *databricks_host, *endpoint, *pat, *client_id, *client_secret, *password;
+    char *databricks_host, *endpoint, *instance, *pat, *client_id, *client_secret, *password;
     char *profile, *cli_path; /* databricks-cli auth */
-    char *oauth_url, *cred_url;
+    char *oauth_url, *cred_url, *discover_url, *me_url;
     double connect_timeout;
 
     /* cache and refresh state, under mu */
@@ -65,6 +66,9 @@ struct lb_credentials {
     int fail_streak;
     lb_error last_err;     /* the last refresh failure, for callers that waited on it */
     uint64_t refreshes, failures;
+    lb_discovery disc;     /* what lb_credentials_discover read; disc.host NULL until then */
+    uint64_t disc_attempts; /* +1 after every discovery, successful or not */
+    lb_error disc_err;     /* the last discovery failure, for callers that waited on it */
 
     /* owned by the one fetching thread (fetching == 1) */
     char *ws_token;
@@ -135,11 +139,89 @@ typedef struct attempt {
     long status;          /* of the last failed response, 0 if none */
 } attempt;
 
-/* Error for a non-2xx answer: "<step>: HTTP <status> <error_code>: <message>". Retriable for
- * 429 and 5xx. */
-static void http_status_error(const char *step, const lb_http_response *resp, lb_error *err)
+/* The Databricks error `details[]` (google.rpc types, as databricks-sdk-go apierr reads them):
+ * ErrorInfo.reason and RequestInfo.request_id. Copies into reason/rid (cleaned, cut). */
+static void error_details(const cJSON *j, char *reason, size_t rlen, char *rid, size_t idlen)
 {
-    char code[80] = "", msg[API_MSG_MAX + 8] = "";
+    const cJSON *d, *details = cJSON_GetObjectItemCaseSensitive(j, "details");
+
+    if (!cJSON_IsArray(details))
+        return;
+    cJSON_ArrayForEach(d, details) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "@type");
+        const char *type = cJSON_IsString(t) ? t->valuestring : "";
+        const size_t n = strlen(type);
+        const cJSON *v = NULL;
+        char *dst = NULL;
+        size_t cap = 0;
+
+        if (n >= 20 && strcmp(type + n - 20, "google.rpc.ErrorInfo") == 0)
+            v = cJSON_GetObjectItemCaseSensitive(d, "reason"), dst = reason, cap = rlen;
+        else if (n >= 22 && strcmp(type + n - 22, "google.rpc.RequestInfo") == 0)
+            v = cJSON_GetObjectItemCaseSensitive(d, "request_id"), dst = rid, cap = idlen;
+        if (dst && !dst[0] && cJSON_IsString(v))
+            clean_text(dst, cap, v->valuestring);
+    }
+}
+
+/* One readable line of a body that is not JSON (a gateway's HTML or plain-text page): the HTML
+ * <title> when there is one, else the text without tags; whitespace collapsed, cut. */
+static void body_line(const char *body, size_t len, char *out, size_t cap)
+{
+    const char *p = body, *end = body + len, *t = memmem(body, len, "<title>", 7);
+    size_t o = 0;
+    int in_tag = 0, space = 1;
+
+    if (t) {
+        const char *e = memmem(t + 7, (size_t)(end - (t + 7)), "</title>", 8);
+        if (e && e > t + 7)
+            p = t + 7, end = e;
+    }
+    for (; p < end && o + 4 < cap && o < 200; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '<') {
+            in_tag = 1;
+            continue;
+        }
+        if (in_tag) {
+            in_tag = ch != '>';
+            if (!in_tag && !space)
+                out[o++] = ' ', space = 1;
+            continue;
+        }
+        if (ch <= 0x20 || ch == 0x7f) {
+            if (!space)
+                out[o++] = ' ', space = 1;
+            continue;
+        }
+        out[o++] = (char)ch;
+        space = 0;
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
+    if (p < end && o > 0 && o + 4 < cap)
+        memcpy(out + o, "...", 3), o += 3;
+    out[o] = '\0';
+}
+
+/* A token with the shape of a JWT (three base64url parts, the first "eyJ"): an OAuth access token,
+ * such as `databricks auth token` prints, valid for about an hour; a PAT is "dapi...". */
+static int looks_like_oauth(const char *tok)
+{
+    const char *d1, *d2;
+
+    if (!tok || strncmp(tok, "eyJ", 3) != 0 || !(d1 = strchr(tok, '.')) || !(d2 = strchr(d1 + 1, '.')))
+        return 0;
+    return d2 > d1 + 1 && d2[1] && !strchr(d2 + 1, '.');
+}
+
+/* Error for a non-2xx answer: "<step>: HTTP <status> <error_code>: <message> (reason ...,
+ * request_id ...)", err->request_id set from details[]; one readable line for an HTML or
+ * plain-text body. Retriable for 429 and 5xx. */
+static void http_status_error(const char *step, const lb_http_response *resp, lb_auth auth,
+                              const char *bearer, lb_error *err)
+{
+    char code[80] = "", msg[API_MSG_MAX + 8] = "", reason[80] = "", rid[136] = "", extra[240] = "";
     cJSON *j = cJSON_ParseWithLength(resp->body, resp->body_len);
     int retriable = resp->status == 429 || resp->status >= 500;
 
@@ -155,23 +237,46 @@ static void http_status_error(const char *step, const lb_http_response *resp, lb
             clean_text(code, sizeof code, ec->valuestring);
         if (cJSON_IsString(m))
             clean_text(msg, sizeof msg, m->valuestring);
+        error_details(j, reason, sizeof reason, rid, sizeof rid);
+    } else if (resp->body_len > 0) {
+        body_line(resp->body, resp->body_len, msg, sizeof msg);
     }
     cJSON_Delete(j);
-    lb_error_set(err, LB_ERR_CREDENTIAL, retriable, "%s: HTTP %ld%s%s%s%s", step, resp->status,
-                 code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
+    if (reason[0] || rid[0])
+        snprintf(extra, sizeof extra, " (%s%s%s%s%s)", reason[0] ? "reason " : "", reason,
+                 reason[0] && rid[0] ? ", " : "", rid[0] ? "request_id " : "", rid);
+    lb_error_set(err, LB_ERR_CREDENTIAL, retriable, "%s: HTTP %ld%s%s%s%s%s", step, resp->status,
+                 code[0] ? " " : "", code, msg[0] ? ": " : "", msg, extra);
+    if (rid[0])
+        lb_error_set_field(&err->request_id, rid);
     /* A 401 is nearly always the setting itself: say which one and how to renew it. */
-    if (resp->status == 401)
-        lb_error_set_field(&err->hint, strcmp(step, STEP_OAUTH) == 0
-            ? "the workspace refused DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET: check both, and "
-              "that the service principal belongs to the workspace at DATABRICKS_HOST"
-            : "the workspace refused the token: a DATABRICKS_TOKEN that expired or belongs to another "
-              "workspace than DATABRICKS_HOST (for local development, lakebase refresh-token "
-              "writes a fresh one)");
+    if (resp->status != 401)
+        return;
+    if (strcmp(step, STEP_OAUTH) == 0)
+        lb_error_set_field(&err->hint,
+            "the workspace refused DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET: check both, and "
+            "that the service principal belongs to the workspace at DATABRICKS_HOST");
+    else if (auth == LB_AUTH_CLI)
+        lb_error_set_field(&err->hint,
+            "the workspace refused the token of `databricks auth token`: the login may have expired "
+            "or been revoked; run `databricks auth login --host <DATABRICKS_HOST>` (or --profile "
+            "<DATABRICKS_CONFIG_PROFILE>) again");
+    else if (auth == LB_AUTH_TOKEN && looks_like_oauth(bearer))
+        lb_error_set_field(&err->hint,
+            "DATABRICKS_TOKEN looks like an OAuth token (from `databricks auth token` or "
+            "`lakebase refresh-token`), which is valid for about an hour: it may have expired. Run "
+            "`lakebase refresh-token` for a fresh one, or set DATABRICKS_AUTH_TYPE=databricks-cli "
+            "(after `databricks auth login`) so lakebase renews it itself");
+    else
+        lb_error_set_field(&err->hint,
+            "the workspace refused the token: a DATABRICKS_TOKEN that expired or belongs to another "
+            "workspace than DATABRICKS_HOST (for local development, lakebase refresh-token "
+            "writes a fresh one)");
 }
 
 /* One request with the time left until a->deadline. Returns the parsed JSON object of a 2xx
  * answer, or NULL with err set (retriable for transient failures). */
-static cJSON *call(const char *step, lb_http_request *req, double connect_timeout, attempt *a,
+static cJSON *call(lb_credentials *c, const char *step, lb_http_request *req, attempt *a,
                    lb_error *err)
 {
     lb_http_response resp;
@@ -186,14 +291,14 @@ static cJSON *call(const char *step, lb_http_request *req, double connect_timeou
         return NULL;
     }
     req->timeout = left;
-    req->connect_timeout = connect_timeout < left ? connect_timeout : left;
+    req->connect_timeout = c->connect_timeout < left ? c->connect_timeout : left;
     if (lb_http_do(req, &resp, &herr) != LB_HTTP_OK) {
         lb_error_set(err, LB_ERR_CREDENTIAL, herr.retriable, "%s: %s", step, herr.message);
         lb_error_clear(&herr);
         return NULL;
     }
     if (resp.status < 200 || resp.status > 299) {
-        http_status_error(step, &resp, err);
+        http_status_error(step, &resp, c->auth, req->bearer, err);
         a->retry_after = resp.retry_after;
         a->status = resp.status;
         lb_http_response_free(&resp);
@@ -308,7 +413,7 @@ static int fetch_ws_token(lb_credentials *c, attempt *a, lb_error *err)
     req.body_len = sizeof form - 1;
     req.basic_user = c->client_id;
     req.basic_password = c->client_secret;
-    if (!(j = call(STEP_OAUTH, &req, c->connect_timeout, a, err)))
+    if (!(j = call(c, STEP_OAUTH, &req, a, err)))
         return -1;
     rc = parse_oauth(j, &token, &life, err);
     json_free(j);
@@ -326,11 +431,12 @@ typedef struct fetched {
     double expires_wall, expires_mono;
 } fetched;
 
-/* The credential answer: a non-empty string "token" and an RFC 3339 "expire_time". */
-static int parse_cred(const cJSON *j, fetched *out, lb_error *err)
+/* The credential answer: a non-empty string "token" and an RFC 3339 expiry, "expire_time" for an
+ * endpoint, "expiration_time" for a provisioned instance (DatabaseCredential). */
+static int parse_cred(const cJSON *j, const char *exp_field, fetched *out, lb_error *err)
 {
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(j, "token");
-    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expire_time");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, exp_field);
 
     if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
         lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: response has no string \"token\"", STEP_CRED);
@@ -341,7 +447,7 @@ static int parse_cred(const cJSON *j, fetched *out, lb_error *err)
         if (cJSON_IsString(exp))
             clean_text(shown, 64, exp->valuestring);
         lb_error_set(err, LB_ERR_CREDENTIAL, 0,
-                     "%s: response has no parseable RFC 3339 \"expire_time\"%s%s%s", STEP_CRED,
+                     "%s: response has no parseable RFC 3339 \"%s\"%s%s%s", STEP_CRED, exp_field,
                      shown[0] ? " (got \"" : "", shown, shown[0] ? "\")" : "");
         scrub(err->message, tok->valuestring);
         return -1;
@@ -350,7 +456,7 @@ static int parse_cred(const cJSON *j, fetched *out, lb_error *err)
      * nowhere and fetched again on every call: refuse it plainly. */
     if (out->expires_wall <= lb_time_wall()) {
         lb_error_set(err, LB_ERR_CREDENTIAL, 0,
-                     "%s: expire_time is already in the past (check this machine's clock)", STEP_CRED);
+                     "%s: %s is already in the past (check this machine's clock)", STEP_CRED, exp_field);
         return -1;
     }
     /* Anchor once: from now on only the monotonic clock decides. */
@@ -373,7 +479,7 @@ int lb_credential_parse_response(const char *body, size_t len, char **token, dou
     *expires_at = 0;
     if (!cJSON_IsObject(j))
         lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: response is not a JSON object", STEP_CRED);
-    else if ((rc = parse_cred(j, &f, err)) == 0) {
+    else if ((rc = parse_cred(j, "expire_time", &f, err)) == 0) {
         *token = f.token;
         *expires_at = f.expires_wall;
     }
@@ -381,16 +487,77 @@ int lb_credential_parse_response(const char *body, size_t len, char **token, dou
     return rc;
 }
 
-/* The credential call with the given workspace token. */
-static int fetch_cred(lb_credentials *c, const char *bearer, attempt *a, fetched *out, lb_error *err)
+/* One workspace API call with the workspace token of c's auth: the PAT, or the M2M / databricks-cli
+ * token, fetched when missing or due; a 401 on a cached one renews it once (the workspace revoked
+ * or rotated it before its expiry) and asks again. Only the thread that holds c->fetching calls it. */
+static cJSON *ws_call(lb_credentials *c, const char *step, lb_http_request *req, attempt *a,
+                      lb_error *err)
+{
+    int cached_ws;
+    cJSON *j;
+
+    if (c->auth == LB_AUTH_TOKEN) {
+        req->bearer = c->pat;
+        return call(c, step, req, a, err);
+    }
+    cached_ws = c->ws_token && lb_time_mono() < c->ws_expires_mono;
+    if (!cached_ws && fetch_ws_token(c, a, err) != 0)
+        return NULL;
+    req->bearer = c->ws_token;
+    if ((j = call(c, step, req, a, err)) != NULL || a->status != 401 || !cached_ws)
+        return j;
+    lb_wipe_free(c->ws_token);
+    c->ws_token = NULL;
+    if (fetch_ws_token(c, a, err) != 0)
+        return NULL;
+    req->bearer = c->ws_token;
+    return call(c, step, req, a, err);
+}
+
+/* A version 4 UUID for the instance credential's request_id (idempotency of that call). */
+static void uuid4(char out[37])
+{
+    unsigned char b[16];
+    size_t got = 0;
+    int i, o = 0;
+
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    for (; got < sizeof b; got++) /* no entropy source: unique enough for an idempotency key */
+        b[got] = (unsigned char)(lb_time_jitter() * 255.0);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    for (i = 0; i < 16; i++) {
+        o += snprintf(out + o, (size_t)(37 - o), "%02x", b[i]);
+        if (i == 3 || i == 5 || i == 7 || i == 9)
+            out[o++] = '-';
+    }
+    out[36] = '\0';
+}
+
+/* One attempt of the credential call: POST /api/2.0/postgres/credentials {"endpoint"} for an
+ * endpoint, POST /api/2.0/database/credentials {"instance_names": [name], "request_id"} for a
+ * provisioned instance. */
+static int fetch_once(lb_credentials *c, attempt *a, void *outp, lb_error *err)
 {
     lb_http_request req = { 0 };
-    cJSON *body, *j;
-    char *json;
-    int rc;
+    cJSON *body = cJSON_CreateObject(), *names, *j;
+    char *json = NULL, rid[37];
+    int rc, ok;
 
-    if (!(body = cJSON_CreateObject()) || !cJSON_AddStringToObject(body, "endpoint", c->endpoint) ||
-        !(json = cJSON_PrintUnformatted(body))) {
+    if (c->instance) {
+        uuid4(rid);
+        ok = (names = cJSON_AddArrayToObject(body, "instance_names")) != NULL &&
+             cJSON_AddItemToArray(names, cJSON_CreateString(c->instance)) &&
+             cJSON_AddStringToObject(body, "request_id", rid) != NULL;
+    } else {
+        ok = cJSON_AddStringToObject(body, "endpoint", c->endpoint) != NULL;
+    }
+    if (!ok || !(json = cJSON_PrintUnformatted(body))) {
         cJSON_Delete(body);
         lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", STEP_CRED);
         return -1;
@@ -401,45 +568,22 @@ static int fetch_cred(lb_credentials *c, const char *bearer, attempt *a, fetched
     req.content_type = "application/json";
     req.body = json;
     req.body_len = strlen(json);
-    req.bearer = bearer;
-    j = call(STEP_CRED, &req, c->connect_timeout, a, err);
+    j = ws_call(c, STEP_CRED, &req, a, err);
     cJSON_free(json);
     if (!j)
         return -1;
-
-    rc = parse_cred(j, out, err);
+    rc = parse_cred(j, c->instance ? "expiration_time" : "expire_time", outp, err);
     json_free(j);
     return rc;
 }
 
-/* One attempt of the whole flow: workspace token (M2M), then the credential. A 401 on the
- * credential call with a cached M2M token renews that token once and asks again. */
-static int fetch_once(lb_credentials *c, attempt *a, fetched *out, lb_error *err)
-{
-    int cached_ws;
-
-    if (c->auth == LB_AUTH_TOKEN)
-        return fetch_cred(c, c->pat, a, out, err);
-
-    cached_ws = c->ws_token && lb_time_mono() < c->ws_expires_mono;
-    if (!cached_ws && fetch_ws_token(c, a, err) != 0)
-        return -1;
-    if (fetch_cred(c, c->ws_token, a, out, err) == 0)
-        return 0;
-    if (a->status != 401 || !cached_ws)
-        return -1;
-    /* The workspace revoked or rotated the token before expires_in: renew it once. */
-    lb_wipe_free(c->ws_token);
-    c->ws_token = NULL;
-    if (fetch_ws_token(c, a, err) != 0)
-        return -1;
-    return fetch_cred(c, c->ws_token, a, out, err);
-}
-
-/* A refresh. With `retry`, transient failures are retried with exponential backoff and jitter
+/* Runs once_fn. With `retry`, transient failures are retried with exponential backoff and jitter
  * (or Retry-After) until connect_timeout is spent; without, one attempt (the cache still serves
  * and the next attempt is scheduled by the caller). *retry_after reports the server's wish. */
-static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after, lb_error *err)
+typedef int (*attempt_fn)(lb_credentials *c, attempt *a, void *out, lb_error *err);
+
+static int with_retries(lb_credentials *c, int retry, attempt_fn once_fn, void *out,
+                        double *retry_after, lb_error *err)
 {
     attempt a = { 0, -1, 0 }; /* read after a try that failed before any HTTP (out of memory) */
     double delay = 0;
@@ -448,7 +592,7 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
     a.deadline = lb_time_mono() + c->connect_timeout;
     for (;;) {
         tries++;
-        if (fetch_once(c, &a, out, err) == 0) {
+        if (once_fn(c, &a, out, err) == 0) {
             lb_error_clear(err); /* what an earlier try or a renewed 401 left there */
             return 0;
         }
@@ -474,9 +618,9 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
         }
     }
     if (tries > 1 || (too_late && a.retry_after >= 0)) {
-        char *m = err->message;
+        char *m = err->message, *rid = err->request_id, *hint = err->hint;
         int retriable = err->retriable;
-        err->message = NULL;
+        err->message = err->request_id = err->hint = NULL;
         if (tries > 1)
             lb_error_set(err, LB_ERR_CREDENTIAL, retriable, "%s (gave up after %d attempts within %g s)",
                          m ? m : "failed", tries, c->connect_timeout);
@@ -484,8 +628,117 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
             lb_error_set(err, LB_ERR_CREDENTIAL, retriable, "%s (Retry-After %g s exceeds connect_timeout %g s)",
                          m ? m : "failed", a.retry_after, c->connect_timeout);
         free(m);
+        err->request_id = rid;
+        err->hint = hint;
     }
     return -1;
+}
+
+static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after, lb_error *err)
+{
+    return with_retries(c, retry, fetch_once, out, retry_after, err);
+}
+
+/* ---- discovery ------------------------------------------------------------------------------ */
+
+#define STEP_ENDPOINT "lakebase endpoint"
+#define STEP_INSTANCE "lakebase instance"
+#define STEP_ME "workspace user"
+
+static void add_host(lb_discovery *d, const cJSON *v, int *oom)
+{
+    int i;
+
+    if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) > 253)
+        return;
+    for (i = 0; i < LB_MAX_HOSTS - 1 && d->hosts[i]; i++)
+        if (strcmp(d->hosts[i], v->valuestring) == 0)
+            return;
+    if (i < LB_MAX_HOSTS - 1)
+        *oom |= !(d->hosts[i] = strdup(v->valuestring));
+}
+
+/* One attempt of the whole discovery: the endpoint's (or instance's) hosts, then, under PAT and
+ * databricks-cli auth, the workspace user. */
+static int discover_once(lb_credentials *c, attempt *a, void *outp, lb_error *err)
+{
+    lb_discovery *d = outp;
+    lb_http_request req = { 0 };
+    const char *step = c->instance ? STEP_INSTANCE : STEP_ENDPOINT;
+    const cJSON *hosts, *h;
+    cJSON *j;
+    int oom = 0;
+
+    lb_discovery_clear(d);
+    req.method = "GET";
+    req.url = c->discover_url;
+    if (!(j = ws_call(c, step, &req, a, err)))
+        return -1;
+    if (c->instance) { /* DatabaseInstance: read_write_dns, read_only_dns */
+        add_host(d, cJSON_GetObjectItemCaseSensitive(j, "read_write_dns"), &oom);
+        add_host(d, cJSON_GetObjectItemCaseSensitive(j, "read_only_dns"), &oom);
+    } else { /* Endpoint: status.hosts.host first, then every other host it lists */
+        hosts = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "status"), "hosts");
+        add_host(d, cJSON_GetObjectItemCaseSensitive(hosts, "host"), &oom);
+        if (cJSON_IsObject(hosts))
+            cJSON_ArrayForEach(h, hosts)
+                add_host(d, h, &oom);
+    }
+    cJSON_Delete(j);
+    if (!oom && d->hosts[0])
+        oom |= !(d->host = strdup(d->hosts[0]));
+    if (!oom && !d->host) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: the answer for %s has no %s (is it still being "
+                     "created?)", step, c->instance ? c->instance : c->endpoint,
+                     c->instance ? "\"read_write_dns\"" : "\"status.hosts.host\"");
+        return -1;
+    }
+    if (!oom && c->auth == LB_AUTH_M2M) {
+        oom |= !(d->user = strdup(c->client_id));
+    } else if (!oom) {
+        const cJSON *u;
+        req.url = c->me_url;
+        if (!(j = ws_call(c, STEP_ME, &req, a, err)))
+            return -1;
+        u = cJSON_GetObjectItemCaseSensitive(j, "userName");
+        if (cJSON_IsString(u) && u->valuestring[0])
+            oom |= !(d->user = strdup(u->valuestring));
+        cJSON_Delete(j);
+        if (!oom && !d->user) {
+            lb_error_set(err, LB_ERR_CREDENTIAL, 0, "%s: the answer has no \"userName\" (set PGUSER)", STEP_ME);
+            return -1;
+        }
+    }
+    if (oom) {
+        lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: out of memory", step);
+        return -1;
+    }
+    return 0;
+}
+
+void lb_discovery_clear(lb_discovery *d)
+{
+    int i;
+
+    free(d->host);
+    free(d->user);
+    for (i = 0; i < LB_MAX_HOSTS; i++)
+        free(d->hosts[i]);
+    memset(d, 0, sizeof *d);
+}
+
+static int discovery_copy(lb_discovery *dst, const lb_discovery *src)
+{
+    int i, oom = 0;
+
+    memset(dst, 0, sizeof *dst);
+    oom |= src->host && !(dst->host = strdup(src->host));
+    oom |= src->user && !(dst->user = strdup(src->user));
+    for (i = 0; i < LB_MAX_HOSTS && src->hosts[i]; i++)
+        oom |= !(dst->hosts[i] = strdup(src->hosts[i]));
+    if (oom)
+        lb_discovery_clear(dst);
+    return oom ? -1 : 0;
 }
 
 /* ---- cache --------------------------------------------------------------------------------- */
@@ -539,6 +792,8 @@ static void refresh_done(lb_credentials *c, int rc, fetched *f, double retry_aft
         c->next_attempt = lb_time_mono() + stale_backoff(c->fail_streak, retry_after);
         lb_error_clear(&c->last_err);
         lb_error_set(&c->last_err, ferr->kind, ferr->retriable, "%s", ferr->message);
+        lb_error_set_field(&c->last_err.hint, ferr->hint);
+        lb_error_set_field(&c->last_err.request_id, ferr->request_id);
     }
     pthread_cond_broadcast(&c->cv);
 }
@@ -639,6 +894,8 @@ int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_e
         if (c->generation != seen && c->last_err.kind != LB_OK && !valid) {
             /* The refresh we waited for failed: share its error rather than start another. */
             lb_error_set(err, c->last_err.kind, c->last_err.retriable, "%s", c->last_err.message);
+            lb_error_set_field(&err->hint, c->last_err.hint);
+            lb_error_set_field(&err->request_id, c->last_err.request_id);
             rc = -1;
             break;
         }
@@ -703,6 +960,102 @@ void lb_credentials_stats(lb_credentials *c, lb_credential_stats *out)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Single flight with the credential refresh (the same c->fetching slot: the workspace token is the
+ * fetching thread's); the answer is kept for the life of the entry, a failure is shared with the
+ * callers that waited for it and retried by the next caller after them. */
+int lb_credentials_discover(lb_credentials *c, lb_discovery *out, lb_error *err)
+{
+    double wait_until = lb_time_mono() + c->connect_timeout + 1.0, retry_after = -1;
+    lb_discovery d;
+    lb_error derr = LB_ERROR_INIT;
+    uint64_t seen;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    memset(&d, 0, sizeof d);
+    if (c->auth == LB_AUTH_PASSWORD) {
+        lb_error_set(err, LB_ERR_CONFIG, 0, "discovery needs workspace auth (not a native password)");
+        return -1;
+    }
+    pthread_mutex_lock(&c->mu);
+    seen = c->disc_attempts;
+    while (!c->disc.host && c->fetching) {
+        struct timespec ts;
+        if (lb_time_mono() >= wait_until) {
+            pthread_mutex_unlock(&c->mu);
+            lb_error_set(err, LB_ERR_CREDENTIAL, 1, "%s: timed out waiting for the workspace call in "
+                         "progress", c->instance ? STEP_INSTANCE : STEP_ENDPOINT);
+            return -1;
+        }
+        abs_deadline(&ts, wait_until);
+        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+    }
+    if (c->disc.host) {
+        rc = discovery_copy(out, &c->disc);
+        pthread_mutex_unlock(&c->mu);
+        if (rc != 0)
+            lb_error_set(err, LB_ERR_CREDENTIAL, 1, "out of memory");
+        return rc;
+    }
+    if (c->disc_attempts != seen && c->disc_err.kind != LB_OK) {
+        lb_error_set(err, c->disc_err.kind, c->disc_err.retriable, "%s", c->disc_err.message);
+        lb_error_set_field(&err->hint, c->disc_err.hint);
+        lb_error_set_field(&err->request_id, c->disc_err.request_id);
+        pthread_mutex_unlock(&c->mu);
+        return -1;
+    }
+    c->fetching = 1;
+    pthread_mutex_unlock(&c->mu);
+    rc = with_retries(c, 1, discover_once, &d, &retry_after, &derr);
+    pthread_mutex_lock(&c->mu);
+    c->fetching = 0;
+    c->disc_attempts++;
+    lb_error_clear(&c->disc_err);
+    if (rc == 0) {
+        lb_discovery_clear(&c->disc);
+        c->disc = d;
+        rc = discovery_copy(out, &c->disc);
+        if (rc != 0)
+            lb_error_set(err, LB_ERR_CREDENTIAL, 1, "out of memory");
+    } else {
+        lb_discovery_clear(&d);
+        scrub_error(c, &derr, NULL);
+        lb_error_set(&c->disc_err, derr.kind, derr.retriable, "%s", derr.message);
+        lb_error_set_field(&c->disc_err.hint, derr.hint);
+        lb_error_set_field(&c->disc_err.request_id, derr.request_id);
+        lb_error_move(err, &derr);
+    }
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int lb_settings_discover(lb_settings *s, lb_error *err)
+{
+    lb_credentials *c;
+    lb_discovery d;
+    int rc;
+
+    if (s->auth == LB_AUTH_PASSWORD || (s->host && s->user))
+        return 0;
+    if (!(c = lb_credentials_acquire(s, err)))
+        return -1;
+    rc = lb_credentials_discover(c, &d, err);
+    lb_credentials_release(c);
+    if (rc != 0)
+        return -1;
+    if (!s->host) {
+        s->host = d.host;
+        d.host = NULL;
+    }
+    if (!s->user) {
+        s->user = d.user;
+        d.user = NULL;
+    }
+    lb_discovery_clear(&d);
+    return 0;
+}
+
 /* ---- registry ------------------------------------------------------------------------------ */
 
 static void entry_free(lb_credentials *c)
@@ -712,6 +1065,11 @@ static void entry_free(lb_credentials *c)
     free(c->key);
     free(c->databricks_host);
     free(c->endpoint);
+    free(c->instance);
+    free(c->discover_url);
+    free(c->me_url);
+    lb_discovery_clear(&c->disc);
+    lb_error_clear(&c->disc_err);
     lb_wipe_free(c->pat);
     free(c->client_id);
     lb_wipe_free(c->client_secret);
@@ -741,8 +1099,9 @@ static int check_settings(const lb_settings *s, lb_error *err)
         }
         return 0;
     }
-    if (!s->databricks_host || !s->endpoint) {
-        lb_error_set(err, LB_ERR_CONFIG, 0, "credentials: databricks_host and endpoint are required");
+    if (!s->databricks_host || (!s->endpoint == !s->instance)) {
+        lb_error_set(err, LB_ERR_CONFIG, 0,
+                     "credentials: databricks_host and one of endpoint and instance are required");
         return -1;
     }
     if (!lb_http_url_allowed(s->databricks_host)) {
@@ -786,9 +1145,20 @@ static lb_credentials *entry_new(const lb_settings *s, lb_error *err)
         oom |= !(c->password = strdup(s->password));
     } else {
         oom |= !(c->databricks_host = strdup(s->databricks_host));
-        oom |= !(c->endpoint = strdup(s->endpoint));
+        lb_buf u;
+        lb_buf_init(&u);
+        if (s->instance) {
+            oom |= !(c->instance = strdup(s->instance));
+            oom |= !(c->cred_url = concat(s->databricks_host, "/api/2.0/database/credentials"));
+            lb_buf_printf(&u, "%s/api/2.0/database/instances/%s", s->databricks_host, s->instance);
+        } else {
+            oom |= !(c->endpoint = strdup(s->endpoint));
+            oom |= !(c->cred_url = concat(s->databricks_host, "/api/2.0/postgres/credentials"));
+            lb_buf_printf(&u, "%s/api/2.0/postgres/%s", s->databricks_host, s->endpoint);
+        }
+        oom |= !(c->discover_url = lb_buf_take(&u));
+        oom |= !(c->me_url = concat(s->databricks_host, "/api/2.0/preview/scim/v2/Me"));
         oom |= !(c->oauth_url = concat(s->databricks_host, "/oidc/v1/token"));
-        oom |= !(c->cred_url = concat(s->databricks_host, "/api/2.0/postgres/credentials"));
         if (s->auth == LB_AUTH_TOKEN) {
             oom |= !(c->pat = strdup(s->token));
         } else if (s->auth == LB_AUTH_CLI) {

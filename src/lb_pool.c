@@ -71,15 +71,32 @@ lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
 {
     lb_pool *p;
 
+    lb_settings *found = NULL;
+
     if (!s || !s->key) {
         lb_error_set(err, LB_ERR_CONFIG, 0, "settings without a key (use lb_settings_load)");
         return NULL;
+    }
+    /* No host or user given: read them from the workspace (once per process, cached by the
+     * credential entry) before the registry lock. The key is the one of the settings as given, so
+     * every later acquire finds this pool without asking again. */
+    if (!s->host || !s->user) {
+        if (!(found = lb_settings_copy(s))) {
+            lb_error_set(err, LB_ERR_POOL, 0, "out of memory creating a pool");
+            return NULL;
+        }
+        if (lb_settings_discover(found, err) != 0) {
+            lb_settings_free(found);
+            return NULL;
+        }
+        s = found;
     }
     pthread_mutex_lock(&registry_mu);
     for (p = registry; p; p = p->next) {
         if (strcmp(p->s->key, s->key) == 0) {
             p->refs++;
             pthread_mutex_unlock(&registry_mu);
+            lb_settings_free(found);
             return p;
         }
     }
@@ -87,6 +104,7 @@ lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
     if (!p || !(p->s = lb_settings_copy(s))) {
         free(p);
         pthread_mutex_unlock(&registry_mu);
+        lb_settings_free(found);
         lb_error_set(err, LB_ERR_POOL, 0, "out of memory creating a pool");
         return NULL;
     }
@@ -94,13 +112,17 @@ lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
         lb_settings_free(p->s);
         free(p);
         pthread_mutex_unlock(&registry_mu);
+        lb_settings_free(found);
         return NULL;
     }
     pthread_mutex_init(&p->mu, NULL);
+    /* Lakebase's pooled hosts are transaction-mode poolers: known from the start. */
+    p->pooler = strstr(p->s->host, "-pooler.") != NULL;
     p->refs = 1;
     p->next = registry;
     registry = p;
     pthread_mutex_unlock(&registry_mu);
+    lb_settings_free(found);
     return p;
 }
 

@@ -147,10 +147,9 @@ function _M.env_example()
     "# lakebase settings: copy to .env (cp .env.example .env, or lakebase env-example > .env) and fill in.",
     "# The lakebase CLI reads ./.env.local, then ./.env (or --env-file PATH): the first file that sets a key",
     "# wins, and a variable already set in the environment wins over both. The library reads only the",
-    "# process environment. Find the values with the databricks CLI:",
+    "# process environment. With Databricks auth, DATABRICKS_HOST (or a profile) and LAKEBASE_ENDPOINT are",
+    "# enough: PGHOST is read from the endpoint, PGUSER from the workspace, PGDATABASE is databricks_postgres.",
     "#   databricks postgres list-endpoints projects/<project>/branches/<branch>   -> LAKEBASE_ENDPOINT",
-    "#   databricks postgres get-endpoint <endpoint>                               -> PGHOST",
-    "#   databricks current-user me                                                -> PGUSER (your user name)",
   }
   local function comment(text) -- "# " lines of at most 100 columns
     local line = "#"
@@ -247,11 +246,19 @@ function Ctx:options(extra)
   return opts
 end
 
+-- The validated settings, with the host and user that were left out read from the workspace (as the
+-- pool does: core.discover, once per process); s.discovered lists what was read.
 function Ctx:settings()
   local lakebase = require("lakebase")
   local opts = self:options()
   local s, err = lakebase.config(opts)
   if not s then return nil, err end
+  if s.auth ~= "password" and (s.host == nil or s.user == nil) then
+    local d, derr = require("lakebase.core").discover(opts)
+    if not d then return nil, derr end
+    s.discovered = { host = s.host == nil and d.host or nil, user = s.user == nil and d.user or nil }
+    s.host, s.user = s.host or d.host, s.user or d.user
+  end
   return s, nil, opts
 end
 
@@ -333,6 +340,28 @@ function commands.check(ctx, args)
     return 1
   end
   ctx:out("settings: ", tostring(s))
+  local what = s.instance and ("instance " .. s.instance) or ("endpoint " .. tostring(s.endpoint))
+  if s.discovered and s.discovered.host then
+    ctx:out("host: ", s.host, " (PGHOST unset: read from the ", what, ")")
+  end
+  if s.discovered and s.discovered.user then
+    ctx:out("user: ", s.user, " (PGUSER unset: the workspace user of this token, SCIM Me)")
+  end
+  if s.auth ~= "password" and not (s.discovered and s.discovered.host) then
+    -- PGHOST given: say so when it is not one of the endpoint's hosts (a copy-paste from another one).
+    local d, derr = require("lakebase.core").discover(ctx:options())
+    if not d then
+      ctx:out("warning: could not read the hosts of the ", what, ": ", tostring(derr))
+    else
+      local listed = false
+      for _, h in ipairs(d.hosts) do listed = listed or h:lower() == s.host:lower() end
+      if not listed then
+        ctx:out("warning: PGHOST ", s.host, " is not one of the hosts of the ", what, " (",
+          table.concat(d.hosts, ", "), "): a host of another endpoint gets a credential it does not "
+          .. "accept; unset PGHOST to use the endpoint's own")
+      end
+    end
+  end
   if s.auth == "token" and s.client_id then
     -- As the SDKs' seed rule: a token wins over client id/secret unless auth_type says otherwise.
     ctx:out("warning: DATABRICKS_TOKEN and DATABRICKS_CLIENT_ID are both set: the token is used "

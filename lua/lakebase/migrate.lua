@@ -648,15 +648,19 @@ end
 -- Preferred: a session-level advisory lock on one connection of the pool (db:with_connection)
 -- that runs nothing else, so it is idle outside any transaction and holds no snapshot while the
 -- migrations run on other connections; its pg_stat_activity.query_start is then when it took the
--- lock. Fallback for db objects without with_connection (the nginx bridge): the transaction-level
--- lock in an open transaction, idle between statements.
+-- lock. Behind a transaction-mode pooler (stats().pooler_detected: a -pooler. host or a pooler
+-- seen) and for db objects without with_connection (the nginx bridge): the transaction-level lock
+-- in an open transaction, idle between statements; no session state.
 local function with_lock(db, s, fn)
   local okst, st = pcall(function() return db:stats() end)
   if okst and type(st) == "table" and tonumber(st.max) and tonumber(st.max) < 2 then
     return nil, mkerr({ message = "migrate needs a pool of at least 2 connections (one holds the lock, "
       .. "another runs the migrations); this db has max = " .. tostring(st.max) })
   end
-  if type(db) == "table" and type(db.with_connection) == "function" then
+  -- Behind a transaction-mode pooler (Lakebase's -pooler. hosts, or one detected) a session-level
+  -- lock would stay on a server session this runner no longer has: the transaction-level lock.
+  local pooled = okst and type(st) == "table" and st.pooler_detected == true
+  if not pooled and type(db) == "table" and type(db.with_connection) == "function" then
     local connected = false
     local okc, r1, r2 = pcall(db.with_connection, db, function(conn)
       connected = true

@@ -176,7 +176,7 @@ static int settings_tostring(lua_State *L)
     /* Rebuilt from the table's (already redacted) fields, so a copied table prints the same.
      * Pieces are pushed and concatenated once (no luaL_Buffer: the stack use is unbalanced). */
     static const char *const fields[] = {
-        "host", "port", "database", "user", "sslmode", "sslrootcert", "endpoint",
+        "host", "port", "database", "user", "sslmode", "sslrootcert", "endpoint", "instance",
         "databricks_host", "auth", "profile", "token", "client_id", "client_secret", "password", "max",
         "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
         "application_name", "prepare", "keepalives", "keepalives_idle", "keepalives_interval",
@@ -186,7 +186,7 @@ static int settings_tostring(lua_State *L)
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 4 * 33 + 4, "settings tostring");
+    luaL_checkstack(L, 4 * 34 + 4, "settings tostring");
     lua_pushliteral(L, "lakebase.settings{");
     for (i = 0; fields[i]; i++) {
         char tmp[96];
@@ -246,6 +246,7 @@ void lb_bind_push_settings(lua_State *L, const lb_settings *s)
     set_str(L, "sslmode", lb_sslmode_name(s->sslmode));
     set_str(L, "sslrootcert", s->sslrootcert);
     set_str(L, "endpoint", s->endpoint);
+    set_str(L, "instance", s->instance);
     set_str(L, "databricks_host", s->databricks_host);
     set_str(L, "auth", lb_auth_name(s->auth));
     set_str(L, "profile", s->profile);

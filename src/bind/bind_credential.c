@@ -2,6 +2,9 @@
  *   core.token(opts)                       -> token, expires_at | nil, err
  *   core.credential_stats(opts)            -> { refreshes, failures, expires_at } | nil, err
  *   core.credential_invalidate(opts, tok)  -> true | nil, err
+ *   core.discover(opts)                    -> { host, hosts = {...}, user } | nil, err
+ *       what the workspace says of the endpoint (or instance) and of the identity: the host the
+ *       pool connects to when PGHOST is unset, every host the endpoint lists, the Postgres user
  *   core.databricks_token(cli, profile, host, timeout) -> token, expires_at | nil, err
  *       the token of `databricks auth login` (lb_cli_token: the CLI's answer read once, in C, for
  *       databricks-cli auth and for `lakebase refresh-token` alike)
@@ -90,6 +93,36 @@ static int l_invalidate(lua_State *L)
     return 1;
 }
 
+static int l_discover(lua_State *L)
+{
+    lb_error err = LB_ERROR_INIT;
+    lb_credentials *c = check_credentials(L, &err);
+    lb_discovery d;
+    int i, rc;
+
+    if (!c)
+        return lb_bind_fail(L, &err);
+    rc = lb_credentials_discover(c, &d, &err);
+    lb_credentials_release(c);
+    if (rc != 0)
+        return lb_bind_fail(L, &err);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, d.host);
+    lua_setfield(L, -2, "host");
+    if (d.user) {
+        lua_pushstring(L, d.user);
+        lua_setfield(L, -2, "user");
+    }
+    lua_createtable(L, LB_MAX_HOSTS, 0);
+    for (i = 0; i < LB_MAX_HOSTS && d.hosts[i]; i++) {
+        lua_pushstring(L, d.hosts[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "hosts");
+    lb_discovery_clear(&d);
+    return 1;
+}
+
 static int l_databricks_token(lua_State *L)
 {
     const char *cli = luaL_optstring(L, 1, NULL);
@@ -117,6 +150,7 @@ void lb_bind_credential(lua_State *L)
         { "credential_invalidate", l_invalidate },
         { "credential_stats", l_stats },
         { "databricks_token", l_databricks_token },
+        { "discover", l_discover },
         { "token", l_token },
         { NULL, NULL },
     };

@@ -353,6 +353,10 @@ static int probe(lua_State *L)
 
     if (!s)
         return lb_bind_fail(L, &err);
+    if (lb_settings_discover(s, &err) != 0) {
+        lb_settings_free(s);
+        return lb_bind_fail(L, &err);
+    }
     rc = lb_conn_probe(s, password ? password : s->password, &pr, &err);
     lb_settings_free(s);
     if (rc != 0)

@@ -848,13 +848,14 @@ static void test_retry_after_and_4xx(void)
     /* A real 404 (unknown endpoint): not retried, error_code and message named. */
     s = settings(LB_AUTH_TOKEN);
     free(s->endpoint);
-    s->endpoint = strdup("projects/p/branches/b/endpoints/e/missing");
+    s->endpoint = strdup("projects/other/branches/b/endpoints/missing");
     c = acquire(s);
     reset();
     t = get(c, NULL, &err);
     ok(!t && !err.retriable && err.kind == LB_ERR_CREDENTIAL && strstr(err.message, "lakebase credential: HTTP 404 NOT_FOUND") &&
-           strstr(err.message, "does not exist") && counter(CRED_PATH) == 1,
-       "404: no retry, step/status/error_code/message named: %s", err.message ? err.message : "");
+           strstr(err.message, "does not exist") && counter(CRED_PATH) == 1 && err.request_id &&
+           strlen(err.request_id) == 36 && strstr(err.message, err.request_id),
+       "404: no retry, step/status/error_code/message and request_id named: %s", err.message ? err.message : "");
     lb_error_clear(&err);
     lb_credentials_release(c);
     settings_free(s);
