@@ -360,7 +360,8 @@ describe("lakebase config: environment and profile", function()
       "DATABRICKS_HOST (databricks_host)", "DATABRICKS_TOKEN (token): is set but contains a control character",
       "DATABRICKS_CLIENT_ID (client_id)", "DATABRICKS_CLIENT_SECRET (client_secret): is too long",
       "PGPASSWORD (password): is set but contains a control character",
-      'LAKEBASE_INSTANCE (instance): expected a database instance name (letters, digits and -, at most 63), got "my_instance"',
+      'LAKEBASE_INSTANCE (instance): expected a database instance name (letters, digits and -, at most 63), '
+        .. 'got "my_instance"',
       "LAKEBASE_INSTANCE (instance): set only one of LAKEBASE_ENDPOINT and LAKEBASE_INSTANCE" }) do
       assert.matches(var, r.message, 1, true)
     end

@@ -130,7 +130,8 @@ describe("error details:", function()
 
   it("an HTML gateway page gives one readable line (its title)", function()
     ws.fault({ path = CRED, kind = "body", status = 502, content_type = "text/html", count = 50,
-      body = "<html>\n<head><title>502 Bad Gateway</title></head>\n<body><center><h1>502 Bad Gateway</h1></center>\n<hr><center>nginx</center></body></html>\n" })
+      body = "<html>\n<head><title>502 Bad Gateway</title></head>\n<body><center><h1>502 Bad Gateway</h1></center>\n"
+        .. "<hr><center>nginx</center></body></html>\n" })
     local tok, err = lakebase.token(h.pat_settings({ endpoint = h.endpoint_for(h.unique("html")), connect_timeout = 0.5 }))
     assert.is_nil(tok)
     assert.matches("lakebase credential: HTTP 502: 502 Bad Gateway", err.message, 1, true)
@@ -181,7 +182,8 @@ describe("pooled hosts:", function()
     assert.matches("connect to the direct host ep-cool-1234.database.us-west-2.cloud.databricks.com", err.message, 1, true)
     -- with a password it is fine, and the pool knows a transaction-mode pooler is there before any connect
     local o = h.password_settings({ host = "ep-cool-1234-pooler.invalid" })
-    assert(lakebase.config(o))
+    assert.is_false(assert(lakebase.config(o)).prepare) -- prepare defaults to false there
+    assert.is_true(assert(lakebase.config(h.password_settings())).prepare)
     local db = assert(lakebase.new(o))
     assert.is_true(db:stats().pooler_detected)
     db:close()

@@ -1303,6 +1303,9 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
                     "connect to the direct host %s (or leave PGHOST unset), or use PGPASSWORD with a "
                     "password role", s->host, direct);
     }
+    /* There (with a password), prepared statements cannot work: off unless asked for. */
+    if (s->host && given_password && strstr(s->host, "-pooler.") && !r[O_PREPARE].value)
+        s->prepare = 0;
     if (!given_password) {
         if (!r[O_ENDPOINT].value && !r[O_ENDPOINT].bad_type && !r[O_INSTANCE].value && !r[O_INSTANCE].bad_type)
             add_problem(&pr, O_ENDPOINT, NULL,

@@ -680,9 +680,8 @@ static int discover_once(lb_credentials *c, attempt *a, void *outp, lb_error *er
     } else { /* Endpoint: status.hosts.host first, then every other host it lists */
         hosts = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "status"), "hosts");
         add_host(d, cJSON_GetObjectItemCaseSensitive(hosts, "host"), &oom);
-        if (cJSON_IsObject(hosts))
-            cJSON_ArrayForEach(h, hosts)
-                add_host(d, h, &oom);
+        for (h = cJSON_IsObject(hosts) ? hosts->child : NULL; h; h = h->next)
+            add_host(d, h, &oom);
     }
     cJSON_Delete(j);
     if (!oom && d->hosts[0])

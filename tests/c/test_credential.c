@@ -682,6 +682,66 @@ static void test_single_flight(void)
     settings_free(s);
 }
 
+typedef struct finder {
+    lb_credentials *c;
+    pthread_barrier_t *start;
+    lb_discovery d;
+    int rc;
+} finder;
+
+static void *find(void *arg)
+{
+    finder *f = arg;
+    lb_error err = LB_ERROR_INIT;
+
+    pthread_barrier_wait(f->start);
+    f->rc = lb_credentials_discover(f->c, &f->d, &err);
+    if (f->rc != 0)
+        printf("# discover failed: %s\n", err.message);
+    lb_error_clear(&err);
+    return NULL;
+}
+
+/* Discovery (endpoint host, workspace user): 16 threads at once while the endpoint GET is slow make
+ * one GET of the endpoint and one of SCIM Me; every thread gets the same answer. */
+static void test_discovery_single_flight(void)
+{
+    enum { N = 16 };
+    lb_settings *s = settings(LB_AUTH_TOKEN);
+    lb_credentials *c = acquire(s);
+    char path[512], rule[640];
+    pthread_t th[N];
+    finder f[N];
+    pthread_barrier_t start;
+    int all = 1;
+
+    snprintf(path, sizeof path, "/api/2.0/postgres/%s", s->endpoint);
+    reset();
+    snprintf(rule, sizeof rule, "{\"path\": \"%s\", \"kind\": \"delay\", \"delay\": 1.0, \"count\": 1}", path);
+    fault(rule);
+    pthread_barrier_init(&start, NULL, N);
+    for (int i = 0; i < N; i++) {
+        memset(&f[i], 0, sizeof f[i]);
+        f[i].c = c;
+        f[i].start = &start;
+        pthread_create(&th[i], NULL, find, &f[i]);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++)
+        all &= f[i].rc == 0 && f[i].d.host && strcmp(f[i].d.host, "localhost") == 0 && f[i].d.user &&
+               f[i].d.hosts[0] && strcmp(f[i].d.hosts[0], "localhost") == 0 && !f[i].d.hosts[1];
+    ok(all, "discovery: 16 threads all get host localhost, one listed host and a user");
+    ok(counter(path) == 1 && counter("/api/2.0/preview/scim/v2/Me") == 1,
+       "discovery single flight: 16 threads at once while the endpoint GET is slow -> %d endpoint GET, %d SCIM Me",
+       counter(path), counter("/api/2.0/preview/scim/v2/Me"));
+    for (int i = 0; i < N; i++)
+        lb_discovery_clear(&f[i].d);
+    pthread_barrier_destroy(&start);
+    lb_credentials_release(c);
+    settings_free(s);
+}
+
 static void test_refresh_window(void)
 {
     lb_settings *s = settings(LB_AUTH_TOKEN);
@@ -900,6 +960,7 @@ int main(void)
         test_pat();
         test_m2m();
         test_single_flight();
+        test_discovery_single_flight();
         test_refresh_window();
         test_outage();
         test_retry_after_and_4xx();
