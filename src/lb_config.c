@@ -40,8 +40,8 @@ enum {
  * from it. `example` is the value env-example writes (NULL: the line is written commented out). */
 static const lb_option_info spec[O_COUNT] = {
     [O_HOST] = {"host", "PGHOST", 0, "a string", NULL,
-                "Postgres host of the endpoint; unset: read from the endpoint (or instance) at the "
-                "first connect (required with PGPASSWORD)"},
+                "Postgres host of the endpoint; unset: read from the endpoint (or instance) when the "
+                "pool is made (required with PGPASSWORD)"},
     [O_PORT] = {"port", "PGPORT", 0, "an integer 1-65535", "5432", "Postgres port (default 5432)"},
     [O_DATABASE] = {"database", "PGDATABASE", 0, "a string", NULL,
                     "database name (default databricks_postgres)"},

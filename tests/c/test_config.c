@@ -726,7 +726,7 @@ int main(void)
         return 2;
     }
     clean_env();
-    printf("1..73\n");
+    printf("1..75\n");
     test_defaults();
     test_port();
     test_sslmode();
@@ -748,7 +748,7 @@ int main(void)
         if (system(cmd) != 0)
             fprintf(stderr, "# could not remove %s\n", tmpdir);
     }
-    if (test_no != 73)
-        printf("# planned 73, ran %d\n", test_no);
+    if (test_no != 75)
+        printf("# planned 75, ran %d\n", test_no);
     return failures ? 1 : 0;
 }
