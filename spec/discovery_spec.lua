@@ -164,6 +164,20 @@ describe("error details:", function()
     assert.matches("expired or belongs to another workspace", perr.hint, 1, true)
   end)
 
+  it("a 401 under databricks-cli auth says to log in again (the discovery call too)", function()
+    local path = os.tmpname()
+    h.write_file(path, "#!/bin/sh\nexport FAKE_DATABRICKS_TOKEN=eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjF9.revoked\nexec "
+      .. q(root .. "/spec/support/fake_databricks") .. ' "$@"\n', "700")
+    local o = minimal({ auth_type = "databricks-cli", databricks_cli_path = path })
+    o.token = nil
+    local db, err = lakebase.new(o)
+    os.remove(path)
+    assert.is_nil(db)
+    assert.matches("lakebase endpoint: HTTP 401 UNAUTHENTICATED", err.message, 1, true)
+    assert.matches("run `databricks auth login --host", err.hint, 1, true)
+    assert.is_string(err.request_id)
+  end)
+
   it("OAuth errors ({error, error_description}) name the error and its description", function()
     local e = h.env()
     local _, err = lakebase.token({ host = "x", database = "d", user = "u", endpoint = h.endpoint_for(h.unique("oa")),
