@@ -34,6 +34,8 @@ end
 local function ensure_databricks_postgres()
   if h.psql("select 1 from pg_database where datname = 'databricks_postgres'") ~= "1" then
     h.psql("create database databricks_postgres")
+    -- the workspace identity's role may create tables there, as in a Lakebase project
+    assert(h.psql('grant create on schema public to "' .. h.env().PGUSER:gsub('"', '""') .. '"', { database = "databricks_postgres" }))
   end
 end
 
@@ -247,7 +249,7 @@ end)
 describe("a newcomer with only `databricks auth login` and LAKEBASE_ENDPOINT", function()
   setup(ensure_databricks_postgres)
 
-  it("runs `lakebase check` and a query", function()
+  it("runs `lakebase check`, `lakebase migrate` and a query", function()
     local e = h.env()
     local home = os.tmpname()
     os.remove(home)
@@ -268,9 +270,14 @@ describe("a newcomer with only `databricks auth login` and LAKEBASE_ENDPOINT", f
     assert.matches("user: " .. e.PGUSER .. " (PGUSER unset", out, 1, true)
     assert.matches("connected: user " .. e.PGUSER .. " on localhost:" .. e.PGPORT .. "/databricks_postgres", out, 1, true)
     no_secret(out)
+    out, ok = h.run("cd " .. q(root) .. " && " .. env .. " " .. interp .. " " .. q(root .. "/bin/lakebase")
+      .. " migrate --dir examples/migrations 2>&1")
+    assert.is_true(ok, out)
+    assert.matches("done: %d applied", out) -- (the other interpreter's run may have applied it already)
+    no_secret(out)
     local script = home .. "/q.lua"
     h.write_file(script, 'local db = assert(require("lakebase").new())\n'
-      .. 'print(assert(db:one("select current_database()::text as d, 40 + $1::int as n", 2)).n)\n')
+      .. 'print(assert(db:one("select 40 + $1::int + count(*) as n from items where false", 2)).n)\n')
     out, ok = h.run("cd " .. q(home) .. " && " .. env .. " " .. interp .. " " .. q(script) .. " 2>&1")
     assert.is_true(ok, out)
     assert.equal("42\n", out)
