@@ -19,7 +19,11 @@
 -- error until someone resolves the TODO and deletes the guard. Destructive steps (drop table, drop
 -- column, a type change that may not keep every value) are guarded the same way, written as they
 -- would run, unless the caller allows them (`allow_destructive`, CLI --allow-destructive).
+--
+-- Errors are lakebase error objects (lakebase.errors): kind "schema" for the schema modules and the
+-- snapshot (`file` names the one at fault), "migration" for the migrations folder.
 local json = require("lakebase.json")
+local errors = require("lakebase.errors")
 local sqltext = require("lakebase.sql")
 local ddl = require("lakebase.ddl")
 local migrate = require("lakebase.migrate")
@@ -31,6 +35,11 @@ _M.SNAPSHOT = "meta/lakebase_snapshot.json"
 local q, ident_list = sqltext.quote_ident, sqltext.ident_list
 local qtable = ddl.qtable
 local sorted_keys, ordered_columns = ddl.sorted_keys, ddl.ordered_columns
+
+-- nil, an error of `kind` ("schema" or "migration") about `file`.
+local function fail(kind, message, file)
+  return nil, errors.new(kind, message, { file = file })
+end
 
 local function key_of(name, schema)
   return (schema and (schema .. ".") or "") .. name
@@ -52,7 +61,7 @@ function _M.snapshot(tables)
   for _, tbl in ipairs(tables) do
     local d = s.describe(tbl)
     local k = key_of(d.name, d.schema)
-    if snap.tables[k] then return nil, "table " .. k .. " is defined twice" end
+    if snap.tables[k] then return fail("schema", "table " .. k .. " is defined twice") end
     snap.tables[k] = _M.table_snapshot(d)
   end
   return snap
@@ -93,20 +102,20 @@ function _M.load(sources)
     if f then
       f:close()
       local chunk, err = loadfile(src)
-      if not chunk then return nil, "cannot load schema " .. src .. ": " .. tostring(err) end
+      if not chunk then return fail("schema", "cannot load schema " .. src .. ": " .. tostring(err), src) end
       local ok, v = pcall(chunk)
-      if not ok then return nil, "schema " .. src .. " failed: " .. tostring(v) end
+      if not ok then return fail("schema", "schema " .. src .. " failed: " .. tostring(v), src) end
       value = v
     else
-      if src:find("[/\\]") or src:find("%.lua$") then return nil, "schema file not found: " .. src end
+      if src:find("[/\\]") or src:find("%.lua$") then return fail("schema", "schema file not found: " .. src, src) end
       local ok, v = pcall(require, src)
-      if not ok then return nil, "cannot load schema module " .. src .. ": " .. tostring(v) end
+      if not ok then return fail("schema", "cannot load schema module " .. src .. ": " .. tostring(v), src) end
       value = v
     end
     local before = #out
     collect(value, out, seen)
     if #out == before then
-      return nil, "schema " .. src .. " defines no tables (return s.table(...) or a table of them)"
+      return fail("schema", "schema " .. src .. " defines no tables (return s.table(...) or a table of them)", src)
     end
   end
   return out
@@ -388,7 +397,7 @@ local function read_snapshot(path)
   local text = f:read("*a")
   f:close()
   local snap, err = json.decode(text)
-  if not snap then return nil, path .. ": " .. err end
+  if not snap then return fail("schema", path .. ": " .. tostring(err), path) end
   -- a hand-edited null means "absent"
   local function strip(t)
     for k, v in pairs(t) do
@@ -396,20 +405,22 @@ local function read_snapshot(path)
     end
   end
   if type(snap) == "table" then strip(snap) end
-  if type(snap) ~= "table" or type(snap.tables) ~= "table" then return nil, path .. ": not a lakebase snapshot" end
+  if type(snap) ~= "table" or type(snap.tables) ~= "table" then
+    return fail("schema", path .. ": not a lakebase snapshot", path)
+  end
   return snap
 end
 
 local function write_atomic(path, text)
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
-  if not f then return nil, "cannot write " .. tmp .. ": " .. tostring(err) end
+  if not f then return fail("migration", "cannot write " .. tmp .. ": " .. tostring(err), tmp) end
   f:write(text)
   f:close()
   local ok, rerr = os.rename(tmp, path)
   if not ok then
     os.remove(tmp)
-    return nil, "cannot write " .. path .. ": " .. tostring(rerr)
+    return fail("migration", "cannot write " .. path .. ": " .. tostring(rerr), path)
   end
   return true
 end
@@ -430,7 +441,7 @@ end
 function _M.run(opts)
   local dir = opts.dir or "migrations"
   if drizzle.is_folder(dir) then
-    return nil, dir .. " is a drizzle-kit folder: generate its migrations with drizzle-kit"
+    return fail("migration", dir .. " is a drizzle-kit folder: generate its migrations with drizzle-kit")
   end
   local tables, err = _M.load(opts.schemas or { "schema.lua" })
   if not tables then return nil, err end
