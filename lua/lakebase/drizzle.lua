@@ -22,6 +22,8 @@ _M.BREAKPOINT = "--> statement-breakpoint"
 _M.DEFAULT_SCHEMA = "drizzle"
 _M.DEFAULT_TABLE = "__drizzle_migrations"
 
+--- The whole text of a file (binary), or nil, io.open's message (lakebase.migrate and
+-- lakebase.generate read their files with it too).
 local function read_file(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
@@ -29,6 +31,7 @@ local function read_file(path)
   f:close()
   return s
 end
+_M.read_file = read_file
 
 --- The text drizzle-orm works with: Node's `buffer.toString()` decodes UTF-8 and replaces every
 -- invalid sequence with U+FFFD (WHATWG decoder, maximal subpart), and drizzle hashes and executes

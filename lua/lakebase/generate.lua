@@ -431,10 +431,8 @@ end
 ---------------------------------------------------------------- files
 
 local function read_snapshot(path)
-  local f = io.open(path, "rb")
-  if not f then return { version = 1, tables = {} } end
-  local text = f:read("*a")
-  f:close()
+  local text = drizzle.read_file(path)
+  if not text then return { version = 1, tables = {} } end
   local snap, err = json.decode(text)
   if not snap then return fail("schema", path .. ": " .. tostring(err), path) end
   -- a hand-edited null means "absent"

@@ -71,13 +71,7 @@ end
 
 ---------------------------------------------------------------- small helpers
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = drizzle.read_file
 
 local function sh_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
