@@ -110,6 +110,7 @@ typedef struct lb_settings {
     char *client_secret;    /* secret */
     char *password;         /* secret */
     int max;                /* pool size */
+    int process_max_connections; /* cap across the pools of one cap_key in this process, 0 = none */
     double idle_timeout;    /* seconds */
     double connect_timeout; /* seconds */
     double acquire_timeout; /* seconds */
@@ -133,6 +134,8 @@ typedef struct lb_settings {
     char *key;              /* identity of a pool: equal keys share it (holds no secret in clear) */
     char *credential_key;   /* identity of a credential: workspace, endpoint, auth identity (pool
                              * sizes and timeouts do not matter); equal keys share one */
+    char *cap_key;          /* the pools that share one process_max_connections count: workspace,
+                             * branch, database, user, identity (not host, endpoint or pool shape) */
 } lb_settings;
 
 /* Resolves options > environment > ~/.databrickscfg profile, validates every rule, and on

@@ -27,7 +27,8 @@
 
 enum {
     O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_DATABRICKS_HOST,
-    O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_AUTH_TYPE, O_PROFILE, O_CLI_PATH, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
+    O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_AUTH_TYPE, O_PROFILE, O_CLI_PATH, O_MAX,
+    O_PROCESS_MAX_CONNECTIONS, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
     O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
     O_KEEPALIVES, O_KEEPALIVES_IDLE, O_KEEPALIVES_INTERVAL, O_KEEPALIVES_COUNT, O_TCP_USER_TIMEOUT,
     O_MIN_IDLE, O_PREFETCH,
@@ -77,6 +78,11 @@ static const lb_option_info spec[O_COUNT] = {
                     "the databricks CLI for databricks-cli auth (default: databricks on PATH)"},
     [O_MAX] = {"max", NULL, 0, "an integer 1-1000", "10",
                "pool size per process (under nginx: per worker process)"},
+    [O_PROCESS_MAX_CONNECTIONS] = {"process_max_connections", NULL, 0,
+                                   "an integer 0-100000 (0 = no cap)", "0",
+                                   "cap on the connections this process holds across every pool of "
+                                   "these settings: the primary and the reader, pools that differ "
+                                   "only in max or timeouts (under nginx: per worker process)"},
     [O_IDLE_TIMEOUT] = {"idle_timeout", NULL, 0, "a number of seconds > 0 and <= 86400", "30",
                         "seconds an idle connection is kept"},
     [O_CONNECT_TIMEOUT] = {"connect_timeout", NULL, 0, "a number of seconds > 0 and <= 3600", "10",
@@ -704,6 +710,7 @@ void lb_settings_free(lb_settings *s)
     free(s->read_host);
     free(s->key);
     free(s->credential_key);
+    free(s->cap_key);
     free(s);
 }
 
@@ -742,6 +749,7 @@ lb_settings *lb_settings_copy(const lb_settings *s)
     bad |= dup_field(&c->read_host, s->read_host);
     bad |= dup_field(&c->key, s->key);
     bad |= dup_field(&c->credential_key, s->credential_key);
+    bad |= dup_field(&c->cap_key, s->cap_key);
     if (bad) {
         lb_settings_free(c);
         return NULL;
@@ -801,6 +809,8 @@ char *lb_settings_describe(const lb_settings *s)
         lb_buf_printf(&b, " password=(set)");
     lb_buf_printf(&b, " max=%d idle_timeout=%g connect_timeout=%g acquire_timeout=%g", s->max,
               s->idle_timeout, s->connect_timeout, s->acquire_timeout);
+    if (s->process_max_connections > 0)
+        lb_buf_printf(&b, " process_max_connections=%d", s->process_max_connections);
     if (s->max_lifetime > 0)
         lb_buf_printf(&b, " max_lifetime=%g", s->max_lifetime);
     if (s->statement_timeout > 0)
@@ -913,6 +923,35 @@ static char *make_credential_key(const lb_settings *s, const char *digest)
     return lb_buf_take(&b);
 }
 
+/* The pools that share one process_max_connections cap: the same workspace, branch (the endpoint
+ * without its last part: a branch's primary and read-only endpoints are its computes), database,
+ * user and identity. Where they connect (host, port, primary or read endpoint) and how the pool is
+ * shaped (max, timeouts, application_name, ...) leave it unchanged, so the primary and its reader,
+ * and pools that differ only in max or timeouts, count against one cap. */
+static char *make_cap_key(const lb_settings *s, const char *digest)
+{
+    lb_buf b;
+    const char *branch_end = s->endpoint ? strstr(s->endpoint, "/endpoints/") : NULL;
+
+    lb_buf_init(&b);
+    key_field(&b, s->databricks_host);
+    if (branch_end)
+        lb_buf_printf(&b, "%d:%.*s,", (int)(branch_end - s->endpoint),
+                      (int)(branch_end - s->endpoint), s->endpoint);
+    else
+        key_field(&b, s->endpoint);
+    key_field(&b, s->database);
+    key_field(&b, s->user);
+    lb_buf_printf(&b, "%s,", lb_auth_name(s->auth));
+    key_field(&b, s->client_id);
+    if (s->auth == LB_AUTH_CLI) {
+        key_field(&b, s->profile);
+        key_field(&b, s->databricks_cli_path);
+    }
+    lb_buf_printf(&b, "%s", digest);
+    return lb_buf_take(&b);
+}
+
 /* Every setting of a pool. */
 static char *make_key(const lb_settings *s, const char *digest)
 {
@@ -930,8 +969,9 @@ static char *make_key(const lb_settings *s, const char *digest)
     key_field(&b, s->databricks_host);
     lb_buf_printf(&b, "%s,", lb_auth_name(s->auth));
     key_field(&b, s->client_id);
-    lb_buf_printf(&b, "%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->idle_timeout, s->connect_timeout,
-              s->acquire_timeout, s->max_lifetime, s->statement_timeout);
+    lb_buf_printf(&b, "%d,%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->process_max_connections,
+              s->idle_timeout, s->connect_timeout, s->acquire_timeout, s->max_lifetime,
+              s->statement_timeout);
     key_field(&b, s->application_name);
     lb_buf_printf(&b, "%d,%d,%d,%d,%d,%.17g,%d,%d,", s->prepare, s->keepalives, s->keepalives_idle,
                   s->keepalives_interval, s->keepalives_count, s->tcp_user_timeout, s->min_idle,
@@ -1064,11 +1104,15 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
     case O_PASSWORD:
         return dup_field(&s->password, v);
     case O_MAX:
-        if (parse_int(v, 1, 1000, &iv) != 0) {
-            add_problem(pr, o, r, "expected an integer 1-1000, got %s", q);
+    case O_PROCESS_MAX_CONNECTIONS:
+        if (parse_int(v, o == O_MAX ? 1 : 0, o == O_MAX ? 1000 : 100000, &iv) != 0) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
             return -1;
         }
-        s->max = (int)iv;
+        if (o == O_MAX)
+            s->max = (int)iv;
+        else
+            s->process_max_connections = (int)iv;
         return 0;
     case O_STATEMENT_TIMEOUT:
         if (parse_int(v, 0, 2147483647, &iv) != 0) {
@@ -1333,9 +1377,10 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
         secret_digest(s, digest);
         s->key = make_key(s, digest);
         s->credential_key = s->key ? make_credential_key(s, digest) : NULL;
+        s->cap_key = s->credential_key ? make_cap_key(s, digest) : NULL;
         explicit_bzero(digest, sizeof digest);
     }
-    if (!s->key || !s->credential_key) {
+    if (!s->key || !s->credential_key || !s->cap_key) {
         lb_settings_free(s);
         lb_error_set(err, LB_ERR_CONFIG, 0, "out of memory");
         return NULL;
