@@ -923,11 +923,12 @@ static char *make_credential_key(const lb_settings *s, const char *digest)
     return lb_buf_take(&b);
 }
 
-/* The pools that share one process_max_connections cap: the same workspace, branch (the endpoint
- * without its last part: a branch's primary and read-only endpoints are its computes), database,
- * user and identity. Where they connect (host, port, primary or read endpoint) and how the pool is
- * shaped (max, timeouts, application_name, ...) leave it unchanged, so the primary and its reader,
- * and pools that differ only in max or timeouts, count against one cap. */
+/* The pools that share one process_max_connections cap (those that set one): the same workspace,
+ * branch (the endpoint without its last part: a branch's primary and read-only endpoints are its
+ * computes), database, user and identity. Where they connect (host, port, primary or read
+ * endpoint) and how the pool is shaped (max, timeouts, application_name, the cap's value) leave it
+ * unchanged, so the primary and its reader, and pools that differ only in max or timeouts, count
+ * against one cap. */
 static char *make_cap_key(const lb_settings *s, const char *digest)
 {
     lb_buf b;

@@ -29,9 +29,10 @@ typedef struct waiter {
 
 /* ------------------------------------------------------------------------------------------
  * The process cap: one count of the connections held (open or being opened) by every pool of a
- * cap_key, so that process_max_connections bounds them together (the primary and its reader,
- * pools that differ only in max or timeouts). A pool opens a connection only while the count is
- * below its own process_max_connections (0: no cap; its connections still count). A caller that
+ * cap_key that set process_max_connections, so that it bounds them together (the primary and its
+ * reader, pools that differ only in max or timeouts). A pool opens a connection only while the
+ * count is below its own process_max_connections; a pool without one (0) has no cap and is not
+ * counted (p->cap is NULL, and the cap_* helpers do nothing for it). A caller that
  * finds no room waits for a connection of the cap's pools to close or go idle, and takes an idle
  * connection of another pool (closing it) rather than wait for that pool's idle_timeout.
  * ---------------------------------------------------------------------------------------- */
@@ -69,7 +70,7 @@ struct lb_pool {
     int fail_streak;
     double not_before;   /* monotonic */
     lb_error last_fail;  /* the last transient connect failure, for callers that give up */
-    lb_cap *cap;         /* the process cap this pool counts against (set once) */
+    lb_cap *cap;         /* the process cap this pool counts against (set once), or NULL */
     lb_pool *cap_next;   /* cap->mu: member link */
     int cap_waiting;     /* __atomic: this pool's callers waiting for room under the cap */
 };
@@ -161,6 +162,8 @@ static int cap_take_locked(lb_pool *p, unsigned *seen)
     lb_cap *g = p->cap;
     int room;
 
+    if (!g)
+        return 1;
     pthread_mutex_lock(&g->mu);
     room = p->s->process_max_connections == 0 || g->count < p->s->process_max_connections;
     if (room) {
@@ -179,7 +182,7 @@ static void cap_put(lb_pool *p, int n)
 {
     lb_cap *g = p->cap;
 
-    if (n <= 0)
+    if (!g || n <= 0)
         return;
     pthread_mutex_lock(&g->mu);
     g->count -= n;
@@ -195,7 +198,7 @@ static void cap_note_idle(lb_pool *p)
 {
     lb_cap *g = p->cap;
 
-    if (__atomic_load_n(&g->waiting, __ATOMIC_SEQ_CST) == 0)
+    if (!g || __atomic_load_n(&g->waiting, __ATOMIC_SEQ_CST) == 0)
         return;
     pthread_mutex_lock(&g->mu);
     g->gen++;
@@ -282,7 +285,8 @@ lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
         pthread_mutex_unlock(&registry_mu);
         return NULL;
     }
-    if (!(p->cap = cap_acquire_locked(s->cap_key ? s->cap_key : s->key))) {
+    if (s->process_max_connections > 0 &&
+        !(p->cap = cap_acquire_locked(s->cap_key ? s->cap_key : s->key))) {
         if (p->cred)
             lb_credentials_release(p->cred);
         lb_settings_free(p->s);
@@ -292,7 +296,8 @@ lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
         return NULL;
     }
     pthread_mutex_init(&p->mu, NULL);
-    cap_join(p);
+    if (p->cap)
+        cap_join(p);
     p->refs = 1;
     p->next = registry;
     registry = p;

@@ -278,6 +278,7 @@ void lb_bind_push_settings(lua_State *L, const lb_settings *s)
         set_num(L, "read_port", s->read_port ? s->read_port : s->port);
     lua_pushboolean(L, s->fallback_to_primary);
     lua_setfield(L, -2, "fallback_to_primary");
+    set_str(L, "cap_key", s->cap_key); /* which pools share process_max_connections (no secret) */
 
     lua_pushlightuserdata(L, (void *)&settings_mt_key);
     lua_rawget(L, LUA_REGISTRYINDEX);

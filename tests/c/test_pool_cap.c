@@ -68,7 +68,7 @@ static void test_cap_keys(void)
     lb_settings *a = load(primary), *b = load(other_shape);
 
     ok(a && b && strcmp(a->key, b->key) != 0 && strcmp(a->cap_key, b->cap_key) == 0,
-       "pools that differ in max, timeouts, application_name or the cap itself share one cap");
+       "pools that differ in max, timeouts, application_name or the cap value share one cap key");
     ok(b && b->process_max_connections == 6 && a && a->process_max_connections == 0,
        "process_max_connections is read (default 0: no cap)");
     lb_settings_free(a);
