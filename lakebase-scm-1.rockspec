@@ -68,6 +68,7 @@ build = {
     },
     ["lakebase.builder"] = "lua/lakebase/builder.lua",
     ["lakebase.cli"] = "lua/lakebase/cli.lua",
+    ["lakebase.cond"] = "lua/lakebase/cond.lua",
     ["lakebase.db"] = "lua/lakebase/db.lua",
     ["lakebase.ddl"] = "lua/lakebase/ddl.lua",
     ["lakebase.dotenv"] = "lua/lakebase/dotenv.lua",

@@ -99,6 +99,23 @@ location = /t/tx_short {
     ngx.print(v and "ok" or tostring(err))
   }
 }
+location = /t/cap_tx {
+  content_by_lua_block {
+    -- two pools of the same settings (max 16 and 12: more permits than threads) under one cap of 3
+    local dbs = package.loaded["lakebase_spec_cap"]
+    if not dbs then
+      local lakebase = require("lakebase")
+      dbs = { assert(lakebase.new({ application_name = "lakebase-spec-cap", max = 16, process_max_connections = 3 })),
+        assert(lakebase.new({ application_name = "lakebase-spec-cap", max = 12, process_max_connections = 3 })) }
+      package.loaded["lakebase_spec_cap"] = dbs
+    end
+    local v, err = dbs[tonumber(ngx.var.arg_p) or 1]:transaction(function(tx)
+      assert(tx:query("select pg_sleep(0.05)"))
+      return assert(tx:one("select 1 as v")).v
+    end)
+    ngx.print(v and "ok" or tostring(err))
+  }
+}
 location = /t/tx_exit {
   content_by_lua_block {
     local db = require("lakebase.ngx").new({ application_name = "lakebase-spec-lease", lease = 1 })
@@ -417,6 +434,34 @@ describe("openresty (nginx + lakebase.ngx)", function()
     assert.are.equal(40, select(2, out:gsub("ok", "")), out:sub(1, 400))
     assert.is_true(elapsed < 5, "40 short transactions took " .. elapsed .. " s")
     assert.are.equal(0, stats().pins)
+  end)
+
+  it("40 transactions over two pools under process_max_connections = 3 and 16 threads: none stalls", function()
+    -- Without the cap's permits on the event loop, the thread-pool threads block in checkout
+    -- waiting for room that only the queued statements of open transactions could free.
+    local args = {}
+    for i = 1, 40 do
+      args[i] = "-o - " .. q(base .. "/t/cap_tx?p=" .. (i % 2 + 1))
+    end
+    local out_file, done = prefix .. "-cap.out", prefix .. "-cap.done"
+    os.remove(done)
+    local t0 = h.now()
+    os.execute("(" .. CURL .. " -s --no-progress-meter --parallel --parallel-max 40 " .. table.concat(args, " ")
+      .. " >" .. q(out_file) .. " 2>&1; touch " .. q(done) .. ") &")
+    local peak, samples = 0, 0
+    repeat -- what the server sees of the worker's connections, while the requests run
+      local n = tonumber(h.psql("select count(*) from pg_stat_activity where application_name = 'lakebase-spec-cap'"))
+      peak, samples = math.max(peak, n or 0), samples + 1
+      local finished = io.open(done)
+      if finished then finished:close() end
+    until finished or h.now() - t0 > 20
+    local elapsed = h.now() - t0
+    local f = assert(io.open(out_file))
+    local out = f:read("*a")
+    f:close()
+    assert.are.equal(40, select(2, out:gsub("ok", "")), out:sub(1, 400))
+    assert.is_true(elapsed < 5, "40 short transactions took " .. elapsed .. " s")
+    assert.is_true(peak >= 1 and peak <= 3, "the server saw " .. peak .. " connections (" .. samples .. " samples)")
   end)
 
   it("serves every route of the example app", function()

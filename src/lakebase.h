@@ -82,9 +82,22 @@ typedef struct lb_option {
     const char *bad_type;
 } lb_option;
 
+/* How a setting is held in lb_settings (lb_option_info.kind). */
+typedef enum lb_option_kind {
+    LB_OPT_NONE = 0, /* no field of its own (auth_type decides lb_settings.auth) */
+    LB_OPT_TEXT,     /* char * (malloc'd or NULL) */
+    LB_OPT_INT,      /* int */
+    LB_OPT_NUMBER,   /* double */
+    LB_OPT_BOOL,     /* int, 0 or 1 */
+    LB_OPT_SSLMODE   /* lb_sslmode */
+} lb_option_kind;
+
 /* What the library knows of each setting (one table in lb_config.c): its option name, its
  * environment variable (NULL: options only), whether it is secret, what a valid value is, an
- * example value for .env files (NULL: none) and a one-line description. */
+ * example value for .env files (NULL: none) and a one-line description; then where it is held
+ * (kind, field: offsetof(lb_settings, ...)) and, for a number, its range [lo, hi] (lo excluded
+ * when lo_open). Validation (unless `custom`: a rule of its own in lb_config.c), describe and the
+ * pool key are read from these. */
 typedef struct lb_option_info {
     const char *name;
     const char *env;
@@ -92,6 +105,11 @@ typedef struct lb_option_info {
     const char *expect;
     const char *example;
     const char *doc;
+    lb_option_kind kind;
+    size_t field;
+    int custom;
+    double lo, hi;
+    int lo_open;
 } lb_option_info;
 
 /* The settings table, in the order settings are reported; *count entries. */
@@ -113,6 +131,7 @@ typedef struct lb_settings {
     char *client_secret;    /* secret */
     char *password;         /* secret */
     int max;                /* pool size */
+    int process_max_connections; /* cap across the pools of one cap_key in this process, 0 = none */
     double idle_timeout;    /* seconds */
     double connect_timeout; /* seconds */
     double acquire_timeout; /* seconds */
@@ -136,6 +155,8 @@ typedef struct lb_settings {
     char *key;              /* identity of a pool: equal keys share it (holds no secret in clear) */
     char *credential_key;   /* identity of a credential: workspace, endpoint, auth identity (pool
                              * sizes and timeouts do not matter); equal keys share one */
+    char *cap_key;          /* the pools that share one process_max_connections count: workspace,
+                             * branch, database, user, identity (not host, endpoint or pool shape) */
 } lb_settings;
 
 /* Resolves options > environment > ~/.databrickscfg profile, validates every rule, and on

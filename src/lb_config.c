@@ -26,8 +26,9 @@
  * ---------------------------------------------------------------------------------------- */
 
 enum {
-    O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_INSTANCE, O_DATABRICKS_HOST,
-    O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_AUTH_TYPE, O_PROFILE, O_CLI_PATH, O_MAX, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
+    O_HOST, O_PORT, O_DATABASE, O_USER, O_SSLMODE, O_SSLROOTCERT, O_ENDPOINT, O_INSTANCE,
+    O_DATABRICKS_HOST, O_TOKEN, O_CLIENT_ID, O_CLIENT_SECRET, O_PASSWORD, O_AUTH_TYPE, O_PROFILE,
+    O_CLI_PATH, O_MAX, O_PROCESS_MAX_CONNECTIONS, O_IDLE_TIMEOUT, O_CONNECT_TIMEOUT,
     O_ACQUIRE_TIMEOUT, O_STATEMENT_TIMEOUT, O_APPLICATION_NAME, O_MAX_LIFETIME, O_PREPARE,
     O_KEEPALIVES, O_KEEPALIVES_IDLE, O_KEEPALIVES_INTERVAL, O_KEEPALIVES_COUNT, O_TCP_USER_TIMEOUT,
     O_MIN_IDLE, O_PREFETCH,
@@ -35,95 +36,148 @@ enum {
     O_COUNT
 };
 
-/* One row per setting: everything else (validation messages, `describe`, core.options, the
- * CLI's env-file list, `lakebase env-example`, .env.example, the README table check) is derived
- * from it. `example` is the value env-example writes (NULL: the line is written commented out). */
+/* The trailing columns of a row: where the setting is held, and how a plain one is checked. */
+#define AT(f) offsetof(lb_settings, f)
+#define TEXT(f) LB_OPT_TEXT, AT(f), 0, 0, 0, 0
+#define CUSTOM_TEXT(f) LB_OPT_TEXT, AT(f), 1, 0, 0, 0
+#define CUSTOM(kind, f) kind, AT(f), 1, 0, 0, 0
+#define NO_FIELD LB_OPT_NONE, 0, 1, 0, 0, 0
+#define INT(f, lo, hi) LB_OPT_INT, AT(f), 0, lo, hi, 0
+#define NUMBER(f, lo, hi, lo_open) LB_OPT_NUMBER, AT(f), 0, lo, hi, lo_open
+#define BOOL(f) LB_OPT_BOOL, AT(f), 0, 0, 1, 0
+
+/* One row per setting: everything else (validation and its messages, `describe`, the pool key,
+ * core.options, the CLI's env-file list, `lakebase env-example`, .env.example, the README table
+ * check) is derived from it. `example` is the value env-example writes (NULL: the line is written
+ * commented out). The last columns (the macros above) say where the value is held and, for a row
+ * without a rule of its own in apply(), its kind and range. */
 static const lb_option_info spec[O_COUNT] = {
     [O_HOST] = {"host", "PGHOST", 0, "a string", NULL,
                 "Postgres host of the endpoint; unset: read from the endpoint (or instance) when the "
-                "pool is made (required with PGPASSWORD)"},
-    [O_PORT] = {"port", "PGPORT", 0, "an integer 1-65535", "5432", "Postgres port (default 5432)"},
+                "pool is made (required with PGPASSWORD)",
+        CUSTOM_TEXT(host)},
+    [O_PORT] = {"port", "PGPORT", 0, "an integer 1-65535", "5432", "Postgres port (default 5432)",
+        INT(port, 1, 65535)},
     [O_DATABASE] = {"database", "PGDATABASE", 0, "a string", NULL,
-                    "database name (default databricks_postgres)"},
+                    "database name (default databricks_postgres)",
+        TEXT(database)},
     [O_USER] = {"user", "PGUSER", 0, "a string", NULL,
                 "the identity the token belongs to (a Postgres role for it must exist in Lakebase); "
                 "unset: the service principal's client id under OAuth M2M, else your workspace user "
-                "name (SCIM Me)"},
+                "name (SCIM Me)",
+        TEXT(user)},
     [O_SSLMODE] = {"sslmode", "PGSSLMODE", 0,
                    "one of require, prefer, disable, verify-full, verify-ca", "require",
-                   "require = encrypted and verified (default); verify-full, verify-ca, prefer, disable"},
+                   "require = encrypted and verified (default); verify-full, verify-ca, prefer, disable",
+        CUSTOM(LB_OPT_SSLMODE, sslmode)},
     [O_SSLROOTCERT] = {"sslrootcert", "PGSSLROOTCERT", 0, "a readable CA bundle file", NULL,
-                       "CA bundle that signs the server's certificate (default: the system's)"},
+                       "CA bundle that signs the server's certificate (default: the system's)",
+        CUSTOM_TEXT(sslrootcert)},
     [O_ENDPOINT] = {"endpoint", "LAKEBASE_ENDPOINT", 0,
                     "projects/<project>/branches/<branch>/endpoints/<endpoint>",
                     "projects/my-project/branches/production/endpoints/primary",
-                    "Lakebase endpoint resource (databricks postgres list-endpoints)"},
+                    "Lakebase endpoint resource (databricks postgres list-endpoints)",
+        CUSTOM_TEXT(endpoint)},
     [O_INSTANCE] = {"instance", "LAKEBASE_INSTANCE", 0,
                     "a database instance name (letters, digits and -, at most 63)", NULL,
                     "a provisioned Lakebase instance (databricks database list-database-instances), "
-                    "instead of LAKEBASE_ENDPOINT"},
+                    "instead of LAKEBASE_ENDPOINT",
+        CUSTOM_TEXT(instance)},
     [O_DATABRICKS_HOST] = {"databricks_host", "DATABRICKS_HOST", 0, "an https:// URL",
-                           "https://my-workspace.cloud.databricks.com", "workspace URL"},
+                           "https://my-workspace.cloud.databricks.com", "workspace URL",
+        CUSTOM_TEXT(databricks_host)},
     [O_TOKEN] = {"token", "DATABRICKS_TOKEN", 1, "a string", "",
                  "local development: a workspace token; `lakebase refresh-token` keeps a fresh one "
-                 "in .env.local, which is read before this file"},
+                 "in .env.local, which is read before this file",
+        TEXT(token)},
     [O_CLIENT_ID] = {"client_id", "DATABRICKS_CLIENT_ID", 0, "a string", NULL,
-                     "production: OAuth M2M with a service principal (PGUSER defaults to it)"},
+                     "production: OAuth M2M with a service principal (PGUSER defaults to it)",
+        TEXT(client_id)},
     [O_CLIENT_SECRET] = {"client_secret", "DATABRICKS_CLIENT_SECRET", 1, "a string", NULL,
-                         "the service principal's OAuth secret"},
+                         "the service principal's OAuth secret",
+        TEXT(client_secret)},
     [O_PASSWORD] = {"password", "PGPASSWORD", 1, "a string", NULL,
-                    "or a native Postgres password (no Databricks calls)"},
+                    "or a native Postgres password (no Databricks calls)",
+        TEXT(password)},
     [O_AUTH_TYPE] = {"auth_type", "DATABRICKS_AUTH_TYPE", 0, "one of pat, oauth-m2m, databricks-cli",
                      NULL, "force one workspace auth method: pat, oauth-m2m, or databricks-cli (the "
-                     "token of `databricks auth login`, fetched with `databricks auth token`)"},
+                     "token of `databricks auth login`, fetched with `databricks auth token`)",
+        NO_FIELD},
     [O_PROFILE] = {"profile", "DATABRICKS_CONFIG_PROFILE", 0, "a string", NULL,
                    "a profile of the Databricks config file (~/.databrickscfg, or "
-                   "DATABRICKS_CONFIG_FILE) for the workspace settings"},
+                   "DATABRICKS_CONFIG_FILE) for the workspace settings",
+        CUSTOM_TEXT(profile)},
     [O_CLI_PATH] = {"databricks_cli_path", "DATABRICKS_CLI_PATH", 0, "a string", NULL,
-                    "the databricks CLI for databricks-cli auth (default: databricks on PATH)"},
+                    "the databricks CLI for databricks-cli auth (default: databricks on PATH)",
+        TEXT(databricks_cli_path)},
     [O_MAX] = {"max", NULL, 0, "an integer 1-1000", "10",
-               "pool size per process (under nginx: per worker process)"},
+               "pool size per process (under nginx: per worker process)",
+        INT(max, 1, 1000)},
+    [O_PROCESS_MAX_CONNECTIONS] = {"process_max_connections", NULL, 0,
+                                   "an integer 0-100000 (0 = no cap)", "0",
+                                   "cap on the connections this process holds across every pool of "
+                                   "these settings: the primary and the reader, pools that differ "
+                                   "only in max or timeouts (under nginx: per worker process)",
+        INT(process_max_connections, 0, 100000)},
     [O_IDLE_TIMEOUT] = {"idle_timeout", NULL, 0, "a number of seconds > 0 and <= 86400", "30",
-                        "seconds an idle connection is kept"},
+                        "seconds an idle connection is kept",
+        NUMBER(idle_timeout, 0, 86400, 1)},
     [O_CONNECT_TIMEOUT] = {"connect_timeout", NULL, 0, "a number of seconds > 0 and <= 3600", "10",
-                           "seconds to connect (and to fetch a credential)"},
+                           "seconds to connect (and to fetch a credential)",
+        NUMBER(connect_timeout, 0, 3600, 1)},
     [O_ACQUIRE_TIMEOUT] = {"acquire_timeout", NULL, 0, "a number of seconds > 0 and <= 3600", "10",
-                           "seconds to wait for a free connection"},
+                           "seconds to wait for a free connection",
+        NUMBER(acquire_timeout, 0, 3600, 1)},
     [O_STATEMENT_TIMEOUT] = {"statement_timeout", NULL, 0,
                              "an integer number of milliseconds 0-2147483647", "0",
-                             "milliseconds a statement may run (0: the server's default)"},
+                             "milliseconds a statement may run (0: the server's default)",
+        INT(statement_timeout, 0, 2147483647)},
     [O_APPLICATION_NAME] = {"application_name", NULL, 0, "printable ASCII, at most 63 bytes",
-                            "lakebase", "application_name shown in pg_stat_activity"},
+                            "lakebase", "application_name shown in pg_stat_activity",
+        CUSTOM_TEXT(application_name)},
     [O_MAX_LIFETIME] = {"max_lifetime", NULL, 0, "a number of seconds 0-31536000 (0 = unlimited)",
-                        "3600", "seconds a connection may live, each 90-100 % of it (0: unlimited)"},
+                        "3600", "seconds a connection may live, each 90-100 % of it (0: unlimited)",
+        NUMBER(max_lifetime, 0, 31536000, 0)},
     [O_PREPARE] = {"prepare", NULL, 0, "a boolean", "true",
-                   "automatic per-connection prepared statements"},
+                   "automatic per-connection prepared statements",
+        BOOL(prepare)},
     [O_KEEPALIVES] = {"keepalives", NULL, 0, "a boolean", "true",
-                      "TCP keepalives on every connection"},
+                      "TCP keepalives on every connection",
+        BOOL(keepalives)},
     [O_KEEPALIVES_IDLE] = {"keepalives_idle", NULL, 0, "an integer number of seconds 1-7200", "15",
-                           "seconds idle before the first keepalive probe"},
+                           "seconds idle before the first keepalive probe",
+        INT(keepalives_idle, 1, 7200)},
     [O_KEEPALIVES_INTERVAL] = {"keepalives_interval", NULL, 0, "an integer number of seconds 1-7200",
-                               "5", "seconds between keepalive probes"},
+                               "5", "seconds between keepalive probes",
+        INT(keepalives_interval, 1, 7200)},
     [O_KEEPALIVES_COUNT] = {"keepalives_count", NULL, 0, "an integer 1-127", "3",
-                            "unanswered probes before a connection counts as dead"},
+                            "unanswered probes before a connection counts as dead",
+        INT(keepalives_count, 1, 127)},
     [O_TCP_USER_TIMEOUT] = {"tcp_user_timeout", NULL, 0,
                             "a number of seconds 0-3600 (0 = the OS default)", "30",
-                            "seconds sent data may stay unacknowledged before the connection is dropped"},
+                            "seconds sent data may stay unacknowledged before the connection is dropped",
+        NUMBER(tcp_user_timeout, 0, 3600, 0)},
     [O_MIN_IDLE] = {"min_idle", NULL, 0, "an integer 0-1000, at most max", "0",
-                    "connections opened at lakebase.new (init_worker under nginx) and kept idle"},
+                    "connections opened at lakebase.new (init_worker under nginx) and kept idle",
+        INT(min_idle, 0, 1000)},
     [O_PREFETCH] = {"prefetch", NULL, 0, "a boolean", "false",
-                    "fetch the credential at lakebase.new, before the first request needs it"},
+                    "fetch the credential at lakebase.new, before the first request needs it",
+        BOOL(prefetch)},
     [O_READ_ENDPOINT] = {"read_endpoint", "LAKEBASE_READ_ENDPOINT", 0,
                          "projects/<project>/branches/<branch>/endpoints/<endpoint>", NULL,
                          "read-only endpoint for db:reader() (its own pool and credential; needs "
-                         "LAKEBASE_READ_HOST until host discovery exists)"},
+                         "LAKEBASE_READ_HOST until host discovery exists)",
+        CUSTOM_TEXT(read_endpoint)},
     [O_READ_HOST] = {"read_host", "LAKEBASE_READ_HOST", 0, "a string", NULL,
-                     "Postgres host of the read-only endpoint (unset: db:reader() is the primary)"},
+                     "Postgres host of the read-only endpoint (unset: db:reader() is the primary)",
+        CUSTOM_TEXT(read_host)},
     [O_READ_PORT] = {"read_port", "LAKEBASE_READ_PORT", 0, "an integer 1-65535", NULL,
-                     "Postgres port of the read-only endpoint (default: the primary's port)"},
+                     "Postgres port of the read-only endpoint (default: the primary's port)",
+        INT(read_port, 1, 65535)},
     [O_FALLBACK_TO_PRIMARY] = {"fallback_to_primary", NULL, 0, "a boolean", "false",
                                "db:reader() runs on the primary while the read endpoint cannot "
-                               "be reached"},
+                               "be reached",
+        BOOL(fallback_to_primary)},
 };
 
 const lb_option_info *lb_options(int *count)
@@ -711,6 +765,7 @@ void lb_settings_free(lb_settings *s)
     free(s->read_host);
     free(s->key);
     free(s->credential_key);
+    free(s->cap_key);
     free(s);
 }
 
@@ -750,6 +805,7 @@ lb_settings *lb_settings_copy(const lb_settings *s)
     bad |= dup_field(&c->read_host, s->read_host);
     bad |= dup_field(&c->key, s->key);
     bad |= dup_field(&c->credential_key, s->credential_key);
+    bad |= dup_field(&c->cap_key, s->cap_key);
     if (bad) {
         lb_settings_free(c);
         return NULL;
@@ -780,61 +836,80 @@ const char *lb_auth_name(lb_auth a)
     return "?";
 }
 
+/* Netstring-style "len:value," so no two different settings can produce the same key. */
+static void key_field(lb_buf *b, const char *v)
+{
+    if (!v)
+        lb_buf_printf(b, "-,");
+    else
+        lb_buf_printf(b, "%zu:%s,", strlen(v), v);
+}
+
+/* Appends row o's value of s: describe's "name=value" (secrets as "(set)", unset text left out),
+ * or the key's field (value only; secrets are left to the digest). */
+static void put_setting(lb_buf *b, const lb_settings *s, int o, int for_key)
+{
+    const lb_option_info *row = &spec[o];
+    const char *at = (const char *)s + row->field;
+    const char *sep = b->len ? " " : "";
+
+    if (for_key && row->secret)
+        return;
+    switch (row->kind) {
+    case LB_OPT_NONE: /* auth_type: the auth method it and the other settings chose */
+        if (for_key)
+            lb_buf_printf(b, "%s,", lb_auth_name(s->auth));
+        else
+            lb_buf_printf(b, "%sauth=%s", sep, lb_auth_name(s->auth));
+        return;
+    case LB_OPT_TEXT: {
+        const char *v = *(char *const *)(const void *)at;
+        if (for_key)
+            key_field(b, v);
+        else if (v)
+            lb_buf_printf(b, "%s%s=%s", sep, row->name, row->secret ? "(set)" : v);
+        else if (o == O_HOST || o == O_USER) /* read from the workspace when the pool is made */
+            lb_buf_printf(b, "%s%s=(from the workspace)", sep, row->name);
+        return;
+    }
+    case LB_OPT_INT:
+    case LB_OPT_BOOL: {
+        int v = *(const int *)(const void *)at;
+        if (for_key)
+            lb_buf_printf(b, "%d,", v);
+        else if (row->kind == LB_OPT_BOOL)
+            lb_buf_printf(b, "%s%s=%s", sep, row->name, v ? "true" : "false");
+        else
+            lb_buf_printf(b, "%s%s=%d", sep, row->name, v);
+        return;
+    }
+    case LB_OPT_NUMBER: {
+        double v = *(const double *)(const void *)at;
+        if (for_key)
+            lb_buf_printf(b, "%.17g,", v);
+        else
+            lb_buf_printf(b, "%s%s=%g", sep, row->name, v);
+        return;
+    }
+    case LB_OPT_SSLMODE:
+        if (for_key)
+            lb_buf_printf(b, "%s,", lb_sslmode_name(*(const lb_sslmode *)(const void *)at));
+        else
+            lb_buf_printf(b, "%ssslmode=%s", sep, lb_sslmode_name(*(const lb_sslmode *)(const void *)at));
+        return;
+    }
+}
+
 char *lb_settings_describe(const lb_settings *s)
 {
     lb_buf b;
-
-    lb_buf_init(&b);
+    int o;
 
     if (!s)
         return NULL;
-    lb_buf_printf(&b, "host=%s port=%d database=%s user=%s sslmode=%s",
-                  s->host ? s->host : "(from the workspace)", s->port, s->database,
-                  s->user ? s->user : "(from the workspace)", lb_sslmode_name(s->sslmode));
-    if (s->sslrootcert)
-        lb_buf_printf(&b, " sslrootcert=%s", s->sslrootcert);
-    if (s->endpoint)
-        lb_buf_printf(&b, " endpoint=%s", s->endpoint);
-    if (s->instance)
-        lb_buf_printf(&b, " instance=%s", s->instance);
-    if (s->databricks_host)
-        lb_buf_printf(&b, " databricks_host=%s", s->databricks_host);
-    lb_buf_printf(&b, " auth=%s", lb_auth_name(s->auth));
-    if (s->profile)
-        lb_buf_printf(&b, " profile=%s", s->profile);
-    if (s->token)
-        lb_buf_printf(&b, " token=(set)");
-    if (s->client_id)
-        lb_buf_printf(&b, " client_id=%s", s->client_id);
-    if (s->client_secret)
-        lb_buf_printf(&b, " client_secret=(set)");
-    if (s->password)
-        lb_buf_printf(&b, " password=(set)");
-    lb_buf_printf(&b, " max=%d idle_timeout=%g connect_timeout=%g acquire_timeout=%g", s->max,
-              s->idle_timeout, s->connect_timeout, s->acquire_timeout);
-    if (s->max_lifetime > 0)
-        lb_buf_printf(&b, " max_lifetime=%g", s->max_lifetime);
-    if (s->statement_timeout > 0)
-        lb_buf_printf(&b, " statement_timeout=%d", s->statement_timeout);
-    if (s->keepalives)
-        lb_buf_printf(&b, " keepalives_idle=%d keepalives_interval=%d keepalives_count=%d",
-                  s->keepalives_idle, s->keepalives_interval, s->keepalives_count);
-    else
-        lb_buf_printf(&b, " keepalives=false");
-    if (s->tcp_user_timeout > 0)
-        lb_buf_printf(&b, " tcp_user_timeout=%g", s->tcp_user_timeout);
-    lb_buf_printf(&b, " application_name=%s prepare=%s",
-              s->application_name ? s->application_name : "lakebase",
-              s->prepare ? "true" : "false");
-    if (s->min_idle > 0 || s->prefetch)
-        lb_buf_printf(&b, " min_idle=%d prefetch=%s", s->min_idle, s->prefetch ? "true" : "false");
-    if (s->read_host)
-        lb_buf_printf(&b, " read_host=%s read_port=%d", s->read_host,
-                      s->read_port ? s->read_port : s->port);
-    if (s->read_endpoint)
-        lb_buf_printf(&b, " read_endpoint=%s", s->read_endpoint);
-    if (s->fallback_to_primary)
-        lb_buf_printf(&b, " fallback_to_primary=true");
+    lb_buf_init(&b);
+    for (o = 0; o < O_COUNT; o++)
+        put_setting(&b, s, o, 0);
     return lb_buf_take(&b);
 }
 
@@ -861,15 +936,6 @@ static void salt_init(void)
         unsigned long long seed = (unsigned long long)getpid() ^ (unsigned long long)(uintptr_t)&got;
         memcpy(salt, &seed, sizeof seed);
     }
-}
-
-/* Netstring-style "len:value," so no two different settings can produce the same key. */
-static void key_field(lb_buf *b, const char *v)
-{
-    if (!v)
-        lb_buf_printf(b, "-,");
-    else
-        lb_buf_printf(b, "%zu:%s,", strlen(v), v);
 }
 
 /* A salted digest of the secret that authenticates (never the secret itself), as hex. */
@@ -925,34 +991,45 @@ static char *make_credential_key(const lb_settings *s, const char *digest)
     return lb_buf_take(&b);
 }
 
-/* Every setting of a pool. */
+/* The pools that share one process_max_connections cap (those that set one): the same workspace,
+ * branch (the endpoint without its last part: a branch's primary and read-only endpoints are its
+ * computes), database, user and identity. Where they connect (host, port, primary or read
+ * endpoint) and how the pool is shaped (max, timeouts, application_name, the cap's value) leave it
+ * unchanged, so the primary and its reader, and pools that differ only in max or timeouts, count
+ * against one cap. */
+static char *make_cap_key(const lb_settings *s, const char *digest)
+{
+    lb_buf b;
+    const char *branch_end = s->endpoint ? strstr(s->endpoint, "/endpoints/") : NULL;
+
+    lb_buf_init(&b);
+    key_field(&b, s->databricks_host);
+    if (branch_end)
+        lb_buf_printf(&b, "%d:%.*s,", (int)(branch_end - s->endpoint),
+                      (int)(branch_end - s->endpoint), s->endpoint);
+    else
+        key_field(&b, s->endpoint);
+    key_field(&b, s->database);
+    key_field(&b, s->user);
+    lb_buf_printf(&b, "%s,", lb_auth_name(s->auth));
+    key_field(&b, s->client_id);
+    if (s->auth == LB_AUTH_CLI) {
+        key_field(&b, s->profile);
+        key_field(&b, s->databricks_cli_path);
+    }
+    lb_buf_printf(&b, "%s", digest);
+    return lb_buf_take(&b);
+}
+
+/* Every setting of a pool, row by row of spec[] (a secret as the digest). */
 static char *make_key(const lb_settings *s, const char *digest)
 {
     lb_buf b;
+    int o;
 
     lb_buf_init(&b);
-
-    key_field(&b, s->host);
-    lb_buf_printf(&b, "%d,", s->port);
-    key_field(&b, s->database);
-    key_field(&b, s->user);
-    lb_buf_printf(&b, "%s,", lb_sslmode_name(s->sslmode));
-    key_field(&b, s->sslrootcert);
-    key_field(&b, s->endpoint);
-    key_field(&b, s->instance);
-    key_field(&b, s->databricks_host);
-    lb_buf_printf(&b, "%s,", lb_auth_name(s->auth));
-    key_field(&b, s->client_id);
-    lb_buf_printf(&b, "%d,%.17g,%.17g,%.17g,%.17g,%d,", s->max, s->idle_timeout, s->connect_timeout,
-              s->acquire_timeout, s->max_lifetime, s->statement_timeout);
-    key_field(&b, s->application_name);
-    lb_buf_printf(&b, "%d,%d,%d,%d,%d,%.17g,%d,%d,", s->prepare, s->keepalives, s->keepalives_idle,
-                  s->keepalives_interval, s->keepalives_count, s->tcp_user_timeout, s->min_idle,
-                  s->prefetch);
-    /* db:reader() is derived from its pool's settings: a different read side is another pool. */
-    key_field(&b, s->read_endpoint);
-    key_field(&b, s->read_host);
-    lb_buf_printf(&b, "%d,%d,", s->read_port, s->fallback_to_primary);
+    for (o = 0; o < O_COUNT; o++)
+        put_setting(&b, s, o, 1);
     lb_buf_printf(&b, "%s", digest);
     return lb_buf_take(&b);
 }
@@ -976,14 +1053,49 @@ static const char *expectation(int o)
     return spec[o].expect;
 }
 
+/* A row without a rule of its own: parsed by its kind within its range, stored at its field. */
+static int apply_plain(problems *pr, lb_settings *s, int o, const resolved *r, const char *q)
+{
+    const lb_option_info *row = &spec[o];
+    char *at = (char *)s + row->field;
+    long long iv;
+    double dv;
+    int bv;
+
+    switch (row->kind) {
+    case LB_OPT_TEXT:
+        return dup_field((char **)(void *)at, r->value);
+    case LB_OPT_INT:
+        if (parse_int(r->value, (long long)row->lo, (long long)row->hi, &iv) != 0)
+            break;
+        *(int *)(void *)at = (int)iv;
+        return 0;
+    case LB_OPT_NUMBER:
+        if (parse_number(r->value, &dv) != 0 || dv < row->lo || dv > row->hi ||
+            (row->lo_open && dv <= row->lo))
+            break;
+        *(double *)(void *)at = dv;
+        return 0;
+    case LB_OPT_BOOL:
+        if (parse_bool(r->value, &bv) != 0) {
+            add_problem(pr, o, r, "expected a boolean (true/false), got %s", q);
+            return -1;
+        }
+        *(int *)(void *)at = bv;
+        return 0;
+    case LB_OPT_NONE:
+    case LB_OPT_SSLMODE:
+        return 0;
+    }
+    add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+    return -1;
+}
+
 /* Validates one present value into s. Returns 0 when fine (problems are added otherwise). */
 static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
 {
     char q[ECHO_MAX * 4 + 16];
     const char *v = r->value;
-    long long iv;
-    double dv;
-    int bv;
 
     if (r->bad_type) {
         add_problem(pr, o, r, "expected %s, got %s", expectation(o), r->bad_type);
@@ -996,9 +1108,13 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         add_problem(pr, o, r, spec[o].secret ? "is empty" : "must not be empty");
         return -1;
     }
+    q[0] = '\0';
     if (!spec[o].secret)
         quote(q, sizeof q, v);
+    if (!spec[o].custom)
+        return apply_plain(pr, s, o, r, q);
 
+    /* The rows with a rule of their own. */
     switch (o) {
     case O_HOST:
     case O_READ_HOST:
@@ -1007,21 +1123,6 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
             return -1;
         }
         return dup_field(o == O_HOST ? &s->host : &s->read_host, v);
-    case O_DATABASE:
-        return dup_field(&s->database, v);
-    case O_USER:
-        return dup_field(&s->user, v);
-    case O_PORT:
-    case O_READ_PORT:
-        if (parse_int(v, 1, 65535, &iv) != 0) {
-            add_problem(pr, o, r, "expected an integer 1-65535, got %s", q);
-            return -1;
-        }
-        if (o == O_PORT)
-            s->port = (int)iv;
-        else
-            s->read_port = (int)iv;
-        return 0;
     case O_SSLMODE: {
         static const struct { const char *n; lb_sslmode m; } modes[] = {
             {"require", LB_SSL_REQUIRE}, {"prefer", LB_SSL_PREFER}, {"disable", LB_SSL_DISABLE},
@@ -1080,48 +1181,6 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         s->databricks_host = norm;
         return 0;
     }
-    case O_TOKEN:
-        return dup_field(&s->token, v);
-    case O_CLIENT_ID:
-        return dup_field(&s->client_id, v);
-    case O_CLIENT_SECRET:
-        return dup_field(&s->client_secret, v);
-    case O_PASSWORD:
-        return dup_field(&s->password, v);
-    case O_MAX:
-        if (parse_int(v, 1, 1000, &iv) != 0) {
-            add_problem(pr, o, r, "expected an integer 1-1000, got %s", q);
-            return -1;
-        }
-        s->max = (int)iv;
-        return 0;
-    case O_STATEMENT_TIMEOUT:
-        if (parse_int(v, 0, 2147483647, &iv) != 0) {
-            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
-            return -1;
-        }
-        s->statement_timeout = (int)iv;
-        return 0;
-    case O_IDLE_TIMEOUT:
-    case O_CONNECT_TIMEOUT:
-    case O_ACQUIRE_TIMEOUT:
-    case O_MAX_LIFETIME: {
-        double hi = o == O_IDLE_TIMEOUT ? 86400 : o == O_MAX_LIFETIME ? 31536000 : 3600;
-        int zero_ok = o == O_MAX_LIFETIME;
-        if (parse_number(v, &dv) != 0 || dv > hi || (!zero_ok && dv <= 0)) {
-            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
-            return -1;
-        }
-        if (o == O_IDLE_TIMEOUT)
-            s->idle_timeout = dv;
-        else if (o == O_CONNECT_TIMEOUT)
-            s->connect_timeout = dv;
-        else if (o == O_ACQUIRE_TIMEOUT)
-            s->acquire_timeout = dv;
-        else
-            s->max_lifetime = dv;
-        return 0;
-    }
     case O_APPLICATION_NAME: {
         const char *p;
         /* PostgreSQL keeps 63 bytes and replaces non-ASCII with '?': refuse rather than mangle. */
@@ -1145,53 +1204,6 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         return 0; /* decided in lb_settings_load, with the rest of the auth rule */
     case O_PROFILE:
         return 0; /* load_profile used it; s->profile is the profile the values came from */
-    case O_CLI_PATH:
-        return dup_field(&s->databricks_cli_path, v);
-    case O_PREPARE:
-    case O_KEEPALIVES:
-    case O_PREFETCH:
-    case O_FALLBACK_TO_PRIMARY:
-        if (parse_bool(v, &bv) != 0) {
-            add_problem(pr, o, r, "expected a boolean (true/false), got %s", q);
-            return -1;
-        }
-        if (o == O_PREPARE)
-            s->prepare = bv;
-        else if (o == O_FALLBACK_TO_PRIMARY)
-            s->fallback_to_primary = bv;
-        else if (o == O_KEEPALIVES)
-            s->keepalives = bv;
-        else
-            s->prefetch = bv;
-        return 0;
-    case O_KEEPALIVES_IDLE:
-    case O_KEEPALIVES_INTERVAL:
-    case O_KEEPALIVES_COUNT:
-        if (parse_int(v, 1, o == O_KEEPALIVES_COUNT ? 127 : 7200, &iv) != 0) {
-            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
-            return -1;
-        }
-        if (o == O_KEEPALIVES_IDLE)
-            s->keepalives_idle = (int)iv;
-        else if (o == O_KEEPALIVES_INTERVAL)
-            s->keepalives_interval = (int)iv;
-        else
-            s->keepalives_count = (int)iv;
-        return 0;
-    case O_TCP_USER_TIMEOUT:
-        if (parse_number(v, &dv) != 0 || dv > 3600) {
-            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
-            return -1;
-        }
-        s->tcp_user_timeout = dv;
-        return 0;
-    case O_MIN_IDLE:
-        if (parse_int(v, 0, 1000, &iv) != 0) {
-            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
-            return -1;
-        }
-        s->min_idle = (int)iv;
-        return 0;
     }
     return 0;
 }
@@ -1382,9 +1394,10 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
         secret_digest(s, digest);
         s->key = make_key(s, digest);
         s->credential_key = s->key ? make_credential_key(s, digest) : NULL;
+        s->cap_key = s->credential_key ? make_cap_key(s, digest) : NULL;
         explicit_bzero(digest, sizeof digest);
     }
-    if (!s->key || !s->credential_key) {
+    if (!s->key || !s->credential_key || !s->cap_key) {
         lb_settings_free(s);
         lb_error_set(err, LB_ERR_CONFIG, 0, "out of memory");
         return NULL;

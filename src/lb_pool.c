@@ -1,9 +1,12 @@
 /* The process-wide connection pools: a registry keyed by settings->key (so every Lua state and
  * thread with identical settings shares one pool), lazy connects with the current credential,
- * fair (FIFO) waiting with acquire_timeout, idle/lifetime sweeps, and clean checkins.
+ * fair (FIFO) waiting with acquire_timeout, idle/lifetime sweeps, clean checkins, and the
+ * process_max_connections cap shared by the pools of one settings->cap_key.
  *
- * Locking: registry_mu guards the registry and every pool's refs; p->mu guards the rest of a pool.
- * Nothing slow (connecting, PQfinish, queries, credential fetches) runs under either lock. */
+ * Locking: registry_mu guards the registry, every pool's refs and every cap's refs; p->mu guards
+ * the rest of a pool; a cap's mu guards its count and members. Order: p->mu before cap->mu; a
+ * cap only ever trylocks a pool's mu. Nothing slow (connecting, PQfinish, queries, credential
+ * fetches) runs under any of them. */
 #include "lb_pool_int.h"
 #include "lb_time.h"
 #include "lb_buf.h"
@@ -24,6 +27,30 @@ typedef struct waiter {
     struct waiter *next;
 } waiter;
 
+/* ------------------------------------------------------------------------------------------
+ * The process cap: one count of the connections held (open or being opened) by every pool of a
+ * cap_key that set process_max_connections, so that it bounds them together (the primary and its
+ * reader, pools that differ only in max or timeouts). A pool opens a connection only while the
+ * count is below its own process_max_connections; a pool without one (0) has no cap and is not
+ * counted (p->cap is NULL, and the cap_* helpers do nothing for it). A caller that
+ * finds no room waits for a connection of the cap's pools to close or go idle, and takes an idle
+ * connection of another pool (closing it) rather than wait for that pool's idle_timeout.
+ * ---------------------------------------------------------------------------------------- */
+
+#define CAP_RECHECK 0.05 /* seconds: a cap waiter looks again at least this often */
+
+typedef struct lb_cap {
+    struct lb_cap *next; /* registry link */
+    int refs;            /* registry_mu: one per member pool */
+    char *key;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;   /* broadcast when gen moves */
+    unsigned gen;        /* moves when room may have appeared: a connection closed or went idle */
+    int count;           /* connections the member pools hold or are opening */
+    int waiting;         /* __atomic: callers waiting for room (a hint read without mu) */
+    lb_pool *members;    /* linked through cap_next */
+} lb_cap;
+
 struct lb_pool {
     lb_pool *next; /* registry link */
     int refs;      /* registry_mu */
@@ -43,10 +70,170 @@ struct lb_pool {
     int fail_streak;
     double not_before;   /* monotonic */
     lb_error last_fail;  /* the last transient connect failure, for callers that give up */
+    lb_cap *cap;         /* the process cap this pool counts against (set once), or NULL */
+    lb_pool *cap_next;   /* cap->mu: member link */
+    int cap_waiting;     /* __atomic: this pool's callers waiting for room under the cap */
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static lb_pool *registry;
+static lb_cap *caps; /* registry_mu */
+
+/* The cap for key, created on first use. Called with registry_mu held. */
+static lb_cap *cap_acquire_locked(const char *key)
+{
+    lb_cap *g;
+    pthread_condattr_t attr;
+
+    for (g = caps; g; g = g->next)
+        if (strcmp(g->key, key) == 0) {
+            g->refs++;
+            return g;
+        }
+    if (!(g = calloc(1, sizeof *g)) || !(g->key = strdup(key))) {
+        free(g);
+        return NULL;
+    }
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    g->refs = 1;
+    g->next = caps;
+    caps = g;
+    return g;
+}
+
+static void cap_release(lb_cap *g)
+{
+    lb_cap **pg;
+    int last;
+
+    pthread_mutex_lock(&registry_mu);
+    last = --g->refs == 0;
+    if (last)
+        for (pg = &caps; *pg; pg = &(*pg)->next)
+            if (*pg == g) {
+                *pg = g->next;
+                break;
+            }
+    pthread_mutex_unlock(&registry_mu);
+    if (last) {
+        pthread_mutex_destroy(&g->mu);
+        pthread_cond_destroy(&g->cv);
+        free(g->key);
+        free(g);
+    }
+}
+
+static void cap_join(lb_pool *p)
+{
+    pthread_mutex_lock(&p->cap->mu);
+    p->cap_next = p->cap->members;
+    p->cap->members = p;
+    pthread_mutex_unlock(&p->cap->mu);
+}
+
+/* p leaves its cap, giving back the `held` connections it still counted. */
+static void cap_leave(lb_pool *p, int held)
+{
+    lb_cap *g = p->cap;
+    lb_pool **pm;
+
+    pthread_mutex_lock(&g->mu);
+    for (pm = &g->members; *pm; pm = &(*pm)->cap_next)
+        if (*pm == p) {
+            *pm = p->cap_next;
+            break;
+        }
+    g->count -= held;
+    g->gen++;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    cap_release(g);
+}
+
+/* Room for one more connection of p under the cap: 1 and counted, or 0. With `seen`, a caller
+ * that will wait (wait_cap) is registered, and *seen is the generation it waits to move. Called
+ * with p->mu held. */
+static int cap_take_locked(lb_pool *p, unsigned *seen)
+{
+    lb_cap *g = p->cap;
+    int room;
+
+    if (!g)
+        return 1;
+    pthread_mutex_lock(&g->mu);
+    room = p->s->process_max_connections == 0 || g->count < p->s->process_max_connections;
+    if (room) {
+        g->count++;
+    } else if (seen) {
+        *seen = g->gen;
+        __atomic_add_fetch(&g->waiting, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&p->cap_waiting, 1, __ATOMIC_SEQ_CST);
+    }
+    pthread_mutex_unlock(&g->mu);
+    return room;
+}
+
+/* n connections of p closed (or a slot was given up): room for cap waiters. */
+static void cap_put(lb_pool *p, int n)
+{
+    lb_cap *g = p->cap;
+
+    if (!g || n <= 0)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->count -= n;
+    g->gen++;
+    if (__atomic_load_n(&g->waiting, __ATOMIC_SEQ_CST) > 0)
+        pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* A connection of p went idle: a cap waiter (of p, or of another pool that may close it) looks
+ * again. Called without locks; costs one atomic read when nobody waits. */
+static void cap_note_idle(lb_pool *p)
+{
+    lb_cap *g = p->cap;
+
+    if (!g || __atomic_load_n(&g->waiting, __ATOMIC_SEQ_CST) == 0)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->gen++;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Takes the oldest idle connection of another pool of the cap (to be closed by the caller), so
+ * an idle connection there never keeps a caller here waiting. Called with g->mu held; pools are
+ * only trylocked (their lock comes first in the order). */
+static lb_conn *cap_evict_locked(lb_cap *g, lb_pool *self)
+{
+    lb_pool *m;
+
+    for (m = g->members; m; m = m->cap_next) {
+        lb_conn **pc, *c;
+        if (m == self || pthread_mutex_trylock(&m->mu) != 0)
+            continue;
+        if (!m->idle) {
+            pthread_mutex_unlock(&m->mu);
+            continue;
+        }
+        for (pc = &m->idle; (*pc)->next; pc = &(*pc)->next)
+            ; /* the list is most recently used first: the last one is the oldest */
+        c = *pc;
+        *pc = NULL;
+        m->nidle--;
+        m->total--;
+        g->count--;
+        pthread_mutex_unlock(&m->mu);
+        return c;
+    }
+    return NULL;
+}
+
 
 /* ------------------------------------------------------------------------------------------
  * Registry
@@ -59,6 +246,8 @@ static void pool_destroy(lb_pool *p)
         next = c->next;
         lb_conn_close(c);
     }
+    if (p->cap)
+        cap_leave(p, p->total); /* only idle ones are left: checked-out connections hold refs */
     pthread_mutex_destroy(&p->mu);
     lb_error_clear(&p->last_fail);
     if (p->cred)
@@ -115,9 +304,22 @@ lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
         lb_settings_free(found);
         return NULL;
     }
+    if (s->process_max_connections > 0 &&
+        !(p->cap = cap_acquire_locked(s->cap_key ? s->cap_key : s->key))) {
+        if (p->cred)
+            lb_credentials_release(p->cred);
+        lb_settings_free(p->s);
+        free(p);
+        pthread_mutex_unlock(&registry_mu);
+        lb_settings_free(found);
+        lb_error_set(err, LB_ERR_POOL, 0, "out of memory creating a pool");
+        return NULL;
+    }
     pthread_mutex_init(&p->mu, NULL);
     /* Lakebase's pooled hosts are transaction-mode poolers: known from the start. */
     p->pooler = strstr(p->s->host, "-pooler.") != NULL;
+    if (p->cap)
+        cap_join(p);
     p->refs = 1;
     p->next = registry;
     registry = p;
@@ -324,6 +526,7 @@ static int expired(const lb_pool *p, const lb_conn *c, double now)
 static void sweep_locked(lb_pool *p, double now, lb_conn **out)
 {
     lb_conn **pc = &p->idle;
+    int swept = 0;
     while (*pc) {
         lb_conn *c = *pc;
         /* min_idle connections stay past idle_timeout (a warm start), not past max_lifetime. */
@@ -335,10 +538,12 @@ static void sweep_locked(lb_pool *p, double now, lb_conn **out)
             *out = c;
             p->nidle--;
             p->total--;
+            swept++;
         } else {
             pc = &c->next;
         }
     }
+    cap_put(p, swept);
 }
 
 static void close_list(lb_conn *c)
@@ -362,7 +567,8 @@ static waiter *dequeue_locked(lb_pool *p)
     return w;
 }
 
-/* A slot became free (a connection was discarded): the first waiter may open a new one. */
+/* A slot became free (a connection was discarded): the first waiter may open a new one, under
+ * the same place in the process cap; without a waiter the cap gets it back. */
 static void slot_freed_locked(lb_pool *p)
 {
     waiter *w = dequeue_locked(p);
@@ -371,6 +577,8 @@ static void slot_freed_locked(lb_pool *p)
         p->in_use++;
         w->slot = 1;
         pthread_cond_signal(&w->cv);
+    } else {
+        cap_put(p, 1);
     }
 }
 
@@ -464,6 +672,43 @@ static void discard(lb_pool *p, lb_conn *c)
     lb_conn_close(c);
 }
 
+/* The pool has room but the process cap has none: waits until a connection of the cap's pools
+ * closes or goes idle (closing an idle one of another pool right away), for at most CAP_RECHECK
+ * at a time. `seen` comes from the cap_take_locked that found no room. 1: look again; 0: the
+ * deadline passed, err set. */
+static int wait_cap(lb_pool *p, unsigned seen, double deadline, lb_error *err)
+{
+    lb_cap *g = p->cap;
+    lb_conn *victim;
+    double left = deadline - lb_time_mono();
+    int rc = 0;
+
+    pthread_mutex_lock(&g->mu);
+    victim = cap_evict_locked(g, p);
+    if (!victim && left > 0) {
+        struct timespec until;
+        deadline_after(&until, left < CAP_RECHECK ? left : CAP_RECHECK);
+        while (g->gen == seen && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&g->cv, &g->mu, &until);
+    }
+    __atomic_sub_fetch(&g->waiting, 1, __ATOMIC_SEQ_CST);
+    __atomic_sub_fetch(&p->cap_waiting, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&g->mu);
+    if (victim) {
+        lb_conn_close(victim);
+        return 1;
+    }
+    if (left > 0)
+        return 1;
+    lb_error_set(err, LB_ERR_POOL, 1,
+                 "no free connection within acquire_timeout (%gs): this process holds "
+                 "process_max_connections = %d connections across the pools of these settings, "
+                 "all in use", p->s->acquire_timeout, p->s->process_max_connections);
+    lb_error_set_field(&err->hint, "raise process_max_connections (within what the compute allows "
+                                   "every process together), or hold connections for less time");
+    return 0;
+}
+
 /* Checkout without taking a pool reference (the caller holds one for the duration). */
 static lb_conn *checkout(lb_pool *p, lb_error *err)
 {
@@ -471,7 +716,8 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
 
     for (;;) {
         lb_conn *c = NULL, *swept = NULL;
-        int slot = 0;
+        int slot = 0, capped = 0;
+        unsigned seen = 0;
         double now = lb_time_mono();
 
         pthread_mutex_lock(&p->mu);
@@ -487,9 +733,13 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
             p->nidle--;
             p->in_use++;
         } else if (p->total < p->s->max && !p->head) {
-            p->total++;
-            p->in_use++;
-            slot = 1;
+            if (cap_take_locked(p, &seen)) {
+                p->total++;
+                p->in_use++;
+                slot = 1;
+            } else {
+                capped = 1;
+            }
         } else if (!wait_locked(p, deadline, &c, &slot, err)) {
             pthread_mutex_unlock(&p->mu);
             close_list(swept);
@@ -497,6 +747,11 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
         }
         pthread_mutex_unlock(&p->mu);
         close_list(swept);
+        if (capped) {
+            if (!wait_cap(p, seen, deadline, err))
+                return NULL;
+            continue;
+        }
 
         if (slot) {
             c = connect_retrying(p, deadline, err);
@@ -565,6 +820,8 @@ static void checkin(lb_pool *p, lb_conn *c)
         sweep_locked(p, now, &swept);
         pthread_mutex_unlock(&p->mu);
         close_list(swept);
+        if (!w)
+            cap_note_idle(p); /* it went idle */
     }
 }
 
@@ -679,7 +936,8 @@ int lb_pool_warm(lb_pool *p, lb_error *err)
     for (;;) {
         lb_conn *c;
         pthread_mutex_lock(&p->mu);
-        if (p->closed || p->nidle >= p->s->min_idle || p->total >= p->s->max) {
+        if (p->closed || p->nidle >= p->s->min_idle || p->total >= p->s->max ||
+            !cap_take_locked(p, NULL)) { /* a full process cap ends the warm start too */
             pthread_mutex_unlock(&p->mu);
             return 0;
         }
@@ -720,7 +978,7 @@ void lb_pool_stats_get(lb_pool *p, lb_pool_stats *out)
     out->total = p->total;
     out->idle = p->nidle;
     out->in_use = p->in_use;
-    out->waiting = p->nwaiting;
+    out->waiting = p->nwaiting + __atomic_load_n(&p->cap_waiting, __ATOMIC_SEQ_CST);
     out->max = p->s->max;
     out->connects = p->connects;
     out->connect_failures = p->connect_failures;
@@ -758,6 +1016,7 @@ void lb_pool_close(lb_pool *p)
     idle = p->idle;
     p->idle = NULL;
     p->total -= p->nidle;
+    cap_put(p, p->nidle);
     p->nidle = 0;
     while ((w = dequeue_locked(p)) != NULL) {
         w->closed = 1;

@@ -6,6 +6,7 @@
 -- `db:query_params(sql, params)`.
 local s = require("lakebase.schema")
 local value = require("lakebase.value")
+local node = require("lakebase.cond").node
 
 local _M = {}
 
@@ -226,14 +227,14 @@ local function resolve(t, e, what)
     for i, entry in ipairs(map_entries(t, e.map, what, false)) do
       local c, v = entry[1], entry[2]
       if v == null then
-        items[i] = setmetatable({ op = "null", col = c, neg = false }, s.expr_mt)
+        items[i] = node({ op = "null", col = c, neg = false })
       elseif v == s.DEFAULT then
         fail(what .. ": DEFAULT is not a value to compare with")
       else
-        items[i] = setmetatable({ op = "cmp", col = c, sym = "=", val = v }, s.expr_mt)
+        items[i] = node({ op = "cmp", col = c, sym = "=", val = v })
       end
     end
-    return setmetatable({ op = "and", items = items }, s.expr_mt)
+    return node({ op = "and", items = items })
   end
   if e.op == "and" or e.op == "or" then
     -- An empty AND is true: it drops out of an AND and makes an OR true (no filter at all).
@@ -246,12 +247,12 @@ local function resolve(t, e, what)
         items[#items + 1] = r
       end
     end
-    return setmetatable({ op = e.op, items = items }, s.expr_mt)
+    return node({ op = e.op, items = items })
   end
   if e.op == "not" then
     local r = resolve(t, e.item, what)
-    if is_empty(r) then return setmetatable({ op = "or", items = {} }, s.expr_mt) end -- NOT true
-    return setmetatable({ op = "not", item = r }, s.expr_mt)
+    if is_empty(r) then return node({ op = "or", items = {} }) end -- NOT true
+    return node({ op = "not", item = r })
   end
   if e.op == "order" or e.op == "alias" or e.op == "excluded" then
     fail(what .. ": " .. e.op .. " is not a condition")
@@ -263,7 +264,7 @@ local function to_cond(t, v, what)
   if v == nil then fail(what .. ": condition expected, got nil") end
   if type(v) == "table" and not s.is_expr(v) and not s.is_raw(v) and not is_column(v)
       and not s.is_table(v) and not s.is_query(v) and not value.kind(v) then
-    v = setmetatable({ op = "table", map = v }, s.expr_mt)
+    v = node({ op = "table", map = v })
   end
   return resolve(t, v, what)
 end

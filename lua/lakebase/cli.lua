@@ -71,7 +71,8 @@ usage: lakebase check [--env-file PATH]
 Validates the settings (every problem at once), fetches a Lakebase credential (unless PGPASSWORD is
 set), connects, and prints the user, the server version, the TLS version, when the credential
 expires and the connection budget: the server's max_connections, its superuser reserve, the
-connections open now, and the rule hosts x nginx workers x pools x max <= what this role can hold;
+connections open now, and the rule hosts x nginx workers x pools x max <= what this role can hold
+(hosts x nginx workers x process_max_connections when that cap is set);
 then the time of each step of a cold start (DNS, TCP, TLS, authentication, first query, the
 credential's HTTP call) and the measured round-trip time. Never prints the credential.]],
   token = [[
@@ -311,9 +312,10 @@ local BUDGET_SQL = [[
          (select rolconnlimit from pg_roles where rolname = current_user)::int as role_limit,
          (select rolsuper from pg_roles where rolname = current_user) as super]]
 
---- The connection budget lines of `lakebase check` from the server's numbers (BUDGET_SQL's row)
--- and this process's pool size `max`: what this role can still open, and the sizing rule.
-function _M.budget_lines(f, max)
+--- The connection budget lines of `lakebase check` from the server's numbers (BUDGET_SQL's row),
+-- this process's pool size `max` and its process_max_connections `cap` (0 or nil: none): what
+-- this role can still open, and the sizing rule.
+function _M.budget_lines(f, max, cap)
   local limit = f.max_connections - (f.super and 0 or f.reserved)
   local others = f.open - f.mine -- held by other roles: not this role's to take
   local room = limit - others
@@ -324,11 +326,21 @@ function _M.budget_lines(f, max)
     ("connections: server max_connections %d, %d reserved for superusers, %d open (%d by other roles, "
       .. "%d by this role, this check's included)%s"):format(f.max_connections, f.reserved, f.open, others,
       f.mine, (f.role_limit and f.role_limit >= 0) and (", role limit " .. f.role_limit) or ""),
-    ("budget: this role can hold %d connections; this process opens up to max = %d per pool "
-      .. "(under nginx: per worker process)"):format(room, max),
-    ("budget: keep hosts x nginx workers x pools x max <= %d (today: at most %d processes of max = %d); "
-      .. "past it the server refuses with 53300 too_many_connections"):format(room, math.floor(room / max), max),
   }
+  -- What one process may hold: the cap across its pools when set, else max per pool.
+  local holds, rule, per_process, n
+  if cap and cap > 0 then
+    holds = ("holds at most process_max_connections = %d across its pools"):format(cap)
+    rule, per_process, n = "process_max_connections", tostring(cap), cap
+  else
+    holds = ("opens up to max = %d per pool"):format(max)
+    rule, per_process, n = "pools x max", "max = " .. max, max
+  end
+  lines[2] = ("budget: this role can hold %d connections; this process %s (under nginx: per worker process)")
+    :format(room, holds)
+  lines[3] = ("budget: keep hosts x nginx workers x %s <= %d (today: at most %d processes of %s); "
+    .. "past it the server refuses with 53300 too_many_connections"):format(rule, room, math.floor(room / n),
+    per_process)
   return lines
 end
 
@@ -406,7 +418,7 @@ function commands.check(ctx, args)
       "; min_idle and prefetch take the cold start off the first request)")
   end
   if facts then
-    for _, line in ipairs(_M.budget_lines(facts, s.max)) do ctx:out(line) end
+    for _, line in ipairs(_M.budget_lines(facts, s.max, s.process_max_connections)) do ctx:out(line) end
   else
     ctx:out("budget: unknown (", tostring(ferr), ")")
   end

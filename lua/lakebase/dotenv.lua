@@ -9,8 +9,17 @@
 -- first one that sets a key to a non-empty value wins. Lua cannot change its own environment, so the
 -- result is an overlay table the CLI passes on (as lakebase options, or into a child's environment).
 --
--- Errors name the file and line, never the value (it may be a secret).
+-- Errors are lakebase error objects (lakebase.errors) of kind "config" with `file` and, for a bad
+-- line, `line` and `key`; they name the file and line, never the value (it may be a secret).
+local errors = require("lakebase.errors")
+
 local _M = {}
+
+-- nil, a config error at `file:line` (`key` when known).
+local function bad_line(file, line, key, what)
+  local msg = string.format("%s:%d: %s%s", file, line, key and (key .. ": ") or "", what)
+  return nil, errors.new("config", msg, { file = file, line = line, key = key })
+end
 
 local dq_escapes = { n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["$"] = "$" }
 
@@ -36,7 +45,7 @@ function _M.parse(text, name)
       local rest = body:match("^export%s+(.*)$") or body
       local key, after = rest:match("^([%a_][%w_]*)%s*=%s*(.*)$")
       if not key then
-        return nil, string.format("%s:%d: expected KEY=value", name, start_line)
+        return bad_line(name, start_line, nil, "expected KEY=value")
       end
       local value
       local q = after:sub(1, 1)
@@ -44,12 +53,12 @@ function _M.parse(text, name)
         -- Single quotes: literal up to the next quote, on this line.
         local close = after:find("'", 2, true)
         if not close then
-          return nil, string.format("%s:%d: %s: missing closing single quote", name, start_line, key)
+          return bad_line(name, start_line, key, "missing closing single quote")
         end
         value = after:sub(2, close - 1)
         local tail = after:sub(close + 1)
         if not (tail:match("^%s*$") or tail:match("^%s+#")) then
-          return nil, string.format("%s:%d: %s: unexpected text after the closing quote", name, start_line, key)
+          return bad_line(name, start_line, key, "unexpected text after the closing quote")
         end
         pos, line = eol + 1, line + 1
       elseif q == '"' then
@@ -75,13 +84,13 @@ function _M.parse(text, name)
           end
         end
         if not closed then
-          return nil, string.format("%s:%d: %s: missing closing double quote", name, start_line, key)
+          return bad_line(name, start_line, key, "missing closing double quote")
         end
         value = table.concat(out)
         eol = text:find("\n", i, true) or len + 1
         local tail = text:sub(i, eol - 1)
         if not (tail:match("^%s*$") or tail:match("^%s+#")) then
-          return nil, string.format("%s:%d: %s: unexpected text after the closing quote", name, start_line, key)
+          return bad_line(name, start_line, key, "unexpected text after the closing quote")
         end
         pos, line = eol + 1, line + 1
       else
@@ -100,7 +109,7 @@ end
 --- Reads and parses a file. Returns `vars, order` or `nil, err` (a missing file is an error here).
 function _M.read(path)
   local f, err = io.open(path, "rb")
-  if not f then return nil, "cannot read env file " .. tostring(err) end
+  if not f then return nil, errors.new("config", "cannot read env file " .. tostring(err), { file = path }) end
   local text = f:read("*a")
   f:close()
   return _M.parse(text, path)
@@ -130,7 +139,7 @@ function _M.overlay(files, getenv)
       loaded[#loaded + 1] = path
       keys[#loaded] = order
     elseif not optional then
-      return nil, "env file not found: " .. path
+      return nil, errors.new("config", "env file not found: " .. path, { file = path })
     end
   end
   return overlay, loaded, keys

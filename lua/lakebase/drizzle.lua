@@ -9,8 +9,12 @@
 --   created_at bigint`) with `created_at` = the entry's `when`.
 -- drizzle-orm decides what is pending only by comparing `when` with the newest `created_at`; the
 -- runner in lakebase.migrate instead compares sets and reports what drizzle would silently skip.
+--
+-- Errors are lakebase error objects (lakebase.errors) of kind "migration" with `file` (the
+-- journal or the migration that could not be read).
 local json = require("lakebase.json")
 local sha256 = require("lakebase.sha256")
+local errors = require("lakebase.errors")
 
 local _M = {}
 
@@ -18,6 +22,8 @@ _M.BREAKPOINT = "--> statement-breakpoint"
 _M.DEFAULT_SCHEMA = "drizzle"
 _M.DEFAULT_TABLE = "__drizzle_migrations"
 
+--- The whole text of a file (binary), or nil, io.open's message (lakebase.migrate and
+-- lakebase.generate read their files with it too).
 local function read_file(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
@@ -25,6 +31,7 @@ local function read_file(path)
   f:close()
   return s
 end
+_M.read_file = read_file
 
 --- The text drizzle-orm works with: Node's `buffer.toString()` decodes UTF-8 and replaces every
 -- invalid sequence with U+FFFD (WHATWG decoder, maximal subpart), and drizzle hashes and executes
@@ -100,39 +107,44 @@ function _M.split(text)
   return chunks
 end
 
+-- nil, a migration error about `file`: fail(file, fmt, ...).
+local function fail(file, fmt, ...)
+  return nil, errors.new("migration", string.format(fmt, ...), { file = file })
+end
+
 --- Reads a drizzle-kit folder. Returns a list of migrations in journal order:
 -- `{ idx, tag, when, file, path, text, hash, chunks }`, or `nil, err`.
 function _M.read(dir)
   local jpath = dir .. "/meta/_journal.json"
   local text, err = read_file(jpath)
-  if not text then return nil, "cannot read drizzle journal: " .. tostring(err) end
+  if not text then return fail(jpath, "cannot read drizzle journal: %s", tostring(err)) end
   local journal, jerr = json.decode(text)
-  if not journal then return nil, jpath .. ": " .. jerr end
+  if not journal then return fail(jpath, "%s: %s", jpath, tostring(jerr)) end
   if type(journal) ~= "table" or type(journal.entries) ~= "table" then
-    return nil, jpath .. ": no \"entries\" array"
+    return fail(jpath, "%s: no \"entries\" array", jpath)
   end
   if journal.dialect ~= nil and journal.dialect ~= "postgresql" and journal.dialect ~= "pg" then
-    return nil, jpath .. ": dialect is " .. tostring(journal.dialect) .. ", expected postgresql"
+    return fail(jpath, "%s: dialect is %s, expected postgresql", jpath, tostring(journal.dialect))
   end
   local out, seen_when, seen_tag = {}, {}, {}
   for i, entry in ipairs(journal.entries) do
     local tag, when = entry.tag, entry.when
     if type(tag) ~= "string" or tag == "" or tag:find("[/\\]") or tag:find("^%.") then
-      return nil, string.format("%s: entry %d has no valid \"tag\"", jpath, i)
+      return fail(jpath, "%s: entry %d has no valid \"tag\"", jpath, i)
     end
     if type(when) ~= "number" or when ~= math.floor(when) then
-      return nil, string.format("%s: entry %d (%s) has no integer \"when\"", jpath, i, tag)
+      return fail(jpath, "%s: entry %d (%s) has no integer \"when\"", jpath, i, tag)
     end
-    if seen_tag[tag] then return nil, string.format("%s: tag %s appears twice", jpath, tag) end
+    if seen_tag[tag] then return fail(jpath, "%s: tag %s appears twice", jpath, tag) end
     if seen_when[when] then
-      return nil, string.format("%s: %s and %s have the same \"when\" (%s); drizzle-orm identifies migrations by it",
-        jpath, seen_when[when], tag, string.format("%.0f", when))
+      return fail(jpath, "%s: %s and %s have the same \"when\" (%.0f); drizzle-orm identifies migrations by it",
+        jpath, seen_when[when], tag, when)
     end
     seen_tag[tag], seen_when[when] = true, tag
     local path = dir .. "/" .. tag .. ".sql"
     local sql, ferr = read_file(path)
     if not sql then
-      return nil, string.format("journal entry %s: cannot read %s (%s)", tag, path, tostring(ferr))
+      return fail(path, "journal entry %s: cannot read %s (%s)", tag, path, tostring(ferr))
     end
     sql = _M.node_string(sql)
     out[#out + 1] = {

@@ -19,7 +19,11 @@
 -- error until someone resolves the TODO and deletes the guard. Destructive steps (drop table, drop
 -- column, a type change that may not keep every value) are guarded the same way, written as they
 -- would run, unless the caller allows them (`allow_destructive`, CLI --allow-destructive).
+--
+-- Errors are lakebase error objects (lakebase.errors): kind "schema" for the schema modules and the
+-- snapshot (`file` names the one at fault), "migration" for the migrations folder.
 local json = require("lakebase.json")
+local errors = require("lakebase.errors")
 local sqltext = require("lakebase.sql")
 local ddl = require("lakebase.ddl")
 local migrate = require("lakebase.migrate")
@@ -31,6 +35,11 @@ _M.SNAPSHOT = "meta/lakebase_snapshot.json"
 local q, ident_list = sqltext.quote_ident, sqltext.ident_list
 local qtable = ddl.qtable
 local sorted_keys, ordered_columns = ddl.sorted_keys, ddl.ordered_columns
+
+-- nil, an error of `kind` ("schema" or "migration") about `file`.
+local function fail(kind, message, file)
+  return nil, errors.new(kind, message, { file = file })
+end
 
 local function key_of(name, schema)
   return (schema and (schema .. ".") or "") .. name
@@ -52,7 +61,7 @@ function _M.snapshot(tables)
   for _, tbl in ipairs(tables) do
     local d = s.describe(tbl)
     local k = key_of(d.name, d.schema)
-    if snap.tables[k] then return nil, "table " .. k .. " is defined twice" end
+    if snap.tables[k] then return fail("schema", "table " .. k .. " is defined twice") end
     snap.tables[k] = _M.table_snapshot(d)
   end
   return snap
@@ -93,20 +102,20 @@ function _M.load(sources)
     if f then
       f:close()
       local chunk, err = loadfile(src)
-      if not chunk then return nil, "cannot load schema " .. src .. ": " .. tostring(err) end
+      if not chunk then return fail("schema", "cannot load schema " .. src .. ": " .. tostring(err), src) end
       local ok, v = pcall(chunk)
-      if not ok then return nil, "schema " .. src .. " failed: " .. tostring(v) end
+      if not ok then return fail("schema", "schema " .. src .. " failed: " .. tostring(v), src) end
       value = v
     else
-      if src:find("[/\\]") or src:find("%.lua$") then return nil, "schema file not found: " .. src end
+      if src:find("[/\\]") or src:find("%.lua$") then return fail("schema", "schema file not found: " .. src, src) end
       local ok, v = pcall(require, src)
-      if not ok then return nil, "cannot load schema module " .. src .. ": " .. tostring(v) end
+      if not ok then return fail("schema", "cannot load schema module " .. src .. ": " .. tostring(v), src) end
       value = v
     end
     local before = #out
     collect(value, out, seen)
     if #out == before then
-      return nil, "schema " .. src .. " defines no tables (return s.table(...) or a table of them)"
+      return fail("schema", "schema " .. src .. " defines no tables (return s.table(...) or a table of them)", src)
     end
   end
   return out
@@ -175,188 +184,208 @@ local function destructive_todo(what, sql)
   }, "\n")
 end
 
---- Compares two snapshots. Returns `{ sql = text or nil, changes = n, todos = n, summary = {...} }`.
--- Destructive steps (drop table, drop column, a type change that may not keep the data) are TODOs
--- behind the guard unless `opts.allow_destructive`.
-function _M.diff(old, new, opts)
-  old = old or { tables = {} }
-  local allow_destructive = opts and opts.allow_destructive
-  local out = {
-    drops_fk = {}, drops_index = {}, drops_constraint = {}, drops_column = {}, drops_table = {},
-    creates = {}, add_columns = {}, alter_columns = {}, add_constraints = {}, add_fks = {}, add_indexes = {},
-    todos = {},
-  }
-  local changes = 0
-  local summary = {}
-  local renames, destructive = 0, 0
-  local function add(list, sql, what)
-    list[#list + 1] = sql
-    changes = changes + 1
-    if what then summary[#summary + 1] = what end
-  end
-  -- A destructive statement stays in its place in the order, but as a TODO under the guard.
-  local function add_destructive(list, sql, what, description)
-    if allow_destructive then return add(list, sql, what) end
-    destructive = destructive + 1
-    add(list, destructive_todo(description, sql), what)
-  end
+-- The statements of a migration by group, in the order the groups run: what depends on something
+-- is dropped before it and added after it.
+local GROUPS = { "drops_fk", "drops_index", "drops_constraint", "drops_column", "drops_table", "todos",
+  "creates", "add_columns", "alter_columns", "add_constraints", "add_fks", "add_indexes" }
 
-  local old_t, new_t = old.tables or {}, new.tables or {}
+-- The migration being written: the statements of each group, the counts and the summary (the
+-- steps' names, which name the file).
+local Plan = {}
+Plan.__index = Plan
+
+local function new_plan(allow_destructive)
+  local plan = setmetatable({ allow_destructive = allow_destructive, groups = {}, changes = 0, renames = 0,
+    destructive = 0, summary = {} }, Plan)
+  for _, g in ipairs(GROUPS) do plan.groups[g] = {} end
+  return plan
+end
+
+function Plan:add(group, sql, what)
+  local list = self.groups[group]
+  list[#list + 1] = sql
+  self.changes = self.changes + 1
+  if what then self.summary[#self.summary + 1] = what end
+end
+
+-- A destructive statement stays in its place in the order, but as a TODO under the guard.
+function Plan:add_destructive(group, sql, what, description)
+  if self.allow_destructive then return self:add(group, sql, what) end
+  self.destructive = self.destructive + 1
+  self:add(group, destructive_todo(description, sql), what)
+end
+
+-- A possible rename: the statements either way, commented out under a TODO (never guessed).
+function Plan:add_rename(lines, what)
+  self:add("todos", table.concat(lines, "\n"), what)
+  self.renames = self.renames + 1
+end
+
+-- Names (sorted) of the entries of `from` that `to` lacks or holds differently.
+local function changed_names(from, to)
+  local out = {}
+  for _, n in ipairs(sorted_keys(from)) do
+    if not to[n] or not same(from[n], to[n]) then out[#out + 1] = n end
+  end
+  return out
+end
+
+local function drop_constraint_sql(qt, name)
+  return "ALTER TABLE " .. qt .. " DROP CONSTRAINT " .. q(name) .. ";"
+end
+
+-- Tables: one dropped while another with the same columns appears may be a rename (a TODO); the
+-- others are dropped (destructive) or created with their foreign keys and indexes.
+local function diff_tables(plan, old_t, new_t)
   local added, removed = {}, {}
   for _, k in ipairs(sorted_keys(new_t)) do if not old_t[k] then added[#added + 1] = k end end
   for _, k in ipairs(sorted_keys(old_t)) do if not new_t[k] then removed[#removed + 1] = k end end
 
-  -- Tables dropped while a table with the same columns appears: maybe a rename.
-  local ambiguous_t = {}
+  local ambiguous = {}
   for _, rk in ipairs(removed) do
     for _, ak in ipairs(added) do
-      if not ambiguous_t[ak] and column_signature(old_t[rk]) == column_signature(new_t[ak]) then
-        ambiguous_t[rk], ambiguous_t[ak] = ak, rk
+      if not ambiguous[ak] and column_signature(old_t[rk]) == column_signature(new_t[ak]) then
+        ambiguous[rk], ambiguous[ak] = ak, rk
         local ot, nt = old_t[rk], new_t[ak]
-        out.todos[#out.todos + 1] = table.concat({
+        plan:add_rename({
           "-- TODO: table " .. rk .. " was removed and " .. ak .. " was added with the same columns.",
           "-- If it is a rename, use:",
           "--   ALTER TABLE " .. qtable(ot) .. " RENAME TO " .. q(nt.name) .. ";",
           "-- otherwise keep these statements:",
           comment_out("DROP TABLE " .. qtable(ot) .. ";"),
           comment_out(create_table_sql(nt)),
-        }, "\n")
-        changes = changes + 1
-        renames = renames + 1
-        summary[#summary + 1] = "todo_" .. nt.name
+        }, "todo_" .. nt.name)
         break
       end
     end
   end
 
   for _, k in ipairs(removed) do
-    if not ambiguous_t[k] then
-      add_destructive(out.drops_table, "DROP TABLE " .. qtable(old_t[k]) .. ";", "drop_" .. old_t[k].name,
+    if not ambiguous[k] then
+      plan:add_destructive("drops_table", "DROP TABLE " .. qtable(old_t[k]) .. ";", "drop_" .. old_t[k].name,
         "table " .. k .. " is no longer in the schema modules: this drops it with every row")
     end
   end
   for _, k in ipairs(added) do
-    if not ambiguous_t[k] then
+    if not ambiguous[k] then
       local t = new_t[k]
-      add(out.creates, create_table_sql(t), "create_" .. t.name)
-      for _, n in ipairs(sorted_keys(t.foreign_keys)) do add(out.add_fks, fk_sql(t, n, t.foreign_keys[n])) end
-      for _, n in ipairs(sorted_keys(t.indexes)) do add(out.add_indexes, index_sql(t, n, t.indexes[n])) end
+      plan:add("creates", create_table_sql(t), "create_" .. t.name)
+      for _, n in ipairs(sorted_keys(t.foreign_keys)) do plan:add("add_fks", fk_sql(t, n, t.foreign_keys[n])) end
+      for _, n in ipairs(sorted_keys(t.indexes)) do plan:add("add_indexes", index_sql(t, n, t.indexes[n])) end
     end
   end
+end
 
-  for _, k in ipairs(sorted_keys(new_t)) do
-    local ot, nt = old_t[k], new_t[k]
-    if ot then
-      local qt = qtable(nt)
-      -- foreign keys, indexes and constraints that changed are dropped first, re-added after
-      for _, n in ipairs(sorted_keys(ot.foreign_keys)) do
-        if not nt.foreign_keys[n] or not same(ot.foreign_keys[n], nt.foreign_keys[n]) then
-          add(out.drops_fk, "ALTER TABLE " .. qt .. " DROP CONSTRAINT " .. q(n) .. ";")
-        end
-      end
-      for _, n in ipairs(sorted_keys(ot.indexes)) do
-        if not nt.indexes[n] or not same(ot.indexes[n], nt.indexes[n]) then
-          add(out.drops_index, drop_index_sql(nt, n))
-        end
-      end
-      for _, n in ipairs(sorted_keys(ot.uniques)) do
-        if not nt.uniques[n] or not same(ot.uniques[n], nt.uniques[n]) then
-          add(out.drops_constraint, "ALTER TABLE " .. qt .. " DROP CONSTRAINT " .. q(n) .. ";")
-        end
-      end
-      local opk, npk = ot.primary_key, nt.primary_key
-      local pk_changed = not same(opk or {}, npk or {})
-      if pk_changed and opk then
-        add(out.drops_constraint, "ALTER TABLE " .. qt .. " DROP CONSTRAINT " .. q(opk.name) .. ";")
-      end
+-- Foreign keys, indexes, unique and primary-key constraints of a table that changed are dropped
+-- first and added again by add_constraints. Returns true when the primary key changed.
+local function drop_constraints(plan, ot, nt)
+  local qt = qtable(nt)
+  for _, n in ipairs(changed_names(ot.foreign_keys, nt.foreign_keys)) do
+    plan:add("drops_fk", drop_constraint_sql(qt, n))
+  end
+  for _, n in ipairs(changed_names(ot.indexes, nt.indexes)) do plan:add("drops_index", drop_index_sql(nt, n)) end
+  for _, n in ipairs(changed_names(ot.uniques, nt.uniques)) do
+    plan:add("drops_constraint", drop_constraint_sql(qt, n))
+  end
+  local opk, npk = ot.primary_key, nt.primary_key
+  local pk_changed = not same(opk or {}, npk or {})
+  if pk_changed and opk then plan:add("drops_constraint", drop_constraint_sql(qt, opk.name)) end
+  return pk_changed
+end
 
-      -- columns
-      local cadd, cdrop = {}, {}
-      for _, n in ipairs(ordered_columns(nt)) do if not ot.columns[n] then cadd[#cadd + 1] = n end end
-      for _, n in ipairs(ordered_columns(ot)) do if not nt.columns[n] then cdrop[#cdrop + 1] = n end end
-      local amb = {}
-      for _, dn in ipairs(cdrop) do
-        for _, an in ipairs(cadd) do
-          if not amb[an] and ot.columns[dn].type == nt.columns[an].type then
-            amb[dn], amb[an] = an, dn
-            out.todos[#out.todos + 1] = table.concat({
-              "-- TODO: column " .. k .. "." .. dn .. " was removed and " .. an .. " (" .. nt.columns[an].type
-                .. ") was added. If it is a rename, use:",
-              "--   ALTER TABLE " .. qt .. " RENAME COLUMN " .. q(dn) .. " TO " .. q(an) .. ";",
-              "-- otherwise keep these statements (the data in " .. dn .. " is lost):",
-              comment_out("ALTER TABLE " .. qt .. " DROP COLUMN " .. q(dn) .. ";"),
-              comment_out("ALTER TABLE " .. qt .. " ADD COLUMN " .. column_def(an, nt.columns[an]) .. ";"),
-            }, "\n")
-            changes = changes + 1
-            renames = renames + 1
-            summary[#summary + 1] = "todo_" .. an
-            break
-          end
-        end
-      end
-      for _, n in ipairs(cdrop) do
-        if not amb[n] then
-          add_destructive(out.drops_column, "ALTER TABLE " .. qt .. " DROP COLUMN " .. q(n) .. ";", "drop_" .. n,
-            "column " .. k .. "." .. n .. " is no longer in the schema modules: this drops it and its data")
-        end
-      end
-      for _, n in ipairs(cadd) do
-        if not amb[n] then
-          add(out.add_columns, "ALTER TABLE " .. qt .. " ADD COLUMN " .. column_def(n, nt.columns[n]) .. ";",
-            "add_" .. n)
-        end
-      end
-      for _, n in ipairs(ordered_columns(nt)) do
-        local oc, nc = ot.columns[n], nt.columns[n]
-        if oc then
-          local pre = "ALTER TABLE " .. qt .. " ALTER COLUMN " .. q(n)
-          if oc.type ~= nc.type then
-            local stmt = "-- the type of " .. n .. " changes from " .. oc.type
-              .. "; add USING <expr> if PostgreSQL cannot cast it\n"
-              .. pre .. " SET DATA TYPE " .. nc.type .. ";"
-            if widens(oc.type, nc.type) then
-              add(out.alter_columns, stmt, "alter_" .. n)
-            else
-              add_destructive(out.alter_columns, stmt, "alter_" .. n, "column " .. k .. "." .. n .. " changes from "
-                .. oc.type .. " to " .. nc.type .. ", which may not hold every value (cut, rounded or refused)")
-            end
-          end
-          local od = oc.default ~= json.null and oc.default or nil
-          local nd = nc.default ~= json.null and nc.default or nil
-          if od ~= nd then
-            add(out.alter_columns, pre .. (nd and (" SET DEFAULT " .. nd) or " DROP DEFAULT") .. ";", "alter_" .. n)
-          end
-          if (oc.not_null and true or false) ~= (nc.not_null and true or false) then
-            add(out.alter_columns, pre .. (nc.not_null and " SET NOT NULL" or " DROP NOT NULL") .. ";", "alter_" .. n)
-          end
-        end
-      end
-
-      if pk_changed and npk then
-        add(out.add_constraints, "ALTER TABLE " .. qt .. " ADD CONSTRAINT " .. q(npk.name) .. " PRIMARY KEY ("
-          .. ident_list(npk.columns) .. ");")
-      end
-      for _, n in ipairs(sorted_keys(nt.uniques)) do
-        if not ot.uniques[n] or not same(ot.uniques[n], nt.uniques[n]) then
-          add(out.add_constraints, "ALTER TABLE " .. qt .. " ADD CONSTRAINT " .. q(n) .. " UNIQUE ("
-            .. ident_list(nt.uniques[n].columns) .. ");")
-        end
-      end
-      for _, n in ipairs(sorted_keys(nt.foreign_keys)) do
-        if not ot.foreign_keys[n] or not same(ot.foreign_keys[n], nt.foreign_keys[n]) then
-          add(out.add_fks, fk_sql(nt, n, nt.foreign_keys[n]))
-        end
-      end
-      for _, n in ipairs(sorted_keys(nt.indexes)) do
-        if not ot.indexes[n] or not same(ot.indexes[n], nt.indexes[n]) then
-          add(out.add_indexes, index_sql(nt, n, nt.indexes[n]))
-        end
+-- Columns of table `k` removed and added: a removed column and an added one of the same type may
+-- be a rename (a TODO); the others are dropped (destructive) or added.
+local function diff_columns(plan, k, ot, nt)
+  local qt = qtable(nt)
+  local cadd, cdrop = {}, {}
+  for _, n in ipairs(ordered_columns(nt)) do if not ot.columns[n] then cadd[#cadd + 1] = n end end
+  for _, n in ipairs(ordered_columns(ot)) do if not nt.columns[n] then cdrop[#cdrop + 1] = n end end
+  local ambiguous = {}
+  for _, dn in ipairs(cdrop) do
+    for _, an in ipairs(cadd) do
+      if not ambiguous[an] and ot.columns[dn].type == nt.columns[an].type then
+        ambiguous[dn], ambiguous[an] = an, dn
+        plan:add_rename({
+          "-- TODO: column " .. k .. "." .. dn .. " was removed and " .. an .. " (" .. nt.columns[an].type
+            .. ") was added. If it is a rename, use:",
+          "--   ALTER TABLE " .. qt .. " RENAME COLUMN " .. q(dn) .. " TO " .. q(an) .. ";",
+          "-- otherwise keep these statements (the data in " .. dn .. " is lost):",
+          comment_out("ALTER TABLE " .. qt .. " DROP COLUMN " .. q(dn) .. ";"),
+          comment_out("ALTER TABLE " .. qt .. " ADD COLUMN " .. column_def(an, nt.columns[an]) .. ";"),
+        }, "todo_" .. an)
+        break
       end
     end
   end
+  for _, n in ipairs(cdrop) do
+    if not ambiguous[n] then
+      plan:add_destructive("drops_column", "ALTER TABLE " .. qt .. " DROP COLUMN " .. q(n) .. ";", "drop_" .. n,
+        "column " .. k .. "." .. n .. " is no longer in the schema modules: this drops it and its data")
+    end
+  end
+  for _, n in ipairs(cadd) do
+    if not ambiguous[n] then
+      plan:add("add_columns", "ALTER TABLE " .. qt .. " ADD COLUMN " .. column_def(n, nt.columns[n]) .. ";",
+        "add_" .. n)
+    end
+  end
+end
 
-  if changes == 0 then return { changes = 0, todos = 0, summary = {} } end
+-- Type, default and NOT NULL of the columns table `k` keeps; a type change that may not keep every
+-- value is destructive.
+local function alter_columns(plan, k, ot, nt)
+  local qt = qtable(nt)
+  for _, n in ipairs(ordered_columns(nt)) do
+    local oc, nc = ot.columns[n], nt.columns[n]
+    if oc then
+      local pre = "ALTER TABLE " .. qt .. " ALTER COLUMN " .. q(n)
+      if oc.type ~= nc.type then
+        local stmt = "-- the type of " .. n .. " changes from " .. oc.type
+          .. "; add USING <expr> if PostgreSQL cannot cast it\n"
+          .. pre .. " SET DATA TYPE " .. nc.type .. ";"
+        if widens(oc.type, nc.type) then
+          plan:add("alter_columns", stmt, "alter_" .. n)
+        else
+          plan:add_destructive("alter_columns", stmt, "alter_" .. n, "column " .. k .. "." .. n .. " changes from "
+            .. oc.type .. " to " .. nc.type .. ", which may not hold every value (cut, rounded or refused)")
+        end
+      end
+      local od = oc.default ~= json.null and oc.default or nil
+      local nd = nc.default ~= json.null and nc.default or nil
+      if od ~= nd then
+        plan:add("alter_columns", pre .. (nd and (" SET DEFAULT " .. nd) or " DROP DEFAULT") .. ";", "alter_" .. n)
+      end
+      if (oc.not_null and true or false) ~= (nc.not_null and true or false) then
+        plan:add("alter_columns", pre .. (nc.not_null and " SET NOT NULL" or " DROP NOT NULL") .. ";", "alter_" .. n)
+      end
+    end
+  end
+end
+
+-- The primary key, unique constraints, foreign keys and indexes that are new or changed.
+local function add_constraints(plan, ot, nt, pk_changed)
+  local qt, npk = qtable(nt), nt.primary_key
+  if pk_changed and npk then
+    plan:add("add_constraints", "ALTER TABLE " .. qt .. " ADD CONSTRAINT " .. q(npk.name) .. " PRIMARY KEY ("
+      .. ident_list(npk.columns) .. ");")
+  end
+  for _, n in ipairs(changed_names(nt.uniques, ot.uniques)) do
+    plan:add("add_constraints", "ALTER TABLE " .. qt .. " ADD CONSTRAINT " .. q(n) .. " UNIQUE ("
+      .. ident_list(nt.uniques[n].columns) .. ");")
+  end
+  for _, n in ipairs(changed_names(nt.foreign_keys, ot.foreign_keys)) do
+    plan:add("add_fks", fk_sql(nt, n, nt.foreign_keys[n]))
+  end
+  for _, n in ipairs(changed_names(nt.indexes, ot.indexes)) do
+    plan:add("add_indexes", index_sql(nt, n, nt.indexes[n]))
+  end
+end
+
+-- The migration text: the guard when a TODO needs a decision, then the groups in order.
+local function render(plan)
+  if plan.changes == 0 then return { changes = 0, todos = 0, summary = {} } end
   local parts = {}
+  local renames, destructive = plan.renames, plan.destructive
   local todos = renames + destructive
   if todos > 0 then
     local what = {}
@@ -372,23 +401,40 @@ function _M.diff(old, new, opts)
         .. "read its TODO blocks, decide, then delete this guard'; END $$;",
     }, "\n")
   end
-  for _, group in ipairs({ "drops_fk", "drops_index", "drops_constraint", "drops_column", "drops_table", "todos",
-    "creates", "add_columns", "alter_columns", "add_constraints", "add_fks", "add_indexes" }) do
-    for _, stmt in ipairs(out[group]) do parts[#parts + 1] = stmt end
+  for _, group in ipairs(GROUPS) do
+    for _, stmt in ipairs(plan.groups[group]) do parts[#parts + 1] = stmt end
   end
-  return { sql = table.concat(parts, "\n\n") .. "\n", changes = changes, todos = todos, destructive = destructive,
-    summary = summary }
+  return { sql = table.concat(parts, "\n\n") .. "\n", changes = plan.changes, todos = todos,
+    destructive = destructive, summary = plan.summary }
+end
+
+--- Compares two snapshots. Returns `{ sql = text or nil, changes = n, todos = n, summary = {...} }`.
+-- Destructive steps (drop table, drop column, a type change that may not keep the data) are TODOs
+-- behind the guard unless `opts.allow_destructive`.
+function _M.diff(old, new, opts)
+  old = old or { tables = {} }
+  local plan = new_plan(opts and opts.allow_destructive)
+  local old_t, new_t = old.tables or {}, new.tables or {}
+  diff_tables(plan, old_t, new_t)
+  for _, k in ipairs(sorted_keys(new_t)) do
+    local ot, nt = old_t[k], new_t[k]
+    if ot then
+      local pk_changed = drop_constraints(plan, ot, nt)
+      diff_columns(plan, k, ot, nt)
+      alter_columns(plan, k, ot, nt)
+      add_constraints(plan, ot, nt, pk_changed)
+    end
+  end
+  return render(plan)
 end
 
 ---------------------------------------------------------------- files
 
 local function read_snapshot(path)
-  local f = io.open(path, "rb")
-  if not f then return { version = 1, tables = {} } end
-  local text = f:read("*a")
-  f:close()
+  local text = drizzle.read_file(path)
+  if not text then return { version = 1, tables = {} } end
   local snap, err = json.decode(text)
-  if not snap then return nil, path .. ": " .. err end
+  if not snap then return fail("schema", path .. ": " .. tostring(err), path) end
   -- a hand-edited null means "absent"
   local function strip(t)
     for k, v in pairs(t) do
@@ -396,20 +442,22 @@ local function read_snapshot(path)
     end
   end
   if type(snap) == "table" then strip(snap) end
-  if type(snap) ~= "table" or type(snap.tables) ~= "table" then return nil, path .. ": not a lakebase snapshot" end
+  if type(snap) ~= "table" or type(snap.tables) ~= "table" then
+    return fail("schema", path .. ": not a lakebase snapshot", path)
+  end
   return snap
 end
 
 local function write_atomic(path, text)
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
-  if not f then return nil, "cannot write " .. tmp .. ": " .. tostring(err) end
+  if not f then return fail("migration", "cannot write " .. tmp .. ": " .. tostring(err), tmp) end
   f:write(text)
   f:close()
   local ok, rerr = os.rename(tmp, path)
   if not ok then
     os.remove(tmp)
-    return nil, "cannot write " .. path .. ": " .. tostring(rerr)
+    return fail("migration", "cannot write " .. path .. ": " .. tostring(rerr), path)
   end
   return true
 end
@@ -430,7 +478,7 @@ end
 function _M.run(opts)
   local dir = opts.dir or "migrations"
   if drizzle.is_folder(dir) then
-    return nil, dir .. " is a drizzle-kit folder: generate its migrations with drizzle-kit"
+    return fail("migration", dir .. " is a drizzle-kit folder: generate its migrations with drizzle-kit")
   end
   local tables, err = _M.load(opts.schemas or { "schema.lua" })
   if not tables then return nil, err end

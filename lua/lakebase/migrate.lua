@@ -71,16 +71,14 @@ end
 
 ---------------------------------------------------------------- small helpers
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = drizzle.read_file
 
 local function sh_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function folder_missing(dir)
+  return nil, mkerr({ message = "migrations folder not found: " .. dir })
 end
 
 --- Names in a directory (lfs when installed, else `ls`), or nil, err.
@@ -89,7 +87,7 @@ local function list_dir(dir)
   local names = {}
   if ok then
     local attr = lfs.attributes(dir)
-    if not attr or attr.mode ~= "directory" then return nil, "migrations folder not found: " .. dir end
+    if not attr or attr.mode ~= "directory" then return folder_missing(dir) end
     for name in lfs.dir(dir) do
       if name ~= "." and name ~= ".." then names[#names + 1] = name end
     end
@@ -97,7 +95,7 @@ local function list_dir(dir)
     local p = io.popen("ls -1A -- " .. sh_quote(dir) .. " 2>/dev/null && echo '//ok'")
     local out = p:read("*a")
     p:close()
-    if not out:find("//ok\n?$") then return nil, "migrations folder not found: " .. dir end
+    if not out:find("//ok\n?$") then return folder_missing(dir) end
     for name in out:gmatch("[^\n]+") do
       if name ~= "//ok" then names[#names + 1] = name end
     end
@@ -370,9 +368,7 @@ end
 
 local function read_folder(s)
   if s.drizzle then
-    local list, err = drizzle.read(s.dir)
-    if not list then return nil, mkerr({ message = tostring(err) }) end
-    return list
+    return drizzle.read(s.dir) -- its errors are migration errors already
   end
   return _M.read_plain(s.dir)
 end
@@ -799,19 +795,19 @@ end
 --- Creates the next plain migration file `NNNN_name.sql` in dir. Returns the path or nil, err.
 function _M.new(dir, name, body)
   if type(name) ~= "string" or not name:match("^[%w_%-]+$") then
-    return nil, "migration name must be letters, digits, '_' or '-': " .. tostring(name)
+    return nil, mkerr({ message = "migration name must be letters, digits, '_' or '-': " .. tostring(name) })
   end
   if drizzle.is_folder(dir) then
-    return nil, dir .. " is a drizzle-kit folder (meta/_journal.json); "
-      .. "create migrations there with `drizzle-kit generate` (or --custom)"
+    return nil, mkerr({ message = dir .. " is a drizzle-kit folder (meta/_journal.json); "
+      .. "create migrations there with `drizzle-kit generate` (or --custom)" })
   end
   local list, err = _M.read_plain(dir)
-  if not list then return nil, tostring(err) end
+  if not list then return nil, err end
   local last = list[#list]
   local version = last and last.version + 1 or 1
   local path = string.format("%s/%04d_%s.sql", dir, version, name)
   local f, ferr = io.open(path, "wb")
-  if not f then return nil, "cannot create " .. path .. ": " .. tostring(ferr) end
+  if not f then return nil, mkerr({ message = "cannot create " .. path .. ": " .. tostring(ferr) }) end
   f:write(body or ("-- " .. name .. "\n"))
   f:close()
   return path

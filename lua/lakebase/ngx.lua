@@ -249,9 +249,12 @@ end
 -- a connection that only a queued call (an open transaction's next statement or COMMIT) could
 -- free, and everything stalls for acquire_timeout. Waiting happens here instead, on the event
 -- loop (ngx.semaphore), up to acquire_timeout. A transaction keeps its permit until it ends.
+-- With process_max_connections, a call also takes a permit of its cap, shared by this worker's
+-- pools of the same settings (the primary and its reader...): the C pool's cap, waited for here.
 ---------------------------------------------------------------------------------------------
 
-local gates = {} -- settings key -> { sem, max, open = { [pin id] = true } }; this worker's pools
+local gates = {} -- settings key -> { sem, max, open = { [pin id] = true }, cap }; this worker's pools
+local caps = {} -- cap_key -> { sem, max }: process_max_connections across this worker's pools
 
 local function gate_for(settings, db)
   local key = opts_key(settings)
@@ -266,18 +269,44 @@ local function gate_for(settings, db)
     return nil -- no lua-resty-core: the C pool's own wait applies (in a thread)
   end
   gate = { sem = semaphore.new(max), max = max, open = {} }
+  local s = db._pool:settings()
+  local cap = tonumber(s.process_max_connections)
+  if cap and cap > 0 and s.cap_key then
+    caps[s.cap_key] = caps[s.cap_key] or { sem = semaphore.new(cap), max = cap }
+    gate.cap = caps[s.cap_key]
+  end
   gates[key] = gate
   return gate
 end
 
+-- Gives back n permits of the gate (and of its cap).
+local function gate_post(gate, n)
+  gate.sem:post(n)
+  if gate.cap then
+    gate.cap.sem:post(n)
+  end
+end
+
 local function gate_wait(self)
-  local ok, err = self.gate.sem:wait(self.acquire_timeout)
+  local gate = self.gate
+  local started = ngx.now()
+  local ok, err = gate.sem:wait(self.acquire_timeout)
+  local what = "all " .. gate.max .. " in use by this nginx worker"
+  if ok and gate.cap then
+    ngx.update_time()
+    ok, err = gate.cap.sem:wait(math.max(0, self.acquire_timeout - (ngx.now() - started)))
+    if not ok then
+      gate.sem:post(1)
+      what = "process_max_connections = " .. gate.cap.max .. " in use by this nginx worker across the pools "
+        .. "of these settings"
+    end
+  end
   if ok then
     return true
   end
   if err == "timeout" then
-    local e = make_error("pool", "no free connection within acquire_timeout ("
-      .. self.acquire_timeout .. "s): all " .. self.gate.max .. " in use by this nginx worker")
+    local e = make_error("pool", "no free connection within acquire_timeout (" .. self.acquire_timeout .. "s): "
+      .. what)
     e.retriable = true
     return nil, e
   end
@@ -288,7 +317,7 @@ end
 local function gate_done(gate, id)
   if gate and gate.open[id] then
     gate.open[id] = nil
-    gate.sem:post(1)
+    gate_post(gate, 1)
   end
 end
 
@@ -354,7 +383,7 @@ local function call(self, fname, gated, ...)
       if gated == "hold" and res[1] and res[2] and res[3] ~= nil then
         gate.open[res[3]] = true
       else
-        gate.sem:post(1)
+        gate_post(gate, 1)
       end
     end
     if not res[1] then
@@ -430,7 +459,7 @@ local function cleanup(state)
   for g, n in pairs(state.inflight) do
     state.inflight[g] = nil
     if n > 0 then
-      g.sem:post(n)
+      gate_post(g, n)
     end
   end
   release_all(state.pins, state.pool_name, state.gate)

@@ -178,7 +178,7 @@ static int settings_tostring(lua_State *L)
     static const char *const fields[] = {
         "host", "port", "database", "user", "sslmode", "sslrootcert", "endpoint", "instance",
         "databricks_host", "auth", "profile", "token", "client_id", "client_secret", "password", "max",
-        "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
+        "process_max_connections", "idle_timeout", "connect_timeout", "acquire_timeout", "max_lifetime", "statement_timeout",
         "application_name", "prepare", "keepalives", "keepalives_idle", "keepalives_interval",
         "keepalives_count", "tcp_user_timeout", "min_idle", "prefetch",
         "read_endpoint", "read_host", "read_port", "fallback_to_primary", NULL};
@@ -186,7 +186,7 @@ static int settings_tostring(lua_State *L)
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_checkstack(L, 4 * 34 + 4, "settings tostring");
+    luaL_checkstack(L, 4 * (int)(sizeof fields / sizeof fields[0]) + 4, "settings tostring");
     lua_pushliteral(L, "lakebase.settings{");
     for (i = 0; fields[i]; i++) {
         char tmp[96];
@@ -255,6 +255,7 @@ void lb_bind_push_settings(lua_State *L, const lb_settings *s)
     set_str(L, "client_secret", s->client_secret ? "(set)" : NULL);
     set_str(L, "password", s->password ? "(set)" : NULL);
     set_num(L, "max", s->max);
+    set_num(L, "process_max_connections", s->process_max_connections);
     set_num(L, "idle_timeout", s->idle_timeout);
     set_num(L, "connect_timeout", s->connect_timeout);
     set_num(L, "acquire_timeout", s->acquire_timeout);
@@ -278,6 +279,7 @@ void lb_bind_push_settings(lua_State *L, const lb_settings *s)
         set_num(L, "read_port", s->read_port ? s->read_port : s->port);
     lua_pushboolean(L, s->fallback_to_primary);
     lua_setfield(L, -2, "fallback_to_primary");
+    set_str(L, "cap_key", s->cap_key); /* which pools share process_max_connections (no secret) */
 
     lua_pushlightuserdata(L, (void *)&settings_mt_key);
     lua_rawget(L, LUA_REGISTRYINDEX);

@@ -16,14 +16,6 @@
 #include "tap.h"
 
 
-static void sleep_s(double s)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    nanosleep(&ts, NULL);
-}
-
 static lb_settings *settings(void)
 {
     lb_option opts[] = {
