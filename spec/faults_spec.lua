@@ -429,10 +429,12 @@ describe("faults #faults", function()
       assert.equal(0, r.total - r.ok, k.label .. ": " .. kinds_summary(r.kinds))
       assert.equal(0, lost)
       assert.truthy(attempts >= 1, k.label .. ": the fault was never exercised")
-      -- the refresh runs in the background: no query waits for the endpoint (generous bound for a
-      -- loaded machine, far below the 1.5 s of the slow endpoint; a query that opens a connection
-      -- includes the PAM login check, ~12 ms more than scram when idle; the figure is in the table)
-      assert.truthy(slowest < 0.3, k.label .. ": slowest query " .. slowest)
+      -- the refresh runs in the background: no query waits for the endpoint, which would cost it
+      -- the slow endpoint's 1.5 s or the credential layer's retries (about 1 s before it gives up).
+      -- A generous bound for a loaded machine: every 0.3 s a query opens a connection, whose login
+      -- runs the PAM check (fork, exec, one HTTP call; one run of the whole suite measured 0.65 s).
+      -- The figure is in the table.
+      assert.truthy(slowest < 1.0, k.label .. ": slowest query " .. slowest)
     end
     for i = 1, #kinds do
       drop_table(tables[i])
