@@ -292,11 +292,11 @@ describe("faults #faults", function()
 
   it("token rotation under load (credential lifetime 125 s): zero failures", function()
     h.workspace.config({ lifetime = 125 })
+    local l0 = h.workspace.logins() -- before the pool's first login
     -- max_lifetime makes connections turn over, so new ones need the current credential.
     local db = new_db("rotation", { max_lifetime = 0.5 })
     local t = make_table(db)
     local c0 = h.workspace.counters()[CRED]
-    local l0, connects0 = h.workspace.logins(), db:stats().connects
     local log = run_load(db, t, 11.0)
     local rotations = h.workspace.counters()[CRED] - c0
     local logins = logins_since(l0)
@@ -319,7 +319,7 @@ describe("faults #faults", function()
     -- while the next one was being fetched is never refused
     assert.equal(0, st.connect_failures)
     assert.equal(0, refused(logins))
-    assert.truthy(logins.ok >= st.connects - connects0, "PostgreSQL checked every login with the workspace")
+    assert.truthy(logins.ok >= st.connects, "PostgreSQL checked every login with the workspace")
     db:close()
   end)
 
@@ -355,7 +355,7 @@ describe("faults #faults", function()
     local revocations = 0
     local next_revoke = h.now() + 0.7
     local l0 = h.workspace.logins()
-    local log = run_load(db, t, 2.6, nil, function()
+    local log = run_load(db, t, 3.0, nil, function()
       if h.now() >= next_revoke then
         -- the fault: the workspace revokes the library's credential (and any other issued so far)
         assert.truthy(h.workspace.revoke({ all = true }) >= 1)
@@ -412,9 +412,11 @@ describe("faults #faults", function()
       h.workspace.fault(f)
       local c0 = h.workspace.counters()[CRED]
       local t0 = h.clock()
-      local slowest = 0
       local log = run_load(dbs[i], tables[i], k.duration or 1.5, nil, nil)
-      for _, q in ipairs(log) do slowest = math.max(slowest, q.t1 - q.t0) end
+      local times = {}
+      for j, q in ipairs(log) do times[j] = q.t1 - q.t0 end
+      table.sort(times)
+      local slowest, p90 = times[#times], times[math.ceil(#times * 0.9)]
       local attempts = h.workspace.counters()[CRED] - c0
       local lost = lost_rows(tables[i], log)
       local r = analyse(log, math.huge, math.huge)
@@ -423,18 +425,20 @@ describe("faults #faults", function()
         scenario = "credential endpoint " .. k.label .. " while the credential is valid",
         load = string.format("%d inserts in %.1f s (1 client)", r.total, h.clock() - t0),
         during = r.total - r.ok, after = 0, lost = lost,
-        notes = string.format("%d refresh attempts reached the endpoint; %d connects; slowest query %s s",
-          attempts, st.connects, fmt(slowest)),
+        notes = string.format("%d refresh attempts reached the endpoint; %d connects; slowest query %s s, "
+          .. "90th percentile %s s", attempts, st.connects, fmt(slowest), fmt(p90)),
       })
       assert.equal(0, r.total - r.ok, k.label .. ": " .. kinds_summary(r.kinds))
       assert.equal(0, lost)
       assert.truthy(attempts >= 1, k.label .. ": the fault was never exercised")
-      -- the refresh runs in the background: no query waits for the endpoint, which would cost it
-      -- the slow endpoint's 1.5 s or the credential layer's retries (about 1 s before it gives up).
-      -- A generous bound for a loaded machine: every 0.3 s a query opens a connection, whose login
-      -- runs the PAM check (fork, exec, one HTTP call; one run of the whole suite measured 0.65 s).
-      -- The figure is in the table.
-      assert.truthy(slowest < 1.0, k.label .. ": slowest query " .. slowest)
+      -- The refresh runs in the background: no query waits for the endpoint. Queries go at their
+      -- usual pace (90th percentile), and none took the slow endpoint's 1.5 s (a query that waited
+      -- for a failing endpoint would have failed within connect_timeout: counted above). Not the
+      -- slowest against a tighter bound: every 0.3 s a query opens a connection, whose login runs
+      -- the PAM check (fork, exec, one HTTP call), and on the shared 2-CPU machine one such login
+      -- in a run took 0.65 s to 1.1 s. The figures are in the table.
+      assert.truthy(p90 < 0.2, k.label .. ": 90th percentile " .. p90)
+      assert.truthy(slowest < 1.5, k.label .. ": slowest query " .. slowest)
     end
     for i = 1, #kinds do
       drop_table(tables[i])
