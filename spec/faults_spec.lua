@@ -426,7 +426,7 @@ describe("faults #faults", function()
         load = string.format("%d inserts in %.1f s (1 client)", r.total, h.clock() - t0),
         during = r.total - r.ok, after = 0, lost = lost,
         notes = string.format("%d refresh attempts reached the endpoint; %d connects; slowest query %s s, "
-          .. "90th percentile %s s", attempts, st.connects, fmt(slowest), fmt(p90)),
+          .. "90th percentile %.1f ms", attempts, st.connects, fmt(slowest), p90 * 1000),
       })
       assert.equal(0, r.total - r.ok, k.label .. ": " .. kinds_summary(r.kinds))
       assert.equal(0, lost)
