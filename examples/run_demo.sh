@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make demo: a local PostgreSQL (TLS, password rotation) and a local fake Databricks workspace stand
-# in for Lakebase; the quickstart and the OpenResty example run against them exactly as they would
+# make demo: a local PostgreSQL (TLS, each login checked by the workspace) and a local fake
+# Databricks workspace stand in for Lakebase; the quickstart and the OpenResty example run against them exactly as they would
 # against a real workspace (only the environment differs). Everything started here is stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -279,6 +279,95 @@ describe("credentials", function()
     assert.are.equal(3, c[CRED])
   end)
 
+  -- PostgreSQL checks every login of the app role with the workspace (PAM), as Lakebase does: every
+  -- unexpired credential is valid side by side and expiry counts at login only.
+  it("two credentials side by side: two pools, each with its own, both connect and query", function()
+    local a, b = pat({ application_name = h.unique("side_a") }), pat({ application_name = h.unique("side_b") })
+    local da, dbb = assert(lakebase.new(a)), assert(lakebase.new(b))
+    local ta, tb = assert(token(a)), assert(token(b))
+    assert.are_not.equal(ta, tb) -- two endpoints: two credentials, the first not replaced by the second
+    for _ = 1, 2 do
+      assert.are.equal(h.env().PGUSER, assert(da:one("select current_user as u")).u)
+      assert.are.equal(h.env().PGUSER, assert(dbb:one("select current_user as u")).u)
+    end
+    assert.is_true(connects(ta))
+    assert.is_true(connects(tb))
+    assert.are.equal(4, ws.logins().ok) -- each pool's login and psql's, all checked by the workspace
+    assert.are.equal(0, da:stats().connect_failures + dbb:stats().connect_failures)
+    da:close()
+    dbb:close()
+  end)
+
+  it("an expired credential is refused at login; a connection opened with it keeps working", function()
+    ws.config({ lifetime = 2 })
+    local o = pat({ max = 1, application_name = h.unique("expiring") })
+    local db = assert(lakebase.new(o))
+    local pid = assert(db:one("select pg_backend_pid() as pid")).pid
+    local t, exp = assert(token(o)) -- a 2-second credential, like the one the connection logged in with
+    ws.config({ lifetime = 3600 })
+    h.sleep(math.max(0, exp - h.now()) + 0.2)
+    assert.is_false(connects(t))
+    assert.are.equal(1, ws.logins().expired)
+    -- the open connection is not checked again
+    local row = assert(db:one("select pg_backend_pid() as pid, current_user as u"))
+    assert.are.equal(pid, row.pid)
+    assert.are.equal(h.env().PGUSER, row.u)
+    -- a new login gets a fresh credential
+    local o2 = pat({ endpoint = o.endpoint, application_name = h.unique("expiring2") })
+    local db2 = assert(lakebase.new(o2))
+    assert(db2:one("select 1 as n"))
+    assert.are.equal(0, db2:stats().connect_failures)
+    assert.are.equal(1, ws.logins().expired)
+    db:close()
+    db2:close()
+  end)
+
+  it("a revoked credential: the next login is refused, the pool refreshes once and goes on; open connections stay",
+    function()
+    local db = assert(lakebase.new(pat({ max = 2, application_name = h.unique("revoked") })))
+    local pid = assert(db:one("select pg_backend_pid() as pid")).pid
+    local before = db:stats()
+    assert.is_true(ws.revoke({ all = true }) >= 1)
+    local other = assert(db:transaction(function(tx)
+      -- tx holds the open connection (not checked again); this query needs a new login
+      assert.are.equal(pid, assert(tx:one("select pg_backend_pid() as pid")).pid)
+      return assert(db:one("select pg_backend_pid() as pid")).pid
+    end))
+    assert.are_not.equal(pid, other)
+    local after = db:stats()
+    assert.are.equal(1, ws.logins().revoked)
+    assert.are.equal(1, after.connect_failures - before.connect_failures)
+    assert.are.equal(1, after.credential_refreshes - before.credential_refreshes)
+    db:close()
+  end)
+
+  it("logins refused whatever the credential (access revoked): a clear error, not retriable; open ones stay",
+    function()
+    local o = pat({ max = 2, application_name = h.unique("denied"), acquire_timeout = 5 })
+    local db = assert(lakebase.new(o))
+    local pid = assert(db:one("select pg_backend_pid() as pid")).pid
+    ws.config({ deny_logins = true })
+    local before = db:stats()
+    local rows, err = db:transaction(function(tx)
+      assert.are.equal(pid, assert(tx:one("select pg_backend_pid() as pid")).pid) -- still serving
+      local r, e = db:one("select 1 as n") -- a new login: refused, refreshed once, refused again
+      assert.is_nil(r)
+      return nil, e
+    end)
+    assert.is_nil(rows)
+    remember(err)
+    assert.are.equal("connect", err.kind)
+    assert.are.equal("28P01", err.sqlstate)
+    assert.is_false(err.retriable) -- README: a password refused again after the credential refresh
+    assert.truthy(err.message:find("PAM authentication failed", 1, true), err.message)
+    assert.is_string(err.hint) -- what to check: the user and its Postgres role
+    assert.are.equal(2, ws.logins().denied)
+    assert.are.equal(1, db:stats().credential_refreshes - before.credential_refreshes)
+    ws.config({ deny_logins = false })
+    assert(db:one("select 1 as n"))
+    db:close()
+  end)
+
   it("password auth: the password, no expiry, no HTTP", function()
     local o = h.password_settings()
     local t, exp = lakebase.token(o)
@@ -304,7 +393,7 @@ describe("credentials", function()
         assert.is_nil(text:find(s, 1, true), "a secret in: " .. text:sub(1, 60))
       end
     end
-    -- the PostgreSQL log neither (the fake sets SCRAM verifiers, never the token)
+    -- the PostgreSQL log neither (PAM hands the token to the check program on stdin only)
     local log = h.read_file(e.PGLOG) or ""
     for _, t in ipairs(issued) do assert.is_nil(log:find(t, 1, true)) end
   end)

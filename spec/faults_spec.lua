@@ -1,8 +1,10 @@
 -- Faults survived, measured (SPEC §8, issue 9): PostgreSQL restarts and hard stops under a steady
 -- query load, the credential endpoint down / dropping / rate limited / malformed / slow while a
--- credential is valid, the credential expired while the endpoint is down, token rotation under load,
--- pool exhaustion. Each scenario prints its figures (stderr) and, when LAKEBASE_FAULTS_OUT names a
--- file, appends a row to it (spec/support/faults.sh turns the rows into docs/RELIABILITY.md).
+-- credential is valid, the credential expired while the endpoint is down, token rotation, expiry and
+-- revocation under load (PostgreSQL checks each login of the app role against the fake workspace,
+-- as Lakebase does: every unexpired credential valid side by side, expiry at login), pool exhaustion.
+-- Each scenario prints its figures (stderr) and, when LAKEBASE_FAULTS_OUT names a file, appends a
+-- row to it (spec/support/faults.sh turns the rows into docs/RELIABILITY.md).
 --
 -- The load is one client issuing numbered INSERTs back to back (a pause of `PAUSE` between them);
 -- "lost" counts inserts that were acknowledged but are not in the table afterwards.
@@ -15,6 +17,20 @@ local WORKERS = 4
 local interp = os.getenv("LAKEBASE_TEST_INTERP") or (jit and "luajit" or "lua5.4")
 
 local function fmt(x) return string.format("%.2f", x) end
+
+-- The PAM login checks the workspace answered since the snapshot l0 (h.workspace.logins()), by outcome.
+local function logins_since(l0)
+  local out = {}
+  for k, v in pairs(h.workspace.logins()) do out[k] = v - l0[k] end
+  return setmetatable(out, { __index = function() return 0 end })
+end
+
+-- Logins the workspace refused, for any reason.
+local function refused(logins)
+  local n = 0
+  for k, v in pairs(logins) do if k ~= "ok" then n = n + v end end
+  return n
+end
 
 local function report(row)
   local line = string.format("[faults %s] %s | load: %s | failed during: %s | failed after: %s | lost: %s | %s",
@@ -240,8 +256,6 @@ describe("faults #faults", function()
       steps = { "stop -w -t 60 -m immediate", "sleep 1.5", "start -w -t 60" } },
   }) do
     it(case.name .. ": queries fail only while it is down, nothing acknowledged is lost", function()
-      -- Several processes, one credential: share mode, so one worker's credential does not revoke another's.
-      h.workspace.config({ share = true })
       local db = new_db(case.key)
       local t = make_table(db)
       db:close()
@@ -278,12 +292,14 @@ describe("faults #faults", function()
 
   it("token rotation under load (credential lifetime 125 s): zero failures", function()
     h.workspace.config({ lifetime = 125 })
+    local l0 = h.workspace.logins() -- before the pool's first login
     -- max_lifetime makes connections turn over, so new ones need the current credential.
     local db = new_db("rotation", { max_lifetime = 0.5 })
     local t = make_table(db)
     local c0 = h.workspace.counters()[CRED]
     local log = run_load(db, t, 11.0)
     local rotations = h.workspace.counters()[CRED] - c0
+    local logins = logins_since(l0)
     local lost = lost_rows(t, log)
     drop_table(t)
     local r = analyse(log, math.huge, math.huge)
@@ -292,13 +308,18 @@ describe("faults #faults", function()
       scenario = "token rotation under load (lifetime 125 s, refresh at < 120 s, connections recycled every 0.5 s)",
       load = string.format("%d inserts in %.1f s (1 client)", r.total, log[#log].t1 - log[1].t0),
       during = r.total - r.ok, after = 0, lost = lost,
-      notes = string.format("%d rotations, %d connects, %d connect failures",
-        rotations, st.connects, st.connect_failures),
+      notes = string.format("%d rotations, %d connects, %d connect failures; logins checked: %d accepted, %d refused",
+        rotations, st.connects, st.connect_failures, logins.ok, refused(logins)),
     })
     assert.equal(0, r.total - r.ok)
     assert.equal(0, lost)
     assert.truthy(rotations >= 2, "rotations: " .. rotations)
     assert.truthy(st.connects >= 3)
+    -- every credential stays valid until it expires: a connection opened with the previous one
+    -- while the next one was being fetched is never refused
+    assert.equal(0, st.connect_failures)
+    assert.equal(0, refused(logins))
+    assert.truthy(logins.ok >= st.connects, "PostgreSQL checked every login with the workspace")
     db:close()
   end)
 
@@ -307,8 +328,10 @@ describe("faults #faults", function()
     local db = new_db("short_lived", { max_lifetime = 0.5 })
     local t = make_table(db)
     local c0 = h.workspace.counters()[CRED]
+    local l0 = h.workspace.logins()
     local log = run_load(db, t, 3.5)
     local issued = h.workspace.counters()[CRED] - c0
+    local logins = logins_since(l0)
     local lost = lost_rows(t, log)
     drop_table(t)
     local r = analyse(log, math.huge, math.huge)
@@ -317,8 +340,8 @@ describe("faults #faults", function()
       scenario = "credentials expiring during load (lifetime 3 s, connections recycled every 0.5 s)",
       load = string.format("%d inserts in %.1f s (1 client)", r.total, log[#log].t1 - log[1].t0),
       during = r.total - r.ok, after = 0, lost = lost,
-      notes = string.format("%d credentials issued, %d connects, %d connect failures", issued, st.connects,
-        st.connect_failures),
+      notes = string.format("%d credentials issued, %d connects, %d connect failures; logins checked: %d accepted, "
+        .. "%d refused as expired", issued, st.connects, st.connect_failures, logins.ok, logins.expired),
     })
     assert.equal(0, r.total - r.ok, kinds_summary(r.kinds))
     assert.equal(0, lost)
@@ -326,43 +349,45 @@ describe("faults #faults", function()
     db:close()
   end)
 
-  it("credential revoked under load (another instance rotated the password): zero failures", function()
+  it("credential revoked under load (every credential issued so far, every 0.7 s): zero failures", function()
     local db = new_db("revoked", { max_lifetime = 0.3 })
     local t = make_table(db)
-    local e = h.env()
-    local revoked = 0
+    local revocations = 0
     local next_revoke = h.now() + 0.7
-    local log = run_load(db, t, 2.6, nil, function()
+    local l0 = h.workspace.logins()
+    local log = run_load(db, t, 3.0, nil, function()
       if h.now() >= next_revoke then
-        -- a credential issued to someone else replaces the role's password
-        local status = h.http("POST", CRED, h.json.encode({ endpoint = e.ENDPOINT }),
-          { "Authorization: Bearer " .. e.TOKEN })
-        assert.equal(200, status)
-        revoked = revoked + 1
+        -- the fault: the workspace revokes the library's credential (and any other issued so far)
+        assert.truthy(h.workspace.revoke({ all = true }) >= 1)
+        revocations = revocations + 1
         next_revoke = h.now() + 0.7
       end
     end)
+    local logins = logins_since(l0)
     local lost = lost_rows(t, log)
     drop_table(t)
     local r = analyse(log, math.huge, math.huge)
     local st = db:stats()
     report({
-      scenario = "credential revoked under load (password rotated by another instance every 0.7 s)",
+      scenario = "credential revoked under load (every credential issued so far revoked every 0.7 s)",
       load = string.format("%d inserts in %.1f s (1 client)", r.total, log[#log].t1 - log[1].t0),
       during = r.total - r.ok, after = 0, lost = lost,
-      notes = string.format("%d revocations, %d connects, %d connect failures, %d credential refreshes",
-        revoked, st.connects, st.connect_failures, st.credential_refreshes),
+      notes = string.format("%d revocations, %d connects, %d connect failures, %d credential refreshes; "
+        .. "logins checked: %d accepted, %d refused as revoked",
+        revocations, st.connects, st.connect_failures, st.credential_refreshes, logins.ok, logins.revoked),
     })
     assert.equal(0, r.total - r.ok, kinds_summary(r.kinds))
     assert.equal(0, lost)
-    assert.truthy(revoked >= 3)
+    assert.truthy(revocations >= 3)
+    -- each revocation was met at a login (refused, then one refresh and a retry that succeeded)
+    assert.truthy(logins.revoked >= 1, "no login met a revoked credential")
+    assert.equal(logins.revoked, st.connect_failures)
     db:close()
   end)
 
   it("credential endpoint down / dropping / 429 / malformed / slow while the credential is valid: zero failures",
     function()
-    -- Share mode: every pool below gets the same credential, so a new one does not revoke the others'.
-    h.workspace.config({ lifetime = 121, share = true })
+    h.workspace.config({ lifetime = 121 })
     local kinds = {
       { label = "down (HTTP 503)", fault = { kind = "status", status = 503 } },
       { label = "connection dropped", fault = { kind = "drop" } },
@@ -381,15 +406,17 @@ describe("faults #faults", function()
     h.sleep(1.3)
     for i, k in ipairs(kinds) do
       h.workspace.reset()
-      h.workspace.config({ lifetime = 121, share = true })
+      h.workspace.config({ lifetime = 121 })
       local f = { path = CRED }
       for kk, v in pairs(k.fault) do f[kk] = v end
       h.workspace.fault(f)
       local c0 = h.workspace.counters()[CRED]
       local t0 = h.clock()
-      local slowest = 0
       local log = run_load(dbs[i], tables[i], k.duration or 1.5, nil, nil)
-      for _, q in ipairs(log) do slowest = math.max(slowest, q.t1 - q.t0) end
+      local times = {}
+      for j, q in ipairs(log) do times[j] = q.t1 - q.t0 end
+      table.sort(times)
+      local slowest, p90 = times[#times], times[math.ceil(#times * 0.9)]
       local attempts = h.workspace.counters()[CRED] - c0
       local lost = lost_rows(tables[i], log)
       local r = analyse(log, math.huge, math.huge)
@@ -398,15 +425,20 @@ describe("faults #faults", function()
         scenario = "credential endpoint " .. k.label .. " while the credential is valid",
         load = string.format("%d inserts in %.1f s (1 client)", r.total, h.clock() - t0),
         during = r.total - r.ok, after = 0, lost = lost,
-        notes = string.format("%d refresh attempts reached the endpoint; %d connects; slowest query %s s",
-          attempts, st.connects, fmt(slowest)),
+        notes = string.format("%d refresh attempts reached the endpoint; %d connects; slowest query %s s, "
+          .. "90th percentile %.1f ms", attempts, st.connects, fmt(slowest), p90 * 1000),
       })
       assert.equal(0, r.total - r.ok, k.label .. ": " .. kinds_summary(r.kinds))
       assert.equal(0, lost)
       assert.truthy(attempts >= 1, k.label .. ": the fault was never exercised")
-      -- the refresh runs in the background: no query waits for the endpoint (generous bound for a
-      -- loaded machine; the figure is in the table)
-      assert.truthy(slowest < 0.2, k.label .. ": slowest query " .. slowest)
+      -- The refresh runs in the background: no query waits for the endpoint. Queries go at their
+      -- usual pace (90th percentile), and none took the slow endpoint's 1.5 s (a query that waited
+      -- for a failing endpoint would have failed within connect_timeout: counted above). Not the
+      -- slowest against a tighter bound: every 0.3 s a query opens a connection, whose login runs
+      -- the PAM check (fork, exec, one HTTP call), and on the shared 2-CPU machine one such login
+      -- in a run took 0.65 s to 1.1 s. The figures are in the table.
+      assert.truthy(p90 < 0.2, k.label .. ": 90th percentile " .. p90)
+      assert.truthy(slowest < 1.5, k.label .. ": slowest query " .. slowest)
     end
     for i = 1, #kinds do
       drop_table(tables[i])

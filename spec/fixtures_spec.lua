@@ -1,5 +1,7 @@
 -- The fixtures themselves: a real PostgreSQL behind TLS and scram, and a fake workspace whose
--- credentials PostgreSQL really enforces. Everything else in the suite stands on these facts.
+-- credentials PostgreSQL checks at every login of the app role (PAM asks the fake, as Lakebase
+-- checks its own credentials): every unexpired credential is valid side by side, expiry counts at
+-- login only, revocation is an explicit fault. Everything else in the suite stands on these facts.
 local h = require("spec.support.helpers")
 
 local CRED, TOKEN, ME = h.CRED_PATH, h.TOKEN_PATH, h.ME_PATH
@@ -67,6 +69,19 @@ describe("fixtures", function()
       assert.matches("password authentication failed", err)
     end)
 
+    it("lets the app role in only through PAM over TLS: it has no password of its own", function()
+      assert.equal("t", h.psql(("select rolpassword is null from pg_authid where rolname = '%s'"):format(e.PGUSER)))
+      local _, c = credential()
+      assert.equal(e.PGUSER, as_app(c.token))
+      local out, err = h.psql("select 1", { user = e.PGUSER, password = c.token, sslmode = "disable" })
+      assert.is_nil(out)
+      assert.matches("password authentication failed", err) -- not PAM: scram, and no password
+      out, err = as_app("not-a-credential")
+      assert.is_nil(out)
+      assert.matches("PAM authentication failed", err)
+      assert.equal(1, h.workspace.logins().unknown)
+    end)
+
     it("lets the app role create tables in public and schemas in the database", function()
       local r = h.workspace.config({ lifetime = 60 })
       assert.equal(60, r.lifetime)
@@ -92,51 +107,71 @@ describe("fixtures", function()
         "select current_user, (select ssl from pg_stat_ssl where pid = pg_backend_pid())")
       assert.is_nil(err)
       assert.equal(e.PGUSER .. "|t", out)
-      -- PostgreSQL enforces the expire_time the API announced.
-      local until_epoch = h.psql(("select extract(epoch from rolvaliduntil) from pg_roles where rolname = '%s'")
-        :format(e.PGUSER))
-      assert.is_true(math.abs(tonumber(until_epoch) - exp) < 0.01)
+      assert.equal(1, h.workspace.logins().ok) -- PostgreSQL asked the fake
     end)
 
-    it("rotates: each credential is new and the previous one stops working", function()
+    it("are valid side by side: each is new, and the earlier ones keep opening connections", function()
       local _, c1 = credential()
       local _, c2 = credential()
+      local _, c3 = credential(nil, h.endpoint_for(h.unique("side")))
       assert.are_not.equal(c1.token, c2.token)
-      assert.is_nil((as_app(c1.token)))
-      assert.equal(e.PGUSER, as_app(c2.token))
+      for _, c in ipairs({ c1, c2, c3, c1 }) do assert.equal(e.PGUSER, as_app(c.token)) end
+      assert.equal(4, h.workspace.logins().ok)
     end)
 
-    it("share mode hands out the still-valid token again, with a renewed expiry", function()
-      h.workspace.config({ share = true, lifetime = 60 })
-      local _, c1 = credential()
-      h.sleep(0.05)
-      local _, c2 = credential()
-      assert.equal(c1.token, c2.token)
-      local exp2 = parse_rfc3339(c2.expire_time)
-      assert.truthy(exp2 > parse_rfc3339(c1.expire_time))
-      assert.equal(e.PGUSER, as_app(c1.token))
-      local until_epoch = h.psql(("select extract(epoch from rolvaliduntil) from pg_roles where rolname = '%s'")
-        :format(e.PGUSER))
-      assert.is_true(math.abs(tonumber(until_epoch) - exp2) < 0.01)
-    end)
-
-    it("expires for real: VALID UNTIL makes PostgreSQL refuse the password afterwards", function()
+    it("expire at login only: refused once expired, for the expiry", function()
       h.workspace.config({ lifetime = 2 })
       local _, c = credential()
       local exp = parse_rfc3339(c.expire_time)
       assert.is_true(math.abs(exp - (h.now() + 2)) < 1)
       assert.equal(e.PGUSER, as_app(c.token))
-      h.sleep(math.max(0, exp - h.now()) + 0.3)
+      h.sleep(math.max(0, exp - h.now()) + 0.2)
       local out, err = as_app(c.token)
       assert.is_nil(out)
-      assert.matches("password authentication failed", err)
-      -- and it is the expiry, not a wrong password, that PostgreSQL reports in its log
-      local log = h.read_file(e.PGLOG) or ""
-      assert.matches('User "' .. e.PGUSER:gsub("%-", "%%-") .. '" has an expired password', log)
+      assert.matches("PAM authentication failed", err)
+      assert.equal(1, h.workspace.logins().expired) -- the expiry, not an unknown token
       -- a fresh credential works again
       h.workspace.config({ lifetime = 3600 })
       local _, c2 = credential()
       assert.equal(e.PGUSER, as_app(c2.token))
+    end)
+
+    it("are bound to their user and to their endpoint's compute", function()
+      local _, c = credential()
+      local out, err = h.psql("select 1", { user = e.ADMIN_USER, password = c.token })
+      assert.is_nil(out) -- the admin has a native password: the credential is no password of it
+      assert.matches("password authentication failed", err)
+      local _, ro = credential(nil, e.READ_ENDPOINT) -- the read endpoint's: the standby's, not the primary's
+      assert.is_nil((as_app(ro.token)))
+      assert.equal(1, h.workspace.logins().compute)
+      -- the check itself refuses a token as another user
+      local status, body = h.http("POST", "/_test/login?compute=rw", c.token .. "\nsomeone-else", nil,
+        { content_type = "text/plain" })
+      assert.equal(401, status)
+      assert.equal("user", body.reason)
+    end)
+
+    it("revocation is an explicit fault: one credential, every one so far, or every login", function()
+      local _, c1 = credential()
+      local _, c2 = credential()
+      assert.equal(1, h.workspace.revoke({ token = c1.token }))
+      assert.is_nil((as_app(c1.token)))
+      assert.equal(e.PGUSER, as_app(c2.token))
+      assert.is_true(h.workspace.revoke({ all = true }) >= 1) -- c2 and every other one still valid
+      assert.is_nil((as_app(c2.token)))
+      assert.equal(2, h.workspace.logins().revoked)
+      local _, c3 = credential() -- issued after the revocation: valid
+      assert.equal(e.PGUSER, as_app(c3.token))
+      h.workspace.config({ deny_logins = true }) -- the identity lost its access: nothing logs in
+      local _, c4 = credential()
+      local out, err = as_app(c4.token)
+      assert.is_nil(out)
+      assert.matches("PAM authentication failed", err)
+      assert.equal(1, h.workspace.logins().denied)
+      h.workspace.reset() -- deny_logins off; revoked ones stay revoked
+      assert.equal(e.PGUSER, as_app(c4.token))
+      assert.is_nil((as_app(c1.token)))
+      assert.equal(400, (h.http("POST", "/_test/revoke", "{}")))
     end)
 
     it("answers 401 with the JSON error shape for a bad token, and for none", function()
@@ -246,13 +281,20 @@ describe("fixtures", function()
       assert.is_string(c.token)
     end)
 
-    it("delay: a caller that gave up gets no credential, and the valid one is not revoked", function()
-      local _, c1 = credential()
+    it("delay: a caller that gave up gets no credential (none is issued)", function()
+      local log = e.RUNDIR .. "/workspace.log"
+      local before = #(h.read_file(log) or "")
       h.workspace.fault({ path = CRED, kind = "delay", delay = 1.0, count = 1 })
       local status = h.http("POST", CRED, h.json.encode({ endpoint = e.ENDPOINT }), bearer(e.TOKEN), { timeout = 0.3 })
       assert.equal(0, status)
-      h.sleep(1.0)
-      assert.equal(e.PGUSER, as_app(c1.token))
+      local said
+      local deadline = h.clock() + 5
+      repeat
+        h.sleep(0.05)
+        said = (h.read_file(log) or ""):sub(before + 1)
+      until said:find("client left during the delay", 1, true) or h.clock() > deadline
+      assert.truthy(said:find("client left during the delay", 1, true), said)
+      assert.is_nil(said:find("credential issued", 1, true))
     end)
 
     it("malformed: 200 with invalid JSON", function()
@@ -358,9 +400,12 @@ describe("fixtures", function()
       assert.same({ endpoint = e.ENDPOINT }, h.json.decode(r.body))
     end)
 
-    it("reset restores the default lifetime", function()
+    it("reset restores the default lifetime and counts logins from zero", function()
       h.workspace.config({ lifetime = 5 })
+      as_app("not-a-credential")
+      assert.equal(1, h.workspace.logins().unknown)
       h.workspace.reset()
+      assert.equal(0, h.workspace.logins().unknown)
       local _, c = credential()
       assert.is_true(parse_rfc3339(c.expire_time) - h.now() > 3500)
     end)

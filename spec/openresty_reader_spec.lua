@@ -71,7 +71,9 @@ describe("db:reader() under nginx (the example's read route)", function()
     f:write(EXTRA)
     f:close()
     base_url = h.example_start(prefix, "LAKEBASE_NGINX_EXTRA=" .. q(extra_file) .. " LAKEBASE_NGINX_WORKERS=1"
-      .. " LAKEBASE_READ_HOST=" .. q(h.env().PGHOST) .. " LAKEBASE_READ_PORT=" .. port)
+      .. " LAKEBASE_READ_HOST=" .. q(h.env().PGHOST) .. " LAKEBASE_READ_PORT=" .. port
+      -- the standby is the read endpoint: it accepts only a credential issued for that endpoint
+      .. " LAKEBASE_READ_ENDPOINT=" .. q(h.env().READ_ENDPOINT))
   end)
 
   teardown(function()

@@ -1,6 +1,7 @@
 -- Read-only endpoints (db:reader()) against a real streaming replica: a pg_basebackup -R of the test
 -- PostgreSQL running as a hot standby on another loopback port (spec/support/standby.sh), started
--- by this spec only and stopped in its teardown.
+-- by this spec only and stopped in its teardown. The standby is the fake workspace's read endpoint:
+-- it lets the app role in with a credential issued for that endpoint only (PAM asks the fake).
 -- luacheck: max line length 120
 local h = require("spec.support.helpers")
 local lakebase = require("lakebase")
@@ -104,6 +105,51 @@ describe("db:reader() on a streaming replica", function()
     local st = db:stats()
     assert.is_table(st.reader)
     assert.is_true(st.reader.connects >= 1)
+    db:close()
+  end)
+
+  it("with workspace auth the reader fetches its own credential for the read endpoint; reads run on the standby",
+    function()
+    local e = h.env()
+    local c0 = h.workspace.counters()[h.CRED_PATH]
+    local l0 = h.workspace.logins()
+    local db = assert(lakebase.new(h.pat_settings({ endpoint = h.endpoint_for(h.unique("rw")),
+      read_host = e.PGHOST, read_port = port, read_endpoint = e.READ_ENDPOINT, application_name = "reader_ws" })))
+    local r = assert(db:reader())
+    local row = assert(r:one("select pg_is_in_recovery() as rec, current_user as u"))
+    assert.is_true(row.rec)
+    assert.are.equal(e.PGUSER, row.u)
+    -- the credential request named the read endpoint, and the standby checked that credential
+    local req = assert(h.workspace.last_request(h.CRED_PATH))
+    assert.are.same({ endpoint = e.READ_ENDPOINT }, h.json.decode(req.body))
+    assert.are.equal(c0 + 1, h.workspace.counters()[h.CRED_PATH])
+    assert.are.equal(l0.ok + 1, h.workspace.logins().ok)
+    -- the primary gets a credential of its own endpoint
+    assert.is_false(assert(db:one("select pg_is_in_recovery() as rec")).rec)
+    assert.are.same({ endpoint = db._pool:settings().endpoint },
+      h.json.decode(assert(h.workspace.last_request(h.CRED_PATH)).body))
+    assert.are.equal(c0 + 2, h.workspace.counters()[h.CRED_PATH])
+    assert.are.equal(1, db:stats().reader.credential_refreshes)
+    assert.are.equal(0, db:stats().reader.connect_failures)
+    db:close()
+  end)
+
+  it("the standby refuses a credential of another endpoint: the reader's login fails, not retriable", function()
+    local e = h.env()
+    local l0 = h.workspace.logins()
+    -- a reader that asks for the primary's endpoint: a valid credential, for the wrong compute
+    local db = assert(lakebase.new(h.pat_settings({ endpoint = h.endpoint_for(h.unique("rw")),
+      read_host = e.PGHOST, read_port = port, read_endpoint = h.endpoint_for(h.unique("not-ro")),
+      application_name = "reader_wrong", connect_timeout = 5, acquire_timeout = 5 })))
+    local rows, err = assert(db:reader()):query("select 1 as n")
+    assert.is_nil(rows)
+    assert.are.equal("connect", err.kind)
+    assert.are.equal("28P01", err.sqlstate)
+    assert.is_false(err.retriable)
+    assert.truthy(contains(err.message, "PAM authentication failed"), err.message)
+    -- refused, refreshed once, refused again
+    assert.are.equal(l0.compute + 2, h.workspace.logins().compute)
+    assert.are.equal(2, db:stats().reader.credential_refreshes)
     db:close()
   end)
 

@@ -9,7 +9,7 @@ packages=(
   lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-busted lua-check luarocks
   lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev git zip unzip
   libpq-dev libcurl4-openssl-dev libcjson-dev
-  postgresql postgresql-client openssl curl python3 ca-certificates
+  postgresql postgresql-client libpam-modules openssl curl python3 ca-certificates
   nginx libnginx-mod-http-lua lua-resty-core
   lua-sql-postgres nodejs wrk pgbouncer
 )

@@ -3,9 +3,9 @@
 
 Real endpoints, real shapes:
   POST /oidc/v1/token                      OAuth M2M (client_credentials, Basic or form client auth)
-  POST /api/2.0/postgres/credentials       {"endpoint": ...} -> {"token", "expire_time"}; before answering
-                                           it sets the app role's password to the token with VALID UNTIL
-                                           expire_time, so PostgreSQL itself enforces the credential.
+  POST /api/2.0/postgres/credentials       {"endpoint": ...} -> {"token", "expire_time"}; every credential
+                                           stays valid until its expire_time, side by side with the others
+                                           (PostgreSQL asks /_test/login at each login, through PAM)
   GET  /api/2.0/preview/scim/v2/Me         {"userName", "id"}
   GET  /api/2.0/postgres/<endpoint>        the Endpoint: {"name", "parent", "uid", "spec", "status":
                                            {"current_state", "endpoint_type", "hosts": {"host"}}}
@@ -18,16 +18,28 @@ Errors: {"error_code": ..., "message": ..., "details": [ErrorInfo {reason}, Requ
 with a 4xx/5xx status, as the Databricks APIs answer; the OAuth endpoint answers
 {"error": ..., "error_description": ...}.
 
-Test controls (loopback only):
-  POST /_test/config   {"lifetime": s, "share": bool, "oauth_lifetime": s}  applies to credentials
-                       (OAuth tokens) issued afterwards;
-                       share: hand out the still-valid token again with a renewed expiry
+Logins, as Lakebase checks them: PostgreSQL authenticates the Databricks-auth role through PAM
+(spec/support/pam_check, set up by fixtures.sh and standby.sh), which asks
+  POST /_test/login?compute=rw|ro   body "<token>\n<user>" -> 200 {"valid": true} or 401 {"valid": false,
+                       "reason": unknown|user|compute|expired|revoked|denied}: valid when the fake issued
+                       the token to that user, for an endpoint of that compute (ro: the read endpoint
+                       FAKE_WS_READ_ENDPOINT, served by the hot standby; rw: every other endpoint),
+                       unexpired and not revoked. Expiry counts at login only: an open connection stays.
+
+Test controls (loopback only, like the whole fake):
+  POST /_test/config   {"lifetime": s, "oauth_lifetime": s, "deny_logins": bool}  lifetimes apply to
+                       credentials (OAuth tokens) issued afterwards; deny_logins refuses every login
+                       (the role lost its access) until turned off or reset
+  POST /_test/revoke   {"token": t} revokes that credential, {"all": true} every one issued so far
+                       (later ones are valid) -> {"revoked": n}
+  GET  /_test/logins   {"ok": n, "<reason>": n}: login checks since the last reset, by outcome
   POST /_test/fault    {"path", "kind", "status", "retry_after", "delay", "count"}; kinds: status (JSON
                        error), retry_after (429 + Retry-After), delay (late, then normal), malformed
                        (invalid JSON), truncated (short body, then close), drop (close, no answer),
                        huge (10 MB), empty (200, no body), body (this "body" with "status",
                        "content_type"), bomb (nesting "depth" deep, default 100000)
-  POST /_test/reset    clear faults, lifetime 3600, share off, counters 0 (issued tokens stay valid)
+  POST /_test/reset    clear faults, lifetime 3600, deny_logins off, counters 0 (issued tokens and
+                       credentials stay valid, revoked ones stay revoked)
   GET  /_test/counters {path: n}
   GET  /_test/last_request?path=...  {"method","path","headers","body"} of the last request there
 
@@ -42,7 +54,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -58,6 +69,7 @@ POSTGRES_PREFIX = "/api/2.0/postgres/"
 INSTANCE_PREFIX = "/api/2.0/database/instances/"
 ENDPOINT_PREFIX = "projects/p/branches/b/endpoints/"
 KNOWN_INSTANCE_PREFIX = "inst-"
+LOGIN_PATH = "/_test/login"
 DEFAULT_LIFETIME = 3600.0
 FAULT_KINDS = ("status", "retry_after", "delay", "malformed", "truncated", "drop", "huge", "empty", "body", "bomb")
 OAUTH_LIFETIME = 3600
@@ -65,21 +77,18 @@ OAUTH_LIFETIME = 3600
 ENV = os.environ
 PORT = int(ENV.get("FAKE_WS_PORT", "0"))
 LOG_PATH = ENV.get("FAKE_WS_LOG")
-PGHOST = ENV.get("FAKE_WS_PGHOST", "")
-PGPORT = ENV.get("FAKE_WS_PGPORT", "5432")
-PGDATABASE = ENV.get("FAKE_WS_PGDATABASE", "postgres")
-ADMIN_USER = ENV.get("FAKE_WS_ADMIN_USER", "postgres")
-ADMIN_PASSWORD = ENV.get("FAKE_WS_ADMIN_PASSWORD", "")
-APP_ROLE = ENV.get("FAKE_WS_APP_ROLE", "")
+APP_ROLE = ENV.get("FAKE_WS_APP_ROLE", "")  # the Postgres role of the identity (PAT and M2M alike)
 CLIENT_ID = ENV.get("FAKE_WS_CLIENT_ID", "")
 CLIENT_SECRET = ENV.get("FAKE_WS_CLIENT_SECRET", "")
 PAT = ENV.get("FAKE_WS_PAT", "")
-PSQL = ENV.get("FAKE_WS_PSQL", "psql")
 ENDPOINT_HOST = ENV.get("FAKE_WS_ENDPOINT_HOST", "localhost")  # what clients connect to
+READ_ENDPOINT = ENV.get("FAKE_WS_READ_ENDPOINT", ENDPOINT_PREFIX + "ro")
 
 lock = threading.Lock()
-role_lock = threading.Lock()  # one ALTER ROLE at a time: the last issued token is the valid one
 state = {}
+# Every credential issued, by the SHA-256 of its token (the token itself is not kept):
+# {"user", "compute", "expiry" (epoch), "revoked"}. Survives /_test/reset, as in a real workspace.
+credentials = {}
 log_file = open(LOG_PATH, "a", buffering=1) if LOG_PATH else sys.stderr
 
 
@@ -89,21 +98,20 @@ def log(msg):
 
 
 def reset_state():
-    """Faults, lifetime, share mode and counters back to defaults. Issued access tokens and the
-    current credential stay valid: a real workspace does not forget them either."""
+    """Faults, lifetimes, deny_logins and counters back to defaults. Issued access tokens and
+    credentials stay valid: a real workspace does not forget them either."""
     with lock:
         keep_tokens = state.get("access_tokens", {})
-        keep_current = state.get("current")
         state.clear()
         state.update(
             lifetime=DEFAULT_LIFETIME,
             oauth_lifetime=OAUTH_LIFETIME,
-            share=False,
+            deny_logins=False,
             faults=[],
             counters={},
+            logins={},
             last_request={},
             access_tokens=keep_tokens,  # token -> expiry epoch
-            current=keep_current,  # (token, expiry epoch, issued epoch) of the last credential
         )
 
 
@@ -136,48 +144,34 @@ def rfc3339(epoch):
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def scram_verifier(password, iterations=4096):
-    """A SCRAM-SHA-256 verifier, so the token itself never reaches PostgreSQL (nor its logs)."""
-    salt = secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    b64 = lambda b: base64.b64encode(b).decode()
-    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, b64(salt), b64(stored_key), b64(server_key))
+def token_key(token):
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
-def sql_literal(s):
-    return "'" + s.replace("'", "''") + "'"
+def compute_of(endpoint):
+    """Which PostgreSQL serves an endpoint: the read endpoint is the hot standby, any other the primary."""
+    return "ro" if endpoint == READ_ENDPOINT else "rw"
 
 
-def sql_ident(s):
-    return '"' + s.replace('"', '""') + '"'
-
-
-def run_admin_sql(sql):
-    env = dict(os.environ)
-    for k in list(env):
-        if k.startswith("FAKE_WS_"):
-            del env[k]
-    env.update(PGHOST=PGHOST, PGPORT=PGPORT, PGDATABASE=PGDATABASE, PGUSER=ADMIN_USER,
-               PGPASSWORD=ADMIN_PASSWORD, PGCONNECT_TIMEOUT="5", PGAPPNAME="fake_workspace")
-    r = subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1"], input=sql, env=env,
-                       capture_output=True, text=True, timeout=20)
-    return r.returncode == 0, r.stderr.strip()
-
-
-def set_role_password(token, expiry):
-    sql = "ALTER ROLE %s PASSWORD %s VALID UNTIL %s;\n" % (
-        sql_ident(APP_ROLE), sql_literal(scram_verifier(token)),
-        sql_literal(rfc3339(expiry).replace("T", " ").replace("Z", "+00")))
-    return run_admin_sql(sql)
-
-
-def set_role_valid_until(expiry):
-    sql = "ALTER ROLE %s VALID UNTIL %s;\n" % (
-        sql_ident(APP_ROLE), sql_literal(rfc3339(expiry).replace("T", " ").replace("Z", "+00")))
-    return run_admin_sql(sql)
+def check_login(token, user, compute):
+    """None when this token may log in as user on compute right now, else the reason it may not."""
+    now = time.time()
+    with lock:
+        cred = credentials.get(token_key(token))
+        deny = state["deny_logins"]
+    if cred is None:
+        return "unknown"
+    if cred["user"] != user:
+        return "user"
+    if cred["compute"] != compute:
+        return "compute"
+    if cred["revoked"]:
+        return "revoked"
+    if cred["expiry"] <= now:
+        return "expired"
+    if deny:
+        return "denied"
+    return None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -232,7 +226,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "delay":
             time.sleep(float(f.get("delay", 2.0)))
             if self._client_gone():
-                # The caller gave up: do not issue (and rotate to) a credential nobody receives.
+                # The caller gave up: issue no credential that nobody would receive.
                 log("client left during the delay on %s" % self.path)
                 self.close_connection = True
                 return True
@@ -421,31 +415,22 @@ class Handler(BaseHTTPRequestHandler):
         problem = next((p for p in problems if p), None)
         if problem:
             return self._error(*problem)
-        issued = self._issue()
-        if issued:
-            self._json(200, {"token": issued[0], ("expiration_time" if instances else "expire_time"): rfc3339(issued[1])})
+        # A provisioned instance is a read-write compute; an endpoint is the one it names.
+        tok, exp = self._issue(names[0] if instances else req["endpoint"], "rw" if instances else None)
+        self._json(200, {"token": tok, ("expiration_time" if instances else "expire_time"): rfc3339(exp)})
 
-    def _issue(self):
-        """A new credential (token, expiry epoch), or None after answering 503."""
-        with role_lock:
-            with lock:
-                lifetime, share, cur = state["lifetime"], state["share"], state["current"]
-            now = time.time()
-            exp = now + lifetime
-            if share and cur and cur[1] > now:
-                # Share mode: the valid token again, with a renewed expiry (several caches, one role).
-                tok = cur[0]
-                ok, err = set_role_valid_until(exp)
-            else:
-                tok = secrets.token_urlsafe(32)
-                ok, err = set_role_password(tok, exp)
-            if not ok:
-                log("credential: ALTER ROLE failed: %s" % err.replace(tok, "<token>")[:300])
-                self._error(503, "TEMPORARILY_UNAVAILABLE", "Database is not available.")
-                return None
-            with lock:
-                state["current"] = (tok, exp, now)
-        log("credential issued, lifetime %.1fs" % (exp - now))
+    def _issue(self, name, compute=None):
+        """A new credential (token, expiry epoch), valid side by side with the others until expiry."""
+        now = time.time()
+        tok = secrets.token_urlsafe(32)
+        with lock:
+            exp = now + state["lifetime"]
+            # a real credential lives an hour at most: forget the long-expired ones
+            for k in [k for k, c in credentials.items() if c["expiry"] < now - 3600]:
+                del credentials[k]
+            credentials[token_key(tok)] = {"user": APP_ROLE, "compute": compute or compute_of(name),
+                                           "expiry": exp, "revoked": False}
+        log("credential issued for %s, lifetime %.1fs" % (name.split("/")[-1][:60], exp - now))
         return tok, exp
 
     # ---- discovery: the Endpoint (service/postgres) and the DatabaseInstance (service/database)
@@ -477,8 +462,26 @@ class Handler(BaseHTTPRequestHandler):
             "creation_time": "2026-01-01T00:00:00Z", "read_write_dns": ENDPOINT_HOST,
         })
 
+    # ---- logins (PAM)
+    def _login(self, query, body):
+        """The PAM check of one login: body "<token>\n<user>" (stdin of spec/support/pam_check)."""
+        compute = (urllib.parse.parse_qs(query).get("compute") or [""])[0]
+        tok, _, user = body.decode("utf-8", "replace").partition("\n")
+        if compute not in ("rw", "ro") or not tok or not user:
+            return self._error(400, "INVALID_PARAMETER_VALUE", 'want ?compute=rw|ro and "<token>\\n<user>"')
+        reason = check_login(tok, user, compute)
+        with lock:
+            key = reason or "ok"
+            state["logins"][key] = state["logins"].get(key, 0) + 1
+        if reason:
+            log("login refused on %s for %s: %s" % (compute, user[:80], reason))
+            return self._json(401, {"valid": False, "reason": reason})
+        return self._json(200, {"valid": True})
+
     # ---- controls
     def _control(self, path, query, body):
+        if path == LOGIN_PATH and self.command == "POST":
+            return self._login(query, body)
         try:
             req = json.loads(body.decode()) if body else {}
         except ValueError:
@@ -487,12 +490,12 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 if "lifetime" in req:
                     state["lifetime"] = float(req["lifetime"])
-                if "share" in req:
-                    state["share"] = bool(req["share"])
                 if "oauth_lifetime" in req:
                     state["oauth_lifetime"] = float(req["oauth_lifetime"])
-                out = {"lifetime": state["lifetime"], "share": state["share"],
-                       "oauth_lifetime": state["oauth_lifetime"]}
+                if "deny_logins" in req:
+                    state["deny_logins"] = bool(req["deny_logins"])
+                out = {"lifetime": state["lifetime"], "oauth_lifetime": state["oauth_lifetime"],
+                       "deny_logins": state["deny_logins"]}
             log("config %s" % out)
             return self._json(200, out)
         if path == "/_test/fault" and self.command == "POST":
@@ -511,6 +514,25 @@ class Handler(BaseHTTPRequestHandler):
             reset_state()
             log("reset")
             return self._json(200, {"ok": True})
+        if path == "/_test/revoke" and self.command == "POST":
+            n = 0
+            with lock:
+                if req.get("all") is True:
+                    victims = list(credentials.values())
+                elif isinstance(req.get("token"), str):
+                    c = credentials.get(token_key(req["token"]))
+                    victims = [c] if c else []
+                else:
+                    return self._error(400, "INVALID_PARAMETER_VALUE", 'give "token" or "all": true')
+                for c in victims:
+                    if not c["revoked"]:
+                        c["revoked"] = True
+                        n += 1
+            log("revoked %d credential(s)" % n)
+            return self._json(200, {"revoked": n})
+        if path == "/_test/logins":
+            with lock:
+                return self._json(200, dict(state["logins"]))
         if path == "/_test/counters":
             with lock:
                 return self._json(200, dict(state["counters"]))

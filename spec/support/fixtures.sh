@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Test fixtures: a throwaway PostgreSQL 15 (TLS from a test CA, scram-sha-256) and the fake Databricks
 # workspace (spec/support/fake_workspace.py), both on 127.0.0.1 with random free ports.
+# The app role (the Databricks identity) logs in as on Lakebase: PostgreSQL checks each login through
+# PAM (/etc/pam.d/lakebase-test-<id>, written at start and removed at stop; needs root), whose
+# pam_exec runs spec/support/pam_check, which asks the fake whether that credential is valid now.
+# Every other role has a native scram password.
 #   usage: fixtures.sh start|stop|status|restart
 # Run dir: ${LAKEBASE_RUN_DIR:-spec/support/run} (relative paths are relative to the repo root). `start`
 # writes <run dir>/env.sh with the LAKEBASE_TEST_* variables; `status` exits 0 only when both are up.
@@ -40,7 +44,7 @@ free_port() {
 
 secret() { python3 -c "import secrets; print('$1' + secrets.token_hex($2))"; }
 
-# state.sh holds PGTMP, PGDATA, PGPORT, WS_PORT, WS_PID (no secrets).
+# state.sh holds PGTMP, PGDATA, PGPORT, PAM_SERVICE, WS_PORT, WS_PID (no secrets).
 # shellcheck disable=SC1090
 load_state() { [ -f "$state" ] && . "$state"; }
 
@@ -73,6 +77,8 @@ cmd_stop() {
   if [ -n "${PGTMP:-}" ] && [ -f "$PGTMP/standby/postmaster.pid" ]; then
     as_postgres "$pgbin/pg_ctl" stop -D "$PGTMP/standby" -m immediate -w >/dev/null 2>&1 || true
   fi
+  # The PAM service files of the primary and of the standby (standby.sh adds "-ro").
+  case "${PAM_SERVICE:-}" in lakebase-test-*) rm -f "/etc/pam.d/$PAM_SERVICE" "/etc/pam.d/$PAM_SERVICE-ro" ;; esac
   if [ -n "${PGDATA:-}" ] && [ -d "$PGDATA" ]; then
     as_postgres "$pgbin/pg_ctl" stop -D "$PGDATA" -m immediate -w >/dev/null 2>&1 || true
     # A postmaster that pg_ctl could not reach (e.g. pid file gone): kill it by its own pid.
@@ -112,10 +118,11 @@ cmd_start() {
   fi
   # Leftovers of a crashed run: clean them first.
   [ -f "$state" ] && cmd_stop >/dev/null 2>&1
-  unset PGTMP PGDATA PGPORT WS_PORT WS_PID
+  unset PGTMP PGDATA PGPORT PAM_SERVICE WS_PORT WS_PID
 
   [ -x "$pgbin/initdb" ] || die "PostgreSQL binaries not found in $pgbin (install postgresql)"
   id "$pg_user" >/dev/null 2>&1 || die "no '$pg_user' OS user (install postgresql)"
+  [ -w /etc/pam.d ] || die "cannot write /etc/pam.d: the app role's logins are checked through PAM, run as root"
   mkdir -p "$run_dir" || die "cannot create $run_dir"
   : >"$run_dir/setup.log"; rm -f "$run_dir/postgres.log" "$run_dir/workspace.log"
 
@@ -124,7 +131,10 @@ cmd_start() {
   chmod 700 "$PGTMP"
   PGDATA="$PGTMP/data"
   PGPORT=$(free_port) || die "no free port"
-  echo "PGTMP='$PGTMP'; PGDATA='$PGDATA'; PGPORT=$PGPORT" >"$state"
+  # libpam lowercases service names: a lowercase name of its own, unique on this machine
+  PAM_SERVICE="lakebase-test-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+  [ ! -e "/etc/pam.d/$PAM_SERVICE" ] || die "PAM service $PAM_SERVICE exists already"
+  echo "PGTMP='$PGTMP'; PGDATA='$PGDATA'; PGPORT=$PGPORT; PAM_SERVICE='$PAM_SERVICE'" >"$state"
 
   make_pki "$run_dir/pki"
   cp "$run_dir/pki/server.pem" "$run_dir/pki/ca.pem" "$PGTMP/"
@@ -132,7 +142,7 @@ cmd_start() {
   chmod 600 "$PGTMP/server.key"
   chown -R "$pg_user": "$PGTMP"
 
-  local admin_pw client_id client_secret pat
+  local admin_pw client_id client_secret pat read_endpoint=projects/p/branches/b/endpoints/ro
   admin_pw=$(secret adm "16")
   client_id=$(python3 -c 'import uuid; print(uuid.uuid4())')
   client_secret=$(secret dose "20")
@@ -161,10 +171,13 @@ ssl_ca_file = '$PGTMP/ca.pem'
 log_min_messages = warning
 log_connections = off
 EOF
+  # PAM gets the password in clear from the client: TLS only, as on Lakebase.
   cat >"$PGDATA/pg_hba.conf" <<EOF
-# lakebase test fixture: peer for bootstrapping as the OS user running PostgreSQL, passwords everywhere else.
+# lakebase test fixture: peer for bootstrapping as the OS user running PostgreSQL; the app role
+# through PAM (the fake workspace checks its credential), passwords everywhere else.
 local   all  postgres                 peer map=boot
 local   replication postgres          peer map=boot
+hostssl all  "$client_id" 127.0.0.1/32 pam pamservice=$PAM_SERVICE
 local   all  all                      scram-sha-256
 hostssl all  all       127.0.0.1/32   scram-sha-256
 host    all  all       127.0.0.1/32   scram-sha-256
@@ -181,7 +194,7 @@ EOF
     grep -q "could not bind\|could not create any TCP/IP sockets" "$PGTMP/postgres.log" 2>/dev/null || break
     PGPORT=$(free_port) || break
     sed -i "s/^port = .*/port = $PGPORT/" "$PGDATA/postgresql.conf"
-    echo "PGTMP='$PGTMP'; PGDATA='$PGDATA'; PGPORT=$PGPORT" >"$state"
+    echo "PGTMP='$PGTMP'; PGDATA='$PGDATA'; PGPORT=$PGPORT; PAM_SERVICE='$PAM_SERVICE'" >"$state"
     echo "fixtures: port taken, PostgreSQL retries on $PGPORT (attempt $((attempt + 1)))" >>"$run_dir/setup.log"
   done
   [ $started_pg = 1 ] || { cp "$PGTMP/postgres.log" "$run_dir/postgres.log" 2>/dev/null; die "PostgreSQL did not start"; }
@@ -201,11 +214,9 @@ EOF
   for attempt in 1 2 3; do
     WS_PORT=$(free_port) || die "no free port"
     # The fake reads its secrets from the environment (not argv, not stdout).
-    FAKE_WS_PORT=$WS_PORT FAKE_WS_LOG="$run_dir/workspace.log" \
-      FAKE_WS_PGHOST="$PGTMP" FAKE_WS_PGPORT="$PGPORT" FAKE_WS_PGDATABASE=lakebase_test \
-      FAKE_WS_ADMIN_USER=lakebase_admin FAKE_WS_ADMIN_PASSWORD="$admin_pw" \
+    FAKE_WS_PORT=$WS_PORT FAKE_WS_LOG="$run_dir/workspace.log" FAKE_WS_READ_ENDPOINT="$read_endpoint" \
       FAKE_WS_APP_ROLE="$client_id" FAKE_WS_CLIENT_ID="$client_id" FAKE_WS_CLIENT_SECRET="$client_secret" \
-      FAKE_WS_PAT="$pat" FAKE_WS_PSQL="$pgbin/psql" \
+      FAKE_WS_PAT="$pat" \
       setsid python3 "$here/fake_workspace.py" </dev/null >>"$run_dir/workspace.log" 2>&1 &
     WS_PID=$!
     echo "WS_PORT=$WS_PORT; WS_PID=$WS_PID" >>"$state"
@@ -222,10 +233,26 @@ EOF
   done
   [ $up = 1 ] || die "the fake workspace did not come up on 127.0.0.1:$WS_PORT"
 
+  # The app role's login check: PAM runs pam_check as the postgres OS user (libpam reads this file
+  # at each login, so it may come after the server started).
+  printf '%s\n' "# lakebase test fixture ($PGTMP): the app role's logins, checked by the fake workspace" \
+    "auth required pam_exec.so expose_authtok quiet $here/pam_check http://127.0.0.1:$WS_PORT rw" \
+    "account required pam_permit.so" >"/etc/pam.d/$PAM_SERVICE" || die "cannot write /etc/pam.d/$PAM_SERVICE"
+
   # Proof that the whole chain works before anyone relies on it: TLS + scram as the admin.
   PGPASSWORD=$admin_pw PGSSLMODE=verify-full PGSSLROOTCERT="$run_dir/pki/ca.pem" PGCONNECT_TIMEOUT=10 \
     psql -X -q -A -t -h localhost -p "$PGPORT" -U lakebase_admin -d lakebase_test -c 'select 1' \
     >>"$run_dir/setup.log" 2>&1 || die "cannot connect over TLS as lakebase_admin"
+  # ... and as the app role with a credential from the fake, through PAM (secrets on stdin only).
+  local cred
+  cred=$(printf 'header = "Authorization: Bearer %s"\n' "$pat" |
+    curl -fsS -m 10 -K - -H 'Content-Type: application/json' \
+      --data-binary '{"endpoint": "projects/p/branches/b/endpoints/e"}' \
+      "http://127.0.0.1:$WS_PORT/api/2.0/postgres/credentials" 2>>"$run_dir/setup.log" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') || die "the fake issued no credential"
+  PGPASSWORD=$cred PGSSLMODE=verify-full PGSSLROOTCERT="$run_dir/pki/ca.pem" PGCONNECT_TIMEOUT=10 \
+    psql -X -q -A -t -h localhost -p "$PGPORT" -U "$client_id" -d lakebase_test -c 'select 1' \
+    >>"$run_dir/setup.log" 2>&1 || die "cannot log in as the app role through PAM"
 
   umask 077
   cat >"$env_file.tmp" <<EOF
@@ -238,6 +265,8 @@ export LAKEBASE_TEST_SSLROOTCERT='$run_dir/pki/ca.pem'
 export LAKEBASE_TEST_DATABRICKS_HOST=http://127.0.0.1:$WS_PORT
 export LAKEBASE_TEST_WORKSPACE_PORT=$WS_PORT
 export LAKEBASE_TEST_ENDPOINT=projects/p/branches/b/endpoints/e
+export LAKEBASE_TEST_READ_ENDPOINT=$read_endpoint
+export LAKEBASE_TEST_PAM_SERVICE=$PAM_SERVICE
 export LAKEBASE_TEST_TOKEN='$pat'
 export LAKEBASE_TEST_CLIENT_ID='$client_id'
 export LAKEBASE_TEST_CLIENT_SECRET='$client_secret'
@@ -252,7 +281,7 @@ export LAKEBASE_TEST_PGBIN='$pgbin'
 export LAKEBASE_TEST_PGOSUSER='$pg_user'
 EOF
   mv "$env_file.tmp" "$env_file"
-  echo "fixtures: postgres on 127.0.0.1:$PGPORT (TLS, scram), workspace on http://127.0.0.1:$WS_PORT; env in $env_file"
+  echo "fixtures: postgres on 127.0.0.1:$PGPORT (TLS; scram, the app role through PAM), workspace on http://127.0.0.1:$WS_PORT; env in $env_file"
 }
 
 case "${1:-}" in

@@ -10,7 +10,7 @@ local _M = {}
 local KEYS = {
   "PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "SSLROOTCERT", "DATABRICKS_HOST", "ENDPOINT", "TOKEN",
   "CLIENT_ID", "CLIENT_SECRET", "ADMIN_USER", "ADMIN_PASSWORD", "PGDATA", "PGTMP", "PGSOCKET", "PGLOG",
-  "RUNDIR", "PGBIN", "WORKSPACE_PORT", "PGOSUSER",
+  "RUNDIR", "PGBIN", "WORKSPACE_PORT", "PGOSUSER", "READ_ENDPOINT", "PAM_SERVICE",
 }
 
 local function repo_root()
@@ -390,13 +390,23 @@ local function control(path, t)
 end
 
 function workspace.reset() return control("/_test/reset", {}) end
+-- t: {lifetime=s, oauth_lifetime=s, deny_logins=bool}
 function workspace.config(t) return control("/_test/config", t) end
+-- Revokes one credential ({token = t}) or every one issued so far ({all = true}); returns how many.
+function workspace.revoke(t) return control("/_test/revoke", t).revoked end
 -- t: {path=..., kind=..., status=..., retry_after=..., delay=..., count=...}
 function workspace.fault(t) return control("/_test/fault", t) end
 
 function workspace.counters()
   local status, decoded, text = http("GET", "/_test/counters")
   if status ~= 200 then error("workspace counters failed: HTTP " .. status .. " " .. text, 2) end
+  return setmetatable(decoded, { __index = function() return 0 end })
+end
+
+-- The PAM login checks since the last reset, by outcome: {ok = n, expired = n, revoked = n, ...}.
+function workspace.logins()
+  local status, decoded, text = http("GET", "/_test/logins")
+  if status ~= 200 then error("workspace logins failed: HTTP " .. status .. " " .. text, 2) end
   return setmetatable(decoded, { __index = function() return 0 end })
 end
 
