@@ -32,6 +32,7 @@ enum {
     O_KEEPALIVES, O_KEEPALIVES_IDLE, O_KEEPALIVES_INTERVAL, O_KEEPALIVES_COUNT, O_TCP_USER_TIMEOUT,
     O_MIN_IDLE, O_PREFETCH,
     O_READ_ENDPOINT, O_READ_HOST, O_READ_PORT, O_FALLBACK_TO_PRIMARY,
+    O_SLOW_QUERY_MS, O_SLOW_ACQUIRE_MS,
     O_COUNT
 };
 
@@ -118,6 +119,13 @@ static const lb_option_info spec[O_COUNT] = {
     [O_FALLBACK_TO_PRIMARY] = {"fallback_to_primary", NULL, 0, "a boolean", "false",
                                "db:reader() runs on the primary while the read endpoint cannot "
                                "be reached"},
+    [O_SLOW_QUERY_MS] = {"slow_query_ms", NULL, 0, "an integer number of milliseconds 0-86400000",
+                         "1000", "a statement slower than this is logged (slow_query, with its SQL "
+                         "text and no parameter values; 0: never)"},
+    [O_SLOW_ACQUIRE_MS] = {"slow_acquire_ms", NULL, 0,
+                           "an integer number of milliseconds 0-86400000", "100",
+                           "a wait for a pooled connection longer than this is logged (pool_wait; "
+                           "0: never)"},
 };
 
 const lb_option_info *lb_options(int *count)
@@ -824,6 +832,7 @@ char *lb_settings_describe(const lb_settings *s)
         lb_buf_printf(&b, " read_endpoint=%s", s->read_endpoint);
     if (s->fallback_to_primary)
         lb_buf_printf(&b, " fallback_to_primary=true");
+    lb_buf_printf(&b, " slow_query_ms=%d slow_acquire_ms=%d", s->slow_query_ms, s->slow_acquire_ms);
     return lb_buf_take(&b);
 }
 
@@ -940,6 +949,7 @@ static char *make_key(const lb_settings *s, const char *digest)
     key_field(&b, s->read_endpoint);
     key_field(&b, s->read_host);
     lb_buf_printf(&b, "%d,%d,", s->read_port, s->fallback_to_primary);
+    lb_buf_printf(&b, "%d,%d,", s->slow_query_ms, s->slow_acquire_ms);
     lb_buf_printf(&b, "%s", digest);
     return lb_buf_take(&b);
 }
@@ -1167,6 +1177,14 @@ static int apply(problems *pr, lb_settings *s, int o, const resolved *r)
         }
         s->min_idle = (int)iv;
         return 0;
+    case O_SLOW_QUERY_MS:
+    case O_SLOW_ACQUIRE_MS:
+        if (parse_int(v, 0, 86400000, &iv) != 0) {
+            add_problem(pr, o, r, "expected %s, got %s", expectation(o), q);
+            return -1;
+        }
+        *(o == O_SLOW_QUERY_MS ? &s->slow_query_ms : &s->slow_acquire_ms) = (int)iv;
+        return 0;
     }
     return 0;
 }
@@ -1228,6 +1246,8 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
      * jittered per connection (lb_pool.c), so the pool replaces its connections on its own time. */
     s->max_lifetime = 3600;
     s->prepare = 1;
+    s->slow_query_ms = 1000;
+    s->slow_acquire_ms = 100;
     /* A peer gone without a goodbye is noticed within ~30 s: idle 15 s, then 3 probes 5 s apart;
      * data left unacknowledged for 30 s fails the connection (tcp_user_timeout). */
     s->keepalives = 1;

@@ -17,6 +17,7 @@
 #include "lb_buf.h"
 #include "lb_credential.h"
 #include "lb_http.h"
+#include "lb_metrics.h"
 #include "lb_time.h"
 
 #include <cjson/cJSON.h>
@@ -439,7 +440,8 @@ static int fetch_once(lb_credentials *c, attempt *a, fetched *out, lb_error *err
 /* A refresh. With `retry`, transient failures are retried with exponential backoff and jitter
  * (or Retry-After) until connect_timeout is spent; without, one attempt (the cache still serves
  * and the next attempt is scheduled by the caller). *retry_after reports the server's wish. */
-static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after, lb_error *err)
+static int fetch_attempts(lb_credentials *c, int retry, fetched *out, double *retry_after,
+                          long *status, lb_error *err)
 {
     attempt a = { 0, -1, 0 }; /* read after a try that failed before any HTTP (out of memory) */
     double delay = 0;
@@ -485,7 +487,24 @@ static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after
                          m ? m : "failed", a.retry_after, c->connect_timeout);
         free(m);
     }
+    *status = a.status;
     return -1;
+}
+
+/* fetch_attempts, timed and reported (lb_observe.c: metrics, and the credential_fetched /
+ * credential_recovered / credential_refresh_failed events). Only the fetching thread runs here,
+ * and fail_streak changes only when it is done (refresh_done), so it is read without the lock. */
+static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after, lb_error *err)
+{
+    double started = lb_time_mono();
+    long status = 0;
+    int rc = fetch_attempts(c, retry, out, retry_after, &status, err);
+
+    if (rc != 0)
+        scrub_error(c, err, NULL);
+    lb_observe_refresh(c->endpoint, lb_time_mono() - started, !retry, c->fail_streak, status,
+                       rc == 0 ? out->expires_wall : 0, rc == 0 ? NULL : err);
+    return rc;
 }
 
 /* ---- cache --------------------------------------------------------------------------------- */

@@ -43,6 +43,7 @@ struct lb_pool {
     int fail_streak;
     double not_before;   /* monotonic */
     lb_error last_fail;  /* the last transient connect failure, for callers that give up */
+    lb_metrics *m;       /* this pool's series set (lb_metrics.c) */
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -97,6 +98,7 @@ lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
         return NULL;
     }
     pthread_mutex_init(&p->mu, NULL);
+    p->m = lb_metrics_for_pool(s);
     p->refs = 1;
     p->next = registry;
     registry = p;
@@ -217,6 +219,7 @@ static void give_up(lb_pool *p, int attempts, double started, lb_error *err)
         memcpy(err->sqlstate, last.sqlstate, sizeof err->sqlstate);
     }
     lb_error_clear(&last);
+    lb_observe_gave_up(p->m, lb_time_mono() - started, attempts, err);
 }
 
 /* Connects, retrying transient failures (refused, reset, timeouts, 57P01-57P03, 53300) with
@@ -251,7 +254,9 @@ static lb_conn *connect_retrying(lb_pool *p, double deadline, lb_error *err)
             continue; /* another caller may have failed meanwhile and moved it */
         }
         attempts++;
+        now = lb_time_mono();
         c = pool_connect(p, deadline, &failure, err);
+        lb_observe_connect(p->m, c, lb_time_mono() - now, attempts, failure == LB_OPEN_TRANSIENT, err);
         pthread_mutex_lock(&p->mu);
         if (c) {
             p->fail_streak = 0;
@@ -272,8 +277,11 @@ static lb_conn *connect_retrying(lb_pool *p, double deadline, lb_error *err)
             }
         }
         pthread_mutex_unlock(&p->mu);
-        if (c)
+        if (c) {
+            c->m = p->m;
+            c->slow_query = p->s->slow_query_ms / 1000.0;
             return c;
+        }
         if (failure != LB_OPEN_TRANSIENT) {
             if (failure == LB_OPEN_AUTH)
                 err->retriable = 0; /* refused again after the credential refresh */
@@ -442,10 +450,11 @@ static void discard(lb_pool *p, lb_conn *c)
     lb_conn_close(c);
 }
 
-/* Checkout without taking a pool reference (the caller holds one for the duration). */
-static lb_conn *checkout(lb_pool *p, lb_error *err)
+/* Checkout without taking a pool reference (the caller holds one for the duration), from
+ * `started` (monotonic). */
+static lb_conn *checkout_from(lb_pool *p, double started, lb_error *err)
 {
-    double deadline = lb_time_mono() + p->s->acquire_timeout;
+    double deadline = started + p->s->acquire_timeout;
 
     for (;;) {
         lb_conn *c = NULL, *swept = NULL;
@@ -496,6 +505,15 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
         c->retry_safe = c->in_doubt = 0;
         return c;
     }
+}
+
+/* checkout_from now, timed: the wait histogram, failures, and a wait past slow_acquire_ms. */
+static lb_conn *checkout(lb_pool *p, lb_error *err)
+{
+    double started = lb_time_mono();
+    lb_conn *c = checkout_from(p, started, err);
+    lb_observe_wait(p->m, lb_time_mono() - started, p->s->slow_acquire_ms, c ? NULL : err);
+    return c;
 }
 
 /* A connection found a pooler in the path: every connection of the pool stops preparing, and
@@ -712,6 +730,29 @@ void lb_pool_stats_get(lb_pool *p, lb_pool_stats *out)
         out->credential_failures = cs.failures;
         out->credential_expires_at = cs.expires_at;
     }
+}
+
+void lb_pool_gauges(lb_metrics_sample *s, size_t n)
+{
+    lb_pool *p;
+    size_t i;
+
+    pthread_mutex_lock(&registry_mu);
+    for (p = registry; p; p = p->next) {
+        for (i = 0; i < n && s[i].set != p->m; i++)
+            ;
+        if (i == n)
+            continue;
+        pthread_mutex_lock(&p->mu);
+        s[i].pools++;
+        s[i].open += p->total;
+        s[i].idle += p->nidle;
+        s[i].in_use += p->in_use;
+        s[i].waiting += p->nwaiting;
+        s[i].max += p->s->max;
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_unlock(&registry_mu);
 }
 
 void lb_pool_close(lb_pool *p)

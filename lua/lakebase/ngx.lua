@@ -36,6 +36,7 @@
 local lakebase = require("lakebase")
 local core = require("lakebase.core")
 local dbmod = require("lakebase.db")
+local lblog = require("lakebase.log")
 
 local _M = { _VERSION = lakebase._VERSION }
 
@@ -372,6 +373,7 @@ local function call(self, fname, gated, ...)
       return nil, make_error("pool", "nginx worker thread call failed: " .. msg)
     end
     res = pack(unpack(res, 2, res.n))
+    if lblog.active then lblog.deliver() end -- what the thread's call queued, in this state
   elseif ph == "init" then
     error("lakebase: no queries in init_by_lua (the master process): connections opened there"
       .. " would be shared by every forked worker; query from init_worker_by_lua or later", 3)
@@ -425,7 +427,9 @@ end
 -- Gives back what the request holds: the permits of its calls in flight, its open transactions.
 local function cleanup(state)
   if next(state.pins) then
-    log("WARN", "client aborted the request: rolling back its open transaction")
+    local n = 0
+    for _ in pairs(state.pins) do n = n + 1 end
+    lblog.emit("warn", "transaction_rolled_back", { reason = "client_abort", count = n })
   end
   for g, n in pairs(state.inflight) do
     state.inflight[g] = nil
@@ -494,10 +498,11 @@ function start_reaper(self)
     if premature then
       return
     end
+    if lblog.active then lblog.deliver() end -- a quiet worker still hears of background refreshes
     if core.pin_count() > 0 then -- a mutex read: no thread call while nothing is pinned
       local tok, ok2, n = ngx.run_worker_thread(pool_name, MODULE, "t_reap")
       if tok and ok2 and n and n > 0 then
-        log("WARN", n, " transaction(s) idle past their lease were rolled back and returned")
+        lblog.emit("warn", "transaction_rolled_back", { reason = "lease_expired", count = n })
       elseif not tok then
         log("ERR", "pin reaper: ", ok2)
       end
@@ -785,6 +790,7 @@ function _M.new(opts)
   if not (ngx and ngx.run_worker_thread) then
     return db
   end
+  lblog.init_nginx() -- the default logger here is ngx.log
   if phase() == "init_worker" then -- warm start (min_idle, prefetch) before any request
     local ok
     ok, err = db._pool:warm()
