@@ -806,4 +806,62 @@ function _M.pin_count()
   return core.pin_count()
 end
 
+---------------------------------------------------------------------------------------------
+-- Metrics of every worker. Each worker is a process with its own pools and counters: it
+-- publishes its series sets (core.metrics, as JSON) into a lua_shared_dict under its worker id,
+-- every `interval` seconds and before it serves /metrics itself; /metrics renders every worker's
+-- sets with a `worker` label. Labelled rather than summed: each series is one process's counter,
+-- so it only grows (a worker that restarts is a counter reset Prometheus handles per series, not
+-- a dip in a merged total), the hot path never touches the shared dict, and PromQL sums them
+-- (`sum without (worker) (...)`). Another worker's figures are at most `interval` seconds old.
+---------------------------------------------------------------------------------------------
+
+local function metrics_dict(dict_name)
+  local dict = ngx and ngx.shared and ngx.shared[dict_name]
+  if not dict then
+    return nil, make_error("config", "no lua_shared_dict '" .. tostring(dict_name)
+      .. "': add `lua_shared_dict " .. tostring(dict_name) .. " 1m;` at the http level of nginx.conf")
+  end
+  return dict
+end
+
+--- Publishes this worker's series sets into the shared dict: true | nil, err.
+function _M.publish_metrics(dict_name)
+  local dict, err = metrics_dict(dict_name)
+  if not dict then return nil, err end
+  local ok, serr = dict:set("worker:" .. ngx.worker.id(), lakebase.json.encode(core.metrics()))
+  if not ok then
+    return nil, make_error("config", "lua_shared_dict '" .. dict_name .. "': " .. tostring(serr))
+  end
+  return true
+end
+
+--- From init_worker: publish every `interval` seconds (default 1). true | nil, err.
+function _M.start_metrics(dict_name, interval)
+  local dict, err = metrics_dict(dict_name)
+  if not dict then return nil, err end
+  local ok, terr = ngx.timer.every(interval or 1, function(premature)
+    if not premature then _M.publish_metrics(dict_name) end
+  end)
+  if not ok then return nil, make_error("config", "cannot start the metrics timer: " .. tostring(terr)) end
+  return _M.publish_metrics(dict_name)
+end
+
+--- The Prometheus text of every worker (each series labelled worker="<id>"): text | nil, err.
+function _M.prometheus(dict_name)
+  local ok, err = _M.publish_metrics(dict_name)
+  if not ok then return nil, err end
+  local dict = ngx.shared[dict_name]
+  local all = {}
+  for id = 0, ngx.worker.count() - 1 do
+    local text = dict:get("worker:" .. id)
+    local sets = text and lakebase.json.decode(text)
+    for _, set in ipairs(sets or {}) do
+      set.labels = { worker = tostring(id) }
+      all[#all + 1] = set
+    end
+  end
+  return lakebase.metrics.prometheus(all, ngx.now())
+end
+
 return _M
