@@ -64,18 +64,18 @@ end
 function _M.install(write, opts)
   local service = (opts and opts.service) or "lakebase-app"
   require("lakebase").set_hooks({
-    on_query = function(sql, seconds, rows, err, f)
+    on_query = function(sql, seconds, rows, err, pool, ended_at)
       local a = {}
       attr(a, "db.system", "postgresql")
-      attr(a, "db.namespace", f.database)
+      attr(a, "db.namespace", pool.database)
       attr(a, "db.query.text", sql)
-      attr(a, "server.address", f.host)
-      attr(a, "server.port", f.port)
+      attr(a, "server.address", pool.host)
+      attr(a, "server.port", pool.port)
       attr(a, "db.response.returned_rows", rows)
       local err_type = err and (err.sqlstate or err.kind)
       attr(a, "error.type", err_type)
       local op = sql and sql:match("^%s*(%a+)") or "pipeline"
-      write(_M.line(service, span(op:upper() .. " " .. (f.database or ""), f.time, seconds, a, err_type)))
+      write(_M.line(service, span(op:upper() .. " " .. (pool.database or ""), ended_at, seconds, a, err_type)))
     end,
     on_connect = function(info)
       local a = {}

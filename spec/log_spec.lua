@@ -124,7 +124,7 @@ describe("logger", function()
       return true
     end)
     assert.is_nil(terr)
-    local w = assert(find("pool_wait"), names())
+    local w = assert(find("pool_wait", function(f) return f.error_kind == "pool" end), names())
     assert.equal("warn", w.level)
     assert.is_true(w.fields.wait_ms >= 150)
     assert.equal("pool", w.fields.error_kind)
@@ -164,8 +164,9 @@ describe("logger", function()
 
   it("no captured line holds a secret or a parameter value", function()
     -- everything above ran with the capture logger; run the secret-bearing cases once more here
-    lakebase.set_hooks({ on_query = function(sql, _, _, err, fields)
-      capture("debug", "on_query", { sql = sql, error = err and (err.message or err.kind), sqlstate = fields.sqlstate })
+    lakebase.set_hooks({ on_query = function(sql, _, _, err, pool)
+      capture("debug", "on_query", { sql = sql, error = err and (err.message or err.kind),
+        sqlstate = err and err.sqlstate, database = pool.database })
     end })
     local db = assert(lakebase.new(h.settings({ slow_query_ms = 1, endpoint = h.endpoint_for(h.unique("m2m")) })))
     assert(db:query("select pg_sleep(0.005), $1::text as v", SECRET_PARAM))
@@ -193,10 +194,12 @@ describe("hooks", function()
     lakebase.set_logger(nil)
   end)
 
-  it("on_query: sql, seconds, rows or affected count, error; on_connect: every attempt", function()
+  it("on_query: sql, seconds, rows or affected count, error, pool, end time; on_connect: every attempt", function()
     local queries, connects = {}, {}
     lakebase.set_hooks({
-      on_query = function(sql, seconds, rows, err) queries[#queries + 1] = { sql, seconds, rows, err } end,
+      on_query = function(sql, seconds, rows, err, pool, ended_at)
+        queries[#queries + 1] = { sql, seconds, rows, err, pool, ended_at }
+      end,
       on_connect = function(info) connects[#connects + 1] = info end,
     })
     local db = assert(lakebase.new(h.pat_settings({ endpoint = h.endpoint_for(h.unique("hooks")) })))
@@ -209,6 +212,10 @@ describe("hooks", function()
     assert.is_true(queries[1][2] > 0 and queries[1][2] < 5)
     assert.equal(3, queries[1][3])
     assert.is_nil(queries[1][4])
+    assert.equal(h.env().PGDATABASE, queries[1][5].database)
+    assert.equal(h.env().PGHOST, queries[1][5].host)
+    assert.equal(queries[1][5], queries[2][5]) -- one labels table per pool
+    assert.is_true(math.abs(queries[1][6] - os.time()) < 5)
     assert.equal("select 1/0", queries[2][1])
     assert.equal("query", queries[2][4].kind)
     assert.equal("22012", queries[2][4].sqlstate)

@@ -377,6 +377,7 @@ typedef struct lb_event {
     lb_log_level level;
     const char *name; /* static: "connect_ok", "credential_fetched", "slow_query", "query", ... */
     double time;      /* epoch seconds when it happened */
+    const void *set;  /* "query" events: the series set whose labels they share (lb_event_pool) */
     int nfields;
     lb_event_field f[LB_EVENT_FIELDS];
 } lb_event;
@@ -386,6 +387,11 @@ unsigned lb_log_wanted(void);
 /* Takes up to max queued events (oldest first) into out; the caller frees each with
  * lb_event_free. Returns how many; *dropped: events lost to a full queue since the last call. */
 int lb_log_take(lb_event *out, int max, uint64_t *dropped);
+/* The labels of e->set ("" when unset). */
+void lb_event_pool(const lb_event *e, const char **endpoint, const char **host,
+                   const char **database, int *port);
+/* 1 when something is queued (a relaxed atomic read, no lock): the cheap test before lb_log_take. */
+int lb_log_pending(void);
 void lb_event_free(lb_event *e);
 
 #endif

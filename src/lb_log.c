@@ -19,6 +19,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static lb_event ring[QUEUE_MAX];
 static size_t head, count;
 static uint64_t dropped;
+static atomic_int pending; /* count + (dropped > 0), readable without the lock */
 
 void lb_log_want(unsigned mask)
 {
@@ -70,6 +71,12 @@ void lb_event_labels(lb_event *e, const lb_metrics *m)
         lb_event_str(e, "database", database);
 }
 
+void lb_event_pool(const lb_event *e, const char **endpoint, const char **host,
+                   const char **database, int *port)
+{
+    lb_metrics_labels((const lb_metrics *)e->set, endpoint, host, database, port);
+}
+
 void lb_event_free(lb_event *e)
 {
     int i;
@@ -93,16 +100,24 @@ void lb_log_push(lb_event *e)
     }
     ring[(head + count) % QUEUE_MAX] = *e;
     count++;
+    atomic_store_explicit(&pending, 1, memory_order_relaxed);
     pthread_mutex_unlock(&mu);
     e->nfields = 0; /* the queue owns the texts now */
     if (drop)
         lb_event_free(&old);
 }
 
+int lb_log_pending(void)
+{
+    return atomic_load_explicit(&pending, memory_order_relaxed);
+}
+
 int lb_log_take(lb_event *out, int max, uint64_t *lost)
 {
     int n = 0;
 
+    if (!lb_log_pending() && !lost)
+        return 0;
     pthread_mutex_lock(&mu);
     while (n < max && count > 0) {
         out[n++] = ring[head];
@@ -112,6 +127,7 @@ int lb_log_take(lb_event *out, int max, uint64_t *lost)
     if (lost)
         *lost = dropped;
     dropped = 0;
+    atomic_store_explicit(&pending, count > 0, memory_order_relaxed);
     pthread_mutex_unlock(&mu);
     return n;
 }

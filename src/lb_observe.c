@@ -34,7 +34,10 @@ static void push_query(lb_metrics *m, lb_log_level level, const char *name, cons
 {
     lb_event e;
     lb_event_init(&e, level, name);
-    lb_event_labels(&e, m);
+    if (level == LB_LOG_DEBUG) /* a per-query event: its labels are the set's, shared */
+        e.set = m;
+    else
+        lb_event_labels(&e, m);
     lb_event_str(&e, "sql", sql);
     lb_event_num(&e, "duration_ms", seconds * 1000);
     if (threshold > 0)

@@ -6,12 +6,15 @@
 --                             nil: back to the default (silent in plain Lua; ngx.log under nginx);
 --                             false: silent everywhere.
 --   lakebase.set_hooks({ on_query = fn, on_connect = fn })   (nil or {} removes them)
---     on_query(sql, seconds, rows, err, fields): every statement (each attempt; a script or a
---       pipeline once, with its first or failing statement's text); rows: the rows returned or
---       affected (nil when the server reports no count); err: nil or { kind, sqlstate, message }.
+--     on_query(sql, seconds, rows, err, pool, ended_at): every statement (each attempt; a script
+--       or a pipeline once, with its first or failing statement's text); rows: the rows returned
+--       or affected (nil when the server reports no count); err: nil or { kind, sqlstate }; pool:
+--       { host, port, database, endpoint }, one table per pool shared by its calls (read it, do
+--       not keep changes in it); ended_at: epoch seconds.
 --     on_connect(fields): every connect attempt and its outcome (fields.event: connect_ok,
 --       connect_retry (a transient failure: the pool keeps trying until acquire_timeout),
---       connect_failed (given up); duration_ms, attempt, tls, host, port, database, endpoint).
+--       connect_failed (given up); duration_ms, attempt, tls, host, port, database, endpoint,
+--       time: epoch seconds).
 --
 -- The C core queues what it observes (lb_log.c), background threads included, and this module
 -- delivers it on the next call from Lua (db methods, the nginx bridge after each thread call):
@@ -133,38 +136,25 @@ function _M.emit(level, event, fields)
   if logger then safely(logger, level, event, fields or {}) end
 end
 
-local function query_hook(f)
-  local err
-  if f.error_kind then
-    err = { kind = f.error_kind, sqlstate = f.sqlstate, message = f.error }
+-- Every event but the per-query ones, in order with them.
+local function on_event(level, name, fields, time)
+  if on_connect and name:sub(1, 8) == "connect_" then
+    local info = { event = name, time = time }
+    for k, v in pairs(fields) do info[k] = v end
+    safely(on_connect, info)
   end
-  safely(on_query, f.sql, (f.duration_ms or 0) / 1000, f.rows, err, f)
+  if logger then
+    safely(logger, level, name, fields)
+  end
 end
 
---- Delivers what the core queued: to the hooks and the logger.
+--- Delivers what the core queued to the hooks and the logger, oldest first. The per-query events
+-- go to on_query from C with no table built (the hot path).
 function _M.deliver()
   if not _M.active then return end
-  local events = core.events()
-  if not events then return end
-  for _, e in ipairs(events) do
-    local name, f = e.event, e.fields
-    f.time = e.time
-    if name == "query" then
-      if on_query then query_hook(f) end
-    else
-      if on_connect and name:sub(1, 8) == "connect_" then
-        local info = { event = name }
-        for k, v in pairs(f) do info[k] = v end
-        safely(on_connect, info)
-      end
-      if logger then
-        f.time = nil
-        safely(logger, e.level, name, f)
-      end
-    end
-  end
-  if events.dropped > 0 and logger then
-    safely(logger, "warn", "events_dropped", { count = events.dropped })
+  local dropped = core.events(on_query, on_event)
+  if dropped > 0 and logger then
+    safely(logger, "warn", "events_dropped", { count = dropped })
   end
 end
 
