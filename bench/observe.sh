@@ -32,8 +32,14 @@ w5() { # tree route label
     sed -e "s/\"workload\": \"W5\"/\"workload\": \"W5-obs\"/" -e "s/\"peer\": \"[^\"]*\"/\"peer\": \"lakebase LuaJIT (nginx, $3)\"/"
 }
 
+# W1 as bench/run.sh runs it: client and server (the postmaster, so every backend) on CPU 0.
+postmaster=$(head -n 1 "${LAKEBASE_TEST_PGDATA:-/nonexistent}/postmaster.pid" 2>/dev/null || true)
+server_cpus() { [ -n "$postmaster" ] && taskset -p -c "$1" "$postmaster" >/dev/null 2>&1 || true; }
+trap 'server_cpus "0-$(($(nproc) - 1))"' EXIT
+
 for ((r = 0; r < rounds; r++)); do
   echo "== observability round $((r + 1))/$rounds" >&2
+  server_cpus 0
   for interp in lua5.4 luajit; do
     if ((r % 2)); then order="on off"; else order="off on"; fi
     for mode in $order; do
@@ -43,6 +49,7 @@ for ((r = 0; r < rounds; r++)); do
       echo "   W1 $interp $mode: $(echo "$line" | sed -E 's/.*"value":([0-9.]+).*/\1/') us/query" >&2
     done
   done
+  server_cpus "0-$(($(nproc) - 1))" # W5 unpinned, as in bench/nginx.sh
   if ((r % 2)); then order="on off"; else order="off on"; fi
   for mode in $order; do
     if [ "$mode" = on ]; then line=$(w5 "$root" lakebase_obs "metrics + hooks + logger on")

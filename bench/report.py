@@ -176,7 +176,43 @@ def main(path):
     target("pool checkout+return < 500 ns", f"{c:.0f} ns" if c else "–", c < 500 if c else None)
     p("")
 
-    others = sorted(k for k in med if k[0] not in ("W1", "W2", "W3", "W4"))
+    # Observability on vs off (bench/observe.sh): ratios within each round, median over rounds.
+    def obs_ratio(w, on, off):
+        if (w, on) not in by or (w, off) not in by:
+            return None
+        hib = units[(w, on)] in HIGHER_IS_BETTER
+        off_by_round = {x.get("round"): x["value"] for x in by[(w, off)]}
+        per = [(off_by_round[x["round"]] / x["value"]) if hib else (x["value"] / off_by_round[x["round"]])
+               for x in by[(w, on)] if off_by_round.get(x.get("round")) and x["value"]]
+        return statistics.median(per) if per else None
+
+    obs = sorted(k for k in med if k[0] in ("W1-obs", "W5-obs"))
+    if obs:
+        p("## Observability: metrics, hooks and a logger on vs off")
+        p("")
+        p("bench/observe.sh, same run, interleaved per round: *on* is this tree with `lakebase.set_hooks({ on_query, "
+          "on_connect })` and `lakebase.set_logger` set (empty functions; metrics are always kept); *off* is the "
+          "tree before observability (the merge base with main) built in the run directory. Time ratio on/off "
+          "(for W5 the rate ratio off/on): the cost of observability, target ≤ 1.03.")
+        p("")
+        p("| workload | peer | median | unit | notes |")
+        p("|---|---|---:|---|---|")
+        for k in obs:
+            e = extra[k]
+            notes = ", ".join(f"{n}={e[n]}" for n in ("errors", "p50_ms", "p99_ms", "requests", "rounds") if n in e)
+            p(f"| {k[0]} | {k[1]} | {med[k]:,.1f} | {units[k]} | {notes} |")
+        p("")
+        p("| target | figure | met |")
+        p("|---|---|---|")
+        for w, tag in (("W1-obs", "Lua 5.4"), ("W1-obs", "LuaJIT"), ("W5-obs", "LuaJIT (nginx")):
+            on = next((k[1] for k in obs if k[0] == w and tag in k[1] and "on)" in k[1]), None)
+            off = next((k[1] for k in obs if k[0] == w and tag in k[1] and "off" in k[1]), None)
+            r = obs_ratio(w, on, off) if on and off else None
+            target(f"{w[:2]} observability on ≤ 1.03× off ({tag.split(' (')[0]}{', nginx' if w == 'W5-obs' else ''})",
+                   f"{r:.3f}×" if r else "–", r <= 1.03 if r else None)
+        p("")
+
+    others = sorted(k for k in med if k[0] not in ("W1", "W2", "W3", "W4", "W1-obs", "W5-obs"))
     if others:
         p("## W5 (nginx) and micro benchmarks")
         p("")
