@@ -186,7 +186,7 @@ def main(path):
                for x in by[(w, on)] if off_by_round.get(x.get("round")) and x["value"]]
         return statistics.median(per) if per else None
 
-    obs = sorted(k for k in med if k[0] in ("W1-obs", "W5-obs"))
+    obs = sorted(k for k in med if k[0] in ("W1-obs", "W5-obs", "W1-cpu"))
     if obs:
         p("## Observability: metrics, hooks and a logger on vs off")
         p("")
@@ -204,6 +204,15 @@ def main(path):
         p("")
         p("| target | figure | met |")
         p("|---|---|---|")
+        for k in (("micro-metrics", "lakebase C core"), ("micro-query-event", "lakebase C core")):
+            if k in med:
+                p(f"| {k[0]} (info: what a statement adds in C) | {med[k]:.0f} ns | – |")
+        for interp in ("Lua 5.4", "LuaJIT"):
+            on = med.get(("W1-cpu", f"lakebase {interp} (client CPU, hooks + logger on)"))
+            off = med.get(("W1-cpu", f"lakebase {interp} (client CPU, hooks + logger off)"))
+            if on and off:
+                p(f"| W1 client CPU, hooks + logger on vs off (info, {interp}) | "
+                  f"{on:.1f} vs {off:.1f} us ({on / off:.3f}×) | – |")
         for w, tag in (("W1-obs", "Lua 5.4"), ("W1-obs", "LuaJIT"), ("W5-obs", "LuaJIT (nginx")):
             on = next((k[1] for k in obs if k[0] == w and tag in k[1] and "on)" in k[1]), None)
             off = next((k[1] for k in obs if k[0] == w and tag in k[1] and "off" in k[1]), None)
@@ -212,7 +221,7 @@ def main(path):
                    f"{r:.3f}×" if r else "–", r <= 1.03 if r else None)
         p("")
 
-    others = sorted(k for k in med if k[0] not in ("W1", "W2", "W3", "W4", "W1-obs", "W5-obs"))
+    others = sorted(k for k in med if k[0] not in ("W1", "W2", "W3", "W4", "W1-obs", "W5-obs", "W1-cpu"))
     if others:
         p("## W5 (nginx) and micro benchmarks")
         p("")

@@ -233,7 +233,8 @@ describe("hooks", function()
 
   it("examples/otel_spans.lua prints one OTLP/JSON span per connect and statement", function()
     local root = h.root()
-    local out, ok = h.run("cd " .. h.shell_quote(root) .. " && LAKEBASE_RUN_DIR=" .. h.shell_quote(root .. "/spec/support/run")
+    local run_dir = os.getenv("LAKEBASE_RUN_DIR") or (root .. "/spec/support/run")
+    local out, ok = h.run("cd " .. h.shell_quote(root) .. " && LAKEBASE_RUN_DIR=" .. h.shell_quote(run_dir)
       .. " . examples/fixture_env.sh && LUA_PATH='lua/?.lua;lua/?/init.lua;?.lua;;' LUA_CPATH='"
       .. (os.getenv("LUA_CPATH") or "") .. "' " .. os.getenv("LAKEBASE_TEST_INTERP") .. " examples/otel_spans.lua 2>&1")
     assert.is_true(ok, out)

@@ -72,7 +72,9 @@ describe("openresty /metrics with Prometheus", function()
   end)
 
   teardown(function()
-    if prom_pid then os.execute("kill " .. prom_pid .. " 2>/dev/null; sleep 0.3; kill -9 " .. prom_pid .. " 2>/dev/null") end
+    if prom_pid then -- its own pid only
+      os.execute("kill " .. prom_pid .. " 2>/dev/null; sleep 0.3; kill -9 " .. prom_pid .. " 2>/dev/null")
+    end
     if prom_dir then os.execute("rm -rf " .. q(prom_dir)) end
     h.example_stop(prefix)
   end)

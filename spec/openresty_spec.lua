@@ -289,9 +289,9 @@ end
 
 -- How many lines of the example's error log contain `text` (lakebase's default logger under
 -- nginx is ngx.log: "lakebase: <event> k=v ...").
-local function log_lines(prefix, text)
+local function log_lines(dir, text)
   local n = 0
-  for line in (h.read_file(prefix .. "/logs/error.log") or ""):gmatch("[^\n]+") do
+  for line in (h.read_file(dir .. "/logs/error.log") or ""):gmatch("[^\n]+") do
     if line:find(text, 1, true) then n = n + 1 end
   end
   return n

@@ -87,25 +87,39 @@ local function errors(out, name, set)
   end
 end
 
+local function field(name) return function(s) return s[name] end end
+
+-- name, type, help, kind of set, writer
 local families = {
-  { "lakebase_queries_total", "counter", "Statements run (each attempt; scripts and pipelines count once).", "pool", counter("queries") },
+  { "lakebase_queries_total", "counter",
+    "Statements run (each attempt; scripts and pipelines count once).", "pool", counter("queries") },
   { "lakebase_errors_total", "counter", "Failed calls by error kind and SQLSTATE class.", "pool", errors },
-  { "lakebase_query_duration_seconds", "histogram", "Time a statement took, from send to last row.", "pool", histogram("query") },
-  { "lakebase_pool_wait_duration_seconds", "histogram", "Time a checkout waited for a connection (connecting included).", "pool", histogram("wait") },
-  { "lakebase_connect_duration_seconds", "histogram", "Time a connect attempt took (credential included).", "pool", histogram("connect") },
+  { "lakebase_query_duration_seconds", "histogram",
+    "Time a statement took, from send to last row.", "pool", histogram("query") },
+  { "lakebase_pool_wait_duration_seconds", "histogram",
+    "Time a checkout waited for a connection (connecting included).", "pool", histogram("wait") },
+  { "lakebase_connect_duration_seconds", "histogram",
+    "Time a connect attempt took (credential included).", "pool", histogram("connect") },
   { "lakebase_connects_total", "counter", "Connections opened.", "pool", counter("connects") },
-  { "lakebase_connect_failures_total", "counter", "Connect attempts that failed.", "pool", counter("connect_failures") },
-  { "lakebase_connections_open", "gauge", "Connections open or opening.", "pool", gauge(function(s) return s.open end) },
-  { "lakebase_connections_idle", "gauge", "Connections idle in the pool.", "pool", gauge(function(s) return s.idle end) },
-  { "lakebase_connections_in_use", "gauge", "Connections checked out.", "pool", gauge(function(s) return s.in_use end) },
-  { "lakebase_connections_waiting", "gauge", "Callers waiting for a connection.", "pool", gauge(function(s) return s.waiting end) },
-  { "lakebase_connections_max", "gauge", "Pool size (max), summed over the pools of the set.", "pool", gauge(function(s) return s.max end) },
-  { "lakebase_credential_refreshes_total", "counter", "Postgres credentials fetched.", "credential", counter("refreshes") },
-  { "lakebase_credential_refresh_failures_total", "counter", "Credential fetches that failed.", "credential", counter("refresh_failures") },
-  { "lakebase_credential_refresh_duration_seconds", "histogram", "Time a credential fetch took (retries included).", "credential", histogram("refresh") },
-  { "lakebase_credential_expiry_seconds", "gauge", "Seconds until the cached credential expires (negative: expired; 0: none yet).", "credential",
+  { "lakebase_connect_failures_total", "counter", "Connect attempts that failed.", "pool",
+    counter("connect_failures") },
+  { "lakebase_connections_open", "gauge", "Connections open or opening.", "pool", gauge(field("open")) },
+  { "lakebase_connections_idle", "gauge", "Connections idle in the pool.", "pool", gauge(field("idle")) },
+  { "lakebase_connections_in_use", "gauge", "Connections checked out.", "pool", gauge(field("in_use")) },
+  { "lakebase_connections_waiting", "gauge", "Callers waiting for a connection.", "pool", gauge(field("waiting")) },
+  { "lakebase_connections_max", "gauge", "Pool size (max), summed over the pools of the set.", "pool",
+    gauge(field("max")) },
+  { "lakebase_credential_refreshes_total", "counter", "Postgres credentials fetched.", "credential",
+    counter("refreshes") },
+  { "lakebase_credential_refresh_failures_total", "counter", "Credential fetches that failed.", "credential",
+    counter("refresh_failures") },
+  { "lakebase_credential_refresh_duration_seconds", "histogram",
+    "Time a credential fetch took (retries included).", "credential", histogram("refresh") },
+  { "lakebase_credential_expiry_seconds", "gauge",
+    "Seconds until the cached credential expires (negative: expired; 0: none yet).", "credential",
     gauge(function(s, now) return s.expires_at > 0 and s.expires_at - now or 0 end) },
 }
+
 
 --- The Prometheus text exposition format (version 0.0.4) of `sets` (default: this process's).
 -- `now`: epoch seconds for the expiry gauge (default os.time()).
