@@ -15,12 +15,6 @@ run_dir=${LAKEBASE_RUN_DIR:?bench/run.sh sets it}
 base_rev=${BENCH_OBS_BASE:-$(git merge-base HEAD main 2>/dev/null || echo 7eb7be9)}
 base=$run_dir/obs-base
 
-# Client CPU per statement, hooks off/on alternating in one process (bench/observe_cpu.lua).
-server_cpus 0
-for interp in lua5.4 luajit; do
-  LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" LUA_CPATH="$root/$build/$interp/?.so;;" \
-    taskset -c 0 "$interp" bench/observe_cpu.lua "$rounds" | tee /dev/stderr
-done
 rm -rf "$base" && mkdir -p "$base"
 git archive "$base_rev" | tar -x -C "$base"
 make -s -C "$base" -j2 build/lua5.4/lakebase/core.so build/luajit/lakebase/core.so >/dev/null
