@@ -39,6 +39,13 @@ NOTES = """
   (waking pool threads, eventfd, TCP). With 16 threads on 2 CPUs the event loop competes with the pool
   threads for CPU, which shows in lakebase's p99; the `threads=4` line (same route, nginx reloaded with 4
   pool threads, after the /ping measure) is there for comparison and is not the target figure.
+- Observability (bench/observe.sh): W1 and W5 wall time compare this tree with hooks and a logger set
+  against the tree before observability, run by run; on a machine that other work loads (see the load
+  figure above) single runs of the same build differ by ±15–25 %, more than the 3 % to be shown, so the
+  table adds two measures that such load disturbs far less: the client's CPU time per W1 statement with
+  hooks off and on alternating in one process (`W1-cpu`), and what a statement adds in C
+  (`micro-metrics`: two clock reads and the counters; `micro-query-event`: the event of an on_query hook
+  made, queued, taken and freed).
 - micro: `bench/micro.c` against `liblakebase.a` — `lb_credentials_get` on a warm cache (PAT, token auth) and
   `lb_pool_checkout`+`lb_pool_checkin` of the one idle connection (the checkout's liveness check is a
   `poll()` system call).
