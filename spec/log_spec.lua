@@ -114,7 +114,7 @@ describe("logger", function()
   end)
 
   it("pool_wait: a checkout that waited past slow_acquire_ms", function()
-    local db = assert(lakebase.new(h.pat_settings({ max = 1, slow_acquire_ms = 50, acquire_timeout = 0.2,
+    local db = assert(lakebase.new(h.pat_settings({ max = 1, slow_acquire_ms = 1, acquire_timeout = 0.2,
       application_name = h.unique("lbwait") })))
     local _, terr = db:transaction(function(tx)
       assert(tx:query("select 1"))
@@ -125,6 +125,9 @@ describe("logger", function()
     end)
     assert.is_nil(terr)
     local w = assert(find("pool_wait", function(f) return f.error_kind == "pool" end), names())
+    local n = 0
+    for _, e in ipairs(captured) do if e.event == "pool_wait" then n = n + 1 end end
+    assert.equal(1, n, "only the queued checkout is a pool wait, not the first one's connect: " .. names())
     assert.equal("warn", w.level)
     assert.is_true(w.fields.wait_ms >= 150)
     assert.equal("pool", w.fields.error_kind)

@@ -451,8 +451,8 @@ static void discard(lb_pool *p, lb_conn *c)
 }
 
 /* Checkout without taking a pool reference (the caller holds one for the duration), from
- * `started` (monotonic). */
-static lb_conn *checkout_from(lb_pool *p, double started, lb_error *err)
+ * `started` (monotonic); *queued is set when it had to wait behind others or for a free slot. */
+static lb_conn *checkout_from(lb_pool *p, double started, int *queued, lb_error *err)
 {
     double deadline = started + p->s->acquire_timeout;
 
@@ -477,7 +477,7 @@ static lb_conn *checkout_from(lb_pool *p, double started, lb_error *err)
             p->total++;
             p->in_use++;
             slot = 1;
-        } else if (!wait_locked(p, deadline, &c, &slot, err)) {
+        } else if ((*queued = 1) && !wait_locked(p, deadline, &c, &slot, err)) {
             pthread_mutex_unlock(&p->mu);
             close_list(swept);
             return NULL;
@@ -507,12 +507,16 @@ static lb_conn *checkout_from(lb_pool *p, double started, lb_error *err)
     }
 }
 
-/* checkout_from now, timed: the wait histogram, failures, and a wait past slow_acquire_ms. */
+/* checkout_from now, timed: the wait histogram (connecting included), failures, and a queued
+ * wait past slow_acquire_ms (a checkout that only connected is not a pool wait: connect events
+ * say how long that took). */
 static lb_conn *checkout(lb_pool *p, lb_error *err)
 {
     double started = lb_time_mono();
-    lb_conn *c = checkout_from(p, started, err);
-    lb_observe_wait(p->m, lb_time_mono() - started, p->s->slow_acquire_ms, c ? NULL : err);
+    int queued = 0;
+    lb_conn *c = checkout_from(p, started, &queued, err);
+    lb_observe_wait(p->m, lb_time_mono() - started, queued ? p->s->slow_acquire_ms : 0,
+                    c ? NULL : err);
     return c;
 }
 
