@@ -10,6 +10,11 @@ local LOOKUP_SQL = "select id, name, price, created_at, tags from bench_items wh
 -- Each peer offers the same three calls: scalar(i), lookup(id) -> row, rows(sql) -> array, insert(name, price).
 local function lakebase_peer()
   local lakebase = require("lakebase")
+  if os.getenv("BENCH_OBS") == "1" then -- bench/observe.sh: hooks and a logger on (metrics always are)
+    local n = 0
+    lakebase.set_hooks({ on_query = function() n = n + 1 end, on_connect = function() end })
+    lakebase.set_logger(function() end)
+  end
   local db = assert(lakebase.new({ sslmode = "disable", max = 1 }))
   return {
     scalar = function(i) return db:query("select $1::int as v", i)[1].v end,

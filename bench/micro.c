@@ -1,9 +1,15 @@
 /* Micro benchmarks of the C core through its public API (src/lakebase.h):
  *   micro-credential: lb_credentials_get on a warm cache (PAT against the fake workspace), ns/op;
- *   micro-pool:       lb_pool_checkout + lb_pool_checkin of an idle connection, ns/op.
+ *   micro-pool:       lb_pool_checkout + lb_pool_checkin of an idle connection, ns/op;
+ *   micro-metrics:    what every statement adds for metrics (lb_conn.c): two monotonic clock reads
+ *                     and lb_observe_query with no logger or hook, ns/op;
+ *   micro-query-event: the same with an on_query hook wanting events: the event made, queued and
+ *                     taken (lb_log_take) and freed, the C part of delivering it, ns/op.
  * usage: micro [rounds]   (settings from the LAKEBASE_TEST_* variables of the fixtures' env.sh)
  * Prints one JSON line per round and measure; report.py takes the median. */
 #include "lakebase.h"
+#include "lb_metrics.h"
+#include "lb_time.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,10 +89,30 @@ static double pool_round(lb_pool *p, long ops)
     return (now() - t0) / (double)ops * 1e9;
 }
 
+/* What a statement adds in lb_conn.c: two clock reads and its recording (and, when an on_query
+ * hook wants it, its event through the queue). */
+static double observe_round(lb_metrics *m, long ops, int hook)
+{
+    lb_event ev;
+    double t0;
+    long i;
+
+    lb_log_want(hook ? LB_WANT_QUERY : 0);
+    t0 = now();
+    for (i = 0; i < ops; i++) {
+        double started = lb_time_mono();
+        lb_observe_query(m, "select $1::int as v", lb_time_mono() - started, 1.0, NULL, NULL);
+        if (hook && lb_log_take(&ev, 1, NULL) == 1)
+            lb_event_free(&ev);
+    }
+    lb_log_want(0);
+    return (now() - t0) / (double)ops * 1e9;
+}
+
 int main(int argc, char **argv)
 {
     int rounds = argc > 1 ? atoi(argv[1]) : 3, r;
-    const long cred_ops = 2000000, pool_ops = 500000;
+    const long cred_ops = 2000000, pool_ops = 500000, obs_ops = 2000000;
     lb_error err = LB_ERROR_INIT;
     const lb_option cred_opts[] = {
         { "host", env("LAKEBASE_TEST_PGHOST"), NULL },
@@ -113,6 +139,7 @@ int main(int argc, char **argv)
     lb_settings *ps = load(pool_opts, sizeof pool_opts / sizeof pool_opts[0]);
     lb_credentials *cred = lb_credentials_acquire(cs, &err);
     lb_pool *pool;
+    lb_metrics *metrics;
     lb_conn *c;
     char *token = NULL;
     double expires_at;
@@ -132,11 +159,14 @@ int main(int argc, char **argv)
         fail("checkout", &err);
     lb_pool_checkin(pool, c);
 
+    metrics = lb_metrics_for_pool(ps);
     credential_round(cred, cred_ops / 10); /* warm-up */
     pool_round(pool, pool_ops / 10);
     for (r = 0; r < rounds; r++) {
         emit("micro-credential", r, credential_round(cred, cred_ops), cred_ops);
         emit("micro-pool", r, pool_round(pool, pool_ops), pool_ops);
+        emit("micro-metrics", r, observe_round(metrics, obs_ops, 0), obs_ops);
+        emit("micro-query-event", r, observe_round(metrics, obs_ops, 1), obs_ops);
     }
 
     lb_pool_close(pool);

@@ -22,6 +22,9 @@ cat >"$extra" <<'EOF'
 location = /bench/lakebase {
     content_by_lua_block { require("bench.nginx_app").lakebase() }
 }
+location = /bench/lakebase_obs {
+    content_by_lua_block { require("bench.nginx_app").lakebase_obs() }
+}
 location = /bench/luasql {
     content_by_lua_block { require("bench.nginx_app").luasql() }
 }
@@ -73,6 +76,7 @@ for ((r = 0; r < rounds; r++)); do
   for route in "${routes[@]}"; do
     case $route in
       lakebase) peer="lakebase LuaJIT (nginx$label)" ;;
+      lakebase_obs) peer="lakebase LuaJIT (nginx, hooks on$label)" ;;
       luasql) peer="luasql LuaJIT (nginx, blocking$label)" ;;
     esac
     line=$(wrk -t2 -c32 -d"$duration" --latency "$base/bench/$route" | to_json "$r" "$peer")

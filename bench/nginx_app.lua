@@ -66,6 +66,19 @@ function _M.lakebase()
   reply(encode(row))
 end
 
+-- The same lookup with hooks and a logger set (bench/observe.sh): process-wide, so this route is
+-- only used in an nginx of its own.
+local observing = false
+function _M.lakebase_obs()
+  if not observing then
+    observing = true
+    local n = 0
+    require("lakebase").set_hooks({ on_query = function() n = n + 1 end, on_connect = function() end })
+    require("lakebase").set_logger(function() end)
+  end
+  return _M.lakebase()
+end
+
 function _M.sleep()
   local d, err = lakebase_db()
   if not d then return fail(500, "lakebase.new", err) end

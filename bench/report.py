@@ -39,6 +39,13 @@ NOTES = """
   (waking pool threads, eventfd, TCP). With 16 threads on 2 CPUs the event loop competes with the pool
   threads for CPU, which shows in lakebase's p99; the `threads=4` line (same route, nginx reloaded with 4
   pool threads, after the /ping measure) is there for comparison and is not the target figure.
+- Observability (bench/observe.sh): W1 and W5 wall time compare this tree with hooks and a logger set
+  against the tree before observability, run by run; on a machine that other work loads (see the load
+  figure above) single runs of the same build differ by ±15–25 %, more than the 3 % to be shown, so the
+  table adds two measures that such load disturbs far less: the client's CPU time per W1 statement with
+  hooks off and on alternating in one process (`W1-cpu`), and what a statement adds in C
+  (`micro-metrics`: two clock reads and the counters; `micro-query-event`: the event of an on_query hook
+  made, queued, taken and freed).
 - micro: `bench/micro.c` against `liblakebase.a` — `lb_credentials_get` on a warm cache (PAT, token auth) and
   `lb_pool_checkout`+`lb_pool_checkin` of the one idle connection (the checkout's liveness check is a
   `poll()` system call).
@@ -176,7 +183,52 @@ def main(path):
     target("pool checkout+return < 500 ns", f"{c:.0f} ns" if c else "–", c < 500 if c else None)
     p("")
 
-    others = sorted(k for k in med if k[0] not in ("W1", "W2", "W3", "W4"))
+    # Observability on vs off (bench/observe.sh): ratios within each round, median over rounds.
+    def obs_ratio(w, on, off):
+        if (w, on) not in by or (w, off) not in by:
+            return None
+        hib = units[(w, on)] in HIGHER_IS_BETTER
+        off_by_round = {x.get("round"): x["value"] for x in by[(w, off)]}
+        per = [(off_by_round[x["round"]] / x["value"]) if hib else (x["value"] / off_by_round[x["round"]])
+               for x in by[(w, on)] if off_by_round.get(x.get("round")) and x["value"]]
+        return statistics.median(per) if per else None
+
+    obs = sorted(k for k in med if k[0] in ("W1-obs", "W5-obs", "W1-cpu"))
+    if obs:
+        p("## Observability: metrics, hooks and a logger on vs off")
+        p("")
+        p("bench/observe.sh, same run, interleaved per round: *on* is this tree with `lakebase.set_hooks({ on_query, "
+          "on_connect })` and `lakebase.set_logger` set (empty functions; metrics are always kept); *off* is the "
+          "tree before observability (the merge base with main) built in the run directory. Time ratio on/off "
+          "(for W5 the rate ratio off/on): the cost of observability, target ≤ 1.03.")
+        p("")
+        p("| workload | peer | median | unit | notes |")
+        p("|---|---|---:|---|---|")
+        for k in obs:
+            e = extra[k]
+            notes = ", ".join(f"{n}={e[n]}" for n in ("errors", "p50_ms", "p99_ms", "requests", "rounds") if n in e)
+            p(f"| {k[0]} | {k[1]} | {med[k]:,.1f} | {units[k]} | {notes} |")
+        p("")
+        p("| target | figure | met |")
+        p("|---|---|---|")
+        for k in (("micro-metrics", "lakebase C core"), ("micro-query-event", "lakebase C core")):
+            if k in med:
+                p(f"| {k[0]} (info: what a statement adds in C) | {med[k]:.0f} ns | – |")
+        for interp in ("Lua 5.4", "LuaJIT"):
+            on = med.get(("W1-cpu", f"lakebase {interp} (client CPU, hooks + logger on)"))
+            off = med.get(("W1-cpu", f"lakebase {interp} (client CPU, hooks + logger off)"))
+            if on and off:
+                p(f"| W1 client CPU, hooks + logger on vs off (info, {interp}) | "
+                  f"{on:.1f} vs {off:.1f} us ({on / off:.3f}×) | – |")
+        for w, tag in (("W1-obs", "Lua 5.4"), ("W1-obs", "LuaJIT"), ("W5-obs", "LuaJIT (nginx")):
+            on = next((k[1] for k in obs if k[0] == w and tag in k[1] and "on)" in k[1]), None)
+            off = next((k[1] for k in obs if k[0] == w and tag in k[1] and "off" in k[1]), None)
+            r = obs_ratio(w, on, off) if on and off else None
+            target(f"{w[:2]} observability on ≤ 1.03× off ({tag.split(' (')[0]}{', nginx' if w == 'W5-obs' else ''})",
+                   f"{r:.3f}×" if r else "–", r <= 1.03 if r else None)
+        p("")
+
+    others = sorted(k for k in med if k[0] not in ("W1", "W2", "W3", "W4", "W1-obs", "W5-obs", "W1-cpu"))
     if others:
         p("## W5 (nginx) and micro benchmarks")
         p("")

@@ -111,6 +111,11 @@ if [ -x bench/nginx.sh ]; then
   bash bench/nginx.sh >>"$out" || echo "   W5: FAILED"
 fi
 
+if [ -x bench/observe.sh ]; then
+  echo "== observability on vs off (W1, W5)"
+  bash bench/observe.sh >>"$out" || echo "   observability: FAILED"
+fi
+
 python3 bench/report.py "$out" >bench/RESULTS.md
 echo "== wrote bench/RESULTS.md"
 # The round-trip section (every peer through the latency proxy at 20 ms RTT), same fixtures.

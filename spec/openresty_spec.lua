@@ -304,6 +304,16 @@ local function eventually(secs, fn)
   return fn()
 end
 
+-- How many lines of the example's error log contain `text` (lakebase's default logger under
+-- nginx is ngx.log: "lakebase: <event> k=v ...").
+local function log_lines(dir, text)
+  local n = 0
+  for line in (h.read_file(dir .. "/logs/error.log") or ""):gmatch("[^\n]+") do
+    if line:find(text, 1, true) then n = n + 1 end
+  end
+  return n
+end
+
 describe("openresty (nginx + lakebase.ngx)", function()
   local db, created_items
 
@@ -617,6 +627,7 @@ describe("openresty (nginx + lakebase.ngx)", function()
   end)
 
   it("rolls back and returns the connection when the client aborts mid-transaction", function()
+    local logged = log_lines(prefix, "transaction_rolled_back count=1 reason=client_abort")
     local item = get_json("POST", "/items", '{"name":"abort me"}')
     local _, code = http("GET", "/t/tx_sleep?id=" .. item.id, nil, 0.5)
     assert.are.equal(0, code) -- curl gave up: the client went away mid-transaction
@@ -627,6 +638,8 @@ describe("openresty (nginx + lakebase.ngx)", function()
     local again = get_json("GET", "/items/" .. item.id)
     assert.are.equal("abort me", again.name) -- the update was rolled back
     get_json("DELETE", "/items/" .. item.id)
+    -- the logger heard of it (the default logger: ngx.log at warn)
+    assert.are.equal(logged + 1, log_lines(prefix, "transaction_rolled_back count=1 reason=client_abort"))
   end)
 
   it("does the same through lakebase.ngx.abort_request() from the application's own handler", function()
@@ -660,12 +673,16 @@ describe("openresty (nginx + lakebase.ngx)", function()
   end)
 
   it("reclaims a transaction abandoned with ngx.exit once its lease runs out", function()
+    local logged = log_lines(prefix, "reason=lease_expired")
     local text, code = http("GET", "/t/tx_exit")
     assert.are.equal(200, code)
     assert.truthy(text:find("left inside", 1, true))
     assert.is_true(eventually(6, function()
       return stats().pins == 0 and idle_in_tx_count() == 0
     end), "abandoned transaction not reaped: " .. json.encode(stats()))
+    assert.is_true(eventually(2, function()
+      return log_lines(prefix, "lakebase: transaction_rolled_back count=1 reason=lease_expired") > logged
+    end), "no transaction_rolled_back event in the error log")
   end)
 
   it("serves the point lookup under wrk load without errors", function()

@@ -152,6 +152,8 @@ typedef struct lb_settings {
     char *read_host;        /* its Postgres host; NULL: db:reader() is the primary */
     int read_port;          /* 0: the primary's port */
     int fallback_to_primary; /* 1: db:reader() runs on the primary while the reader is down */
+    int slow_query_ms;      /* statements slower than this are logged (slow_query), 0 = never */
+    int slow_acquire_ms;    /* checkouts that wait longer than this are logged (pool_wait), 0 = never */
     char *key;              /* identity of a pool: equal keys share it (holds no secret in clear) */
     char *credential_key;   /* identity of a credential: workspace, endpoint, auth identity (pool
                              * sizes and timeouts do not matter); equal keys share one */
@@ -364,5 +366,73 @@ int lb_pin_exists(lb_pin_id id); /* 1 while the pin is registered (not released 
 /* Releases every pin idle (not taken) for longer than its lease; returns how many. Also run by
  * lb_pin_new and lb_pin_take, so a process that keeps using pins needs no timer. */
 int lb_pin_reap(void);
+
+/* ------------------------------------------------------------------------------------------
+ * Observability (lb_metrics.c, lb_log.c): counters and histograms kept per series set (one per
+ * endpoint, host, port and database: pools with those in common share one; a credential set per
+ * endpoint), process-wide, never freed; and the queue of events (connects, credential refreshes,
+ * slow queries, per-query events for hooks) that C work, background threads included, reports
+ * for Lua to deliver on its next call.
+ * ---------------------------------------------------------------------------------------- */
+
+#define LB_METRICS_BUCKETS 15 /* upper bounds in seconds: lb_metrics_bounds */
+#define LB_METRICS_CLASSES 15 /* SQLSTATE classes counted apart: lb_metrics_class */
+#define LB_METRICS_KINDS 7    /* lb_kind values (LB_OK unused) */
+
+typedef struct lb_histogram {
+    uint64_t count;
+    double sum;                      /* seconds */
+    uint64_t le[LB_METRICS_BUCKETS]; /* cumulative: observations <= lb_metrics_bounds[i] */
+} lb_histogram;
+
+typedef struct lb_metrics_sample {
+    int credential;  /* 1: a credential set (endpoint only), 0: a pool set */
+    const char *endpoint, *host, *database; /* "" when unset; live as long as the process */
+    int port;
+    uint64_t queries, connects, connect_failures, refreshes, refresh_failures;
+    uint64_t errors[LB_METRICS_KINDS][LB_METRICS_CLASSES]; /* [lb_kind][class] */
+    lb_histogram query, connect, wait, refresh;
+    int pools, open, idle, in_use, waiting, max; /* summed over the live pools of the set */
+    double expires_at; /* credential sets: epoch seconds of the cached credential, 0 if none */
+    const void *set;   /* identity of the series set */
+} lb_metrics_sample;
+
+extern const double lb_metrics_bounds[LB_METRICS_BUCKETS];
+/* "none" (no SQLSTATE), "08", "22", ..., "other": the class label of errors[][i]. */
+const char *lb_metrics_class(int i);
+/* Every series set now: *out malloc'd (free() it), *n entries. 0, or -1 out of memory. */
+int lb_metrics_collect(lb_metrics_sample **out, size_t *n);
+
+typedef enum lb_log_level { LB_LOG_DEBUG, LB_LOG_INFO, LB_LOG_WARN, LB_LOG_ERROR } lb_log_level;
+/* What to queue (lb_log_want): log events, per-query events (on_query), connect events. */
+enum { LB_WANT_LOG = 1, LB_WANT_QUERY = 2, LB_WANT_CONNECT = 4 };
+
+#define LB_EVENT_FIELDS 12
+typedef struct lb_event_field {
+    const char *key; /* static */
+    char *text;      /* malloc'd, or NULL for a number */
+    double num;
+} lb_event_field;
+
+typedef struct lb_event {
+    lb_log_level level;
+    const char *name; /* static: "connect_ok", "credential_fetched", "slow_query", "query", ... */
+    double time;      /* epoch seconds when it happened */
+    const void *set;  /* "query" events: the series set whose labels they share (lb_event_pool) */
+    int nfields;
+    lb_event_field f[LB_EVENT_FIELDS];
+} lb_event;
+
+void lb_log_want(unsigned mask); /* 0: queue nothing (the default) */
+unsigned lb_log_wanted(void);
+/* Takes up to max queued events (oldest first) into out; the caller frees each with
+ * lb_event_free. Returns how many; *dropped: events lost to a full queue since the last call. */
+int lb_log_take(lb_event *out, int max, uint64_t *dropped);
+/* The labels of e->set ("" when unset). */
+void lb_event_pool(const lb_event *e, const char **endpoint, const char **host,
+                   const char **database, int *port);
+/* 1 when something is queued (a relaxed atomic read, no lock): the cheap test before lb_log_take. */
+int lb_log_pending(void);
+void lb_event_free(lb_event *e);
 
 #endif

@@ -33,6 +33,7 @@ enum {
     O_KEEPALIVES, O_KEEPALIVES_IDLE, O_KEEPALIVES_INTERVAL, O_KEEPALIVES_COUNT, O_TCP_USER_TIMEOUT,
     O_MIN_IDLE, O_PREFETCH,
     O_READ_ENDPOINT, O_READ_HOST, O_READ_PORT, O_FALLBACK_TO_PRIMARY,
+    O_SLOW_QUERY_MS, O_SLOW_ACQUIRE_MS,
     O_COUNT
 };
 
@@ -178,6 +179,15 @@ static const lb_option_info spec[O_COUNT] = {
                                "db:reader() runs on the primary while the read endpoint cannot "
                                "be reached",
         BOOL(fallback_to_primary)},
+    [O_SLOW_QUERY_MS] = {"slow_query_ms", NULL, 0, "an integer number of milliseconds 0-86400000",
+                         "1000", "a statement slower than this is logged (slow_query, with its SQL "
+                         "text and no parameter values; 0: never)",
+        INT(slow_query_ms, 0, 86400000)},
+    [O_SLOW_ACQUIRE_MS] = {"slow_acquire_ms", NULL, 0,
+                           "an integer number of milliseconds 0-86400000", "100",
+                           "a wait for a pooled connection longer than this is logged (pool_wait; "
+                           "0: never)",
+        INT(slow_acquire_ms, 0, 86400000)},
 };
 
 const lb_option_info *lb_options(int *count)
@@ -1265,6 +1275,8 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
      * jittered per connection (lb_pool.c), so the pool replaces its connections on its own time. */
     s->max_lifetime = 3600;
     s->prepare = 1;
+    s->slow_query_ms = 1000;
+    s->slow_acquire_ms = 100;
     /* A peer gone without a goodbye is noticed within ~30 s: idle 15 s, then 3 probes 5 s apart;
      * data left unacknowledged for 30 s fails the connection (tcp_user_timeout). */
     s->keepalives = 1;

@@ -1036,18 +1036,33 @@ unprepared:
     return collect_any(c, fn, ctx, &delivered, err);
 }
 
+/* Every statement a caller runs is timed and recorded (lb_observe.c): the pool's series set, and
+ * its event when one is wanted. A connection without a set (a probe) records nothing. */
+static void observed(lb_conn *c, const char *sql, double started, const PGresult *res,
+                     const lb_error *err)
+{
+    if (c->m)
+        lb_observe_query(c->m, sql, lb_time_mono() - started, c->slow_query, res, err);
+}
+
 PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *types,
                        const char *const *values, const int *lengths, const int *formats,
                        lb_error *err)
 {
-    return exec_any(c, sql, nparams, types, values, lengths, formats, NULL, NULL, err);
+    double started = lb_time_mono();
+    PGresult *res = exec_any(c, sql, nparams, types, values, lengths, formats, NULL, NULL, err);
+    observed(c, sql, started, res, err);
+    return res;
 }
 
 PGresult *lb_conn_exec_rows(lb_conn *c, const char *sql, int nparams, const Oid *types,
                             const char *const *values, const int *lengths, const int *formats,
                             lb_rows_fn row_fn, void *ctx, lb_error *err)
 {
-    return exec_any(c, sql, nparams, types, values, lengths, formats, row_fn, ctx, err);
+    double started = lb_time_mono();
+    PGresult *res = exec_any(c, sql, nparams, types, values, lengths, formats, row_fn, ctx, err);
+    observed(c, sql, started, res, err);
+    return res;
 }
 
 /* Scripts may throw away our prepared statements; forget them all to stay consistent. */
@@ -1117,12 +1132,18 @@ static int exec_simple(lb_conn *c, const char *sql, int glue, lb_error *err)
 
 int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err)
 {
-    return exec_simple(c, sql, 0, err);
+    double started = lb_time_mono();
+    int rc = exec_simple(c, sql, 0, err);
+    observed(c, sql, started, NULL, err);
+    return rc;
 }
 
 int lb_conn_exec_control(lb_conn *c, const char *sql, lb_error *err)
 {
-    return exec_simple(c, sql, 1, err);
+    double started = lb_time_mono();
+    int rc = exec_simple(c, sql, 1, err);
+    observed(c, sql, started, NULL, err);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1273,6 +1294,7 @@ out:
 int lb_conn_pipeline(lb_conn *c, const lb_pipe_stmt *stmts, int n, PGresult **res, int *failed,
                      lb_error *err)
 {
+    double started = lb_time_mono();
     int rc;
 
     *failed = -1;
@@ -1293,6 +1315,7 @@ int lb_conn_pipeline(lb_conn *c, const lb_pipe_stmt *stmts, int n, PGresult **re
             err->message = m;
         }
     }
+    observed(c, stmts[rc != 0 && *failed >= 0 ? *failed : 0].sql, started, NULL, rc ? err : NULL);
     return rc;
 }
 

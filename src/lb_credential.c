@@ -17,6 +17,7 @@
 #include "lb_buf.h"
 #include "lb_credential.h"
 #include "lb_http.h"
+#include "lb_metrics.h"
 #include "lb_time.h"
 
 #include <cjson/cJSON.h>
@@ -582,8 +583,9 @@ static int fetch_once(lb_credentials *c, attempt *a, void *outp, lb_error *err)
  * and the next attempt is scheduled by the caller). *retry_after reports the server's wish. */
 typedef int (*attempt_fn)(lb_credentials *c, attempt *a, void *out, lb_error *err);
 
+/* *status: the HTTP status of the last attempt (0 when none was answered). */
 static int with_retries(lb_credentials *c, int retry, attempt_fn once_fn, void *out,
-                        double *retry_after, lb_error *err)
+                        double *retry_after, long *status, lb_error *err)
 {
     attempt a = { 0, -1, 0 }; /* read after a try that failed before any HTTP (out of memory) */
     double delay = 0;
@@ -631,12 +633,24 @@ static int with_retries(lb_credentials *c, int retry, attempt_fn once_fn, void *
         err->request_id = rid;
         err->hint = hint;
     }
+    *status = a.status;
     return -1;
 }
 
+/* The credential through with_retries, timed and reported (lb_observe.c: metrics, and the
+ * credential_fetched / credential_recovered / credential_refresh_failed events). Only the fetching thread runs here,
+ * and fail_streak changes only when it is done (refresh_done), so it is read without the lock. */
 static int fetch(lb_credentials *c, int retry, fetched *out, double *retry_after, lb_error *err)
 {
-    return with_retries(c, retry, fetch_once, out, retry_after, err);
+    double started = lb_time_mono();
+    long status = 0;
+    int rc = with_retries(c, retry, fetch_once, out, retry_after, &status, err);
+
+    if (rc != 0)
+        scrub_error(c, err, NULL);
+    lb_observe_refresh(c->instance ? c->instance : c->endpoint, lb_time_mono() - started, !retry,
+                       c->fail_streak, status, rc == 0 ? out->expires_wall : 0, rc == 0 ? NULL : err);
+    return rc;
 }
 
 /* ---- discovery ------------------------------------------------------------------------------ */
@@ -965,6 +979,7 @@ void lb_credentials_stats(lb_credentials *c, lb_credential_stats *out)
 int lb_credentials_discover(lb_credentials *c, lb_discovery *out, lb_error *err)
 {
     double wait_until = lb_time_mono() + c->connect_timeout + 1.0, retry_after = -1;
+    long status = 0; /* not reported: discovery has no metric of its own */
     lb_discovery d;
     lb_error derr = LB_ERROR_INIT;
     uint64_t seen;
@@ -1005,7 +1020,7 @@ int lb_credentials_discover(lb_credentials *c, lb_discovery *out, lb_error *err)
     }
     c->fetching = 1;
     pthread_mutex_unlock(&c->mu);
-    rc = with_retries(c, 1, discover_once, &d, &retry_after, &derr);
+    rc = with_retries(c, 1, discover_once, &d, &retry_after, &status, &derr);
     pthread_mutex_lock(&c->mu);
     c->fetching = 0;
     c->disc_attempts++;

@@ -73,6 +73,7 @@ struct lb_pool {
     lb_cap *cap;         /* the process cap this pool counts against (set once), or NULL */
     lb_pool *cap_next;   /* cap->mu: member link */
     int cap_waiting;     /* __atomic: this pool's callers waiting for room under the cap */
+    lb_metrics *m;       /* this pool's series set (lb_metrics.c) */
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -320,6 +321,7 @@ lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
     p->pooler = strstr(p->s->host, "-pooler.") != NULL;
     if (p->cap)
         cap_join(p);
+    p->m = lb_metrics_for_pool(s);
     p->refs = 1;
     p->next = registry;
     registry = p;
@@ -441,6 +443,7 @@ static void give_up(lb_pool *p, int attempts, double started, lb_error *err)
         memcpy(err->sqlstate, last.sqlstate, sizeof err->sqlstate);
     }
     lb_error_clear(&last);
+    lb_observe_gave_up(p->m, lb_time_mono() - started, attempts, err);
 }
 
 /* Connects, retrying transient failures (refused, reset, timeouts, 57P01-57P03, 53300) with
@@ -475,7 +478,9 @@ static lb_conn *connect_retrying(lb_pool *p, double deadline, lb_error *err)
             continue; /* another caller may have failed meanwhile and moved it */
         }
         attempts++;
+        now = lb_time_mono();
         c = pool_connect(p, deadline, &failure, err);
+        lb_observe_connect(p->m, c, lb_time_mono() - now, attempts, failure == LB_OPEN_TRANSIENT, err);
         pthread_mutex_lock(&p->mu);
         if (c) {
             p->fail_streak = 0;
@@ -496,8 +501,11 @@ static lb_conn *connect_retrying(lb_pool *p, double deadline, lb_error *err)
             }
         }
         pthread_mutex_unlock(&p->mu);
-        if (c)
+        if (c) {
+            c->m = p->m;
+            c->slow_query = p->s->slow_query_ms / 1000.0;
             return c;
+        }
         if (failure != LB_OPEN_TRANSIENT) {
             if (failure == LB_OPEN_AUTH)
                 err->retriable = 0; /* refused again after the credential refresh */
@@ -709,10 +717,11 @@ static int wait_cap(lb_pool *p, unsigned seen, double deadline, lb_error *err)
     return 0;
 }
 
-/* Checkout without taking a pool reference (the caller holds one for the duration). */
-static lb_conn *checkout(lb_pool *p, lb_error *err)
+/* Checkout without taking a pool reference (the caller holds one for the duration), from
+ * `started` (monotonic); *queued is set when it had to wait behind others or for a free slot. */
+static lb_conn *checkout_from(lb_pool *p, double started, int *queued, lb_error *err)
 {
-    double deadline = lb_time_mono() + p->s->acquire_timeout;
+    double deadline = started + p->s->acquire_timeout;
 
     for (;;) {
         lb_conn *c = NULL, *swept = NULL;
@@ -738,9 +747,9 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
                 p->in_use++;
                 slot = 1;
             } else {
-                capped = 1;
+                capped = *queued = 1; /* waiting for room under the process cap is a pool wait */
             }
-        } else if (!wait_locked(p, deadline, &c, &slot, err)) {
+        } else if ((*queued = 1) && !wait_locked(p, deadline, &c, &slot, err)) {
             pthread_mutex_unlock(&p->mu);
             close_list(swept);
             return NULL;
@@ -773,6 +782,19 @@ static lb_conn *checkout(lb_pool *p, lb_error *err)
         c->retry_safe = c->in_doubt = 0;
         return c;
     }
+}
+
+/* checkout_from now, timed: the wait histogram (connecting included), failures, and a queued
+ * wait past slow_acquire_ms (a checkout that only connected is not a pool wait: connect events
+ * say how long that took). */
+static lb_conn *checkout(lb_pool *p, lb_error *err)
+{
+    double started = lb_time_mono();
+    int queued = 0;
+    lb_conn *c = checkout_from(p, started, &queued, err);
+    lb_observe_wait(p->m, lb_time_mono() - started, queued ? p->s->slow_acquire_ms : 0,
+                    c ? NULL : err);
+    return c;
 }
 
 /* A connection found a pooler in the path: every connection of the pool stops preparing, and
@@ -992,6 +1014,29 @@ void lb_pool_stats_get(lb_pool *p, lb_pool_stats *out)
         out->credential_failures = cs.failures;
         out->credential_expires_at = cs.expires_at;
     }
+}
+
+void lb_pool_gauges(lb_metrics_sample *s, size_t n)
+{
+    lb_pool *p;
+    size_t i;
+
+    pthread_mutex_lock(&registry_mu);
+    for (p = registry; p; p = p->next) {
+        for (i = 0; i < n && s[i].set != p->m; i++)
+            ;
+        if (i == n)
+            continue;
+        pthread_mutex_lock(&p->mu);
+        s[i].pools++;
+        s[i].open += p->total;
+        s[i].idle += p->nidle;
+        s[i].in_use += p->in_use;
+        s[i].waiting += p->nwaiting;
+        s[i].max += p->s->max;
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_unlock(&registry_mu);
 }
 
 void lb_pool_close(lb_pool *p)

@@ -3,6 +3,7 @@
 #define LB_POOL_INT_H
 
 #include "lakebase.h"
+#include "lb_metrics.h"
 
 /* One cached prepared statement: the SQL text plus the parameter types it was prepared with
  * (the same SQL sent with other parameter types needs its own statement). */
@@ -39,6 +40,8 @@ struct lb_conn {
     int ndeferred;
     uint64_t clock, next_name;
     struct lb_conn *next; /* idle list link */
+    lb_metrics *m;      /* the pool's series set (NULL: not recorded, e.g. a probe) */
+    double slow_query;  /* seconds: statements this slow are reported (slow_query_ms), 0 = never */
 };
 
 /* Why lb_conn_open failed, for the pool's retry decision. */
@@ -63,5 +66,8 @@ int lb_conn_reset(lb_conn *c);
 /* Stops automatic prepared statements on c: a pooler is in the path (the pool saw it on another
  * connection). */
 void lb_conn_no_prepare(lb_conn *c);
+
+/* Adds the live pools' connection figures to the samples of their series sets (lb_metrics.c). */
+void lb_pool_gauges(lb_metrics_sample *s, size_t n);
 
 #endif

@@ -8,6 +8,7 @@
 --   GET    /items/:id     200 item | 404
 --   PATCH  /items/:id     200 item | 400 | 404
 --   DELETE /items/:id     200 {"deleted":id} | 404
+--   GET    /metrics       200 the Prometheus text format of every worker (lakebase.ngx.prometheus)
 --   GET    /read/items    like GET /items, served by db:reader(): the read-only endpoint when
 --                         LAKEBASE_READ_HOST is set (replication lag applies), else the primary
 -- Database failures answer 500 {"error":"internal error"}: the details go to the error log only.
@@ -38,6 +39,20 @@ function _M.init_worker()
   if not db then
     ngx.log(ngx.ERR, "lakebase: ", tostring(db_err))
   end
+  -- every second into the shared dict that GET /metrics reads (nginx.conf: lua_shared_dict)
+  local ok, err = require("lakebase.ngx").start_metrics("lakebase_metrics", 1)
+  if not ok then ngx.log(ngx.ERR, "lakebase: ", tostring(err)) end
+end
+
+--- GET /metrics: the Prometheus text of every worker, each series labelled worker="<id>".
+function _M.metrics()
+  local text, err = require("lakebase.ngx").prometheus("lakebase_metrics")
+  if not text then
+    ngx.log(ngx.ERR, "lakebase: ", tostring(err))
+    return ngx.exit(500)
+  end
+  ngx.header["Content-Type"] = "text/plain; version=0.0.4"
+  ngx.print(text)
 end
 
 --- The worker's db (for extra locations, e.g. the spec's).

@@ -5,9 +5,9 @@
 # Settings: the SPEC §2 variables from the environment; when PGHOST is unset, the local fixtures'
 # ${LAKEBASE_RUN_DIR:-spec/support/run}/env.sh is mapped to them (OAuth M2M, like examples/run_demo.sh).
 # Knobs: LAKEBASE_BUILD (build tree, default build), LAKEBASE_NGINX_WORKERS (default 1),
-# LAKEBASE_NGINX_EXTRA (a file included in the server block), LAKEBASE_NGINX_HTTP_EXTRA (one
-# included at the http level), LAKEBASE_NGINX_PREFIX (default
-# <run dir>/openresty). Logs: <prefix>/logs/error.log.
+# LAKEBASE_NGINX_PORT (default: a free one), LAKEBASE_NGINX_EXTRA (a file included in the server
+# block), LAKEBASE_NGINX_HTTP_EXTRA (one included at the http level), LAKEBASE_NGINX_PREFIX
+# (default <run dir>/openresty). Logs: <prefix>/logs/error.log.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -60,7 +60,7 @@ start() {
   : >"$prefix/logs/error.log"
 
   local port lua_path lua_cpath user_line="" extra="" http_extra=""
-  port=$(free_port)
+  port=${LAKEBASE_NGINX_PORT:-$(free_port)}
   lua_path="$here/?.lua;$root/lua/?.lua;$root/lua/?/init.lua;$root/?.lua"
   lua_cpath="$build/luajit/?.so"
   # As root the workers would run as nobody, who may not read the repo, the build or the CA file.

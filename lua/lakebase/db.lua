@@ -18,6 +18,7 @@
 -- when the tx object is garbage-collected or closed (`<close>`) without finishing.
 local core = require("lakebase.core")
 local errors = require("lakebase.errors")
+local log = require("lakebase.log")
 
 local _M = {}
 
@@ -39,6 +40,13 @@ end
 
 local make_error = errors.new
 _M.make_error = make_error
+
+-- What the core queued during a call (events for the logger and hooks) is delivered when it
+-- returns; `log.active` is false while no logger or hook is set, so the query path pays one test.
+local function delivered(...)
+  log.deliver()
+  return ...
+end
 
 local function check_sql(sql, fname)
   if type(sql) ~= "string" then
@@ -105,6 +113,7 @@ end
 -- Every argument after `sql` is a parameter ($1, $2, ...); nil arguments are SQL NULL.
 function db_methods:query(sql, ...)
   check_sql(sql, "query")
+  if log.active then return delivered(pool_of(self):query(sql, ...)) end
   return pool_of(self):query(sql, ...)
 end
 
@@ -112,6 +121,7 @@ end
 function db_methods:one(sql, ...)
   check_sql(sql, "one")
   local rows, err = pool_of(self):query(sql, ...)
+  if log.active then log.deliver() end
   if not rows then
     return nil, err
   end
@@ -131,23 +141,47 @@ function db_methods:query_params(sql, params, opts)
   check_sql(sql, "query_params")
   check_params(params, "query_params")
   check_opts(opts, "query_params")
+  if log.active then return delivered(pool_of(self):query_params(sql, params, opts)) end
   return pool_of(self):query_params(sql, params, opts)
 end
 
 --- Several statements, no parameters (simple protocol): true or nil, err.
 function db_methods:exec_script(sql)
   check_sql(sql, "exec_script")
-  return pool_of(self):exec_script(sql)
+  return delivered(pool_of(self):exec_script(sql))
 end
 
 --- The pool's counters; `reader` holds the read side's once db:reader() made one.
 function db_methods:stats()
+  log.deliver()
   local st = pool_of(self):stats()
   local r = self._reader
   if r and r ~= self and not r._pool:closed() then
     st.reader = r._pool:stats()
   end
   return st
+end
+
+--- This db's series set of lakebase.metrics (the counters and histograms of its endpoint,
+-- host, port and database, shared with other pools of those; gauges summed over them), with
+-- `credential` = its credential's set (nil with password auth). A reader's: reader:metrics().
+function _M.metrics_of(settings)
+  local own, cred
+  for _, set in ipairs(core.metrics()) do
+    if set.kind == "pool" and set.host == settings.host and set.port == settings.port
+      and set.database == settings.database and set.endpoint == (settings.endpoint or "") then
+      own = set
+    elseif set.kind == "credential" and settings.endpoint and set.endpoint == settings.endpoint then
+      cred = set
+    end
+  end
+  if own then own.credential = cred end
+  return own
+end
+
+function db_methods:metrics()
+  log.deliver()
+  return _M.metrics_of(pool_of(self):settings())
 end
 
 ---------------------------------------------------------------------------------------------
@@ -425,6 +459,7 @@ function db_methods:transaction(fn, opts)
     return fresh or dead_conn(ferr)
   end))
   conn:release() -- rolls back anyway if COMMIT/ROLLBACK could not run
+  log.deliver()
   return unpack(out, 1, out.n)
 end
 
@@ -464,6 +499,7 @@ local function call(self, conn, method, ...)
     self._conn = fresh
     res, err = fresh[method](fresh, ...)
   end
+  if log.active then log.deliver() end
   return note(self, res, err)
 end
 
@@ -582,6 +618,7 @@ function _M.run_pipeline(target, fn)
     error(e, 0)
   end
   local results, err = target:pipeline(p._stmts)
+  log.deliver()
   if not results then
     return nil, err
   end

@@ -21,6 +21,15 @@ _M.bytea = value.bytea
 --- Validated settings (secrets redacted when printed) or nil, err.
 _M.config = core.config
 
+-- lakebase.metrics.prometheus(): every pool's counters in the Prometheus text format.
+_M.metrics = require("lakebase.metrics")
+
+-- lakebase.set_logger(fn(level, event, fields)) and lakebase.set_hooks({ on_query =, on_connect = }):
+-- see lakebase.log.
+local log = require("lakebase.log")
+_M.set_logger = log.set_logger
+_M.set_hooks = log.set_hooks
+
 --- The Lakebase credential for tools such as psql: token, expires_at (epoch seconds) or nil, err.
 _M.token = core.token
 

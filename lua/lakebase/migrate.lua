@@ -33,6 +33,7 @@ local sha256 = require("lakebase.sha256")
 local drizzle = require("lakebase.drizzle")
 local sqltext = require("lakebase.sql")
 local errors = require("lakebase.errors")
+local log = require("lakebase.log")
 local quote_ident = sqltext.quote_ident
 
 local _M = {}
@@ -753,6 +754,7 @@ function _M.up(db, opts)
         return nil, aerr
       end
       out.applied[#out.applied + 1] = { file = m.file, version = m.version, name = m.name, duration_ms = dur }
+      log.emit("info", "migration_applied", { file = m.file, version = m.version, name = m.name, duration_ms = dur })
       s.progress(string.format("applied %s in %d ms", describe(m), dur))
     end
     out.pending = {}

@@ -36,6 +36,7 @@
 local lakebase = require("lakebase")
 local core = require("lakebase.core")
 local dbmod = require("lakebase.db")
+local lblog = require("lakebase.log")
 
 local _M = { _VERSION = lakebase._VERSION }
 
@@ -401,6 +402,7 @@ local function call(self, fname, gated, ...)
       return nil, make_error("pool", "nginx worker thread call failed: " .. msg)
     end
     res = pack(unpack(res, 2, res.n))
+    if lblog.active then lblog.deliver() end -- what the thread's call queued, in this state
   elseif ph == "init" then
     error("lakebase: no queries in init_by_lua (the master process): connections opened there"
       .. " would be shared by every forked worker; query from init_worker_by_lua or later", 3)
@@ -454,7 +456,9 @@ end
 -- Gives back what the request holds: the permits of its calls in flight, its open transactions.
 local function cleanup(state)
   if next(state.pins) then
-    log("WARN", "client aborted the request: rolling back its open transaction")
+    local n = 0
+    for _ in pairs(state.pins) do n = n + 1 end
+    lblog.emit("warn", "transaction_rolled_back", { reason = "client_abort", count = n })
   end
   for g, n in pairs(state.inflight) do
     state.inflight[g] = nil
@@ -523,10 +527,11 @@ function start_reaper(self)
     if premature then
       return
     end
+    if lblog.active then lblog.deliver() end -- a quiet worker still hears of background refreshes
     if core.pin_count() > 0 then -- a mutex read: no thread call while nothing is pinned
       local tok, ok2, n = ngx.run_worker_thread(pool_name, MODULE, "t_reap")
       if tok and ok2 and n and n > 0 then
-        log("WARN", n, " transaction(s) idle past their lease were rolled back and returned")
+        lblog.emit("warn", "transaction_rolled_back", { reason = "lease_expired", count = n })
       elseif not tok then
         log("ERR", "pin reaper: ", ok2)
       end
@@ -814,6 +819,7 @@ function _M.new(opts)
   if not (ngx and ngx.run_worker_thread) then
     return db
   end
+  lblog.init_nginx() -- the default logger here is ngx.log
   if phase() == "init_worker" then -- warm start (min_idle, prefetch) before any request
     local ok
     ok, err = db._pool:warm()
@@ -827,6 +833,64 @@ end
 --- Open pins in this process (transactions in progress): for health/metrics routes.
 function _M.pin_count()
   return core.pin_count()
+end
+
+---------------------------------------------------------------------------------------------
+-- Metrics of every worker. Each worker is a process with its own pools and counters: it
+-- publishes its series sets (core.metrics, as JSON) into a lua_shared_dict under its worker id,
+-- every `interval` seconds and before it serves /metrics itself; /metrics renders every worker's
+-- sets with a `worker` label. Labelled rather than summed: each series is one process's counter,
+-- so it only grows (a worker that restarts is a counter reset Prometheus handles per series, not
+-- a dip in a merged total), the hot path never touches the shared dict, and PromQL sums them
+-- (`sum without (worker) (...)`). Another worker's figures are at most `interval` seconds old.
+---------------------------------------------------------------------------------------------
+
+local function metrics_dict(dict_name)
+  local dict = ngx and ngx.shared and ngx.shared[dict_name]
+  if not dict then
+    return nil, make_error("config", "no lua_shared_dict '" .. tostring(dict_name)
+      .. "': add `lua_shared_dict " .. tostring(dict_name) .. " 1m;` at the http level of nginx.conf")
+  end
+  return dict
+end
+
+--- Publishes this worker's series sets into the shared dict: true | nil, err.
+function _M.publish_metrics(dict_name)
+  local dict, err = metrics_dict(dict_name)
+  if not dict then return nil, err end
+  local ok, serr = dict:set("worker:" .. ngx.worker.id(), lakebase.json.encode(core.metrics()))
+  if not ok then
+    return nil, make_error("config", "lua_shared_dict '" .. dict_name .. "': " .. tostring(serr))
+  end
+  return true
+end
+
+--- From init_worker: publish every `interval` seconds (default 1). true | nil, err.
+function _M.start_metrics(dict_name, interval)
+  local dict, err = metrics_dict(dict_name)
+  if not dict then return nil, err end
+  local ok, terr = ngx.timer.every(interval or 1, function(premature)
+    if not premature then _M.publish_metrics(dict_name) end
+  end)
+  if not ok then return nil, make_error("config", "cannot start the metrics timer: " .. tostring(terr)) end
+  return _M.publish_metrics(dict_name)
+end
+
+--- The Prometheus text of every worker (each series labelled worker="<id>"): text | nil, err.
+function _M.prometheus(dict_name)
+  local ok, err = _M.publish_metrics(dict_name)
+  if not ok then return nil, err end
+  local dict = ngx.shared[dict_name]
+  local all = {}
+  for id = 0, ngx.worker.count() - 1 do
+    local text = dict:get("worker:" .. id)
+    local sets = text and lakebase.json.decode(text)
+    for _, set in ipairs(sets or {}) do
+      set.labels = { worker = tostring(id) }
+      all[#all + 1] = set
+    end
+  end
+  return lakebase.metrics.prometheus(all, ngx.now())
 end
 
 return _M

@@ -11,7 +11,7 @@ packages=(
   libpq-dev libcurl4-openssl-dev libcjson-dev
   postgresql postgresql-client libpam-modules openssl curl python3 ca-certificates
   nginx libnginx-mod-http-lua lua-resty-core
-  lua-sql-postgres nodejs wrk pgbouncer
+  lua-sql-postgres nodejs wrk pgbouncer prometheus
 )
 case "$group" in
   bench) packages+=(hyperfine valgrind) ;;

@@ -24,5 +24,6 @@ void lb_bind_config(lua_State *L);
 void lb_bind_credential(lua_State *L);
 void lb_bind_pool(lua_State *L);
 void lb_bind_pin(lua_State *L);
+void lb_bind_metrics(lua_State *L);
 
 #endif

@@ -271,6 +271,8 @@ void lb_bind_push_settings(lua_State *L, const lb_settings *s)
     set_num(L, "keepalives_count", s->keepalives_count);
     set_num(L, "tcp_user_timeout", s->tcp_user_timeout);
     set_num(L, "min_idle", s->min_idle);
+    set_num(L, "slow_query_ms", s->slow_query_ms);
+    set_num(L, "slow_acquire_ms", s->slow_acquire_ms);
     lua_pushboolean(L, s->prefetch);
     lua_setfield(L, -2, "prefetch");
     set_str(L, "read_endpoint", s->read_endpoint);

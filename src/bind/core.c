@@ -65,6 +65,7 @@ int luaopen_lakebase_core(lua_State *L)
     lb_bind_credential(L);
     lb_bind_pool(L);
     lb_bind_pin(L);
+    lb_bind_metrics(L);
     lb_bind_json(L);
     return 1;
 }
