@@ -33,10 +33,15 @@ describe("db:reader() without a read endpoint", function()
 end)
 
 describe("read endpoint settings", function()
-  it("read_endpoint needs read_host (no host discovery yet); read_port without read_host is refused", function()
+  it("read_endpoint needs read_host only with a password; read_port alone is refused", function()
+    -- Databricks auth: the read endpoint's host is read from the workspace by db:reader()
     local s, err = lakebase.config(h.settings({ read_endpoint = h.endpoint_for("ro") }))
+    assert(s, tostring(err))
+    assert.is_nil(s.read_host)
+    s, err = lakebase.config(h.password_settings({ read_endpoint = h.endpoint_for("ro") }))
     assert.is_nil(s)
-    assert.truthy(contains(tostring(err), "LAKEBASE_READ_HOST (read_host): required when read_endpoint is set"))
+    assert.truthy(contains(tostring(err),
+      "LAKEBASE_READ_HOST (read_host): required when read_endpoint is set with a password"))
     s, err = lakebase.config(h.settings({ read_port = 5433 }))
     assert.is_nil(s)
     assert.truthy(contains(tostring(err), "LAKEBASE_READ_HOST (read_host): required when read_port is set"))
@@ -131,6 +136,20 @@ describe("db:reader() on a streaming replica", function()
     assert.are.equal(c0 + 2, h.workspace.counters()[h.CRED_PATH])
     assert.are.equal(1, db:stats().reader.credential_refreshes)
     assert.are.equal(0, db:stats().reader.connect_failures)
+    db:close()
+  end)
+
+  it("without read_host the reader reads the read endpoint's host from the workspace, once", function()
+    local e = h.env()
+    local path = "/api/2.0/postgres/" .. e.READ_ENDPOINT
+    local g0 = h.workspace.counters()[path] or 0
+    local db = assert(lakebase.new(h.pat_settings({ endpoint = h.endpoint_for(h.unique("rw")),
+      read_port = port, read_endpoint = e.READ_ENDPOINT, application_name = "reader_disc" })))
+    local r = assert(db:reader())
+    assert.is_true(assert(r:one("select pg_is_in_recovery() as rec")).rec)
+    assert.is_true(assert(r:one("select pg_is_in_recovery() as rec")).rec)
+    assert.are.equal(g0 + 1, h.workspace.counters()[path])
+    assert.are.equal(e.PGHOST, r._pool:settings().host)
     db:close()
   end)
 

@@ -166,8 +166,8 @@ static const lb_option_info spec[O_COUNT] = {
         BOOL(prefetch)},
     [O_READ_ENDPOINT] = {"read_endpoint", "LAKEBASE_READ_ENDPOINT", 0,
                          "projects/<project>/branches/<branch>/endpoints/<endpoint>", NULL,
-                         "read-only endpoint for db:reader() (its own pool and credential; needs "
-                         "LAKEBASE_READ_HOST until host discovery exists)",
+                         "read-only endpoint for db:reader() (its own pool and credential; its "
+                         "host is read from it unless LAKEBASE_READ_HOST is set)",
         CUSTOM_TEXT(read_endpoint)},
     [O_READ_HOST] = {"read_host", "LAKEBASE_READ_HOST", 0, "a string", NULL,
                      "Postgres host of the read-only endpoint (unset: db:reader() is the primary)",
@@ -1338,12 +1338,13 @@ lb_settings *lb_settings_load(const lb_option *opts, size_t nopts, lb_error *err
         if (!r[O_DATABRICKS_HOST].value && !r[O_DATABRICKS_HOST].bad_type)
             add_problem(&pr, O_DATABRICKS_HOST, NULL, "required unless password is set (the workspace URL, https://...)");
     }
-    /* The read endpoint's host is not discovered from the endpoint API (yet): it is given. */
+    /* With Databricks auth the read endpoint's host is read from the workspace (db:reader()),
+     * like the primary's; a native password makes no workspace call, so it is given. */
     if (!r[O_READ_HOST].value && !r[O_READ_HOST].bad_type) {
-        if (r[O_READ_ENDPOINT].value || r[O_READ_ENDPOINT].bad_type)
-            add_problem(&pr, O_READ_HOST, NULL,
-                        "required when read_endpoint is set (its host is not discovered yet)");
-        else if (r[O_READ_PORT].value || r[O_READ_PORT].bad_type)
+        if ((r[O_READ_ENDPOINT].value || r[O_READ_ENDPOINT].bad_type) && given_password)
+            add_problem(&pr, O_READ_HOST, NULL, "required when read_endpoint is set with a password");
+        else if (!r[O_READ_ENDPOINT].value && !r[O_READ_ENDPOINT].bad_type &&
+                 (r[O_READ_PORT].value || r[O_READ_PORT].bad_type))
             add_problem(&pr, O_READ_HOST, NULL, "required when read_port is set");
     }
     s->profile = profile_used; /* owned by s now */

@@ -226,29 +226,40 @@ function fallback_methods:sweep() return self.reader:sweep() end
 fallback_mt.__tostring = function(self) return tostring(self.reader) end
 
 --- The options of the read side of `pool` (the primary's handle, made from `opts`): the same
--- options with the read endpoint's host, port and endpoint; nil when no read endpoint is set.
--- Also returns whether fallback_to_primary is on.
+-- options with the read endpoint's host, port and endpoint; nil when no read endpoint is set;
+-- nil, nil, err when its host cannot be read. Also returns whether fallback_to_primary is on.
 function _M.reader_options(pool, opts)
   local s = pool:settings()
-  if not s.read_host then
+  if not s.read_host and not s.read_endpoint then
     return nil
   end
   local ro = {}
   for k, v in pairs(opts or {}) do ro[k] = v end
-  ro.host, ro.port = s.read_host, s.read_port
+  ro.port = s.read_port
   -- Credentials are per endpoint: the read endpoint's own one when it is named.
   if s.read_endpoint then
-    ro.endpoint = s.read_endpoint
+    ro.endpoint, ro.instance = s.read_endpoint, nil
+  end
+  if s.read_host then
+    ro.host = s.read_host
+  else
+    -- Like the primary's: read from the endpoint, once per process (the read pool's credential
+    -- entry keeps the answer, so the pool made from these options finds it there).
+    local d, err = core.discover(ro)
+    if not d then
+      return nil, nil, err
+    end
+    ro.host = d.host
   end
   return ro, s.fallback_to_primary
 end
 
 --- The read-side pool handle of `pool`, or nil when no read endpoint is set; nil, err when its
--- settings are refused. With fallback_to_primary, a proxy that falls back to `pool`.
+-- settings are refused or its host cannot be read. With fallback_to_primary, a proxy that falls back to `pool`.
 function _M.reader_pool(pool, opts)
-  local ro, fallback = _M.reader_options(pool, opts)
+  local ro, fallback, derr = _M.reader_options(pool, opts)
   if not ro then
-    return nil
+    return nil, derr
   end
   local rpool, err = core.pool_new(ro)
   if not rpool then

@@ -651,7 +651,10 @@ function db_methods:reader()
     self._reader = self
     return self
   end
-  local ro, fallback = dbmod.reader_options(self.db._pool, self.settings)
+  local ro, fallback, rerr = dbmod.reader_options(self.db._pool, self.settings)
+  if not ro then -- the read host was read once already (cached): only a closed pool gets here
+    return nil, rerr
+  end
   ro.thread_pool, ro.lease, ro.blocking = self.thread_pool, self.lease, self.blocking
   local r = _M.wrap(rdb, ro)
   r._reader = r

@@ -277,7 +277,7 @@ void lb_bind_push_settings(lua_State *L, const lb_settings *s)
     lua_setfield(L, -2, "prefetch");
     set_str(L, "read_endpoint", s->read_endpoint);
     set_str(L, "read_host", s->read_host);
-    if (s->read_host)
+    if (s->read_host || s->read_endpoint) /* a read side: its port (default: the primary's) */
         set_num(L, "read_port", s->read_port ? s->read_port : s->port);
     lua_pushboolean(L, s->fallback_to_primary);
     lua_setfield(L, -2, "fallback_to_primary");
