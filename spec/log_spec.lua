@@ -234,6 +234,28 @@ describe("hooks", function()
     db:close()
   end)
 
+  it("on_query and the logger see one call's events in order; a long statement whole", function()
+    local seen = {}
+    lakebase.set_logger(function(_, event) seen[#seen + 1] = event end)
+    lakebase.set_hooks({
+      on_query = function(sql) seen[#seen + 1] = "query:" .. #sql end,
+      on_connect = function(info) seen[#seen + 1] = "hook:" .. info.event end,
+    })
+    local db = assert(lakebase.new(h.pat_settings({ endpoint = h.endpoint_for(h.unique("order")),
+      slow_query_ms = 50 })))
+    -- The first call: the connect, then the statement (kept aside by the calling thread, lb_log.c).
+    assert(db:query("select 1"))
+    -- A slow statement: its slow_query event, then its on_query call.
+    assert(db:query("select pg_sleep(0.06)"))
+    -- Longer than the kept copy (2 KiB): through the queue, whole.
+    local long = "select 1 as a" .. string.rep(" ", 3000)
+    assert(db:query(long))
+    db:close()
+    local got = table.concat(seen, ",")
+    assert.equal(table.concat({ "credential_fetched", "hook:connect_ok", "connect_ok", "query:8",
+      "slow_query", "query:" .. #"select pg_sleep(0.06)", "query:" .. #long }, ","), got)
+  end)
+
   it("examples/otel_spans.lua prints one OTLP/JSON span per connect and statement", function()
     local root = h.root()
     local run_dir = os.getenv("LAKEBASE_RUN_DIR") or (root .. "/spec/support/run")

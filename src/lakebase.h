@@ -414,11 +414,25 @@ typedef struct lb_event_field {
     double num;
 } lb_event_field;
 
+/* One statement as the on_query hook sees it: no parameter values, no message (the server quotes
+ * values in some). */
+typedef struct lb_query_event {
+    const void *set;        /* the series set whose labels it shares (lb_event_pool) */
+    const char *sql;        /* its text with $n placeholders */
+    double seconds;         /* how long it ran */
+    double time;            /* epoch seconds when it ended */
+    double rows;            /* rows returned or affected, when has_rows */
+    int has_rows;
+    const char *error_kind; /* static (lb_kind_name), or NULL when it succeeded */
+    char sqlstate[6];       /* "" when none */
+} lb_query_event;
+
 typedef struct lb_event {
     lb_log_level level;
     const char *name; /* static: "connect_ok", "credential_fetched", "slow_query", "query", ... */
     double time;      /* epoch seconds when it happened */
-    const void *set;  /* "query" events: the series set whose labels they share (lb_event_pool) */
+    const void *set;  /* non-NULL for "query" events, whose content is `query` (its sql owned) */
+    lb_query_event query;
     int nfields;
     lb_event_field f[LB_EVENT_FIELDS];
 } lb_event;
@@ -434,5 +448,14 @@ void lb_event_pool(const lb_event *e, const char **endpoint, const char **host,
 /* 1 when something is queued (a relaxed atomic read, no lock): the cheap test before lb_log_take. */
 int lb_log_pending(void);
 void lb_event_free(lb_event *e);
+
+/* A thread that delivers its own events (the Lua state holding the on_query hook runs its
+ * statements there) keeps its latest per-query event aside instead of queueing it: no copy into
+ * the queue, no lock. Any other event the thread queues, or its next statement, first moves the
+ * kept one into the queue, so the order is the queue's. lb_log_keep_queries(1) for the calling
+ * thread; lb_log_take_kept copies it out (1) or returns 0; its sql stays valid until the thread's
+ * next statement. */
+void lb_log_keep_queries(int on);
+int lb_log_take_kept(lb_query_event *out);
 
 #endif

@@ -2,7 +2,9 @@
  * per-query event while an on_query hook wants it) waits here until Lua takes it (lb_log_take) on
  * its next call, so a background thread never calls into Lua. A bounded ring under a mutex: when
  * it is full the oldest event is dropped and counted. Nothing is queued unless lb_log_want asked
- * for that kind of event. */
+ * for that kind of event. A thread that delivers its own events keeps its latest per-query event
+ * aside (lb_log_keep_queries): the statement the hook is told about next costs no copy into the
+ * ring and no lock, which is most of what a hook costs per query. */
 #include "lb_metrics.h"
 #include "lb_time.h"
 
@@ -20,6 +22,13 @@ static lb_event ring[QUEUE_MAX];
 static size_t head, count;
 static uint64_t dropped;
 static atomic_int pending; /* count + (dropped > 0), readable without the lock */
+
+/* Longer SQL goes through the queue: the kept copy is a fixed buffer, so keeping costs no malloc. */
+#define KEPT_SQL 2048
+static _Thread_local int keep;         /* this thread delivers its own per-query events */
+static _Thread_local int kept_n;       /* 1 while `kept` holds one not yet taken */
+static _Thread_local lb_query_event kept;
+static _Thread_local char kept_sql[KEPT_SQL];
 
 void lb_log_want(unsigned mask)
 {
@@ -83,9 +92,11 @@ void lb_event_free(lb_event *e)
     for (i = 0; i < e->nfields; i++)
         free(e->f[i].text);
     e->nfields = 0;
+    free((char *)e->query.sql);
+    e->query.sql = NULL;
 }
 
-void lb_log_push(lb_event *e)
+static void push(lb_event *e)
 {
     lb_event old;
     int drop = 0;
@@ -103,8 +114,65 @@ void lb_log_push(lb_event *e)
     atomic_store_explicit(&pending, 1, memory_order_relaxed);
     pthread_mutex_unlock(&mu);
     e->nfields = 0; /* the queue owns the texts now */
+    e->query.sql = NULL;
     if (drop)
         lb_event_free(&old);
+}
+
+static void queue_query(const lb_query_event *q)
+{
+    lb_event e;
+    lb_event_init(&e, LB_LOG_DEBUG, "query");
+    e.time = q->time;
+    e.set = q->set;
+    e.query = *q;
+    e.query.sql = q->sql ? strdup(q->sql) : NULL;
+    push(&e);
+}
+
+/* The kept event goes into the queue before anything this thread reports after it. */
+static void queue_kept(void)
+{
+    if (kept_n) {
+        kept_n = 0;
+        queue_query(&kept);
+    }
+}
+
+void lb_log_push(lb_event *e)
+{
+    queue_kept();
+    push(e);
+}
+
+void lb_log_query(const lb_query_event *q)
+{
+    size_t len;
+
+    queue_kept();
+    if (keep && q->sql && (len = strlen(q->sql)) < KEPT_SQL) {
+        kept = *q;
+        memcpy(kept_sql, q->sql, len + 1);
+        kept.sql = kept_sql;
+        kept_n = 1;
+        return;
+    }
+    queue_query(q);
+}
+
+void lb_log_keep_queries(int on)
+{
+    keep = on;
+    kept_n = 0;
+}
+
+int lb_log_take_kept(lb_query_event *out)
+{
+    if (!kept_n)
+        return 0;
+    *out = kept;
+    kept_n = 0;
+    return 1;
 }
 
 int lb_log_pending(void)

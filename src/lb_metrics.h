@@ -32,6 +32,9 @@ void lb_event_str(lb_event *e, const char *key, const char *text); /* NULL text:
 void lb_event_num(lb_event *e, const char *key, double num);
 void lb_event_labels(lb_event *e, const lb_metrics *m); /* endpoint, host, port, database */
 void lb_log_push(lb_event *e);
+/* A per-query event: kept aside when this thread delivers its own (lb_log_keep_queries), else
+ * queued with its sql copied. */
+void lb_log_query(const lb_query_event *q);
 
 /* One call per thing that happened (lb_observe.c): its metrics, and its event when one is wanted.
  * `err` is NULL (or LB_OK) on success. */

@@ -4,7 +4,10 @@
  * no secret) and SQL text with its $n placeholders, never parameter values. */
 #include "lb_metrics.h"
 
+#include "lb_time.h"
+
 #include <stdlib.h>
+#include <string.h>
 
 static int failed(const lb_error *err)
 {
@@ -29,23 +32,37 @@ static void error_fields(lb_event *e, const lb_error *err)
     error_fields_of(e, err, 1);
 }
 
-static void push_query(lb_metrics *m, lb_log_level level, const char *name, const char *sql,
-                       double seconds, double threshold, const PGresult *res, const lb_error *err)
+static void push_slow(lb_metrics *m, const char *sql, double seconds, double threshold,
+                      const PGresult *res, const lb_error *err)
 {
     lb_event e;
-    lb_event_init(&e, level, name);
-    if (level == LB_LOG_DEBUG) /* a per-query event: its labels are the set's, shared */
-        e.set = m;
-    else
-        lb_event_labels(&e, m);
+    lb_event_init(&e, LB_LOG_WARN, "slow_query");
+    lb_event_labels(&e, m);
     lb_event_str(&e, "sql", sql);
     lb_event_num(&e, "duration_ms", seconds * 1000);
-    if (threshold > 0)
-        lb_event_num(&e, "threshold_ms", threshold * 1000);
+    lb_event_num(&e, "threshold_ms", threshold * 1000);
     if (res && PQcmdTuples((PGresult *)res)[0])
         lb_event_num(&e, "rows", (double)strtoll(PQcmdTuples((PGresult *)res), NULL, 10));
     error_fields_of(&e, err, 0);
     lb_log_push(&e);
+}
+
+/* What the on_query hook receives: no table, no copy here (lb_log_query decides). */
+static void push_query(lb_metrics *m, const char *sql, double seconds, const PGresult *res,
+                       const lb_error *err)
+{
+    lb_query_event q;
+    q.set = m;
+    q.sql = sql;
+    q.seconds = seconds;
+    q.time = lb_time_wall();
+    q.has_rows = res && PQcmdTuples((PGresult *)res)[0];
+    q.rows = q.has_rows ? (double)strtoll(PQcmdTuples((PGresult *)res), NULL, 10) : 0;
+    q.error_kind = failed(err) ? lb_kind_name(err->kind) : NULL;
+    q.sqlstate[0] = '\0';
+    if (failed(err))
+        memcpy(q.sqlstate, err->sqlstate, sizeof q.sqlstate);
+    lb_log_query(&q);
 }
 
 void lb_observe_query(lb_metrics *m, const char *sql, double seconds, double slow,
@@ -57,9 +74,9 @@ void lb_observe_query(lb_metrics *m, const char *sql, double seconds, double slo
     if (!(want = lb_log_wanted()))
         return;
     if (slow > 0 && seconds >= slow && (want & LB_WANT_LOG))
-        push_query(m, LB_LOG_WARN, "slow_query", sql, seconds, slow, res, err);
+        push_slow(m, sql, seconds, slow, res, err);
     if (want & LB_WANT_QUERY) /* the on_query hook sees every statement */
-        push_query(m, LB_LOG_DEBUG, "query", sql, seconds, 0, res, err);
+        push_query(m, sql, seconds, res, err);
 }
 
 void lb_observe_connect(lb_metrics *m, lb_conn *c, double seconds, int attempt, int will_retry,

@@ -17,7 +17,8 @@
 --       time: epoch seconds).
 --
 -- The C core queues what it observes (lb_log.c), background threads included, and this module
--- delivers it on the next call from Lua (db methods, the nginx bridge after each thread call):
+-- delivers it on the next call from Lua (db methods, the nginx bridge after each call); the
+-- statement this state just ran is kept aside on its own thread instead (no lock, no copy):
 -- a logger or hook never runs on a foreign thread, and under nginx it runs in the worker's main
 -- Lua state, where it was set. With no logger and no hook, nothing is queued and nothing is
 -- delivered: the query path pays one table-field test.

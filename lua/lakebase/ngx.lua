@@ -351,6 +351,7 @@ local function call(self, fname, gated, ...)
   local ph = phase()
   if self.blocking or ph == nil or DIRECT[ph] then
     res = pack(_M[fname](...))
+    if lblog.active then lblog.deliver() end -- what the call reported, before anything later
   elseif YIELDABLE[ph] then
     worker_state(self, ph)
     local gate = gated and self.gate

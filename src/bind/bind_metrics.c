@@ -1,7 +1,8 @@
 /* Lua binding of the metrics and the event queue (lb_metrics.c, lb_log.c).
  *   core.metrics()       -> { set, ... }: every series set of the process (see push_sample)
  *   core.metrics_bounds  -> the histograms' upper bounds in seconds (ascending; +Inf implied)
- *   core.observe(mask)   -> what the core queues: 1 log events, 2 per-query events, 4 connects
+ *   core.observe(mask)   -> what the core queues: 1 log events, 2 per-query events, 4 connects;
+ *                           the calling thread keeps its own per-query events aside (lb_log.c)
  *   core.events(on_query, on_event) -> dropped: hands the queued events, oldest first, to
  *                           on_query(sql, seconds, rows, err, pool, ended_at) or
  *                           on_event(level, name, fields, time); dropped: lost to a full queue
@@ -117,9 +118,13 @@ static int core_metrics(lua_State *L)
     return 1;
 }
 
+/* Called by the Lua state that delivers (never by an nginx worker-thread state): its thread keeps
+ * its own per-query events aside for it. */
 static int core_observe(lua_State *L)
 {
-    lb_log_want((unsigned)luaL_checkinteger(L, 1) & (LB_WANT_LOG | LB_WANT_QUERY | LB_WANT_CONNECT));
+    unsigned mask = (unsigned)luaL_checkinteger(L, 1) & (LB_WANT_LOG | LB_WANT_QUERY | LB_WANT_CONNECT);
+    lb_log_want(mask);
+    lb_log_keep_queries((mask & LB_WANT_QUERY) != 0);
     return 0;
 }
 
@@ -142,64 +147,54 @@ static int batch_gc(lua_State *L)
     return 0;
 }
 
-static const lb_event_field *field(const lb_event *e, const char *key)
-{
-    int i;
-    for (i = 0; i < e->nfields; i++)
-        if (strcmp(e->f[i].key, key) == 0)
-            return &e->f[i];
-    return NULL;
-}
-
 /* The labels table of a series set, made once per Lua state (upvalue 2 caches them). */
-static void push_pool(lua_State *L, const lb_event *e)
+static void push_pool(lua_State *L, const void *set)
 {
     const char *endpoint, *host, *database;
     int port;
-    lua_pushlightuserdata(L, (void *)e->set);
+    lb_event e;
+    lua_pushlightuserdata(L, (void *)set);
     lua_rawget(L, lua_upvalueindex(2));
     if (!lua_isnil(L, -1))
         return;
     lua_pop(L, 1);
-    lb_event_pool(e, &endpoint, &host, &database, &port);
+    e.set = set;
+    lb_event_pool(&e, &endpoint, &host, &database, &port);
     lua_createtable(L, 0, 4);
     set_string(L, "endpoint", endpoint);
     set_string(L, "host", host);
     set_count(L, "port", (uint64_t)port);
     set_string(L, "database", database);
-    lua_pushlightuserdata(L, (void *)e->set);
+    lua_pushlightuserdata(L, (void *)set);
     lua_pushvalue(L, -2);
     lua_rawset(L, lua_upvalueindex(2));
 }
 
-/* on_query(sql, seconds, rows, err, pool, ended_at) for one "query" event: no table is built but
- * err (failures only); pool is the set's shared labels table. A hook that raises is reported on
+/* on_query(sql, seconds, rows, err, pool, ended_at) for one statement: no table is built but err
+ * (failures only); pool is the set's shared labels table. A hook that raises is reported on
  * stderr (nginx's error log) and does not stop the others. */
-static void call_hook(lua_State *L, int fn, const lb_event *e)
+static void call_hook(lua_State *L, int fn, const lb_query_event *q)
 {
-    const lb_event_field *sql = field(e, "sql"), *dur = field(e, "duration_ms"),
-                         *rows = field(e, "rows"), *kind = field(e, "error_kind"),
-                         *state = field(e, "sqlstate");
     lua_pushvalue(L, fn);
-    if (sql)
-        lua_pushstring(L, sql->text);
+    if (q->sql)
+        lua_pushstring(L, q->sql);
     else
         lua_pushnil(L);
-    lua_pushnumber(L, dur ? dur->num / 1000 : 0);
-    if (rows)
-        push_count(L, (uint64_t)rows->num);
+    lua_pushnumber(L, q->seconds);
+    if (q->has_rows)
+        push_count(L, (uint64_t)q->rows);
     else
         lua_pushnil(L);
-    if (kind) {
+    if (q->error_kind) {
         lua_createtable(L, 0, 2);
-        set_string(L, "kind", kind->text);
-        if (state)
-            set_string(L, "sqlstate", state->text);
+        set_string(L, "kind", q->error_kind);
+        if (q->sqlstate[0])
+            set_string(L, "sqlstate", q->sqlstate);
     } else {
         lua_pushnil(L);
     }
-    push_pool(L, e);
-    lua_pushnumber(L, e->time);
+    push_pool(L, q->set);
+    lua_pushnumber(L, q->time);
     if (lua_pcall(L, 6, 0, 0) != 0) {
         fprintf(stderr, "lakebase: the on_query hook raised: %s\n",
                 lua_tostring(L, -1) ? lua_tostring(L, -1) : "(not a string)");
@@ -240,9 +235,13 @@ static int core_events(lua_State *L)
 {
     uint64_t dropped = 0, more = 0;
     int hook = lua_isfunction(L, 1) ? 1 : 0, other = lua_isfunction(L, 2) ? 2 : 0, taken = 0;
+    lb_query_event kept;
     batch *b;
 
     if (!lb_log_pending()) {
+        /* the common case with a hook: this state's own statement, kept aside (lb_log.c) */
+        if (lb_log_take_kept(&kept) && hook)
+            call_hook(L, hook, &kept);
         lua_pushinteger(L, 0);
         return 1;
     }
@@ -254,13 +253,15 @@ static int core_events(lua_State *L)
         for (b->next = 0; b->next < b->n; b->next++) {
             const lb_event *e = &b->e[b->next];
             if (e->set && hook)
-                call_hook(L, hook, e);
+                call_hook(L, hook, &e->query);
             else if (!e->set && other)
                 call_other(L, other, e);
             lb_event_free(&b->e[b->next]);
         }
     } while (b->n == TAKE && taken < 4096);
     b->n = 0;
+    if (lb_log_take_kept(&kept) && hook) /* newer than everything this thread queued */
+        call_hook(L, hook, &kept);
     push_count(L, dropped);
     return 1;
 }

@@ -126,6 +126,44 @@ int main(void)
     while ((got = lb_log_take(ev, 8, NULL)) > 0)
         for (i = 0; i < got; i++)
             lb_event_free(&ev[i]);
+
+    /* a thread that delivers its own per-query events keeps the latest aside, in order */
+    {
+        lb_query_event q;
+        char long_sql[3000];
+        memset(long_sql, 'x', sizeof long_sql - 1);
+        long_sql[sizeof long_sql - 1] = '\0';
+        lb_log_want(LB_WANT_LOG | LB_WANT_QUERY);
+        lb_log_keep_queries(1);
+        lb_observe_query(m, "select 1", 0.001, 1.0, NULL, NULL);
+        ok(lb_log_pending() == 0 && lb_log_take(ev, 8, NULL) == 0, "a statement's event is kept, not queued");
+        ok(lb_log_take_kept(&q) == 1 && strcmp(q.sql, "select 1") == 0 && q.set == m &&
+               q.seconds == 0.001 && !q.error_kind,
+           "and taken by the thread that ran it");
+        ok(lb_log_take_kept(&q) == 0, "once");
+        lb_observe_query(m, "select 2", 0.001, 1.0, NULL, NULL);
+        lb_observe_query(m, "select 3", 2.0, 1.0, NULL, NULL); /* slow: a log event first */
+        got = lb_log_take(ev, 8, NULL);
+        ok(got == 2 && ev[0].set && strcmp(ev[0].query.sql, "select 2") == 0 &&
+               strcmp(ev[1].name, "slow_query") == 0,
+           "the kept one enters the queue before what the thread reports next");
+        for (i = 0; i < got; i++)
+            lb_event_free(&ev[i]);
+        ok(lb_log_take_kept(&q) == 1 && strcmp(q.sql, "select 3") == 0, "the newest stays kept");
+        lb_observe_query(m, long_sql, 0.001, 1.0, NULL, NULL);
+        got = lb_log_take(ev, 8, NULL);
+        ok(got == 1 && ev[0].set && strlen(ev[0].query.sql) == sizeof long_sql - 1 &&
+               lb_log_take_kept(&q) == 0,
+           "a statement longer than the kept copy is queued whole");
+        for (i = 0; i < got; i++)
+            lb_event_free(&ev[i]);
+        lb_log_keep_queries(0);
+        lb_observe_query(m, "select 4", 0.001, 1.0, NULL, NULL);
+        got = lb_log_take(ev, 8, NULL);
+        ok(got == 1 && strcmp(ev[0].query.sql, "select 4") == 0, "other threads queue theirs");
+        for (i = 0; i < got; i++)
+            lb_event_free(&ev[i]);
+    }
     lb_log_want(0);
 
     printf("1..%d\n", test_no);
