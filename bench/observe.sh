@@ -4,15 +4,17 @@
 # interleaved round by round in the same run. Prints JSON lines (workloads W1-obs and W5-obs).
 #   on : this tree; lakebase.set_hooks({ on_query, on_connect }) and lakebase.set_logger set
 #        (BENCH_OBS=1 in bench/lua_peers.lua; the /bench/lakebase_obs route under nginx)
-#   off: BENCH_OBS_BASE (default: the merge base with main), built into the run directory
+#   off: BENCH_OBS_BASE (default 212342a: main just before observability merged, no metrics, no
+#        hooks), built into the run directory
+# BENCH_OBS_ROUNDS rounds (default 5): a 3 % target needs more rounds than the 3 of the others.
 # Needs the fixtures and the PG* variables of bench/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_OBS_ROUNDS:-5}
 build=${BUILD:-build}
 run_dir=${LAKEBASE_RUN_DIR:?bench/run.sh sets it}
-base_rev=${BENCH_OBS_BASE:-$(git merge-base HEAD main 2>/dev/null || echo 7eb7be9)}
+base_rev=${BENCH_OBS_BASE:-212342a}
 base=$run_dir/obs-base
 
 rm -rf "$base" && mkdir -p "$base"

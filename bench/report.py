@@ -199,7 +199,7 @@ def main(path):
         p("")
         p("bench/observe.sh, same run, interleaved per round: *on* is this tree with `lakebase.set_hooks({ on_query, "
           "on_connect })` and `lakebase.set_logger` set (empty functions; metrics are always kept); *off* is the "
-          "tree before observability (the merge base with main) built in the run directory. Time ratio on/off "
+          "tree before observability (212342a, main just before observability merged) built in the run directory. Time ratio on/off "
           "(for W5 the rate ratio off/on): the cost of observability, target ≤ 1.03.")
         p("")
         p("| workload | peer | median | unit | notes |")
