@@ -3,8 +3,10 @@
  *   micro-pool:       lb_pool_checkout + lb_pool_checkin of an idle connection, ns/op;
  *   micro-metrics:    what every statement adds for metrics (lb_conn.c): two monotonic clock reads
  *                     and lb_observe_query with no logger or hook, ns/op;
- *   micro-query-event: the same with an on_query hook wanting events: the event made, queued and
- *                     taken (lb_log_take) and freed, the C part of delivering it, ns/op.
+ *   micro-query-event: the same with an on_query hook wanting events, on the thread that delivers
+ *                     them: the event kept aside and taken (lb_log_take_kept), ns/op;
+ *   micro-query-event-queued: the same on any other thread (an nginx worker thread): the event
+ *                     made, queued, taken (lb_log_take) and freed, ns/op.
  * usage: micro [rounds]   (settings from the LAKEBASE_TEST_* variables of the fixtures' env.sh)
  * Prints one JSON line per round and measure; report.py takes the median. */
 #include "lakebase.h"
@@ -91,20 +93,27 @@ static double pool_round(lb_pool *p, long ops)
 
 /* What a statement adds in lb_conn.c: two clock reads and its recording (and, when an on_query
  * hook wants it, its event through the queue). */
+enum { NO_HOOK, HOOK_KEPT, HOOK_QUEUED };
+
 static double observe_round(lb_metrics *m, long ops, int hook)
 {
+    lb_query_event q;
     lb_event ev;
     double t0;
     long i;
 
-    lb_log_want(hook ? LB_WANT_QUERY : 0);
+    lb_log_want(hook != NO_HOOK ? LB_WANT_QUERY : 0);
+    lb_log_keep_queries(hook == HOOK_KEPT);
     t0 = now();
     for (i = 0; i < ops; i++) {
         double started = lb_time_mono();
         lb_observe_query(m, "select $1::int as v", lb_time_mono() - started, 1.0, NULL, NULL);
-        if (hook && lb_log_take(&ev, 1, NULL) == 1)
+        if (hook == HOOK_KEPT)
+            lb_log_take_kept(&q);
+        else if (hook == HOOK_QUEUED && lb_log_take(&ev, 1, NULL) == 1)
             lb_event_free(&ev);
     }
+    lb_log_keep_queries(0);
     lb_log_want(0);
     return (now() - t0) / (double)ops * 1e9;
 }
@@ -165,8 +174,9 @@ int main(int argc, char **argv)
     for (r = 0; r < rounds; r++) {
         emit("micro-credential", r, credential_round(cred, cred_ops), cred_ops);
         emit("micro-pool", r, pool_round(pool, pool_ops), pool_ops);
-        emit("micro-metrics", r, observe_round(metrics, obs_ops, 0), obs_ops);
-        emit("micro-query-event", r, observe_round(metrics, obs_ops, 1), obs_ops);
+        emit("micro-metrics", r, observe_round(metrics, obs_ops, NO_HOOK), obs_ops);
+        emit("micro-query-event", r, observe_round(metrics, obs_ops, HOOK_KEPT), obs_ops);
+        emit("micro-query-event-queued", r, observe_round(metrics, obs_ops, HOOK_QUEUED), obs_ops);
     }
 
     lb_pool_close(pool);

@@ -45,7 +45,8 @@ NOTES = """
   table adds two measures that such load disturbs far less: the client's CPU time per W1 statement with
   hooks off and on alternating in one process (`W1-cpu`), and what a statement adds in C
   (`micro-metrics`: two clock reads and the counters; `micro-query-event`: the event of an on_query hook
-  made, queued, taken and freed).
+  kept aside and taken on the thread that delivers it; `micro-query-event-queued`: made, queued, taken
+  and freed, as for a statement run on an nginx worker thread).
 - micro: `bench/micro.c` against `liblakebase.a` — `lb_credentials_get` on a warm cache (PAT, token auth) and
   `lb_pool_checkout`+`lb_pool_checkin` of the one idle connection (the checkout's liveness check is a
   `poll()` system call).
@@ -211,7 +212,8 @@ def main(path):
         p("")
         p("| target | figure | met |")
         p("|---|---|---|")
-        for k in (("micro-metrics", "lakebase C core"), ("micro-query-event", "lakebase C core")):
+        for k in (("micro-metrics", "lakebase C core"), ("micro-query-event", "lakebase C core"),
+                  ("micro-query-event-queued", "lakebase C core")):
             if k in med:
                 p(f"| {k[0]} (info: what a statement adds in C) | {med[k]:.0f} ns | – |")
         for interp in ("Lua 5.4", "LuaJIT"):
