@@ -71,7 +71,7 @@ static int pin_query(lua_State *L)
     first = 4;
     for (i = 1; i <= n; i++)
         lua_rawgeti(L, 3, i);
-    if (lb_params_collect(L, first, n, &params, &err) != 0)
+    if (lb_params_collect(L, sql, first, n, &params, &err) != 0)
         return lb_bind_fail(L, &err);
 
     c = lb_pin_take(id, &err);
@@ -79,8 +79,7 @@ static int pin_query(lua_State *L)
         lb_params_free(&params);
         return lb_bind_fail(L, &err);
     }
-    res = lb_conn_exec(c, sql, params.n, params.types, params.values, params.lengths,
-                       params.formats, &err);
+    res = lb_conn_exec(c, &params.query, &err);
     lb_pin_give(id, c);
     lb_params_free(&params);
     if (!res)

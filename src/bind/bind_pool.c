@@ -169,14 +169,12 @@ static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql
     s.lua_failed = 0;
     s.gc_paused = 0;
 
-    if (lb_params_collect(L, first, n, &params, &err) != 0)
+    if (lb_params_collect(L, sql, first, n, &params, &err) != 0)
         return lb_bind_fail(L, &err);
     if (conn)
-        res = lb_conn_exec_rows(conn, sql, params.n, params.types, params.values, params.lengths,
-                                params.formats, stream_rows, &s, &err);
+        res = lb_conn_exec_rows(conn, &params.query, stream_rows, &s, &err);
     else
-        res = lb_pool_exec_rows(pool, sql, params.n, params.types, params.values, params.lengths,
-                                params.formats, stream_rows, &s, flags, &err);
+        res = lb_pool_exec_rows(pool, &params.query, stream_rows, &s, flags, &err);
     lb_params_free(&params);
     if (s.gc_paused)
         lua_gc(L, LUA_GCRESTART, 0);
@@ -216,7 +214,7 @@ int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin
 {
     lb_error err = LB_ERROR_INIT;
     lb_params *params;
-    lb_pipe_stmt *q;
+    lb_query *q;
     PGresult **res;
     int n, k, top, failed = -1, rc, collected = 0;
 
@@ -228,23 +226,24 @@ int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin
         return 1;
     }
     params = (lb_params *)lua_newuserdata(L, (size_t)n * sizeof *params);
-    q = (lb_pipe_stmt *)lua_newuserdata(L, (size_t)n * sizeof *q);
+    q = (lb_query *)lua_newuserdata(L, (size_t)n * sizeof *q);
     res = (PGresult **)lua_newuserdata(L, (size_t)n * sizeof(PGresult *));
     top = lua_gettop(L);
     luaL_checkstack(L, 8, "pipeline");
     for (k = 0; k < n && !err.message; k++) {
+        const char *sql;
         int np = 0, i;
         lua_settop(L, top);
         lua_rawgeti(L, idx, k + 1);
         lua_rawgeti(L, top + 1, 1);
-        q[k].sql = lua_tostring(L, -1); /* kept alive by the statements table */
+        sql = lua_tostring(L, -1); /* kept alive by the statements table */
         lua_rawgeti(L, top + 1, 2);
         if (lua_istable(L, -1)) {
             lua_getfield(L, -1, "n");
             np = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : (int)lb_rawlen(L, top + 3);
             lua_pop(L, 1);
         }
-        if (!q[k].sql || np < 0 || np > 65535) {
+        if (!sql || np < 0 || np > 65535) {
             lb_error_set(&err, LB_ERR_QUERY, 0, "bad statement in the pipeline");
             failed = k;
             break;
@@ -256,16 +255,12 @@ int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin
         }
         for (i = 1; i <= np; i++)
             lua_rawgeti(L, top + 3, i);
-        if (lb_params_collect(L, top + 4, np, &params[k], &err) != 0) {
+        if (lb_params_collect(L, sql, top + 4, np, &params[k], &err) != 0) {
             failed = k;
             break;
         }
         collected = k + 1;
-        q[k].nparams = params[k].n;
-        q[k].types = params[k].types;
-        q[k].values = params[k].values;
-        q[k].lengths = params[k].lengths;
-        q[k].formats = params[k].formats;
+        q[k] = params[k].query;
     }
     lua_settop(L, top);
     if (err.message)
