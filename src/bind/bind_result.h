@@ -72,6 +72,10 @@ size_t lb_array_length(lua_State *L, int idx);
 /* idx as a positive stack index. */
 int lb_abs_index(lua_State *L, int idx);
 
+/* query_params (bind_pool.c) of the pool, of conn, or of the pinned connection pin (nonzero):
+ * sql at stack index 2, the params array (.n, may be nil) at 3, opts at 4; rows are streamed and
+ * decoded by the same code for all three. Pushes the rows or nil, err. */
+int lb_bind_query_params(lua_State *L, lb_pool *pool, lb_conn *conn, lb_pin_id pin);
 /* Runs the pipeline at idx (bind_pool.c) on conn, on the pinned connection pin (nonzero), or on
  * the pool; pushes the results array or nil, err (err.statement = index that failed). */
 int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin_id pin);
