@@ -785,6 +785,37 @@ describe("pinned connections (core.pin_*)", function()
     assert.has_error(function() core.pin_query(0, "select 1") end)
     assert.has_error(function() core.pin_query("x", "select 1") end)
   end)
+
+  it("answers as conn:query_params does: the same rows, affected_rows and errors", function()
+    local pool = assert(core.pool_new(settings))
+    local conn = assert(pool:begin())
+    local id = assert(core.pin_new(settings))
+    local function failure(r, err)
+      assert.is_nil(r)
+      return { kind = err.kind, message = err.message, sqlstate = err.sqlstate }
+    end
+    local rows = "select g as n, g::text as t, g % 2 = 0 as even, null::int as gap, "
+      .. "array[g, g] as a from generate_series(1, $1::int) g"
+    for _, params in ipairs({ { n = 1, 300 }, { n = 1, 0 } }) do -- 300: past the large-result size
+      assert.are.same(assert(conn:query_params(rows, params)), assert(core.pin_query(id, rows, params)))
+    end
+    for _, bad in ipairs({
+      { "select $1", { n = 1, {} } },                   -- a parameter the binding refuses
+      { "select 1\0 select 2" },                         -- SQL text with a NUL byte
+      { "select * from lakebase_no_such_table" },       -- a server error
+    }) do
+      assert.are.same(failure(conn:query_params(bad[1], bad[2])), failure(core.pin_query(id, bad[1], bad[2])))
+    end
+    local insert = "insert into " .. tbl .. " select generate_series(1, $1::int)"
+    assert(conn:exec_script("BEGIN"))
+    assert(core.pin_exec_script(id, "BEGIN"))
+    local from_conn = assert(conn:query_params(insert, { n = 1, 3 }))
+    assert.are.equal(3, from_conn.affected_rows)
+    assert.are.same(from_conn, assert(core.pin_query(id, insert, { n = 1, 3 })))
+    core.pin_release(id) -- both roll back
+    conn:release()
+    pool:close()
+  end)
 end)
 
 describe("lakebase.ngx outside nginx (calls run directly)", function()

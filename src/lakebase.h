@@ -256,14 +256,23 @@ void lb_pool_checkin(lb_pool *p, lb_conn *c); /* a connection in a bad state is 
 void lb_pool_stats_get(lb_pool *p, lb_pool_stats *out);
 void lb_pool_close(lb_pool *p); /* close idle connections, refuse new checkouts */
 
-/* One statement with parameters on a checked-out connection (extended protocol; prepared
- * automatically and cached per connection when settings->prepare is on). types may be NULL
- * (server infers), lengths/formats may be NULL (all text). Returns a PGresult with status
+/* One statement and its parameters: what every exec and pipeline call runs. types may be NULL
+ * (the server infers them), lengths/formats may be NULL (all text). Borrowed: the caller keeps
+ * everything alive for the call. */
+typedef struct lb_query {
+    const char *sql;
+    int nparams;
+    const Oid *types;
+    const char *const *values;
+    const int *lengths;
+    const int *formats;
+} lb_query;
+
+/* One statement on a checked-out connection (extended protocol; prepared automatically and
+ * cached per connection when settings->prepare is on). Returns a PGresult with status
  * COMMAND_OK or TUPLES_OK that the caller PQclear()s, or NULL with err set (kind query with
  * sqlstate/detail/hint for server errors, connect for a broken connection). */
-PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *types,
-                       const char *const *values, const int *lengths, const int *formats,
-                       lb_error *err);
+PGresult *lb_conn_exec(lb_conn *c, const lb_query *q, lb_error *err);
 /* Several statements, no parameters (simple protocol): migrations, scripts. */
 int lb_conn_exec_script(lb_conn *c, const char *sql, lb_error *err);
 /* 1 while the server reports an open (or failed) transaction on this connection. */
@@ -275,9 +284,7 @@ PGconn *lb_conn_pg(lb_conn *c); /* the underlying libpq connection (for tests an
  * Checkout opens connections with retries: refused/reset/timed-out connects, 57P01-57P03 and
  * 53300 are retried with jittered exponential backoff (shared by the pool's callers) until
  * acquire_timeout; authentication (after one credential refresh), TLS and settings errors not. */
-PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *types,
-                       const char *const *values, const int *lengths, const int *formats,
-                       lb_error *err);
+PGresult *lb_pool_exec(lb_pool *p, const lb_query *q, lb_error *err);
 int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err); /* same, simple protocol */
 /* Rows while the server still sends them (libpq single-row mode), for large results without
  * holding the whole PGresult: row_fn receives batches of single-row results (PQntuples 1 each,
@@ -289,16 +296,14 @@ int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err); /* same, si
  * it was given. Same statement cache and errors as lb_conn_exec; the pool variant retries only
  * when no row was delivered. */
 typedef int (*lb_rows_fn)(void *ctx, PGresult *const *rows, int n);
-PGresult *lb_conn_exec_rows(lb_conn *c, const char *sql, int nparams, const Oid *types,
-                            const char *const *values, const int *lengths, const int *formats,
-                            lb_rows_fn row_fn, void *ctx, lb_error *err);
+PGresult *lb_conn_exec_rows(lb_conn *c, const lb_query *q, lb_rows_fn row_fn, void *ctx,
+                            lb_error *err);
 /* flags: LB_EXEC_IDEMPOTENT (the statement may run twice without harm) also retries a statement
  * whose connection died after it was sent, before its answer (and before any row reached row_fn);
  * without it that failure is returned: retriable, "may or may not have run". */
 #define LB_EXEC_IDEMPOTENT 1u
-PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid *types,
-                            const char *const *values, const int *lengths, const int *formats,
-                            lb_rows_fn row_fn, void *ctx, unsigned flags, lb_error *err);
+PGresult *lb_pool_exec_rows(lb_pool *p, const lb_query *q, lb_rows_fn row_fn, void *ctx,
+                            unsigned flags, lb_error *err);
 const lb_settings *lb_pool_settings(lb_pool *p); /* read-only, lives as long as the pool */
 
 /* A statement to run later, on the connection's next flight: BEGIN, SAVEPOINT, RELEASE SAVEPOINT
@@ -318,19 +323,11 @@ int lb_conn_exec_control(lb_conn *c, const char *sql, lb_error *err);
  * -1 when a deferred statement or the connection failed first); on success 0 and res[0..n-1]
  * hold each statement's result for the caller to PQclear. Prepared statements are cached as
  * lb_conn_exec caches them. */
-typedef struct lb_pipe_stmt {
-    const char *sql;
-    int nparams;
-    const Oid *types;
-    const char *const *values;
-    const int *lengths;
-    const int *formats;
-} lb_pipe_stmt;
-int lb_conn_pipeline(lb_conn *c, const lb_pipe_stmt *stmts, int n, PGresult **res, int *failed,
+int lb_conn_pipeline(lb_conn *c, const lb_query *stmts, int n, PGresult **res, int *failed,
                      lb_error *err);
 /* Checkout, lb_conn_pipeline, checkin; retried once on a fresh connection when the connection
  * had died before the server processed anything. */
-int lb_pool_pipeline(lb_pool *p, const lb_pipe_stmt *stmts, int n, PGresult **res, int *failed,
+int lb_pool_pipeline(lb_pool *p, const lb_query *stmts, int n, PGresult **res, int *failed,
                      lb_error *err);
 /* Closes idle connections past idle_timeout/max_lifetime now (checkouts, checkins and
  * lb_pool_stats_get do it too; a timer may call it when the application is quiet). */

@@ -690,27 +690,27 @@ static PGresult *collect_any(lb_conn *c, lb_rows_fn fn, void *ctx, size_t *deliv
     return collect_rows(c, fn, ctx, delivered, err);
 }
 
-static uint64_t stmt_hash(const char *sql, int n, const Oid *types)
+static uint64_t stmt_hash(const lb_query *q)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     const unsigned char *p;
     int i;
-    for (p = (const unsigned char *)sql; *p; p++)
+    for (p = (const unsigned char *)q->sql; *p; p++)
         h = (h ^ *p) * 1099511628211ULL;
-    for (i = 0; i < n; i++)
-        h = (h ^ (types ? types[i] : 0) ^ 0x9e37u) * 1099511628211ULL;
+    for (i = 0; i < q->nparams; i++)
+        h = (h ^ (q->types ? q->types[i] : 0) ^ 0x9e37u) * 1099511628211ULL;
     return h;
 }
 
-static lb_stmt *stmt_find(lb_conn *c, uint64_t h, const char *sql, int n, const Oid *types)
+static lb_stmt *stmt_find(lb_conn *c, uint64_t h, const lb_query *q)
 {
-    int i, k;
+    int i, k, n = q->nparams;
     for (i = 0; i < c->nstmts; i++) {
         lb_stmt *st = &c->stmts[i];
-        if (st->hash != h || st->nparams != n || !st->sql || strcmp(st->sql, sql) != 0)
+        if (st->hash != h || st->nparams != n || !st->sql || strcmp(st->sql, q->sql) != 0)
             continue;
         for (k = 0; k < n; k++)
-            if (st->types[k] != (types ? types[k] : 0))
+            if (st->types[k] != (q->types ? q->types[k] : 0))
                 break;
         if (k == n)
             return st;
@@ -734,11 +734,10 @@ static void stmt_drop(lb_conn *c, lb_stmt *st)
 
 /* A new cache entry in the slot after the last one (evicting the least recently used when the
  * cache is full); it counts (c->nstmts++) only once the server accepted its Parse. */
-static lb_stmt *stmt_new(lb_conn *c, uint64_t h, const char *sql, int n, const Oid *types,
-                         lb_error *err)
+static lb_stmt *stmt_new(lb_conn *c, uint64_t h, const lb_query *q, lb_error *err)
 {
     lb_stmt *st;
-    int i;
+    int i, n = q->nparams;
 
     if (!c->stmts) {
         c->stmts = calloc(STMT_CACHE_MAX, sizeof *c->stmts);
@@ -758,7 +757,7 @@ static lb_stmt *stmt_new(lb_conn *c, uint64_t h, const char *sql, int n, const O
     memset(st, 0, sizeof *st);
     snprintf(st->name, sizeof st->name, "lb%016llx_%llu", (unsigned long long)c->nonce,
              (unsigned long long)++c->next_name);
-    st->sql = strdup(sql);
+    st->sql = strdup(q->sql);
     st->types = n ? calloc((size_t)n, sizeof *st->types) : NULL;
     if (!st->sql || (n && !st->types)) {
         stmt_free(st);
@@ -766,7 +765,7 @@ static lb_stmt *stmt_new(lb_conn *c, uint64_t h, const char *sql, int n, const O
         return NULL;
     }
     for (i = 0; i < n; i++)
-        st->types[i] = types ? types[i] : 0;
+        st->types[i] = q->types ? q->types[i] : 0;
     st->nparams = n;
     st->hash = h;
     return st;
@@ -867,13 +866,21 @@ static int collect_deferred(lb_conn *c, int ndeferred, lb_error *err)
     return 0;
 }
 
+/* Sends Bind/Execute of q: of the prepared statement `name`, or of q->sql unprepared when name
+ * is NULL. 0 when libpq refused to send. */
+static int send_query(lb_conn *c, const char *name, const lb_query *q)
+{
+    return name ? PQsendQueryPrepared(c->pg, name, q->nparams, q->values, q->lengths, q->formats, 0)
+                : PQsendQueryParams(c->pg, q->sql, q->nparams, q->types, q->values, q->lengths,
+                                    q->formats, 0);
+}
+
 /* One statement in one flight: the deferred statements, the Parse of `parse` when given (a new
  * cache entry; *parsed says whether the server accepted it), then Bind/Execute of `name` (or of
- * sql unprepared when name is NULL), one Sync. */
-static PGresult *exec_flight(lb_conn *c, const lb_stmt *parse, const char *name, const char *sql,
-                             int nparams, const Oid *types, const char *const *values,
-                             const int *lengths, const int *formats, lb_rows_fn fn, void *ctx,
-                             size_t *delivered, int *parsed, lb_error *err)
+ * q->sql unprepared when name is NULL), one Sync. */
+static PGresult *exec_flight(lb_conn *c, const lb_stmt *parse, const char *name, const lb_query *q,
+                             lb_rows_fn fn, void *ctx, size_t *delivered, int *parsed,
+                             lb_error *err)
 {
     PGresult *res = NULL, *r;
     int ndeferred;
@@ -882,10 +889,8 @@ static PGresult *exec_flight(lb_conn *c, const lb_stmt *parse, const char *name,
     *parsed = 0;
     if ((ndeferred = pipe_begin(c, err)) < 0)
         return NULL;
-    if ((parse && !PQsendPrepare(c->pg, parse->name, sql, nparams, types)) ||
-        !(name ? PQsendQueryPrepared(c->pg, name, nparams, values, lengths, formats, 0)
-               : PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0)) ||
-        !PQpipelineSync(c->pg)) {
+    if ((parse && !PQsendPrepare(c->pg, parse->name, q->sql, q->nparams, q->types)) ||
+        !send_query(c, name, q) || !PQpipelineSync(c->pg)) {
         pipe_abort(c, err);
         return NULL;
     }
@@ -969,9 +974,8 @@ static int conn_usable(lb_conn *c, lb_error *err)
     return 1;
 }
 
-static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *types,
-                          const char *const *values, const int *lengths, const int *formats,
-                          lb_rows_fn fn, void *ctx, lb_error *err)
+static PGresult *exec_any(lb_conn *c, const lb_query *q, lb_rows_fn fn, void *ctx,
+                          lb_error *err)
 {
     size_t delivered;
     uint64_t h;
@@ -983,20 +987,20 @@ static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *t
     if (!c->prepare)
         goto unprepared;
 
-    h = stmt_hash(sql, nparams, types);
+    h = stmt_hash(q);
     for (attempt = 0; attempt < 2; attempt++) {
         PGresult *res;
         int fresh = 0;
-        st = stmt_find(c, h, sql, nparams, types);
+        st = stmt_find(c, h, q);
         if (!st) {
-            if (!(st = stmt_new(c, h, sql, nparams, types, err)))
+            if (!(st = stmt_new(c, h, q, err)))
                 return NULL;
             fresh = 1;
         }
         st->last_use = ++c->clock;
         if (fresh || c->ndeferred > 0) {
-            res = exec_flight(c, fresh ? st : NULL, st->name, sql, nparams, types, values,
-                              lengths, formats, fn, ctx, &delivered, &parsed, err);
+            res = exec_flight(c, fresh ? st : NULL, st->name, q, fn, ctx, &delivered, &parsed,
+                              err);
             if (fresh && parsed)
                 c->nstmts++;
             else if (fresh)
@@ -1007,7 +1011,7 @@ static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *t
                 return NULL;
             }
         } else {
-            if (!PQsendQueryPrepared(c->pg, st->name, nparams, values, lengths, formats, 0))
+            if (!send_query(c, st->name, q))
                 return send_failed(c, err);
             res = collect_any(c, fn, ctx, &delivered, err);
         }
@@ -1029,9 +1033,8 @@ static PGresult *exec_any(lb_conn *c, const char *sql, int nparams, const Oid *t
 
 unprepared:
     if (c->ndeferred > 0)
-        return exec_flight(c, NULL, NULL, sql, nparams, types, values, lengths, formats, fn, ctx,
-                           &delivered, &parsed, err);
-    if (!PQsendQueryParams(c->pg, sql, nparams, types, values, lengths, formats, 0))
+        return exec_flight(c, NULL, NULL, q, fn, ctx, &delivered, &parsed, err);
+    if (!send_query(c, NULL, q))
         return send_failed(c, err);
     return collect_any(c, fn, ctx, &delivered, err);
 }
@@ -1045,24 +1048,18 @@ static void observed(lb_conn *c, const char *sql, double started, const PGresult
         lb_observe_query(c->m, sql, lb_time_mono() - started, c->slow_query, res, err);
 }
 
-PGresult *lb_conn_exec(lb_conn *c, const char *sql, int nparams, const Oid *types,
-                       const char *const *values, const int *lengths, const int *formats,
-                       lb_error *err)
+PGresult *lb_conn_exec_rows(lb_conn *c, const lb_query *q, lb_rows_fn row_fn, void *ctx,
+                            lb_error *err)
 {
     double started = lb_time_mono();
-    PGresult *res = exec_any(c, sql, nparams, types, values, lengths, formats, NULL, NULL, err);
-    observed(c, sql, started, res, err);
+    PGresult *res = exec_any(c, q, row_fn, ctx, err);
+    observed(c, q->sql, started, res, err);
     return res;
 }
 
-PGresult *lb_conn_exec_rows(lb_conn *c, const char *sql, int nparams, const Oid *types,
-                            const char *const *values, const int *lengths, const int *formats,
-                            lb_rows_fn row_fn, void *ctx, lb_error *err)
+PGresult *lb_conn_exec(lb_conn *c, const lb_query *q, lb_error *err)
 {
-    double started = lb_time_mono();
-    PGresult *res = exec_any(c, sql, nparams, types, values, lengths, formats, row_fn, ctx, err);
-    observed(c, sql, started, res, err);
-    return res;
+    return lb_conn_exec_rows(c, q, NULL, NULL, err); /* no row_fn: the whole result at once */
 }
 
 /* Scripts may throw away our prepared statements; forget them all to stay consistent. */
@@ -1160,7 +1157,7 @@ typedef struct pipe_plan {
  * prepared once (later uses in the same pipeline bind it), and once the cache is full the rest
  * go unprepared (evicting inside a pipeline would need a round trip). New entries are appended
  * to the cache now and counted at once; those whose Parse fails are removed by pipe_forget. */
-static int pipe_plan_make(lb_conn *c, const lb_pipe_stmt *q, int n, pipe_plan *pl, lb_error *err)
+static int pipe_plan_make(lb_conn *c, const lb_query *q, int n, pipe_plan *pl, lb_error *err)
 {
     int k;
     pl->use = calloc((size_t)n, sizeof(lb_stmt *));
@@ -1176,10 +1173,10 @@ static int pipe_plan_make(lb_conn *c, const lb_pipe_stmt *q, int n, pipe_plan *p
         return -1;
     }
     for (k = 0; k < n; k++) {
-        uint64_t h = stmt_hash(q[k].sql, q[k].nparams, q[k].types);
-        lb_stmt *st = stmt_find(c, h, q[k].sql, q[k].nparams, q[k].types);
+        uint64_t h = stmt_hash(&q[k]);
+        lb_stmt *st = stmt_find(c, h, &q[k]);
         if (!st && c->nstmts < STMT_CACHE_MAX) {
-            if (!(st = stmt_new(c, h, q[k].sql, q[k].nparams, q[k].types, err)))
+            if (!(st = stmt_new(c, h, &q[k], err)))
                 return -1;
             c->nstmts++;
             pl->fresh[k] = 1;
@@ -1210,7 +1207,7 @@ static void pipe_plan_free(pipe_plan *pl)
     free(pl->fresh);
 }
 
-static int pipe_run(lb_conn *c, const lb_pipe_stmt *q, int n, PGresult **res, int *failed,
+static int pipe_run(lb_conn *c, const lb_query *q, int n, PGresult **res, int *failed,
                     lb_error *err)
 {
     pipe_plan pl = { NULL, NULL };
@@ -1241,10 +1238,7 @@ static int pipe_run(lb_conn *c, const lb_pipe_stmt *q, int n, PGresult **res, in
         lb_stmt *st = pl.use[k];
         if (pl.fresh[k] && !PQsendPrepare(c->pg, st->name, q[k].sql, q[k].nparams, q[k].types))
             break;
-        if (!(st ? PQsendQueryPrepared(c->pg, st->name, q[k].nparams, q[k].values,
-                                       q[k].lengths, q[k].formats, 0)
-                 : PQsendQueryParams(c->pg, q[k].sql, q[k].nparams, q[k].types, q[k].values,
-                                     q[k].lengths, q[k].formats, 0)))
+        if (!send_query(c, st ? st->name : NULL, &q[k]))
             break;
     }
     if (sent < n || !PQpipelineSync(c->pg)) {
@@ -1291,7 +1285,7 @@ out:
     return rc;
 }
 
-int lb_conn_pipeline(lb_conn *c, const lb_pipe_stmt *stmts, int n, PGresult **res, int *failed,
+int lb_conn_pipeline(lb_conn *c, const lb_query *stmts, int n, PGresult **res, int *failed,
                      lb_error *err)
 {
     double started = lb_time_mono();
@@ -1321,7 +1315,7 @@ int lb_conn_pipeline(lb_conn *c, const lb_pipe_stmt *stmts, int n, PGresult **re
 
 /* lb_pool_exec's retry, for pipelines: once more on a fresh connection when the first one had
  * died before the server processed anything. */
-int lb_pool_pipeline(lb_pool *p, const lb_pipe_stmt *stmts, int n, PGresult **res, int *failed,
+int lb_pool_pipeline(lb_pool *p, const lb_query *stmts, int n, PGresult **res, int *failed,
                      lb_error *err)
 {
     int attempt, rc = -1;

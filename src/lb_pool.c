@@ -880,30 +880,8 @@ static int retry_statement(const lb_conn *c, unsigned flags)
  * than once during a restart (each further checkout waits for a live one). */
 #define EXEC_ATTEMPTS 3
 
-PGresult *lb_pool_exec(lb_pool *p, const char *sql, int nparams, const Oid *types,
-                       const char *const *values, const int *lengths, const int *formats,
-                       lb_error *err)
-{
-    int attempt;
-    for (attempt = 0; attempt < EXEC_ATTEMPTS; attempt++) {
-        lb_conn *c = checkout(p, err);
-        PGresult *res;
-        int retry;
-        if (!c)
-            return NULL;
-        res = lb_conn_exec(c, sql, nparams, types, values, lengths, formats, err);
-        retry = !res && retry_statement(c, 0);
-        checkin(p, c);
-        if (res || !retry || attempt == EXEC_ATTEMPTS - 1)
-            return res;
-        lb_error_clear(err);
-    }
-    return NULL;
-}
-
-PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid *types,
-                            const char *const *values, const int *lengths, const int *formats,
-                            lb_rows_fn row_fn, void *ctx, unsigned flags, lb_error *err)
+PGresult *lb_pool_exec_rows(lb_pool *p, const lb_query *q, lb_rows_fn row_fn, void *ctx,
+                            unsigned flags, lb_error *err)
 {
     int attempt;
     for (attempt = 0; attempt < EXEC_ATTEMPTS; attempt++) {
@@ -913,8 +891,7 @@ PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid 
         if (!c)
             return NULL;
         /* retry_safe and in_doubt are only set when no row reached row_fn (lb_conn_exec_rows) */
-        res = lb_conn_exec_rows(c, sql, nparams, types, values, lengths, formats, row_fn, ctx,
-                                err);
+        res = lb_conn_exec_rows(c, q, row_fn, ctx, err);
         retry = !res && retry_statement(c, flags);
         checkin(p, c);
         if (res || !retry || attempt == EXEC_ATTEMPTS - 1)
@@ -922,6 +899,11 @@ PGresult *lb_pool_exec_rows(lb_pool *p, const char *sql, int nparams, const Oid 
         lb_error_clear(err);
     }
     return NULL;
+}
+
+PGresult *lb_pool_exec(lb_pool *p, const lb_query *q, lb_error *err)
+{
+    return lb_pool_exec_rows(p, q, NULL, NULL, 0, err); /* no row_fn: the whole result at once */
 }
 
 int lb_pool_exec_script(lb_pool *p, const char *sql, lb_error *err)

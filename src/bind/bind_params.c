@@ -305,12 +305,25 @@ static int params_alloc(lb_params *p, int n)
     return 0;
 }
 
-int lb_params_collect(lua_State *L, int first, int n, lb_params *p, lb_error *err)
+/* p->query: the statement and the arrays just filled. */
+static int params_query(lb_params *p, const char *sql)
+{
+    p->query.sql = sql;
+    p->query.nparams = p->n;
+    p->query.types = p->types;
+    p->query.values = p->values;
+    p->query.lengths = p->lengths;
+    p->query.formats = p->formats;
+    return 0;
+}
+
+int lb_params_collect(lua_State *L, const char *sql, int first, int n, lb_params *p,
+                      lb_error *err)
 {
     int i;
     memset(p, 0, sizeof *p);
     if (n <= 0)
-        return 0;
+        return params_query(p, sql);
     first = lb_abs_index(L, first);
     if (!lua_checkstack(L, 8)) {
         lb_error_set(err, LB_ERR_QUERY, 0, "parameters: Lua stack exhausted");
@@ -379,7 +392,7 @@ int lb_params_collect(lua_State *L, int first, int n, lb_params *p, lb_error *er
         }
         }
     }
-    return 0;
+    return params_query(p, sql);
 }
 
 void lb_params_free(lb_params *p)

@@ -2,7 +2,7 @@
  * across ngx.run_worker_thread calls, each of which may run in a different Lua state, so the
  * transaction is named by a plain integer id that any state can pass back.
  *   core.pin_new(opts, lease)          -> id | nil, err
- *   core.pin_query(id, sql, params)    -> rows | nil, err   (params: array with .n, may be nil)
+ *   core.pin_query(id, sql, params)    -> rows | nil, err   (as conn:query_params)
  *   core.pin_exec_script(id, sql [, control]) -> true | nil, err (control: lb_conn_exec_control)
  *   core.pin_defer(id, sql)            -> true | nil, err   (sent with the next statement)
  *   core.pin_pipeline(id, stmts)       -> results | nil, err   (as pool:pipeline)
@@ -48,46 +48,10 @@ static int pin_new(lua_State *L)
     return 1;
 }
 
+/* The statement runs, and its rows are built, as conn:query_params does it. */
 static int pin_query(lua_State *L)
 {
-    lb_error err = LB_ERROR_INIT;
-    lb_pin_id id = check_id(L, 1);
-    const char *sql = luaL_checkstring(L, 2);
-    lb_params params;
-    lb_conn *c;
-    PGresult *res;
-    int n = 0, first, i;
-
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "n");
-        n = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : (int)lb_rawlen(L, 3);
-        lua_pop(L, 1);
-        if (n < 0 || n > 65535)
-            return luaL_argerror(L, 3, "bad parameter count");
-    }
-    lua_settop(L, 3);
-    luaL_checkstack(L, n, "too many parameters");
-    first = 4;
-    for (i = 1; i <= n; i++)
-        lua_rawgeti(L, 3, i);
-    if (lb_params_collect(L, first, n, &params, &err) != 0)
-        return lb_bind_fail(L, &err);
-
-    c = lb_pin_take(id, &err);
-    if (!c) {
-        lb_params_free(&params);
-        return lb_bind_fail(L, &err);
-    }
-    res = lb_conn_exec(c, sql, params.n, params.types, params.values, params.lengths,
-                       params.formats, &err);
-    lb_pin_give(id, c);
-    lb_params_free(&params);
-    if (!res)
-        return lb_bind_fail(L, &err);
-    lb_push_result(L, res);
-    PQclear(res);
-    return 1;
+    return lb_bind_query_params(L, NULL, NULL, check_id(L, 1));
 }
 
 static int pin_exec_script(lua_State *L)

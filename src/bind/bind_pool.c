@@ -147,15 +147,39 @@ static int stream_rows(void *ctx, PGresult *const *rows, int n)
     return 0;
 }
 
-/* Runs sql with the n values at first.. either on conn (when given) or on the pool; rows are
- * decoded while the server still sends them. */
-static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql, int first,
-                     int n, unsigned flags)
+/* Where a call runs: on conn, on the pinned connection pin (nonzero), or on the pool. */
+typedef struct target {
+    lb_pool *pool;
+    lb_conn *conn;
+    lb_pin_id pin;
+} target;
+
+/* A pin names its connection for any Lua state: take it for the call (target_give returns it).
+ * 0, or -1 with err set when the pin is gone or busy. */
+static int target_take(target *t, lb_error *err)
+{
+    if (!t->pin)
+        return 0;
+    t->conn = lb_pin_take(t->pin, err);
+    return t->conn ? 0 : -1;
+}
+
+static void target_give(target *t)
+{
+    if (t->pin && t->conn) {
+        lb_pin_give(t->pin, t->conn);
+        t->conn = NULL;
+    }
+}
+
+/* Runs sql with the n values at first.. on the target t; rows are decoded while the server still
+ * sends them. flags (LB_EXEC_*) apply on the pool only: on a connection nothing is retried. */
+static int run_query(lua_State *L, target t, const char *sql, int first, int n, unsigned flags)
 {
     lb_error err = LB_ERROR_INIT;
     lb_params params;
     stream_ctx s;
-    PGresult *res;
+    PGresult *res = NULL;
     char affected[32];
 
     /* Everything that may raise comes before the parameters own memory. */
@@ -169,14 +193,13 @@ static int run_query(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql
     s.lua_failed = 0;
     s.gc_paused = 0;
 
-    if (lb_params_collect(L, first, n, &params, &err) != 0)
+    if (lb_params_collect(L, sql, first, n, &params, &err) != 0)
         return lb_bind_fail(L, &err);
-    if (conn)
-        res = lb_conn_exec_rows(conn, sql, params.n, params.types, params.values, params.lengths,
-                                params.formats, stream_rows, &s, &err);
-    else
-        res = lb_pool_exec_rows(pool, sql, params.n, params.types, params.values, params.lengths,
-                                params.formats, stream_rows, &s, flags, &err);
+    if (target_take(&t, &err) == 0) {
+        res = t.conn ? lb_conn_exec_rows(t.conn, &params.query, stream_rows, &s, &err)
+                     : lb_pool_exec_rows(t.pool, &params.query, stream_rows, &s, flags, &err);
+        target_give(&t);
+    }
     lb_params_free(&params);
     if (s.gc_paused)
         lua_gc(L, LUA_GCRESTART, 0);
@@ -215,8 +238,9 @@ static int run_script(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sq
 int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin_id pin)
 {
     lb_error err = LB_ERROR_INIT;
+    target t = { pool, conn, pin };
     lb_params *params;
-    lb_pipe_stmt *q;
+    lb_query *q;
     PGresult **res;
     int n, k, top, failed = -1, rc, collected = 0;
 
@@ -228,23 +252,24 @@ int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin
         return 1;
     }
     params = (lb_params *)lua_newuserdata(L, (size_t)n * sizeof *params);
-    q = (lb_pipe_stmt *)lua_newuserdata(L, (size_t)n * sizeof *q);
+    q = (lb_query *)lua_newuserdata(L, (size_t)n * sizeof *q);
     res = (PGresult **)lua_newuserdata(L, (size_t)n * sizeof(PGresult *));
     top = lua_gettop(L);
     luaL_checkstack(L, 8, "pipeline");
     for (k = 0; k < n && !err.message; k++) {
+        const char *sql;
         int np = 0, i;
         lua_settop(L, top);
         lua_rawgeti(L, idx, k + 1);
         lua_rawgeti(L, top + 1, 1);
-        q[k].sql = lua_tostring(L, -1); /* kept alive by the statements table */
+        sql = lua_tostring(L, -1); /* kept alive by the statements table */
         lua_rawgeti(L, top + 1, 2);
         if (lua_istable(L, -1)) {
             lua_getfield(L, -1, "n");
             np = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : (int)lb_rawlen(L, top + 3);
             lua_pop(L, 1);
         }
-        if (!q[k].sql || np < 0 || np > 65535) {
+        if (!sql || np < 0 || np > 65535) {
             lb_error_set(&err, LB_ERR_QUERY, 0, "bad statement in the pipeline");
             failed = k;
             break;
@@ -256,29 +281,20 @@ int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin
         }
         for (i = 1; i <= np; i++)
             lua_rawgeti(L, top + 3, i);
-        if (lb_params_collect(L, top + 4, np, &params[k], &err) != 0) {
+        if (lb_params_collect(L, sql, top + 4, np, &params[k], &err) != 0) {
             failed = k;
             break;
         }
         collected = k + 1;
-        q[k].nparams = params[k].n;
-        q[k].types = params[k].types;
-        q[k].values = params[k].values;
-        q[k].lengths = params[k].lengths;
-        q[k].formats = params[k].formats;
+        q[k] = params[k].query;
     }
     lua_settop(L, top);
-    if (err.message)
-        rc = -1;
-    else if (pin) {
-        lb_conn *c = lb_pin_take(pin, &err);
-        rc = c ? lb_conn_pipeline(c, q, n, res, &failed, &err) : -1;
-        if (c)
-            lb_pin_give(pin, c);
-    } else if (conn)
-        rc = lb_conn_pipeline(conn, q, n, res, &failed, &err);
-    else
-        rc = lb_pool_pipeline(pool, q, n, res, &failed, &err);
+    rc = -1;
+    if (!err.message && target_take(&t, &err) == 0) {
+        rc = t.conn ? lb_conn_pipeline(t.conn, q, n, res, &failed, &err)
+                    : lb_pool_pipeline(t.pool, q, n, res, &failed, &err);
+        target_give(&t);
+    }
     for (k = 0; k < collected; k++)
         lb_params_free(&params[k]);
     if (rc != 0) {
@@ -383,7 +399,7 @@ static int pool_query(lua_State *L)
     const char *sql = sql_arg(L, 2, &err);
     if (!sql)
         return lb_bind_fail(L, &err);
-    return run_query(L, u->pool, NULL, sql, 3, lua_gettop(L) - 2, 0);
+    return run_query(L, (target){ u->pool, NULL, 0 }, sql, 3, lua_gettop(L) - 2, 0);
 }
 
 /* opts at idx (nil or a table) into LB_EXEC_* flags. */
@@ -400,10 +416,11 @@ static unsigned exec_flags(lua_State *L, int idx)
     return flags;
 }
 
-static int pool_query_params(lua_State *L)
+/* query_params of the pool, of a checked-out and of a pinned connection (bind_result.h); opts
+ * are checked for all three, though on a connection nothing is retried. */
+int lb_bind_query_params(lua_State *L, lb_pool *pool, lb_conn *conn, lb_pin_id pin)
 {
     lb_error err = LB_ERROR_INIT;
-    pool_ud *u = check_pool(L);
     const char *sql = sql_arg(L, 2, &err);
     unsigned flags;
     int n;
@@ -412,7 +429,12 @@ static int pool_query_params(lua_State *L)
     lua_settop(L, 4);
     flags = exec_flags(L, 4);
     n = push_param_array(L, 3);
-    return run_query(L, u->pool, NULL, sql, 5, n, flags);
+    return run_query(L, (target){ pool, conn, pin }, sql, 5, n, flags);
+}
+
+static int pool_query_params(lua_State *L)
+{
+    return lb_bind_query_params(L, check_pool(L)->pool, NULL, 0);
 }
 
 static int pool_exec_script(lua_State *L)
@@ -554,21 +576,13 @@ static int conn_query(lua_State *L)
     const char *sql = sql_arg(L, 2, &err);
     if (!sql)
         return lb_bind_fail(L, &err);
-    return run_query(L, u->pool, u->conn, sql, 3, lua_gettop(L) - 2, 0);
+    return run_query(L, (target){ u->pool, u->conn, 0 }, sql, 3, lua_gettop(L) - 2, 0);
 }
 
 static int conn_query_params(lua_State *L)
 {
-    lb_error err = LB_ERROR_INIT;
     conn_ud *u = check_conn(L);
-    const char *sql = sql_arg(L, 2, &err);
-    int n;
-    if (!sql)
-        return lb_bind_fail(L, &err);
-    lua_settop(L, 4);
-    (void)exec_flags(L, 4); /* checked; inside a transaction nothing is retried */
-    n = push_param_array(L, 3);
-    return run_query(L, u->pool, u->conn, sql, 5, n, 0);
+    return lb_bind_query_params(L, u->pool, u->conn, 0);
 }
 
 static int conn_exec_script(lua_State *L)

@@ -8,10 +8,11 @@
 /* Up to this many parameters need no malloc at all (the arrays live inside lb_params). */
 #define LB_PARAMS_INLINE 8
 
-/* Parameters for PQexecParams/lb_conn_exec. Strings borrowed from the Lua stack (plain strings,
- * and the strings inside json/array/bytea wrappers) stay valid while the values stay on the stack;
- * converted values live in `storage` or the inline number buffers (owned, freed by
- * lb_params_free). The pointers may point into the struct itself: do not copy an lb_params. */
+/* A statement's parameters, and the lb_query that runs them (`query`). Strings borrowed from the
+ * Lua stack (plain strings, and the strings inside json/array/bytea wrappers) stay valid while
+ * the values stay on the stack; converted values live in `storage` or the inline number buffers
+ * (owned, freed by lb_params_free). The pointers may point into the struct itself: do not copy an
+ * lb_params (copying its `query` is fine). */
 typedef struct lb_params {
     int n;
     Oid *types;
@@ -26,10 +27,12 @@ typedef struct lb_params {
     int formats_[LB_PARAMS_INLINE];
     char *storage_[LB_PARAMS_INLINE];
     char numbers_[LB_PARAMS_INLINE][32]; /* text of number parameters $1..$8 */
+    lb_query query; /* sql and the arrays above, for lb_*_exec and lb_*_pipeline */
 } lb_params;
 
-/* Reads the n Lua values at stack indices first..first+n-1. Returns 0, or -1 with err set
- * (kind query, not retriable) naming the bad parameter ($k); on failure nothing is left to free.
+/* Reads the n Lua values at stack indices first..first+n-1 as the parameters of sql (borrowed:
+ * p->query.sql is sql). Returns 0, or -1 with err set (kind query, not retriable) naming the bad
+ * parameter ($k); on failure nothing is left to free.
  * Never raises a Lua error and never calls metamethods. Conversions:
  *   nil, lakebase.null (NULL light userdata)   SQL NULL
  *   boolean                                    bool (16), 't'/'f'
@@ -42,7 +45,8 @@ typedef struct lb_params {
  *                                              table elements go as JSON, lakebase.bytea as bytes
  *   lakebase.bytea(s)                          bytea (17), binary format, exact length
  *   plain table, function, userdata, thread    error */
-int lb_params_collect(lua_State *L, int first, int n, lb_params *p, lb_error *err);
+int lb_params_collect(lua_State *L, const char *sql, int first, int n, lb_params *p,
+                      lb_error *err);
 void lb_params_free(lb_params *p);
 
 /* Pushes the rows of res as an array of tables keyed by column name (decoded by type OID),
@@ -68,6 +72,10 @@ size_t lb_array_length(lua_State *L, int idx);
 /* idx as a positive stack index. */
 int lb_abs_index(lua_State *L, int idx);
 
+/* query_params (bind_pool.c) of the pool, of conn, or of the pinned connection pin (nonzero):
+ * sql at stack index 2, the params array (.n, may be nil) at 3, opts at 4; rows are streamed and
+ * decoded by the same code for all three. Pushes the rows or nil, err. */
+int lb_bind_query_params(lua_State *L, lb_pool *pool, lb_conn *conn, lb_pin_id pin);
 /* Runs the pipeline at idx (bind_pool.c) on conn, on the pinned connection pin (nonzero), or on
  * the pool; pushes the results array or nil, err (err.statement = index that failed). */
 int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin_id pin);

@@ -88,7 +88,7 @@ static long count_rows(lb_pool *p)
         lb_error_clear(&err);
         return -1;
     }
-    r = lb_conn_exec(c, "select count(*) from lakebase_test_pin", 0, NULL, NULL, NULL, NULL, &err);
+    r = lb_conn_exec(c, &(lb_query){ .sql = "select count(*) from lakebase_test_pin" }, &err);
     if (r) {
         n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);

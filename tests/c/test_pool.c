@@ -63,12 +63,12 @@ static int add_one(lb_pool *p, lb_conn *c, int v, lb_error *err)
 {
     char buf[16];
     const char *values[1];
+    const lb_query q = { .sql = "select $1::int + 1", .nparams = 1, .values = values };
     PGresult *res;
     int good;
     snprintf(buf, sizeof buf, "%d", v);
     values[0] = buf;
-    res = c ? lb_conn_exec(c, "select $1::int + 1", 1, NULL, values, NULL, NULL, err)
-            : lb_pool_exec(p, "select $1::int + 1", 1, NULL, values, NULL, NULL, err);
+    res = c ? lb_conn_exec(c, &q, err) : lb_pool_exec(p, &q, err);
     if (!res)
         return 0;
     good = PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) == v + 1;
@@ -311,7 +311,7 @@ static void test_defer_pipeline(void)
     lb_error err = LB_ERROR_INIT;
     lb_pool *p = pool_for("1", "5", "lb_c_pipeline");
     const char *one[1] = { "1" }, *two[1] = { "2" };
-    lb_pipe_stmt q[3];
+    lb_query q[3];
     PGresult *res[3];
     PGresult *r;
     lb_conn *c;
@@ -322,7 +322,8 @@ static void test_defer_pipeline(void)
     c = lb_pool_checkout(p, &err);
     ok(c && lb_conn_defer(c, "BEGIN", &err) == 0 && !lb_conn_in_transaction(c),
        "a deferred BEGIN sends nothing");
-    r = c ? lb_conn_exec(c, "SELECT $1::int AS v", 1, NULL, one, NULL, NULL, &err) : NULL;
+    r = c ? lb_conn_exec(c, &(lb_query){ .sql = "SELECT $1::int AS v", .nparams = 1, .values = one },
+                          &err) : NULL;
     ok(r && strcmp(PQgetvalue(r, 0, 0), "1") == 0 && lb_conn_in_transaction(c),
        "it travels with the next statement");
     PQclear(r);
@@ -331,7 +332,7 @@ static void test_defer_pipeline(void)
     ok(c && lb_conn_defer(c, "BEGIN", &err) == 0, "deferred again");
     lb_pool_checkin(p, c); /* never sent: dropped at checkin */
     c = lb_pool_checkout(p, &err);
-    r = c ? lb_conn_exec(c, "SELECT 1", 0, NULL, NULL, NULL, NULL, &err) : NULL;
+    r = c ? lb_conn_exec(c, &(lb_query){ .sql = "SELECT 1" }, &err) : NULL;
     ok(r && !lb_conn_in_transaction(c), "a deferred statement nothing followed is dropped");
     PQclear(r);
 
@@ -376,6 +377,8 @@ static void test_terminated(void)
     PGresult *res;
     char pid[16];
     const char *values[1] = { pid };
+    const lb_query terminate = { .sql = "select pg_terminate_backend($1::int)", .nparams = 1,
+                                 .values = values };
     lb_pool_stats st;
     int dead;
 
@@ -384,7 +387,7 @@ static void test_terminated(void)
     c = lb_pool_checkout(p, &err);
     snprintf(pid, sizeof pid, "%d", c ? PQbackendPID(lb_conn_pg(c)) : 0);
     lb_pool_checkin(p, c);
-    res = lb_pool_exec(admin, "select pg_terminate_backend($1::int)", 1, NULL, values, NULL, NULL, &err);
+    res = lb_pool_exec(admin, &terminate, &err);
     ok(res && strcmp(PQgetvalue(res, 0, 0), "t") == 0, "terminated backend %s", pid);
     PQclear(res);
     sleep_s(0.1);
@@ -398,7 +401,7 @@ static void test_terminated(void)
      * checkin drops the connection */
     c = lb_pool_checkout(p, &err);
     snprintf(pid, sizeof pid, "%d", c ? PQbackendPID(lb_conn_pg(c)) : 0);
-    res = lb_pool_exec(admin, "select pg_terminate_backend($1::int)", 1, NULL, values, NULL, NULL, &err);
+    res = lb_pool_exec(admin, &terminate, &err);
     PQclear(res);
     sleep_s(0.1);
     dead = c && !add_one(p, c, 1, &err);
@@ -513,7 +516,7 @@ static void *storm_run(void *arg)
     storm *st = arg;
     lb_error err = LB_ERROR_INIT;
     double t0 = now();
-    PGresult *res = lb_pool_exec(st->pool, "select 1", 0, NULL, NULL, NULL, NULL, &err);
+    PGresult *res = lb_pool_exec(st->pool, &(lb_query){ .sql = "select 1" }, &err);
     st->took = now() - t0;
     st->kind = res ? LB_OK : (int)err.kind;
     st->retriable = err.retriable;
@@ -613,7 +616,7 @@ static void *through_run(void *arg)
     double stop = now() + RESTART_SECONDS;
     while (now() < stop) {
         lb_error err = LB_ERROR_INIT;
-        PGresult *res = lb_pool_exec(t->pool, "select 1", 0, NULL, NULL, NULL, NULL, &err);
+        PGresult *res = lb_pool_exec(t->pool, &(lb_query){ .sql = "select 1" }, &err);
         if (res)
             t->ok++;
         else if (err.retriable && err.message && strstr(err.message, "may or may not have run"))

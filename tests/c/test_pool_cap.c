@@ -178,7 +178,7 @@ static void *work(void *arg)
             w->errors++;
             snprintf(w->last_error, sizeof w->last_error, "%s", err.message);
         } else {
-            PGresult *r = lb_conn_exec(c, "select pg_sleep(0.005)", 0, NULL, NULL, NULL, NULL, &err);
+            PGresult *r = lb_conn_exec(c, &(lb_query){ .sql = "select pg_sleep(0.005)" }, &err);
             if (!r) {
                 w->errors++;
                 snprintf(w->last_error, sizeof w->last_error, "%s", err.message);
