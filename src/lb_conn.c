@@ -282,7 +282,7 @@ lb_conn *lb_conn_open(const lb_settings *s, const char *password, double deadlin
     if (verify)
         kw[n] = "sslrootcert", val[n++] = s->sslrootcert ? s->sslrootcert : SYSTEM_CA_BUNDLE;
     kw[n] = "connect_timeout", val[n++] = timeout;
-    kw[n] = "application_name", val[n++] = s->application_name ? s->application_name : "lakebase";
+    kw[n] = "application_name", val[n++] = s->application_name ? s->application_name : LB_DEFAULT_APPLICATION_NAME;
     kw[n] = "client_encoding", val[n++] = "UTF8";
     /* A peer that vanished (network cut, a compute gone without a goodbye) is found by the
      * kernel: keepalive probes on an idle connection, tcp_user_timeout on unacknowledged data. */
@@ -515,6 +515,28 @@ static int lost_without_answer(lb_conn *c, const PGresult *res)
     return !res || (!PQresultErrorField(res, PG_DIAG_SQLSTATE) && PQstatus(c->pg) != CONNECTION_OK);
 }
 
+/* A statement that ended without a final result, or with an error (res, cleared here): whether
+ * it may have run (the connection died with no answer: in doubt unless rows already arrived) or
+ * may safely be sent again (the server was shutting down before it ran: 57P01-57P03, no row
+ * delivered). Returns NULL with err set. */
+static PGresult *statement_failed(lb_conn *c, PGresult *res, int rows_delivered, lb_error *err)
+{
+    int no_answer = lost_without_answer(c, res);
+    if (no_answer)
+        c->in_doubt = !rows_delivered;
+    else {
+        const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        c->retry_safe = !rows_delivered && st &&
+                        (strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+                         strcmp(st, "57P03") == 0);
+    }
+    result_error(c, res, err);
+    if (no_answer)
+        say_in_doubt(err);
+    PQclear(res);
+    return NULL;
+}
+
 /* Collects the results of the statement just sent; returns the first good one or the error. */
 static PGresult *collect(lb_conn *c, lb_error *err)
 {
@@ -545,21 +567,8 @@ static PGresult *collect(lb_conn *c, lb_error *err)
         }
         PQclear(r);
     }
-    if (!res || failed) {
-        int no_answer = lost_without_answer(c, res);
-        if (no_answer)
-            c->in_doubt = 1;
-        else {
-            const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-            c->retry_safe = st && (strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
-                                   strcmp(st, "57P03") == 0);
-        }
-        result_error(c, res, err);
-        if (no_answer)
-            say_in_doubt(err);
-        PQclear(res);
-        return NULL;
-    }
+    if (!res || failed)
+        return statement_failed(c, res, 0, err);
     if (PQstatus(c->pg) != CONNECTION_OK)
         c->broken = 1;
     return res;
@@ -647,22 +656,8 @@ static PGresult *collect_rows(lb_conn *c, lb_rows_fn fn, void *ctx, size_t *deli
         PQclear(r);
     }
     drop_batch(batch, &n);
-    if (!res || failed) {
-        int no_answer = lost_without_answer(c, res);
-        if (no_answer)
-            c->in_doubt = *delivered == 0;
-        else {
-            const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-            c->retry_safe = *delivered == 0 && st &&
-                            (strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
-                             strcmp(st, "57P03") == 0);
-        }
-        result_error(c, res, err);
-        if (no_answer)
-            say_in_doubt(err);
-        PQclear(res);
-        return NULL;
-    }
+    if (!res || failed)
+        return statement_failed(c, res, *delivered > 0, err);
     if (PQstatus(c->pg) != CONNECTION_OK)
         c->broken = 1;
     if (stopped) {
