@@ -144,6 +144,21 @@ describe("lakebase config: options", function()
     assert.matches("token=(set)", tostring(s), 1, true)
   end)
 
+  it("has a field for every row of the option table (core.options) that has a value", function()
+    -- Every text setting given (endpoint auth: no password, instance or client secret with it).
+    local given = { databricks_cli_path = "/opt/databricks", read_host = "r", read_endpoint = "projects/p/branches/b/endpoints/ro",
+      sslrootcert = "/etc/ssl/certs/ca-certificates.crt", application_name = "app", profile = NONE }
+    local s = assert(core.config(opts(given)))
+    local unset = { instance = true, client_id = true, client_secret = true, password = true, profile = true }
+    for _, row in ipairs(core.options) do
+      local key = row.name == "auth_type" and "auth" or row.name
+      if not unset[key] then assert.is_not_nil(s[key], key) end
+      if row.secret and s[key] ~= nil then assert.equal("(set)", s[key], key) end
+    end
+    assert.equal("/opt/databricks", s.databricks_cli_path)
+    assert.equal("token", s.auth)
+  end)
+
   it("coerces a port string and accepts integral numbers", function()
     assert.equal(5433, assert(core.config(opts({ port = "5433" }))).port)
     assert.equal(5434, assert(core.config(opts({ port = 5434 }))).port)

@@ -83,6 +83,9 @@ typedef struct lb_option {
 } lb_option;
 
 /* How a setting is held in lb_settings (lb_option_info.kind). */
+/* What pg_stat_activity shows for a pool without application_name. */
+#define LB_DEFAULT_APPLICATION_NAME "lakebase"
+
 typedef enum lb_option_kind {
     LB_OPT_NONE = 0, /* no field of its own (auth_type decides lb_settings.auth) */
     LB_OPT_TEXT,     /* char * (malloc'd or NULL) */
@@ -137,7 +140,7 @@ typedef struct lb_settings {
     double acquire_timeout; /* seconds */
     double max_lifetime;    /* seconds, 0 = unlimited */
     int statement_timeout;  /* milliseconds, 0 = server default */
-    char *application_name; /* NULL = "lakebase" */
+    char *application_name; /* NULL = LB_DEFAULT_APPLICATION_NAME */
     char *profile;          /* the config-file profile the workspace settings came from, or NULL */
     char *databricks_cli_path; /* the databricks CLI for databricks-cli auth (NULL: "databricks") */
     int prepare;            /* 1 (default): per-connection prepared statement cache */

@@ -236,51 +236,50 @@ static void set_num(lua_State *L, const char *field, double value)
     lua_setfield(L, -2, field);
 }
 
+/* The settings as a Lua table, one field per row of the option table (lb_options): secrets as
+ * "(set)", auth_type as the auth method the settings chose ("auth"), unset text left out. */
 void lb_bind_push_settings(lua_State *L, const lb_settings *s)
 {
-    lua_createtable(L, 0, 30);
-    set_str(L, "host", s->host);
-    set_num(L, "port", s->port);
-    set_str(L, "database", s->database);
-    set_str(L, "user", s->user);
-    set_str(L, "sslmode", lb_sslmode_name(s->sslmode));
-    set_str(L, "sslrootcert", s->sslrootcert);
-    set_str(L, "endpoint", s->endpoint);
-    set_str(L, "instance", s->instance);
-    set_str(L, "databricks_host", s->databricks_host);
-    set_str(L, "auth", lb_auth_name(s->auth));
-    set_str(L, "profile", s->profile);
-    set_str(L, "token", s->token ? "(set)" : NULL);
-    set_str(L, "client_id", s->client_id);
-    set_str(L, "client_secret", s->client_secret ? "(set)" : NULL);
-    set_str(L, "password", s->password ? "(set)" : NULL);
-    set_num(L, "max", s->max);
-    set_num(L, "process_max_connections", s->process_max_connections);
-    set_num(L, "idle_timeout", s->idle_timeout);
-    set_num(L, "connect_timeout", s->connect_timeout);
-    set_num(L, "acquire_timeout", s->acquire_timeout);
-    set_num(L, "max_lifetime", s->max_lifetime);
-    set_num(L, "statement_timeout", s->statement_timeout);
-    set_str(L, "application_name", s->application_name ? s->application_name : "lakebase");
-    lua_pushboolean(L, s->prepare);
-    lua_setfield(L, -2, "prepare");
-    lua_pushboolean(L, s->keepalives);
-    lua_setfield(L, -2, "keepalives");
-    set_num(L, "keepalives_idle", s->keepalives_idle);
-    set_num(L, "keepalives_interval", s->keepalives_interval);
-    set_num(L, "keepalives_count", s->keepalives_count);
-    set_num(L, "tcp_user_timeout", s->tcp_user_timeout);
-    set_num(L, "min_idle", s->min_idle);
-    set_num(L, "slow_query_ms", s->slow_query_ms);
-    set_num(L, "slow_acquire_ms", s->slow_acquire_ms);
-    lua_pushboolean(L, s->prefetch);
-    lua_setfield(L, -2, "prefetch");
-    set_str(L, "read_endpoint", s->read_endpoint);
-    set_str(L, "read_host", s->read_host);
-    if (s->read_host || s->read_endpoint) /* a read side: its port (default: the primary's) */
-        set_num(L, "read_port", s->read_port ? s->read_port : s->port);
-    lua_pushboolean(L, s->fallback_to_primary);
-    lua_setfield(L, -2, "fallback_to_primary");
+    int n, i;
+    const lb_option_info *rows = lb_options(&n);
+
+    lua_createtable(L, 0, n + 2);
+    for (i = 0; i < n; i++) {
+        const lb_option_info *row = &rows[i];
+        const char *at = (const char *)s + row->field;
+        switch (row->kind) {
+        case LB_OPT_NONE:
+            set_str(L, "auth", lb_auth_name(s->auth));
+            break;
+        case LB_OPT_TEXT: {
+            const char *v = *(char *const *)(const void *)at;
+            if (row->secret)
+                v = v ? "(set)" : NULL;
+            else if (!v && at == (const char *)&s->application_name)
+                v = LB_DEFAULT_APPLICATION_NAME; /* what the server is told when none is set */
+            set_str(L, row->name, v);
+            break;
+        }
+        case LB_OPT_INT:
+            if (at == (const char *)&s->read_port) { /* a read side only: default the primary's */
+                if (s->read_host || s->read_endpoint)
+                    set_num(L, row->name, s->read_port ? s->read_port : s->port);
+                break;
+            }
+            set_num(L, row->name, *(const int *)(const void *)at);
+            break;
+        case LB_OPT_NUMBER:
+            set_num(L, row->name, *(const double *)(const void *)at);
+            break;
+        case LB_OPT_BOOL:
+            lua_pushboolean(L, *(const int *)(const void *)at);
+            lua_setfield(L, -2, row->name);
+            break;
+        case LB_OPT_SSLMODE:
+            set_str(L, row->name, lb_sslmode_name(*(const lb_sslmode *)(const void *)at));
+            break;
+        }
+    }
     set_str(L, "cap_key", s->cap_key); /* which pools share process_max_connections (no secret) */
 
     lua_pushlightuserdata(L, (void *)&settings_mt_key);
