@@ -146,7 +146,8 @@ describe("lakebase config: options", function()
 
   it("has a field for every row of the option table (core.options) that has a value", function()
     -- Every text setting given (endpoint auth: no password, instance or client secret with it).
-    local given = { databricks_cli_path = "/opt/databricks", read_host = "r", read_endpoint = "projects/p/branches/b/endpoints/ro",
+    local given = { databricks_cli_path = "/opt/databricks", read_host = "r",
+      read_endpoint = "projects/p/branches/b/endpoints/ro",
       sslrootcert = "/etc/ssl/certs/ca-certificates.crt", application_name = "app", profile = NONE }
     local s = assert(core.config(opts(given)))
     local unset = { instance = true, client_id = true, client_secret = true, password = true, profile = true }
