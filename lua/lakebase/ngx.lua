@@ -33,12 +33,13 @@
 -- `max` permits, up to `acquire_timeout`): a thread-pool thread never waits inside the C pool for a
 -- connection that only a queued call of an open transaction could give back.
 -- luacheck: globals ngx (nginx provides it; ngx.run_worker_thread is newer than luacheck's ngx_lua std)
-local lakebase = require("lakebase")
 local core = require("lakebase.core")
 local dbmod = require("lakebase.db")
 local lblog = require("lakebase.log")
+local json = require("lakebase.json")
+local metrics = require("lakebase.metrics")
 
-local _M = { _VERSION = lakebase._VERSION }
+local _M = { _VERSION = core._VERSION }
 
 local DEFAULT_POOL = "lakebase"
 local DEFAULT_LEASE = 60
@@ -756,9 +757,10 @@ function _M.plain_new(opts)
   for k, v in pairs(opts or {}) do
     o[k] = v
   end
-  o.blocking = true -- the hook in lakebase.new must not route back here
+  o.blocking = true
   o.thread_pool, o.lease = nil, nil
-  return lakebase.new(o)
+  dbmod.install_builder()
+  return dbmod.new(o)
 end
 
 --- Wraps an existing plain db (from lakebase.new) so its calls go through the thread pool.
@@ -862,7 +864,7 @@ end
 function _M.publish_metrics(dict_name)
   local dict, err = metrics_dict(dict_name)
   if not dict then return nil, err end
-  local ok, serr = dict:set("worker:" .. ngx.worker.id(), lakebase.json.encode(core.metrics()))
+  local ok, serr = dict:set("worker:" .. ngx.worker.id(), json.encode(core.metrics()))
   if not ok then
     return nil, make_error("config", "lua_shared_dict '" .. dict_name .. "': " .. tostring(serr))
   end
@@ -888,13 +890,13 @@ function _M.prometheus(dict_name)
   local all = {}
   for id = 0, ngx.worker.count() - 1 do
     local text = dict:get("worker:" .. id)
-    local sets = text and lakebase.json.decode(text)
+    local sets = text and json.decode(text)
     for _, set in ipairs(sets or {}) do
       set.labels = { worker = tostring(id) }
       all[#all + 1] = set
     end
   end
-  return lakebase.metrics.prometheus(all, ngx.now())
+  return metrics.prometheus(all, ngx.now())
 end
 
 return _M
