@@ -773,14 +773,6 @@ static double stale_backoff(int streak, double retry_after)
     return retry_after > d ? retry_after : d;
 }
 
-static void abs_deadline(struct timespec *ts, double mono)
-{
-    ts->tv_sec = (time_t)mono;
-    ts->tv_nsec = (long)((mono - (double)ts->tv_sec) * 1e9);
-    if (ts->tv_nsec >= 1000000000L)
-        ts->tv_nsec = 999999999L;
-}
-
 /* The outcome of a refresh into the cache (under c->mu): the new credential, or the failure and
  * the time of the next attempt. Wakes every waiter. */
 static void refresh_done(lb_credentials *c, int rc, fetched *f, double retry_after, lb_error *ferr)
@@ -900,7 +892,7 @@ int lb_credentials_get(lb_credentials *c, char **token, double *expires_at, lb_e
                 rc = -1;
                 break;
             }
-            abs_deadline(&ts, wait_until);
+            lb_time_timespec(wait_until, &ts);
             pthread_cond_timedwait(&c->cv, &c->mu, &ts);
             continue;
         }
@@ -1001,7 +993,7 @@ int lb_credentials_discover(lb_credentials *c, lb_discovery *out, lb_error *err)
                          "progress", c->instance ? STEP_INSTANCE : STEP_ENDPOINT);
             return -1;
         }
-        abs_deadline(&ts, wait_until);
+        lb_time_timespec(wait_until, &ts);
         pthread_cond_timedwait(&c->cv, &c->mu, &ts);
     }
     if (c->disc.host) {

@@ -590,21 +590,10 @@ static void slot_freed_locked(lb_pool *p)
     }
 }
 
+/* `seconds` from now (at most 1e7: a cond wait far enough, and no overflow) as a timespec. */
 static void deadline_after(struct timespec *ts, double seconds)
 {
-    double whole;
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    if (seconds < 0)
-        seconds = 0;
-    if (seconds > 1e7)
-        seconds = 1e7;
-    whole = (double)(long)seconds;
-    ts->tv_sec += (time_t)whole;
-    ts->tv_nsec += (long)((seconds - whole) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    lb_time_timespec(lb_time_mono() + (seconds < 0 ? 0 : seconds > 1e7 ? 1e7 : seconds), ts);
 }
 
 static void unlink_waiter_locked(lb_pool *p, waiter *me)

@@ -27,6 +27,16 @@ double lb_time_mono(void)
     return clock_seconds(CLOCK_MONOTONIC);
 }
 
+void lb_time_timespec(double mono, struct timespec *ts)
+{
+    if (!(mono > 0))
+        mono = 0;
+    ts->tv_sec = (time_t)mono;
+    ts->tv_nsec = (long)((mono - (double)ts->tv_sec) * 1e9);
+    if (ts->tv_nsec >= 1000000000L)
+        ts->tv_nsec = 999999999L;
+}
+
 double lb_time_wall(void)
 {
     return clock_seconds(CLOCK_REALTIME) + (double)atomic_load(&wall_skew_ns) / 1e9;

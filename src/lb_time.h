@@ -10,6 +10,10 @@ int lb_time_parse_rfc3339(const char *s, double *epoch);
 
 /* Seconds on CLOCK_MONOTONIC: for deadlines and expiry decisions (never jumps). */
 double lb_time_mono(void);
+/* A monotonic time (lb_time_mono's seconds) as the timespec of pthread_cond_timedwait on a
+ * condition variable whose clock is CLOCK_MONOTONIC. */
+struct timespec;
+void lb_time_timespec(double mono, struct timespec *ts);
 /* Seconds since the epoch on the wall clock (plus the test skew below). */
 double lb_time_wall(void);
 /* Sleeps for `seconds` (restarted after signals); non-positive returns at once. */
