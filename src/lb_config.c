@@ -580,17 +580,17 @@ static char *normalise_host(const char *v, const char **why, int *no_echo)
  * (EFBIG when too large). */
 static char *read_file(const char *path, size_t *len)
 {
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
+    lb_buf b;
     struct stat st;
     FILE *f;
+    int e = 0;
     /* O_NONBLOCK: a FIFO or device named as the config file must not hang the caller. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
     if (fd < 0)
         return NULL;
     if (fstat(fd, &st) != 0) {
-        int e = errno;
+        e = errno;
         close(fd);
         errno = e;
         return NULL;
@@ -601,50 +601,39 @@ static char *read_file(const char *path, size_t *len)
         return NULL;
     }
     if (!(f = fdopen(fd, "rb"))) {
-        int e = errno;
+        e = errno;
         close(fd);
         errno = e;
         return NULL;
     }
+    lb_buf_init(&b);
     for (;;) {
         size_t got;
-        if (n == cap) {
-            char *b;
-            if (cap >= MAX_PROFILE_FILE) {
-                explicit_bzero(buf, n);
-                free(buf);
-                fclose(f);
-                errno = EFBIG;
-                return NULL;
-            }
-            cap = cap ? cap * 2 : 4096;
-            if (!(b = realloc(buf, cap + 1))) {
-                if (buf) /* NULL when the very first allocation fails */
-                    explicit_bzero(buf, n);
-                free(buf);
-                fclose(f);
-                errno = ENOMEM;
-                return NULL;
-            }
-            buf = b;
-        }
-        got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
+        if (b.len >= MAX_PROFILE_FILE) {
+            e = EFBIG;
             break;
+        }
+        if (lb_buf_reserve(&b, 4096) != 0) {
+            e = ENOMEM;
+            break;
+        }
+        got = fread(b.data + b.len, 1, b.cap - b.len - 1, f);
+        b.len += got;
+        b.data[b.len] = '\0';
+        if (got == 0) {
+            if (ferror(f))
+                e = errno ? errno : EIO;
+            break;
+        }
     }
-    if (ferror(f)) {
-        int e = errno ? errno : EIO;
-        explicit_bzero(buf, n);
-        free(buf);
-        fclose(f);
+    fclose(f);
+    if (e) {
+        lb_buf_wipe(&b); /* the file holds tokens and client secrets */
         errno = e;
         return NULL;
     }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    *len = b.len;
+    return lb_buf_take(&b);
 }
 
 static const char *getenv_set(const char *name)
