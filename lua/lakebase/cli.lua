@@ -14,6 +14,7 @@
 --
 -- Exit status: 0 ok, 1 failed, 2 usage. Secrets are never printed, except by `token --show`.
 local dotenv = require("lakebase.dotenv")
+local drizzle = require("lakebase.drizzle")
 
 local _M = {}
 
@@ -175,10 +176,7 @@ end
 
 ---------------------------------------------------------------- helpers
 
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-_M.sh_quote = sh_quote
+local sh_quote = drizzle.sh_quote
 
 local function exit_status(ok, how, code)
   -- os.execute / popen:close: 5.1/LuaJIT return a number (wait status); 5.2+ return ok, "exit", code
@@ -608,7 +606,8 @@ function commands.new(ctx, args)
   if not flags then return rest end
   if #rest ~= 1 then return ctx:usage("expected one NAME") end
   local dir = flags["--dir"] or ctx:getenv("LAKEBASE_MIGRATIONS_DIR") or "migrations"
-  os.execute("mkdir -p " .. sh_quote(dir))
+  local made, merr = drizzle.make_dir(dir)
+  if not made then return ctx:fail(merr) end
   local path, err = require("lakebase.migrate").new(dir, rest[1])
   if not path then return ctx:fail(err) end
   ctx:out("created ", path)

@@ -33,6 +33,20 @@ local function read_file(path)
 end
 _M.read_file = read_file
 
+--- s as one word for /bin/sh (single-quoted): for make_dir, lakebase.migrate's folder listing
+-- without LuaFileSystem and the CLI, the places that go through the shell.
+local function sh_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+_M.sh_quote = sh_quote
+
+--- Creates dir and its parents (mkdir -p); true, or nil, a message.
+function _M.make_dir(dir)
+  local ok = os.execute("mkdir -p -- " .. sh_quote(dir))
+  if ok == true or ok == 0 then return true end
+  return nil, "cannot create the folder " .. dir
+end
+
 --- The text drizzle-orm works with: Node's `buffer.toString()` decodes UTF-8 and replaces every
 -- invalid sequence with U+FFFD (WHATWG decoder, maximal subpart), and drizzle hashes and executes
 -- that string. Valid UTF-8 comes back unchanged.

@@ -74,9 +74,7 @@ end
 
 local read_file = drizzle.read_file
 
-local function sh_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local sh_quote = drizzle.sh_quote
 
 local function folder_missing(dir)
   return nil, mkerr({ message = "migrations folder not found: " .. dir })
