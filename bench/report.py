@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns the JSON lines of bench/run.sh into bench/RESULTS.md: medians per peer and workload,
 ratios to raw libpq PQexecParams from the same run, each target next to its figure."""
-import json, statistics, subprocess, sys, platform, datetime
+import json
+import re, statistics, subprocess, sys, platform, datetime
 
 RAW = "libpq PQexecParams"
 HIGHER_IS_BETTER = {"rows/s", "inserts/s", "req/s"}
@@ -116,6 +117,11 @@ def main(path):
       f"{sh('nginx -v 2>&1').replace('nginx version: ', '')} with libnginx-mod-http-lua, wrk {sh('wrk -v 2>&1').split()[1] if len(sh('wrk -v 2>&1').split()) > 1 else '?'}")
     p("- peers: raw libpq in C (`PQexecParams`, and `PQprepare`+`PQexecPrepared`), luasql-postgres "
       "(Debian's lua-sql-postgres; no parameters, values escaped into the SQL), lakebase (`db:query` with $n parameters)")
+    based = sorted({r["peer"].split("(")[1][:-1] for r in rows
+                    if re.fullmatch(r"lakebase (Lua 5\.4|LuaJIT) \([0-9a-f]+\)", r["peer"])})
+    if based:
+        p(f"- `lakebase … ({', '.join(based)})`: lakebase built from that commit (bench/run.sh `BENCH_BASE`, the tree "
+          "before the \"one house\" redesign), driven by the same bench/lua_peers.lua in the same rounds")
     loads = [r["load1"] for r in rows if "load1" in r and r["workload"] in ("W1", "W2", "W3", "W4")]
     if loads:
         p(f"- machine load during W1–W4 (1-minute load average after each run): {min(loads):.2f} to {max(loads):.2f} "
@@ -151,6 +157,15 @@ def main(path):
         r = ratio("W1", lb); target(f"W1 ≤ 1.05× ({interp})", f"{r:.2f}×" if r else "–", r is not None and r <= 1.05 if r else None)
         r = ratio("W2", lb); target(f"W2 ≤ 0.85× ({interp})", f"{r:.2f}×" if r else "–", r <= 0.85 if r else None)
         r = ratio("W4", lb); target(f"W4 ≤ 0.90× ({interp})", f"{r:.2f}×" if r else "–", r <= 0.90 if r else None)
+    # lakebase built from an earlier commit (bench/run.sh BENCH_BASE), run as peers of this run.
+    for interp in ["Lua 5.4", "LuaJIT"]:
+        bases = sorted({k[1] for k in med if re.fullmatch(rf"lakebase {re.escape(interp)} \([0-9a-f]+\)", k[1])})
+        for base in bases:
+            for w in ["W1", "W2", "W3", "W4"]:
+                now, then = ratio(w, f"lakebase {interp}"), ratio(w, base)
+                target(f"{w} no slower than {base.split('(')[1][:-1]} (same run, within 5 %, {interp})",
+                       f"{now:.2f}× vs {then:.2f}× raw ({now / then:.3f})" if now and then else "–",
+                       now / then <= 1.05 if now and then else None)
     v = med.get(("W3", "lakebase Lua 5.4"))
     target("W3 ≥ 1.0 M rows/s (Lua 5.4)", f"{v / 1e6:.2f} M rows/s" if v else "–", v >= 1e6 if v else None)
     q = med.get(("W3", "luasql Lua 5.4"))

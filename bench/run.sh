@@ -68,9 +68,25 @@ server_cpus() { # cpu-list: where the server's next backends run (no-op without 
   taskset -p -c "$1" "$postmaster" >/dev/null 2>&1 || echo "   (could not pin the PostgreSQL server)" >&2
 }
 
+# BENCH_BASE (default 995d6c4, the tree before the "one house" redesign; empty: none): lakebase as
+# built from that commit runs as two more peers, so "no slower than before" is a ratio of one run.
+base_rev=${BENCH_BASE-995d6c4}
+base_dir=$LAKEBASE_RUN_DIR/base
+if [ -n "$base_rev" ]; then
+  mkdir -p "$base_dir" && git archive "$base_rev" | tar -x -C "$base_dir"
+  make -s -C "$base_dir" -j2 build/lua5.4/lakebase/core.so build/luajit/lakebase/core.so >/dev/null
+  base_short=$(git rev-parse --short "$base_rev")
+fi
+
 run_peer() { # peer-id workload
   local interp
   case $1 in
+    base-*) # the same driver (this tree's bench/lua_peers.lua) over the base tree's lakebase
+      interp=${1#*-}
+      LUA_PATH="$base_dir/lua/?.lua;$base_dir/lua/?/init.lua;;" \
+      LUA_CPATH="$LAKEBASE_RUN_DIR/$interp/?.so;$base_dir/build/$interp/?.so;;" \
+        "${pin[@]}" "$interp" bench/lua_peers.lua lakebase "$2" |
+        sed "s/\"peer\":\"lakebase \([^\"]*\)\"/\"peer\":\"lakebase \1 ($base_short)\"/" ;;
     raw-exec) "${pin[@]}" "$LAKEBASE_RUN_DIR/raw_libpq" exec "$2" ;;
     raw-prepared) "${pin[@]}" "$LAKEBASE_RUN_DIR/raw_libpq" prepared "$2" ;;
     luasql-*|lakebase-*)
@@ -82,6 +98,7 @@ run_peer() { # peer-id workload
 }
 
 peers=(raw-exec raw-prepared luasql-lua5.4 luasql-luajit lakebase-lua5.4 lakebase-luajit)
+[ -n "$base_rev" ] && peers+=(base-lua5.4 base-luajit)
 for ((r = 0; r < rounds; r++)); do
   echo "== round $((r + 1))/$rounds"
   for w in W1 W2 W3 W4; do
