@@ -1,7 +1,7 @@
 /* Lua binding of pinned connections (lb_pin.c): the OpenResty bridge keeps a transaction open
  * across ngx.run_worker_thread calls, each of which may run in a different Lua state, so the
  * transaction is named by a plain integer id that any state can pass back.
- *   core.pin_new(opts, lease)          -> id | nil, err
+ *   core.pin_new(opts, lease)          -> id | nil, err   (lease: seconds, default 60)
  *   core.pin_query(id, sql, params)    -> rows | nil, err   (as conn:query_params)
  *   core.pin_exec_script(id, sql [, control]) -> true | nil, err (control: lb_conn_exec_control)
  *   core.pin_defer(id, sql)            -> true | nil, err   (sent with the next statement)
@@ -10,7 +10,7 @@
  *                                         | nil, err  (libpq's transaction status; no round trip)
  *   core.pin_release(id)               -> true  (rolls back what is open, returns the connection)
  *   core.pin_exists(id)                -> boolean (not released or reaped yet)
- *   core.pin_count(), core.pin_reap()  -> integer */
+ *   core.pin_count(), core.pin_reap()  -> integer (leased pins; pins reaped) */
 #include "bind_result.h"
 
 /* Options of the Lua layers (not settings): ignored when reading the settings table. */
@@ -39,7 +39,7 @@ static int pin_new(lua_State *L)
     lb_settings_free(s);
     if (!p)
         return lb_bind_fail(L, &err);
-    id = lb_pin_new(p, lease, &err);
+    id = lb_pin_new(p, lease > 0 ? lease : LB_PIN_DEFAULT_LEASE, &err); /* 0 would be owned */
     if (!id) {
         lb_pool_release(p);
         return lb_bind_fail(L, &err);
