@@ -181,7 +181,8 @@ void lb_pin_give(lb_pin_id id, lb_conn *c)
     pn = find_pin(id);
     if (pn) {
         pn->taken = 0;
-        pn->last_used = now_monotonic();
+        if (pn->lease > 0) /* an owned pin has no lease to restart: no clock read */
+            pn->last_used = now_monotonic();
         if (pn->release_pending)
             done = unlink_pin(id);
     }
