@@ -253,6 +253,7 @@ typedef struct lb_pool_stats {
 /* Process-wide pool for identical settings (same key): reference counted, shared by every
  * caller (every Lua state, every thread). */
 lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err);
+void lb_pool_retain(lb_pool *p); /* one more reference for a holder that already has one */
 void lb_pool_release(lb_pool *p);
 lb_conn *lb_pool_checkout(lb_pool *p, lb_error *err);
 void lb_pool_checkin(lb_pool *p, lb_conn *c); /* a connection in a bad state is discarded */
@@ -349,19 +350,24 @@ typedef struct lb_probe {
 int lb_conn_probe(const lb_settings *s, const char *password, lb_probe *out, lb_error *err);
 
 /* ------------------------------------------------------------------------------------------
- * Pinned connections (lb_pin.c): a transaction that spans several calls from different Lua
- * states/threads (the OpenResty bridge). A pin holds one checked-out connection under an id;
- * pins unused for longer than their lease are rolled back and returned by a reaper.
+ * Pinned connections (lb_pin.c): the one handle of a transaction. A pin holds one checked-out
+ * connection under an id that any Lua state or thread can use: the OpenResty bridge's
+ * transactions span calls from different states, and pool:begin() holds one in a Lua object.
+ * Leased pins unused for longer than their lease are rolled back and returned by a reaper.
  * ---------------------------------------------------------------------------------------- */
 
 typedef uint64_t lb_pin_id;
-/* On success the pin takes over the caller's reference to p (lb_pool_acquire) and releases it
- * with the pin; on failure the caller keeps it. lease_seconds <= 0: the default (60 s). */
+#define LB_PIN_DEFAULT_LEASE 60.0 /* core.pin_new's lease when none is given */
+/* On success the pin takes over the caller's reference to p (lb_pool_acquire, lb_pool_retain)
+ * and releases it with the pin; on failure the caller keeps it. lease_seconds > 0: reaped once
+ * idle (not taken) for longer; <= 0: owned, never reaped: the owner releases it (pool:begin(),
+ * whose transaction may sit idle between statements for as long as the application likes). */
 lb_pin_id lb_pin_new(lb_pool *p, double lease_seconds, lb_error *err); /* 0 on failure */
 lb_conn *lb_pin_take(lb_pin_id id, lb_error *err);  /* exclusive use until lb_pin_give */
 void lb_pin_give(lb_pin_id id, lb_conn *c);
-void lb_pin_release(lb_pin_id id); /* rolls back an open transaction, checks the connection in */
-int lb_pin_count(void);
+/* Rolls back an open transaction, checks the connection in; a taken pin at its holder's give. */
+void lb_pin_release(lb_pin_id id);
+int lb_pin_count(void); /* leased pins (the ones a reaper looks after) */
 int lb_pin_exists(lb_pin_id id); /* 1 while the pin is registered (not released or reaped) */
 /* Releases every pin idle (not taken) for longer than its lease; returns how many. Also run by
  * lb_pin_new and lb_pin_take, so a process that keeps using pins needs no timer. */

@@ -1,21 +1,21 @@
-/* Pinned connections: a process-wide registry id -> checked-out connection, so that a transaction
- * can span several calls made from different Lua states and threads (each OpenResty worker-thread
- * call runs in whichever thread-pool VM is free). One mutex guards the registry; network work
+/* Pinned connections: a process-wide registry id -> checked-out connection, the one handle of a
+ * transaction. The OpenResty bridge names a pin by its id, so a transaction spans calls made from
+ * different Lua states and threads (each worker-thread call runs in whichever thread-pool VM is
+ * free); pool:begin() holds one in a Lua object. One mutex guards the registry; network work
  * (ROLLBACK, checkin) always happens outside it. A pin is used by one caller at a time
- * (take/give); a pin left idle past its lease is rolled back and returned by the reaper. */
+ * (take/give). A leased pin left idle past its lease is rolled back and returned by the reaper; an
+ * owned pin (lease 0) is never reaped: its owner releases it. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 #include "lakebase.h"
-
-#define LB_PIN_DEFAULT_LEASE 60.0
 
 typedef struct pin {
     lb_pin_id id;
     lb_pool *pool;      /* owned reference, released with the pin */
     lb_conn *conn;      /* checked out from pool for the pin's whole life */
     double last_used;   /* monotonic seconds of the last give (or creation) */
-    double lease;
+    double lease;       /* 0: owned, never reaped */
     int taken;          /* a caller holds conn between take and give */
     int release_pending; /* released while taken: finish at give */
     struct pin *next;
@@ -24,7 +24,7 @@ typedef struct pin {
 static pthread_mutex_t pins_lock = PTHREAD_MUTEX_INITIALIZER;
 static pin *pins;          /* singly linked: pins are few (one per open transaction) */
 static lb_pin_id next_id = 1;
-static int pin_total;
+static int leased;         /* pins with a lease: what the reaper looks after (lb_pin_count) */
 
 static double now_monotonic(void)
 {
@@ -42,7 +42,7 @@ static pin *unlink_pin(lb_pin_id id)
             pin *found = *pp;
             *pp = found->next;
             found->next = NULL;
-            pin_total--;
+            leased -= found->lease > 0;
             return found;
         }
     }
@@ -59,10 +59,13 @@ static pin *find_pin(lb_pin_id id)
 }
 
 /* Rolls back whatever the pin left open and gives the connection back (lock NOT held). A failed
- * ROLLBACK leaves the connection in a transaction (or broken): the pool discards it at checkin. */
+ * ROLLBACK leaves the connection in a transaction (or broken): the pool discards it at checkin.
+ * A leased pin's ROLLBACK is a statement of its own (timed, reported: the bridge's and the
+ * reaper's rollbacks); an owned pin goes back as a checked-out connection does, its checkin
+ * rolling back. */
 static void finish_pin(pin *pn)
 {
-    if (lb_conn_in_transaction(pn->conn)) {
+    if (pn->lease > 0 && lb_conn_in_transaction(pn->conn)) {
         lb_error err = LB_ERROR_INIT;
         lb_conn_exec_script(pn->conn, "ROLLBACK", &err);
         lb_error_clear(&err);
@@ -72,17 +75,21 @@ static void finish_pin(pin *pn)
     free(pn);
 }
 
-/* Moves expired idle pins to a private list (lock held). */
-static pin *collect_expired(double now)
+/* Moves expired idle pins to a private list (lock held). No walk while no pin has a lease. */
+static pin *collect_expired(void)
 {
     pin **pp = &pins, *expired = NULL;
+    double now;
+    if (!leased)
+        return NULL;
+    now = now_monotonic();
     while (*pp) {
         pin *it = *pp;
-        if (!it->taken && now - it->last_used > it->lease) {
+        if (it->lease > 0 && !it->taken && now - it->last_used > it->lease) {
             *pp = it->next;
             it->next = expired;
             expired = it;
-            pin_total--;
+            leased--;
         } else {
             pp = &it->next;
         }
@@ -106,7 +113,7 @@ int lb_pin_reap(void)
 {
     pin *expired;
     pthread_mutex_lock(&pins_lock);
-    expired = collect_expired(now_monotonic());
+    expired = collect_expired();
     pthread_mutex_unlock(&pins_lock);
     return finish_list(expired);
 }
@@ -129,25 +136,26 @@ lb_pin_id lb_pin_new(lb_pool *p, double lease_seconds, lb_error *err)
     }
     pn->pool = p;
     pn->conn = c;
-    pn->lease = lease_seconds > 0 ? lease_seconds : LB_PIN_DEFAULT_LEASE;
+    pn->lease = lease_seconds > 0 ? lease_seconds : 0;
     pn->last_used = now_monotonic();
 
     pthread_mutex_lock(&pins_lock);
     pn->id = next_id++;
     pn->next = pins;
     pins = pn;
-    pin_total++;
+    leased += pn->lease > 0;
     pthread_mutex_unlock(&pins_lock);
     return pn->id;
 }
 
+/* The reaper runs under the same lock acquisition: one mutex per take. */
 lb_conn *lb_pin_take(lb_pin_id id, lb_error *err)
 {
-    pin *pn;
+    pin *pn, *expired;
     lb_conn *c = NULL;
 
-    lb_pin_reap();
     pthread_mutex_lock(&pins_lock);
+    expired = collect_expired();
     pn = find_pin(id);
     if (!pn || pn->release_pending)
         lb_error_set(err, LB_ERR_POOL, 0,
@@ -160,6 +168,7 @@ lb_conn *lb_pin_take(lb_pin_id id, lb_error *err)
         c = pn->conn;
     }
     pthread_mutex_unlock(&pins_lock);
+    finish_list(expired);
     return c;
 }
 
@@ -172,7 +181,8 @@ void lb_pin_give(lb_pin_id id, lb_conn *c)
     pn = find_pin(id);
     if (pn) {
         pn->taken = 0;
-        pn->last_used = now_monotonic();
+        if (pn->lease > 0) /* an owned pin has no lease to restart: no clock read */
+            pn->last_used = now_monotonic();
         if (pn->release_pending)
             done = unlink_pin(id);
     }
@@ -202,7 +212,7 @@ int lb_pin_count(void)
 {
     int n;
     pthread_mutex_lock(&pins_lock);
-    n = pin_total;
+    n = leased;
     pthread_mutex_unlock(&pins_lock);
     return n;
 }

@@ -330,7 +330,7 @@ lb_pool *lb_pool_acquire(const lb_settings *s, lb_error *err)
     return p;
 }
 
-static void pool_retain(lb_pool *p)
+void lb_pool_retain(lb_pool *p)
 {
     pthread_mutex_lock(&registry_mu);
     p->refs++;
@@ -842,7 +842,7 @@ lb_conn *lb_pool_checkout(lb_pool *p, lb_error *err)
 {
     lb_conn *c = checkout(p, err);
     if (c)
-        pool_retain(p);
+        lb_pool_retain(p);
     return c;
 }
 

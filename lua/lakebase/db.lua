@@ -4,7 +4,8 @@
 -- OpenResty bridge) can run the same calls elsewhere:
 --   db  → core pool handle:  pool:query(sql, ...), pool:query_params(sql, params),
 --                            pool:exec_script(sql), pool:begin() → conn, pool:stats(), pool:close()
---   tx  → core conn handle:  conn:query / query_params / exec_script, conn:defer(sql) (sent
+--   tx  → core conn handle (a pinned connection, bind_pin.c):
+--                            conn:query / query_params / exec_script, conn:defer(sql) (sent
 --                            with the next statement), conn:exec_script(sql, true) (COMMIT and
 --                            the like: the deferred statements go with it), conn:release()
 --

@@ -5,35 +5,27 @@
  *                                    opts.idempotent: retried also when the connection died after
  *                                    the statement left)
  *   pool:exec_script(sql)            -> true | nil, err
- *   pool:begin()                     -> conn | nil, err   (a checked-out connection)
+ *   pool:begin()                     -> conn | nil, err   (a pinned connection: bind_pin.c)
  *   pool:pipeline(stmts)             -> results | nil, err   (stmts: { {sql, params}, ... },
  *                                       one flight; err.statement: the one that failed)
  *   pool:warm() -> true | nil, err (prefetch the credential, open min_idle connections),
  *   pool:stats(), pool:sweep() (close idle connections past their time), pool:close(),
  *   pool:closed(), tostring(pool)
- *   conn:query / query_params / exec_script as above, conn:in_transaction(), conn:status(),
- *   conn:defer(sql) (sent with the next statement: BEGIN and SAVEPOINT cost no round trip),
- *   conn:exec_script(sql, true) for COMMIT/ROLLBACK/RELEASE (deferred statements travel with it),
- *   conn:release() (rolls back what is open, returns it; also __gc and __close)
- * No lock is held across Lua code: a query's rows are decoded (protected calls) while the server
- * still sends them, on the checked-out connection, outside the pool mutex; the pool handle keeps
- * one reference on the process-wide lb_pool. */
+ * The query path here (run_query, lb_bind_exec_script, lb_bind_pipeline) serves the pool and
+ * the pinned connections of bind_pin.c alike. No lock is held across Lua code: a query's rows
+ * are decoded (protected calls) while the server still sends them, on the checked-out
+ * connection, outside the pool mutex; the pool handle keeps one reference on the process-wide
+ * lb_pool. */
 #include "bind_result.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #define POOL_MT "lakebase.pool"
-#define CONN_MT "lakebase.conn"
 
 typedef struct pool_ud {
     lb_pool *pool; /* NULL once closed */
 } pool_ud;
-
-typedef struct conn_ud {
-    lb_pool *pool; /* holds its own reference while the connection is out */
-    lb_conn *conn; /* NULL once released */
-} conn_ud;
 
 /* Options of the Lua layers, not settings. */
 static const char *const lua_only_options[] = { "thread_pool", "blocking", "lease", "log", NULL };
@@ -43,14 +35,6 @@ static pool_ud *check_pool(lua_State *L)
     pool_ud *u = (pool_ud *)luaL_checkudata(L, 1, POOL_MT);
     if (!u->pool)
         luaL_error(L, "attempt to use a closed lakebase pool");
-    return u;
-}
-
-static conn_ud *check_conn(lua_State *L)
-{
-    conn_ud *u = (conn_ud *)luaL_checkudata(L, 1, CONN_MT);
-    if (!u->conn)
-        luaL_error(L, "attempt to use a released lakebase connection");
     return u;
 }
 
@@ -82,7 +66,7 @@ static int push_param_array(lua_State *L, int idx)
 }
 
 /* The SQL text at idx. libpq would silently cut it at a NUL byte: refuse that instead. */
-static const char *sql_arg(lua_State *L, int idx, lb_error *err)
+const char *lb_sql_arg(lua_State *L, int idx, lb_error *err)
 {
     size_t len;
     const char *sql = luaL_checklstring(L, idx, &len);
@@ -147,11 +131,11 @@ static int stream_rows(void *ctx, PGresult *const *rows, int n)
     return 0;
 }
 
-/* Where a call runs: on conn, on the pinned connection pin (nonzero), or on the pool. */
+/* Where a call runs: on the pinned connection pin (nonzero), or on the pool. */
 typedef struct target {
     lb_pool *pool;
-    lb_conn *conn;
     lb_pin_id pin;
+    lb_conn *conn; /* the pin's, between target_take and target_give */
 } target;
 
 /* A pin names its connection for any Lua state: take it for the call (target_give returns it).
@@ -166,14 +150,14 @@ static int target_take(target *t, lb_error *err)
 
 static void target_give(target *t)
 {
-    if (t->pin && t->conn) {
+    if (t->conn) {
         lb_pin_give(t->pin, t->conn);
         t->conn = NULL;
     }
 }
 
 /* Runs sql with the n values at first.. on the target t; rows are decoded while the server still
- * sends them. flags (LB_EXEC_*) apply on the pool only: on a connection nothing is retried. */
+ * sends them. flags (LB_EXEC_*) apply on the pool only: on a pin nothing is retried. */
 static int run_query(lua_State *L, target t, const char *sql, int first, int n, unsigned flags)
 {
     lb_error err = LB_ERROR_INIT;
@@ -217,13 +201,20 @@ static int run_query(lua_State *L, target t, const char *sql, int first, int n, 
     return 1;
 }
 
-static int run_script(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sql)
+/* exec_script of the pool and of a pin: sql at stack index 2; on a pin, a true third argument
+ * marks a transaction statement (COMMIT, ROLLBACK, RELEASE ...: lb_conn_exec_control). */
+int lb_bind_exec_script(lua_State *L, lb_pool *pool, lb_pin_id pin)
 {
     lb_error err = LB_ERROR_INIT;
-    int control = conn && lua_toboolean(L, 3); /* conn:exec_script(sql, true): COMMIT and the like */
-    int rc = control ? lb_conn_exec_control(conn, sql, &err)
-             : conn  ? lb_conn_exec_script(conn, sql, &err)
-                     : lb_pool_exec_script(pool, sql, &err);
+    target t = { pool, pin, NULL };
+    const char *sql = lb_sql_arg(L, 2, &err);
+    int rc = -1;
+    if (sql && target_take(&t, &err) == 0) {
+        rc = !t.conn                ? lb_pool_exec_script(t.pool, sql, &err)
+             : lua_toboolean(L, 3) ? lb_conn_exec_control(t.conn, sql, &err)
+                                   : lb_conn_exec_script(t.conn, sql, &err);
+        target_give(&t);
+    }
     if (rc != 0)
         return lb_bind_fail(L, &err);
     lua_pushboolean(L, 1);
@@ -231,14 +222,14 @@ static int run_script(lua_State *L, lb_pool *pool, lb_conn *conn, const char *sq
 }
 
 /* Pipelines: the statements at idx (an array of { sql, params }, params an array with .n or
- * nil, checked by the Lua layer) in one flight, on conn or on the pool, or on pinned connection
- * `pin`. Pushes the array of results (each as query returns it) or nil, err where err.statement
- * is the index of the statement that failed. The work arrays are userdata: nothing leaks if Lua
+ * nil, checked by the Lua layer) in one flight, on the pool or on the pinned connection `pin`.
+ * Pushes the array of results (each as query returns it) or nil, err where err.statement is the
+ * index of the statement that failed. The work arrays are userdata: nothing leaks if Lua
  * raises (out of memory) while they are filled. */
-int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin_id pin)
+int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_pin_id pin)
 {
     lb_error err = LB_ERROR_INIT;
-    target t = { pool, conn, pin };
+    target t = { pool, pin, NULL };
     lb_params *params;
     lb_query *q;
     PGresult **res;
@@ -392,14 +383,19 @@ static int probe(lua_State *L)
     return 1;
 }
 
-static int pool_query(lua_State *L)
+/* query of the pool and of a pin: sql at stack index 2, every argument after it is $k. */
+int lb_bind_query(lua_State *L, lb_pool *pool, lb_pin_id pin)
 {
     lb_error err = LB_ERROR_INIT;
-    pool_ud *u = check_pool(L);
-    const char *sql = sql_arg(L, 2, &err);
+    const char *sql = lb_sql_arg(L, 2, &err);
     if (!sql)
         return lb_bind_fail(L, &err);
-    return run_query(L, (target){ u->pool, NULL, 0 }, sql, 3, lua_gettop(L) - 2, 0);
+    return run_query(L, (target){ pool, pin, NULL }, sql, 3, lua_gettop(L) - 2, 0);
+}
+
+static int pool_query(lua_State *L)
+{
+    return lb_bind_query(L, check_pool(L)->pool, 0);
 }
 
 /* opts at idx (nil or a table) into LB_EXEC_* flags. */
@@ -416,12 +412,12 @@ static unsigned exec_flags(lua_State *L, int idx)
     return flags;
 }
 
-/* query_params of the pool, of a checked-out and of a pinned connection (bind_result.h); opts
- * are checked for all three, though on a connection nothing is retried. */
-int lb_bind_query_params(lua_State *L, lb_pool *pool, lb_conn *conn, lb_pin_id pin)
+/* query_params of the pool and of a pinned connection (bind_result.h); opts are checked for
+ * both, though on a pin nothing is retried. */
+int lb_bind_query_params(lua_State *L, lb_pool *pool, lb_pin_id pin)
 {
     lb_error err = LB_ERROR_INIT;
-    const char *sql = sql_arg(L, 2, &err);
+    const char *sql = lb_sql_arg(L, 2, &err);
     unsigned flags;
     int n;
     if (!sql)
@@ -429,38 +425,22 @@ int lb_bind_query_params(lua_State *L, lb_pool *pool, lb_conn *conn, lb_pin_id p
     lua_settop(L, 4);
     flags = exec_flags(L, 4);
     n = push_param_array(L, 3);
-    return run_query(L, (target){ pool, conn, pin }, sql, 5, n, flags);
+    return run_query(L, (target){ pool, pin, NULL }, sql, 5, n, flags);
 }
 
 static int pool_query_params(lua_State *L)
 {
-    return lb_bind_query_params(L, check_pool(L)->pool, NULL, 0);
+    return lb_bind_query_params(L, check_pool(L)->pool, 0);
 }
 
 static int pool_exec_script(lua_State *L)
 {
-    lb_error err = LB_ERROR_INIT;
-    pool_ud *u = check_pool(L);
-    const char *sql = sql_arg(L, 2, &err);
-    if (!sql)
-        return lb_bind_fail(L, &err);
-    return run_script(L, u->pool, NULL, sql);
+    return lb_bind_exec_script(L, check_pool(L)->pool, 0);
 }
 
 static int pool_begin(lua_State *L)
 {
-    lb_error err = LB_ERROR_INIT;
-    pool_ud *u = check_pool(L);
-    conn_ud *cu = (conn_ud *)lua_newuserdata(L, sizeof *cu);
-    cu->pool = NULL;
-    cu->conn = NULL;
-    luaL_getmetatable(L, CONN_MT);
-    lua_setmetatable(L, -2);
-    cu->conn = lb_pool_checkout(u->pool, &err);
-    if (!cu->conn)
-        return lb_bind_fail(L, &err);
-    cu->pool = u->pool; /* the checkout holds a pool reference until checkin */
-    return 1;
+    return lb_bind_begin(L, check_pool(L)->pool);
 }
 
 static void set_int(lua_State *L, const char *k, double v)
@@ -478,7 +458,7 @@ static void set_int(lua_State *L, const char *k, double v)
 static int pool_pipeline(lua_State *L)
 {
     pool_ud *u = check_pool(L);
-    return lb_bind_pipeline(L, 2, u->pool, NULL, 0);
+    return lb_bind_pipeline(L, 2, u->pool, 0);
 }
 
 static int pool_stats(lua_State *L)
@@ -547,7 +527,7 @@ static int pool_closed(lua_State *L)
     return 1;
 }
 
-static void push_identity(lua_State *L, const char *what, lb_pool *p, const void *addr)
+void lb_bind_push_identity(lua_State *L, const char *what, lb_pool *p, const void *addr)
 {
     if (!p) {
         lua_pushfstring(L, "%s (closed): %p", what, addr);
@@ -561,106 +541,7 @@ static void push_identity(lua_State *L, const char *what, lb_pool *p, const void
 static int pool_tostring(lua_State *L)
 {
     pool_ud *u = (pool_ud *)luaL_checkudata(L, 1, POOL_MT);
-    push_identity(L, "lakebase.pool", u->pool, u);
-    return 1;
-}
-
-/* ------------------------------------------------------------------------------------------
- * Checked-out connection
- * ---------------------------------------------------------------------------------------- */
-
-static int conn_query(lua_State *L)
-{
-    lb_error err = LB_ERROR_INIT;
-    conn_ud *u = check_conn(L);
-    const char *sql = sql_arg(L, 2, &err);
-    if (!sql)
-        return lb_bind_fail(L, &err);
-    return run_query(L, (target){ u->pool, u->conn, 0 }, sql, 3, lua_gettop(L) - 2, 0);
-}
-
-static int conn_query_params(lua_State *L)
-{
-    conn_ud *u = check_conn(L);
-    return lb_bind_query_params(L, u->pool, u->conn, 0);
-}
-
-static int conn_exec_script(lua_State *L)
-{
-    lb_error err = LB_ERROR_INIT;
-    conn_ud *u = check_conn(L);
-    const char *sql = sql_arg(L, 2, &err);
-    if (!sql)
-        return lb_bind_fail(L, &err);
-    return run_script(L, u->pool, u->conn, sql);
-}
-
-static int conn_defer(lua_State *L)
-{
-    lb_error err = LB_ERROR_INIT;
-    conn_ud *u = check_conn(L);
-    const char *sql = sql_arg(L, 2, &err);
-    if (!sql || lb_conn_defer(u->conn, sql, &err) != 0)
-        return lb_bind_fail(L, &err);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int conn_pipeline(lua_State *L)
-{
-    conn_ud *u = check_conn(L);
-    return lb_bind_pipeline(L, 2, u->pool, u->conn, 0);
-}
-
-static int conn_in_transaction(lua_State *L)
-{
-    conn_ud *u = check_conn(L);
-    lua_pushboolean(L, lb_conn_in_transaction(u->conn));
-    return 1;
-}
-
-/* The server's transaction status: "idle", "active", "transaction" or "failed" (an earlier
- * statement failed: only ROLLBACK works), "unknown" when the connection is gone. */
-static int conn_status(lua_State *L)
-{
-    conn_ud *u = check_conn(L);
-    switch (PQtransactionStatus(lb_conn_pg(u->conn))) {
-    case PQTRANS_IDLE:
-        lua_pushliteral(L, "idle");
-        break;
-    case PQTRANS_ACTIVE:
-        lua_pushliteral(L, "active");
-        break;
-    case PQTRANS_INTRANS:
-        lua_pushliteral(L, "transaction");
-        break;
-    case PQTRANS_INERROR:
-        lua_pushliteral(L, "failed");
-        break;
-    default:
-        lua_pushliteral(L, "unknown");
-        break;
-    }
-    return 1;
-}
-
-/* Checkin rolls back an open transaction (or discards a broken connection). Idempotent. */
-static int conn_release(lua_State *L)
-{
-    conn_ud *u = (conn_ud *)luaL_checkudata(L, 1, CONN_MT);
-    if (u->conn) {
-        lb_conn *c = u->conn;
-        u->conn = NULL;
-        lb_pool_checkin(u->pool, c);
-        u->pool = NULL;
-    }
-    return 0;
-}
-
-static int conn_tostring(lua_State *L)
-{
-    conn_ud *u = (conn_ud *)luaL_checkudata(L, 1, CONN_MT);
-    push_identity(L, "lakebase.conn", u->conn ? u->pool : NULL, u);
+    lb_bind_push_identity(L, "lakebase.pool", u->pool, u);
     return 1;
 }
 
@@ -683,20 +564,8 @@ static const luaL_Reg pool_methods[] = {
     { NULL, NULL },
 };
 
-static const luaL_Reg conn_methods[] = {
-    { "defer", conn_defer },
-    { "exec_script", conn_exec_script },
-    { "in_transaction", conn_in_transaction },
-    { "pipeline", conn_pipeline },
-    { "query", conn_query },
-    { "query_params", conn_query_params },
-    { "release", conn_release },
-    { "status", conn_status },
-    { NULL, NULL },
-};
-
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
-                      lua_CFunction tostring)
+void lb_bind_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                       lua_CFunction tostring)
 {
     luaL_newmetatable(L, name);
     lua_newtable(L);
@@ -715,8 +584,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 
 void lb_bind_pool(lua_State *L)
 {
-    new_class(L, POOL_MT, pool_methods, pool_close, pool_tostring);
-    new_class(L, CONN_MT, conn_methods, conn_release, conn_tostring);
+    lb_bind_new_class(L, POOL_MT, pool_methods, pool_close, pool_tostring);
     lua_pushcfunction(L, pool_new);
     lua_setfield(L, -2, "pool_new");
     lua_pushcfunction(L, probe);

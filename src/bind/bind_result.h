@@ -72,12 +72,29 @@ size_t lb_array_length(lua_State *L, int idx);
 /* idx as a positive stack index. */
 int lb_abs_index(lua_State *L, int idx);
 
-/* query_params (bind_pool.c) of the pool, of conn, or of the pinned connection pin (nonzero):
- * sql at stack index 2, the params array (.n, may be nil) at 3, opts at 4; rows are streamed and
- * decoded by the same code for all three. Pushes the rows or nil, err. */
-int lb_bind_query_params(lua_State *L, lb_pool *pool, lb_conn *conn, lb_pin_id pin);
-/* Runs the pipeline at idx (bind_pool.c) on conn, on the pinned connection pin (nonzero), or on
- * the pool; pushes the results array or nil, err (err.statement = index that failed). */
-int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_conn *conn, lb_pin_id pin);
+/* The query path of the pool and of the pinned connections (bind_pool.c): each call runs on the
+ * pinned connection pin when it is nonzero (taken for the call, given back), else on the pool,
+ * and pushes its results or nil, err. Rows are streamed and decoded by the same code for both. */
+/* The SQL text at idx; NULL with err set when it holds a NUL byte (libpq would cut it there). */
+const char *lb_sql_arg(lua_State *L, int idx, lb_error *err);
+/* query: sql at stack index 2, every argument after it is $k. */
+int lb_bind_query(lua_State *L, lb_pool *pool, lb_pin_id pin);
+/* query_params: sql at stack index 2, the params array (.n, may be nil) at 3, opts at 4. */
+int lb_bind_query_params(lua_State *L, lb_pool *pool, lb_pin_id pin);
+/* exec_script: sql at stack index 2; on a pin a true third argument runs it as a transaction
+ * statement (lb_conn_exec_control). Pushes true or nil, err. */
+int lb_bind_exec_script(lua_State *L, lb_pool *pool, lb_pin_id pin);
+/* The pipeline at idx; err.statement = index that failed. */
+int lb_bind_pipeline(lua_State *L, int idx, lb_pool *pool, lb_pin_id pin);
+
+/* pool:begin() (bind_pin.c): pins a connection of pool (owned: never reaped) and pushes its
+ * handle, or nil, err. */
+int lb_bind_begin(lua_State *L, lb_pool *pool);
+
+/* Handle classes (bind_pool.c): a metatable with methods as __index, gc as __gc and __close. */
+void lb_bind_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                       lua_CFunction tostring);
+/* "what (user@host:port/database): addr", or "what (closed): addr" when p is NULL. */
+void lb_bind_push_identity(lua_State *L, const char *what, lb_pool *p, const void *addr);
 
 #endif

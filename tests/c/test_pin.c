@@ -1,7 +1,8 @@
 /* Pinned connections (lb_pin.c) from C against the fixtures' PostgreSQL (password auth as the
  * admin): a transaction spanning calls, exclusive take/give, release while taken (deferred to the
- * holder's give), the lease reaper (never a taken pin), threads sharing one pin and many pins at
- * once, and that every connection goes back to the pool rolled back. TAP output; without the
+ * holder's give), the lease reaper (never a taken pin), owned pins (lease 0: never reaped, not
+ * counted), threads sharing one pin and many pins at once, and that every connection goes back to
+ * the pool rolled back. TAP output; without the
  * fixtures' env everything is skipped. */
 #include <pthread.h>
 #include <stdarg.h>
@@ -251,6 +252,24 @@ int main(void)
     ok(!c && !lb_pin_exists(id2) && lb_pin_count() == 0, "lb_pin_take runs the reaper too");
     lb_error_clear(&err);
     ok(in_use(p) == 0, "reaped connections are back in the pool");
+
+    /* an owned pin (lease 0, pool:begin()): never reaped, not counted among the leased */
+    id = new_pin(0);
+    id2 = new_pin(0.2);
+    ok(id != 0 && lb_pin_exists(id) && lb_pin_count() == 1, "an owned pin is not counted");
+    ok(run(id, "BEGIN") == 0 && run(id, "insert into lakebase_test_pin values (5)") == 0,
+       "an owned pin runs a transaction");
+    sleep_s(0.35);
+    ok(lb_pin_reap() == 1 && lb_pin_exists(id) && !lb_pin_exists(id2),
+       "the reaper takes the leased pin, never the owned one");
+    c = lb_pin_take(id, &err);
+    ok(c && lb_conn_in_transaction(c), "the owned pin's transaction is still open");
+    lb_error_clear(&err);
+    if (c)
+        lb_pin_give(id, c);
+    lb_pin_release(id);
+    ok(!lb_pin_exists(id) && in_use(p) == 0 && count_rows(p) == 0,
+       "releasing an owned pin rolls back and checks the connection in");
 
     /* threads sharing one pin */
     id = new_pin(30);
