@@ -5,10 +5,11 @@
  * (ROLLBACK, checkin) always happens outside it. A pin is used by one caller at a time
  * (take/give). A leased pin left idle past its lease is rolled back and returned by the reaper; an
  * owned pin (lease 0) is never reaped: its owner releases it. */
+#include "lakebase.h"
+#include "lb_time.h"
+
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
-#include "lakebase.h"
 
 typedef struct pin {
     lb_pin_id id;
@@ -25,13 +26,6 @@ static pthread_mutex_t pins_lock = PTHREAD_MUTEX_INITIALIZER;
 static pin *pins;          /* singly linked: pins are few (one per open transaction) */
 static lb_pin_id next_id = 1;
 static int leased;         /* pins with a lease: what the reaper looks after (lb_pin_count) */
-
-static double now_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Unlinks and returns the pin with this id (lock held), or NULL. */
 static pin *unlink_pin(lb_pin_id id)
@@ -82,7 +76,7 @@ static pin *collect_expired(void)
     double now;
     if (!leased)
         return NULL;
-    now = now_monotonic();
+    now = lb_time_mono();
     while (*pp) {
         pin *it = *pp;
         if (it->lease > 0 && !it->taken && now - it->last_used > it->lease) {
@@ -137,7 +131,7 @@ lb_pin_id lb_pin_new(lb_pool *p, double lease_seconds, lb_error *err)
     pn->pool = p;
     pn->conn = c;
     pn->lease = lease_seconds > 0 ? lease_seconds : 0;
-    pn->last_used = now_monotonic();
+    pn->last_used = lb_time_mono();
 
     pthread_mutex_lock(&pins_lock);
     pn->id = next_id++;
@@ -182,7 +176,7 @@ void lb_pin_give(lb_pin_id id, lb_conn *c)
     if (pn) {
         pn->taken = 0;
         if (pn->lease > 0) /* an owned pin has no lease to restart: no clock read */
-            pn->last_used = now_monotonic();
+            pn->last_used = lb_time_mono();
         if (pn->release_pending)
             done = unlink_pin(id);
     }
