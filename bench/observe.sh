@@ -6,12 +6,13 @@
 #        (BENCH_OBS=1 in bench/lua_peers.lua; the /bench/lakebase_obs route under nginx)
 #   off: BENCH_OBS_BASE (default 212342a: main just before observability merged, no metrics, no
 #        hooks), built into the run directory
-# BENCH_OBS_ROUNDS rounds (default 5): a 3 % target needs more rounds than the 3 of the others.
+# BENCH_OBS_ROUNDS rounds (default 9) of W5 runs of BENCH_OBS_WRK_DURATION (default 8 s): single
+# rounds differ by up to ±20 % here, and the target is 3 %.
 # Needs the fixtures and the PG* variables of bench/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-rounds=${BENCH_OBS_ROUNDS:-5}
+rounds=${BENCH_OBS_ROUNDS:-9}
 build=${BUILD:-build}
 run_dir=${LAKEBASE_RUN_DIR:?bench/run.sh sets it}
 base_rev=${BENCH_OBS_BASE:-212342a}
@@ -30,7 +31,7 @@ w1() { # tree interp obs label
 
 w5() { # tree route label
   (cd "$1" && BUILD=build BENCH_ROUNDS=1 BENCH_W5_ROUTES=$2 BENCH_W5_PING=0 BENCH_W5_THREADS=0 \
-    BENCH_WRK_DURATION=${BENCH_OBS_WRK_DURATION:-5s} bash bench/nginx.sh 2>/dev/null) |
+    BENCH_WRK_DURATION=${BENCH_OBS_WRK_DURATION:-8s} bash bench/nginx.sh 2>/dev/null) |
     sed -e "s/\"workload\": \"W5\"/\"workload\": \"W5-obs\"/" -e "s/\"peer\": \"[^\"]*\"/\"peer\": \"lakebase LuaJIT (nginx, $3)\"/"
 }
 

@@ -108,7 +108,8 @@ def main(path):
     p("# lakebase benchmarks")
     p("")
     p(f"Run {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')} by `make bench` (bench/run.sh); medians of "
-      f"{max((r.get('round', 0) for r in rows), default=0) + 1} interleaved rounds, peer order rotated each round.")
+      f"{max((r.get('round', 0) for r in rows if r['workload'] in ('W1', 'W2', 'W3', 'W4')), default=0) + 1} interleaved "
+      "rounds (observability: its own count, below), peer order rotated each round.")
     p("")
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
     p(f"- machine: {cpu}, {sh('nproc')} cores, {platform.system()} {platform.release()}")
