@@ -38,7 +38,7 @@ describe("layers", function()
     local offenders = {}
     for _, name in ipairs(files("src", "%.[ch]$")) do
       local text = read("src/" .. name)
-      if text:find('#include%s*[<"]l[a-z]*%.h[>"]') and text:find('#include%s*[<"]lua') then
+      if text:find('#include%s*[<"]lua') or text:find('#include%s*[<"]lauxlib') then
         offenders[#offenders + 1] = name
       end
     end
